@@ -1,0 +1,401 @@
+//! A [`Backend`]: one store, with the settings every call on it shares (key prefix, time
+//! bound). This is where a lock is acquired and where every store call is bounded in time.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tracing::Instrument as _;
+
+use crate::{
+    error::LockError,
+    guard::LockGuard,
+    options::LockOptions,
+    store::{MemoryStore, RedisStore, Store, StoreFuture},
+    token::Token,
+};
+
+/// The prefix put before every lock name unless configured otherwise.
+pub const DEFAULT_PREFIX: &str = "lock:";
+/// The time bound on one store call unless configured otherwise.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// First and longest pause between two tries while a lock is busy.
+const FIRST_RETRY: Duration = Duration::from_millis(2);
+const LONGEST_RETRY: Duration = Duration::from_millis(50);
+
+/// A lock store plus the settings shared by every lock taken in it. Cheap to clone.
+///
+/// Register it with [`init`](crate::init) or [`register`](crate::register) so that
+/// [`acquire`](crate::acquire) and `#[distributed_lock]` find it, or call
+/// [`Backend::acquire`] on it directly.
+///
+/// Lock names are stored as `{prefix}{{name}}` (for example `lock:{order:7}`): the prefix
+/// keeps lock keys apart from application keys, and the braces are a Redis Cluster hash tag,
+/// so every key belonging to one lock lands in one slot.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), lock_runtime::LockError> {
+/// use lock_runtime::{Backend, LockOptions};
+/// use std::time::Duration;
+///
+/// let backend = Backend::builder()
+///     .prefix("billing:lock:")
+///     .op_timeout(Duration::from_millis(500))
+///     .connect("memory://")
+///     .await?;
+/// let options = LockOptions::new(Duration::from_secs(10));
+/// let guard = backend.acquire("invoice:42", &options).await?;
+/// assert!(backend.acquire("invoice:42", &options).await.unwrap_err().is_busy());
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Backend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Box<dyn Store>,
+    prefix: Box<str>,
+    op_timeout: Duration,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("store", &self.inner.store)
+            .field("prefix", &self.inner.prefix)
+            .field("op_timeout", &self.inner.op_timeout)
+            .finish()
+    }
+}
+
+/// Settings for a [`Backend`]; finish with [`memory`](Self::memory),
+/// [`redis`](Self::redis), [`connect`](Self::connect) or [`store`](Self::store).
+///
+/// ```
+/// use lock_runtime::Backend;
+/// use std::time::Duration;
+///
+/// let backend = Backend::builder().prefix("app:locks:").memory()?;
+/// # Ok::<(), lock_runtime::LockError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct BackendBuilder {
+    prefix: String,
+    op_timeout: Duration,
+}
+
+impl Default for BackendBuilder {
+    fn default() -> Self {
+        Self {
+            prefix: DEFAULT_PREFIX.to_owned(),
+            op_timeout: DEFAULT_OP_TIMEOUT,
+        }
+    }
+}
+
+impl BackendBuilder {
+    /// The text put before every lock name ([`DEFAULT_PREFIX`] by default). It may not
+    /// contain `{` or `}`, which Redis Cluster reads as a hash tag.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The longest time one store call may take ([`DEFAULT_OP_TIMEOUT`] by default). A call
+    /// that takes longer fails with [`LockError::Timeout`].
+    #[must_use]
+    pub fn op_timeout(mut self, bound: Duration) -> Self {
+        self.op_timeout = bound;
+        self
+    }
+
+    /// An in-memory backend: locks shared by the tasks of this process only.
+    pub fn memory(self) -> Result<Backend, LockError> {
+        self.store(MemoryStore::new())
+    }
+
+    /// Connects to Redis at `url` (`redis://`, `rediss://`, `redis+unix://` or `unix://`),
+    /// within the time bound.
+    pub async fn redis(self, url: &str) -> Result<Backend, LockError> {
+        self.check()?;
+        if url.starts_with("rediss://") {
+            return Err(LockError::invalid(
+                "`rediss://` (TLS) is not supported yet; use `redis://` or `redis+unix://`",
+            ));
+        }
+        let store = RedisStore::connect(url, self.op_timeout).await?;
+        self.store(store)
+    }
+
+    /// Opens the backend a URL names: `memory://` for [`memory`](Self::memory), any Redis URL
+    /// for [`redis`](Self::redis).
+    pub async fn connect(self, url: &str) -> Result<Backend, LockError> {
+        match url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("memory") => self.memory(),
+            Some("redis" | "rediss" | "redis+unix" | "unix") => self.redis(url).await,
+            _ => Err(LockError::invalid(format!(
+                "unsupported lock store URL `{url}`: expected `memory://`, `redis://host:port`, \
+                 `rediss://host:port` or `redis+unix:///path`"
+            ))),
+        }
+    }
+
+    /// A backend over a [`Store`] of your own.
+    pub fn store(self, store: impl Store) -> Result<Backend, LockError> {
+        self.check()?;
+        Ok(Backend {
+            inner: Arc::new(Inner {
+                store: Box::new(store),
+                prefix: self.prefix.into_boxed_str(),
+                op_timeout: self.op_timeout,
+            }),
+        })
+    }
+
+    fn check(&self) -> Result<(), LockError> {
+        if self.prefix.contains(['{', '}']) {
+            return Err(LockError::invalid(format!(
+                "key prefix `{}` may not contain `{{` or `}}`",
+                self.prefix
+            )));
+        }
+        if self.op_timeout.is_zero() {
+            return Err(LockError::invalid(
+                "the store call time bound must not be zero",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Backend {
+    /// Settings for a backend, to finish with a store.
+    pub fn builder() -> BackendBuilder {
+        BackendBuilder::default()
+    }
+
+    /// An in-memory backend with the default settings.
+    pub fn memory() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store: Box::new(MemoryStore::new()),
+                prefix: DEFAULT_PREFIX.into(),
+                op_timeout: DEFAULT_OP_TIMEOUT,
+            }),
+        }
+    }
+
+    /// Connects to Redis at `url` with the default settings.
+    pub async fn redis(url: &str) -> Result<Self, LockError> {
+        BackendBuilder::default().redis(url).await
+    }
+
+    /// The store key for a lock name: `{prefix}{{name}}`.
+    pub fn key_for(&self, name: &str) -> String {
+        let prefix = &self.inner.prefix;
+        let mut key = String::with_capacity(prefix.len() + name.len() + 2);
+        key.push_str(prefix);
+        key.push('{');
+        key.push_str(name);
+        key.push('}');
+        key
+    }
+
+    /// The lock name inside a key made by [`key_for`](Self::key_for).
+    pub(crate) fn name_in<'k>(&self, key: &'k str) -> &'k str {
+        key.get(self.inner.prefix.len() + 1..key.len().saturating_sub(1))
+            .unwrap_or(key)
+    }
+
+    /// Takes the lock `name`, trying for up to `options.wait_for()` while another owner
+    /// holds it.
+    ///
+    /// Fails with [`LockError::Busy`] when the lock stayed taken, and with
+    /// [`LockError::Backend`] or [`LockError::Timeout`] when the store failed; no call takes
+    /// longer than the wait plus one store time bound.
+    pub async fn acquire(&self, name: &str, options: &LockOptions) -> Result<LockGuard, LockError> {
+        check_request(name, options.ttl())?;
+        let token = Token::generate().map_err(|e| LockError::Backend {
+            operation: "acquire",
+            source: Box::new(e),
+        })?;
+        let key = self.key_for(name);
+        let span = tracing::debug_span!(
+            "lock.acquire",
+            key = name,
+            ttl_ms = options.ttl().as_millis() as u64,
+            wait_ms = options.wait_for().as_millis() as u64,
+        );
+        self.acquire_key(key, token, options).instrument(span).await
+    }
+
+    async fn acquire_key(
+        &self,
+        key: String,
+        token: Token,
+        options: &LockOptions,
+    ) -> Result<LockGuard, LockError> {
+        let started = Instant::now();
+        let deadline = started.checked_add(options.wait_for());
+        let mut pause = FIRST_RETRY;
+        let mut jitter = Jitter::from(&token);
+        loop {
+            let sent_at = Instant::now();
+            let in_flight = InFlight::arm(self, &key, &token);
+            let outcome = self
+                .bounded(
+                    "acquire",
+                    self.inner.store.try_acquire(&key, &token, options.ttl()),
+                )
+                .await;
+            match outcome {
+                Ok(true) => {
+                    in_flight.disarm();
+                    let waited = sent_at - started;
+                    tracing::debug!(outcome = "acquired", waited_us = waited.as_micros() as u64);
+                    // The lease is counted from before the request was sent: a conservative end.
+                    let lease_end = sent_at + options.ttl();
+                    return Ok(LockGuard::new(self.clone(), key, token, lease_end));
+                }
+                Ok(false) => in_flight.disarm(),
+                // The outcome is unknown: `in_flight` deletes the key if it turns out ours.
+                Err(e) => {
+                    tracing::debug!(outcome = "error", error = %e);
+                    return Err(e);
+                }
+            }
+            let now = Instant::now();
+            let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
+            if left.is_zero() {
+                let waited = now - started;
+                tracing::debug!(outcome = "busy", waited_us = waited.as_micros() as u64);
+                return Err(LockError::Busy {
+                    key: self.name_in(&key).to_owned(),
+                    waited,
+                });
+            }
+            tokio::time::sleep(jitter.spread(pause).min(left)).await;
+            pause = (pause * 2).min(LONGEST_RETRY);
+        }
+    }
+
+    /// Runs one store call within the time bound.
+    pub(crate) async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        call: StoreFuture<'_, T>,
+    ) -> Result<T, LockError> {
+        let after = self.inner.op_timeout;
+        match tokio::time::timeout(after, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(source)) => Err(LockError::Backend { operation, source }),
+            Err(_) => Err(LockError::Timeout { operation, after }),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        &*self.inner.store
+    }
+
+    /// Deletes `key` if it holds `token`, on the current Tokio runtime, without waiting.
+    /// Used when a guard is dropped unreleased and when an acquire's outcome is unknown.
+    pub(crate) fn release_in_background(&self, key: String, token: Token) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(
+                key,
+                "no runtime to release on; the lock expires with its TTL"
+            );
+            return;
+        };
+        let backend = self.clone();
+        runtime.spawn(async move {
+            let outcome = backend
+                .bounded("release", backend.store().release(&key, &token))
+                .await;
+            tracing::debug!(key, ?outcome, "background release");
+        });
+    }
+}
+
+fn check_request(name: &str, ttl: Duration) -> Result<(), LockError> {
+    if name.is_empty() {
+        return Err(LockError::invalid("the lock key is empty"));
+    }
+    check_ttl(ttl)
+}
+
+pub(crate) fn check_ttl(ttl: Duration) -> Result<(), LockError> {
+    if ttl < Duration::from_millis(1) {
+        return Err(LockError::invalid(format!(
+            "the lock TTL must be at least 1ms, got {ttl:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Cleans up after an acquire whose outcome is unknown: the request timed out, failed on
+/// the wire, or its future was dropped while the request was in flight. Dropped armed, it
+/// deletes the key in the background if the key turns out to hold our token.
+struct InFlight<'a> {
+    backend: &'a Backend,
+    key: &'a str,
+    token: &'a Token,
+    armed: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn arm(backend: &'a Backend, key: &'a str, token: &'a Token) -> Self {
+        Self {
+            backend,
+            key,
+            token,
+            armed: true,
+        }
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.backend
+                .release_in_background(self.key.to_owned(), *self.token);
+        }
+    }
+}
+
+/// Spreads retry pauses so waiters on one key do not retry in lockstep.
+struct Jitter(u64);
+
+impl From<&Token> for Jitter {
+    fn from(token: &Token) -> Self {
+        let seed = token
+            .as_bytes()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+            });
+        Self(seed | 1)
+    }
+}
+
+impl Jitter {
+    /// A duration between half and all of `pause`.
+    fn spread(&mut self, pause: Duration) -> Duration {
+        // xorshift64
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let fraction = 0.5 + (self.0 >> 11) as f64 / (1u64 << 53) as f64 / 2.0;
+        pause.mul_f64(fraction)
+    }
+}

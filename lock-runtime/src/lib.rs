@@ -1,0 +1,132 @@
+//! Distributed locks as an attribute.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), lock_runtime::LockError> {
+//! use lock_runtime::{Backend, LockOptions};
+//! use std::time::Duration;
+//!
+//! // Once, at start-up: Redis with `Backend::redis("redis://127.0.0.1/").await?`, or
+//! // `lock_runtime::init_from_env().await?` to read the URL from `LOCK_RUNTIME_URL`.
+//! lock_runtime::init(Backend::memory())?;
+//!
+//! // Anywhere: the body runs only while this process holds `order:7`.
+//! let options = LockOptions::new(Duration::from_secs(10)).wait(Duration::from_secs(2));
+//! let receipt = lock_runtime::with_lock("order:7", &options, async { "charged" }).await?;
+//! assert_eq!(receipt, "charged");
+//! # Ok(()) }
+//! ```
+//!
+//! # The protocol
+//!
+//! - **Acquire** is `SET key token NX PX ttl`, with a fresh 128-bit random token per
+//!   acquisition: one round trip.
+//! - **Release** deletes the key only if it still holds our token (a compare-and-delete
+//!   script sent with `EVALSHA`); **extend** resets the TTL under the same check. Neither
+//!   can touch a lock another owner took after our lease ran out, and both tell the caller
+//!   with [`LockError::Lost`].
+//! - Every store call is bounded by the backend's time bound: a dead or paused store gives
+//!   [`LockError::Timeout`] or [`LockError::Backend`], never a hang.
+//! - An acquire whose outcome is unknown (timed out, failed on the wire, or cancelled while
+//!   in flight) deletes the key in the background if it turns out ours, so no lock is left
+//!   orphaned for a whole TTL.
+//!
+//! # What a TTL lock promises
+//!
+//! While the lease lasts, no other owner can take the lock. A holder that stalls past its
+//! TTL (a long pause, a partition) loses the lock without being able to stop itself at
+//! once; [`LockGuard::release`] and [`with_lock`] then report [`LockError::Lost`].
+#![warn(missing_docs)]
+
+mod backend;
+mod error;
+mod guard;
+mod options;
+mod registry;
+pub mod store;
+mod token;
+
+use std::future::Future;
+
+pub use crate::{
+    backend::{Backend, BackendBuilder, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX},
+    error::LockError,
+    guard::LockGuard,
+    options::LockOptions,
+    registry::{client, init, init_from_env, register, URL_ENV},
+    token::Token,
+};
+
+/// Takes the lock `key` in the client the options name (the default client unless
+/// [`LockOptions::client`] says otherwise).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), lock_runtime::LockError> {
+/// use lock_runtime::{Backend, LockOptions};
+/// use std::time::Duration;
+///
+/// lock_runtime::init(Backend::memory())?;
+/// let guard = lock_runtime::acquire("cart:9", &LockOptions::new(Duration::from_secs(5))).await?;
+/// // ... work while holding the lock ...
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+pub async fn acquire(key: &str, options: &LockOptions) -> Result<LockGuard, LockError> {
+    client(options.client_name())?.acquire(key, options).await
+}
+
+/// Runs `body` while holding the lock `key`; the body does not start unless the lock was
+/// taken.
+///
+/// Returns the body's output, or:
+/// - the error of [`acquire`] when the lock could not be had (the body did not run);
+/// - [`LockError::Lost`] when the lease turned out to have run out by the time the body
+///   finished (the body ran, but not fully protected);
+/// - the release's error when the store could not confirm the release and the lease had
+///   already run out by this process's clock. When the lease was still running, a failed
+///   release is only logged: the lock expires with its TTL.
+///
+/// If `body` panics or the returned future is dropped, the lock is released in the
+/// background.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), lock_runtime::LockError> {
+/// use lock_runtime::{Backend, LockOptions};
+/// use std::time::Duration;
+///
+/// lock_runtime::register("jobs", Backend::memory())?;
+/// let options = LockOptions::new(Duration::from_secs(30)).client("jobs");
+/// let rows = lock_runtime::with_lock("cleanup", &options, async { 42 }).await?;
+/// assert_eq!(rows, 42);
+/// # Ok(()) }
+/// ```
+pub async fn with_lock<F: Future>(
+    key: &str,
+    options: &LockOptions,
+    body: F,
+) -> Result<F::Output, LockError> {
+    let guard = acquire(key, options).await?;
+    let output = body.await;
+    let lease_end = guard.lease_end();
+    let finished = std::time::Instant::now();
+    match guard.release().await {
+        Ok(()) => Ok(output),
+        Err(e @ LockError::Lost { .. }) => Err(e),
+        Err(e) if finished < lease_end => {
+            tracing::warn!(key, error = %e, "release failed; the lock expires with its TTL");
+            Ok(output)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Re-exported from `lock-macro`.
+#[cfg(feature = "macros")]
+#[doc(inline)]
+pub use lock_macro::distributed_lock;
+
+/// What code generated by `#[distributed_lock]` calls. Not a stable API.
+#[doc(hidden)]
+pub mod __private {}

@@ -1,0 +1,295 @@
+//! Support for the integration tests: real `redis-server` processes on free ports, and
+//! helpers that await conditions instead of sleeping.
+//!
+//! Each [`RedisServer`] runs in its own temporary directory with its log beside it, is
+//! killed and reaped on drop, and prints its log when the test that owns it panics.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU16, Ordering},
+    time::{Duration, Instant},
+};
+
+/// The environment variable naming the `redis-server` binary (default: `redis-server`).
+pub const REDIS_SERVER_ENV: &str = "REDIS_SERVER_BIN";
+
+/// How long a server may take to start answering.
+const START_BOUND: Duration = Duration::from_secs(20);
+
+/// Ports are handed out below Linux's ephemeral range (32768 and up), so they cannot
+/// collide with the source ports of outgoing connections. Each test process starts at a
+/// different offset (from its pid) and every candidate is probed before use.
+const PORT_BASE: u16 = 20_000;
+const PORT_SPAN: u16 = 12_000;
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A `redis-server` child process listening on 127.0.0.1.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+impl RedisServer {
+    /// Starts a server with no persistence on a free port.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra command-line arguments (for example
+    /// `["--requirepass", "secret"]`).
+    pub fn start_with(args: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("lock-tests-redis-")
+            .tempdir()
+            .expect("create a temp dir for redis-server");
+        let mut server = Self {
+            child: None,
+            port: 0,
+            dir,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        };
+        for _ in 0..50 {
+            let port = free_port();
+            server.port = port;
+            if server.spawn_and_wait() {
+                return server;
+            }
+        }
+        panic!(
+            "redis-server did not start on any of 50 ports; last log:\n{}",
+            server.log()
+        );
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Kills the server with SIGKILL and starts a new one on the same port, with no data.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + START_BOUND;
+        while Instant::now() < deadline {
+            if self.spawn_and_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "redis-server did not restart on port {}; log:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+
+    /// Kills the server with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends one command over a fresh connection and returns the raw reply, for checks
+    /// that must not go through the code under test.
+    pub fn raw(&self, args: &[&str]) -> String {
+        raw_command(self.port, args).unwrap_or_else(|e| panic!("raw command {args:?}: {e}"))
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_else(|e| format!("(no log: {e})"))
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// Spawns on `self.port` and waits until it answers PING; false if it exited (the
+    /// port was taken) or never answered.
+    fn spawn_and_wait(&mut self) -> bool {
+        let binary = std::env::var(REDIS_SERVER_ENV).unwrap_or_else(|_| "redis-server".into());
+        let spawned = Command::new(&binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.log_path())
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => panic!(
+                "cannot run `{binary}` ({e}). Install Redis (`apt-get install redis-server`) \
+                 or set {REDIS_SERVER_ENV} to the path of a redis-server binary."
+            ),
+        };
+        let deadline = Instant::now() + START_BOUND;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            let answer = raw_command(self.port, &["PING"]);
+            if matches!(&answer, Ok(reply) if reply.starts_with("+PONG") || reply.contains("NOAUTH"))
+            {
+                self.child = Some(child);
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- redis-server log (port {}) ----\n{}",
+                self.port,
+                self.log()
+            );
+        }
+    }
+}
+
+/// A port on 127.0.0.1 that nobody listens on right now.
+pub fn free_port() -> u16 {
+    let offset = (std::process::id() % u32::from(PORT_SPAN)) as u16;
+    loop {
+        let n = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let port = PORT_BASE + (offset.wrapping_add(n.wrapping_mul(7))) % PORT_SPAN;
+        let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+        if TcpListener::bind(addr).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Sends one command in RESP over a fresh TCP connection and returns the first reply line
+/// (and the bulk payload, if any) as text.
+pub fn raw_command(port: u16, args: &[&str]) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(
+        &SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into(),
+        Duration::from_secs(2),
+    )?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream.write_all(request.as_bytes())?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+        if reply_complete(&reply) {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// Enough of RESP to know a simple, integer, error or bulk reply is complete.
+fn reply_complete(reply: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(reply);
+    let Some((head, rest)) = text.split_once("\r\n") else {
+        return false;
+    };
+    match head.as_bytes().first() {
+        Some(b'$') => match head[1..].parse::<i64>() {
+            Ok(len) if len < 0 => true,
+            Ok(len) => rest.len() >= usize::try_from(len).unwrap_or(0) + 2,
+            Err(_) => true,
+        },
+        _ => true,
+    }
+}
+
+/// Polls `condition` every few milliseconds until it holds or `bound` passes; returns
+/// whether it held. For tests that must await a state, not sleep a fixed time.
+pub async fn eventually(bound: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + bound;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Two handles on one lock store, as two processes would have: two Redis connections to
+/// one server, or two clones of one in-memory backend.
+#[derive(Debug)]
+pub struct Stores {
+    /// The Redis server, for the Redis flavour.
+    pub server: Option<RedisServer>,
+    /// The first client.
+    pub a: lock_runtime::Backend,
+    /// The second client.
+    pub b: lock_runtime::Backend,
+}
+
+impl Stores {
+    /// Both handles on one in-memory store.
+    pub fn memory() -> Self {
+        let a = lock_runtime::Backend::memory();
+        Self {
+            server: None,
+            b: a.clone(),
+            a,
+        }
+    }
+
+    /// Two connections to a fresh `redis-server`.
+    pub async fn redis() -> Self {
+        let server = RedisServer::start();
+        let a = lock_runtime::Backend::redis(&server.url())
+            .await
+            .expect("connect client a");
+        let b = lock_runtime::Backend::redis(&server.url())
+            .await
+            .expect("connect client b");
+        Self {
+            server: Some(server),
+            a,
+            b,
+        }
+    }
+}
+
+/// The README's Rust code compiles (its function is never called: it needs a fixed Redis).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
