@@ -6,6 +6,19 @@ use std::fmt;
 /// extend the lock; the store compares it before it changes anything.
 ///
 /// It is stored as 32 lowercase hex digits, so a lock is readable in `redis-cli`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), lock_runtime::LockError> {
+/// use lock_runtime::{Backend, LockOptions};
+/// use std::time::Duration;
+///
+/// let backend = Backend::memory();
+/// let guard = backend.acquire("k", &LockOptions::new(Duration::from_secs(1))).await?;
+/// assert_eq!(guard.token().as_str().len(), 32);
+/// # guard.release().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Token([u8; 32]);
 

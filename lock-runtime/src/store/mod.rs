@@ -27,6 +27,34 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 ///   whether it did.
 ///
 /// The runtime bounds every call in time; a store need not.
+///
+/// ```
+/// use lock_runtime::{store::{MemoryStore, Store, StoreFuture}, Backend, Token};
+/// use std::time::Duration;
+///
+/// /// A store that counts acquisitions and otherwise keeps locks in memory.
+/// #[derive(Debug, Default)]
+/// struct Counting {
+///     inner: MemoryStore,
+///     acquires: std::sync::atomic::AtomicU64,
+/// }
+///
+/// impl Store for Counting {
+///     fn try_acquire<'a>(&'a self, key: &'a str, token: &'a Token, ttl: Duration) -> StoreFuture<'a, bool> {
+///         self.acquires.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+///         self.inner.try_acquire(key, token, ttl)
+///     }
+///     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+///         self.inner.release(key, token)
+///     }
+///     fn extend<'a>(&'a self, key: &'a str, token: &'a Token, ttl: Duration) -> StoreFuture<'a, bool> {
+///         self.inner.extend(key, token, ttl)
+///     }
+/// }
+///
+/// let backend = Backend::builder().store(Counting::default())?;
+/// # Ok::<(), lock_runtime::LockError>(())
+/// ```
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Takes `key` for `token` for `ttl` if it is free. `Ok(false)` means another owner holds it.
     fn try_acquire<'a>(

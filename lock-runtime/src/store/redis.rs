@@ -31,6 +31,19 @@ return 0
 ///
 /// Build one through [`Backend::redis`](crate::Backend::redis) or
 /// [`BackendBuilder::redis`](crate::BackendBuilder::redis), which also bound every call in time.
+///
+/// ```no_run
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), lock_runtime::LockError> {
+/// use lock_runtime::Backend;
+/// use std::time::Duration;
+///
+/// let backend = Backend::builder()
+///     .op_timeout(Duration::from_millis(250))
+///     .redis("redis://:password@10.0.0.5:6379/0")
+///     .await?;
+/// # Ok(()) }
+/// ```
 pub struct RedisStore {
     conn: ConnectionManager,
     release: Script,
