@@ -293,3 +293,47 @@ impl Stores {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The error of the guarded functions the tests share.
+#[derive(Debug)]
+pub enum TestError {
+    /// The lock could not be had, or was lost.
+    Lock(lock_runtime::LockError),
+    /// The test's own Redis traffic failed.
+    Redis(redis::RedisError),
+}
+
+impl From<lock_runtime::LockError> for TestError {
+    fn from(e: lock_runtime::LockError) -> Self {
+        Self::Lock(e)
+    }
+}
+
+impl From<redis::RedisError> for TestError {
+    fn from(e: redis::RedisError) -> Self {
+        Self::Redis(e)
+    }
+}
+
+/// A read-modify-write of `counter:{name}` in Redis that is only correct under the lock,
+/// with an overlap detector: `overlaps:{name}` counts the times a caller found another
+/// caller inside. Shared by the tests and the `guarded-worker` binary, so several processes
+/// run the very same annotated function.
+#[lock_runtime::distributed_lock(key = "counter:{name}", ttl = "10s", wait = "60s")]
+pub async fn guarded_increment(
+    conn: &mut redis::aio::MultiplexedConnection,
+    name: &str,
+) -> Result<(), TestError> {
+    use redis::AsyncCommands as _;
+    let inside: i64 = conn.incr(format!("inside:{name}"), 1).await?;
+    if inside != 1 {
+        let _: i64 = conn.incr(format!("overlaps:{name}"), 1).await?;
+    }
+    let seen: Option<i64> = conn.get(format!("counter:{name}")).await?;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let _: () = conn
+        .set(format!("counter:{name}"), seen.unwrap_or(0) + 1)
+        .await?;
+    let _: i64 = conn.decr(format!("inside:{name}"), 1).await?;
+    Ok(())
+}

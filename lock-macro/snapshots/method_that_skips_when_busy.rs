@@ -1,0 +1,34 @@
+impl Snapshot {
+    async fn nightly(&self) {
+        match ::lock_runtime::with_lock(
+                &::std::format!("{}:report", & (self.tenant)),
+                &::lock_runtime::LockOptions::new(
+                        ::core::time::Duration::from_millis(500u64),
+                    )
+                    .wait(::core::time::Duration::from_millis(0u64))
+                    .client("reports"),
+                async move {
+                    #[allow(
+                        unreachable_code,
+                        clippy::diverging_sub_expression,
+                        clippy::empty_loop,
+                        clippy::let_unit_value,
+                        clippy::needless_return
+                    )]
+                    if false {
+                        let __lock_fake_return: () = loop {};
+                        return __lock_fake_return;
+                    }
+                    self.build().await;
+                },
+            )
+            .await
+        {
+            ::core::result::Result::Ok(__lock_output) => __lock_output,
+            ::core::result::Result::Err(__lock_error) => {
+                ::lock_runtime::__private::skipped("nightly", &__lock_error);
+                ::core::default::Default::default()
+            }
+        }
+    }
+}

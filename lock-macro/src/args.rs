@@ -1,0 +1,248 @@
+//! The attribute's arguments: `key = "...", ttl = "...", wait = "...", client = "...",
+//! skip, or_return = <expr>`. Each may be given once; unknown names get a suggestion.
+
+use syn::{
+    ext::IdentExt as _,
+    parse::{Parse, ParseStream},
+    Expr, ExprLit, Ident, Lit, LitStr, Token,
+};
+
+/// Every argument the attribute takes, for messages.
+pub(crate) const VALID: &str = "key, ttl, wait, client, skip, or_return";
+
+/// The arguments as written; presence and combinations are checked in `validate`.
+#[derive(Default)]
+pub(crate) struct Args {
+    pub(crate) key: Option<LitStr>,
+    pub(crate) ttl: Option<LitStr>,
+    pub(crate) wait: Option<LitStr>,
+    pub(crate) client: Option<LitStr>,
+    /// `skip`: when the lock cannot be had, return `Default::default()`.
+    pub(crate) skip: Option<Ident>,
+    /// `or_return = <expr>`: when the lock cannot be had, return this.
+    pub(crate) or_return: Option<(Ident, Expr)>,
+}
+
+impl Parse for Args {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut args = Args::default();
+        while !input.is_empty() {
+            let name = input.call(Ident::parse_any)?;
+            match name.to_string().as_str() {
+                "key" => {
+                    let value = string_value(input, &name, Expect::Template)?;
+                    set_once(&mut args.key, value, &name)?;
+                }
+                "ttl" => {
+                    let value = string_value(input, &name, Expect::Duration)?;
+                    set_once(&mut args.ttl, value, &name)?;
+                }
+                "wait" => {
+                    let value = string_value(input, &name, Expect::Duration)?;
+                    set_once(&mut args.wait, value, &name)?;
+                }
+                "client" => {
+                    let value = string_value(input, &name, Expect::ClientName)?;
+                    set_once(&mut args.client, value, &name)?;
+                }
+                "skip" => {
+                    if input.peek(Token![=]) {
+                        return Err(syn::Error::new_spanned(
+                            &name,
+                            "`skip` takes no value; to return a value of your own, write \
+                             `or_return = <value>`",
+                        ));
+                    }
+                    set_once(&mut args.skip, name.clone(), &name)?;
+                }
+                "or_return" => {
+                    input.parse::<Token![=]>()?;
+                    let value: Expr = input.parse()?;
+                    set_once(&mut args.or_return, (name.clone(), value), &name)?;
+                }
+                other => return Err(unknown(&name, other)),
+            }
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        Ok(args)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Expect {
+    Template,
+    Duration,
+    ClientName,
+}
+
+/// Parses `= "literal"`, with a message that says what literal was expected.
+fn string_value(input: ParseStream<'_>, name: &Ident, expect: Expect) -> syn::Result<LitStr> {
+    if !input.peek(Token![=]) {
+        return Err(syn::Error::new_spanned(
+            name,
+            format!("`{name}` needs a value: {}", example(name, expect)),
+        ));
+    }
+    input.parse::<Token![=]>()?;
+    let value: Expr = input.parse()?;
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Ok(lit),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) if matches!(expect, Expect::Duration) => Err(syn::Error::new(
+            int.span(),
+            format!(
+                "`{int}` has no unit; write the duration as a string such as \"{int}s\" or \
+                 \"{int}ms\""
+            ),
+        )),
+        other => {
+            let what = match expect {
+                Expect::Duration => {
+                    "a duration string such as \"10s\", \"500ms\" or \"1m30s\" \
+                                     (checked at compile time, so not an expression)"
+                }
+                Expect::Template => "a string literal key template such as \"order:{order_id}\"",
+                Expect::ClientName => "a string literal naming a registered client",
+            };
+            Err(syn::Error::new_spanned(
+                other,
+                format!("`{name}` expects {what}"),
+            ))
+        }
+    }
+}
+
+fn example(name: &Ident, expect: Expect) -> String {
+    match expect {
+        Expect::Template => format!("`{name} = \"order:{{order_id}}\"`"),
+        Expect::Duration => format!("`{name} = \"10s\"`"),
+        Expect::ClientName => format!("`{name} = \"billing\"`"),
+    }
+}
+
+fn set_once<T>(slot: &mut Option<T>, value: T, name: &Ident) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(syn::Error::new_spanned(
+            name,
+            format!("`{name}` is given more than once; keep one"),
+        ));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+fn unknown(name: &Ident, text: &str) -> syn::Error {
+    let message = match suggest(text) {
+        Some(known) => {
+            format!("unknown argument `{text}`; did you mean `{known}`? valid arguments: {VALID}")
+        }
+        None => format!("unknown argument `{text}`; valid arguments: {VALID}"),
+    };
+    syn::Error::new(name.span(), message)
+}
+
+/// The valid argument closest to a wrong one: by known synonyms, then by spelling.
+fn suggest(text: &str) -> Option<&'static str> {
+    const SYNONYMS: &[(&str, &str)] = &[
+        ("timeout", "wait"),
+        ("wait_for", "wait"),
+        ("max_wait", "wait"),
+        ("block", "wait"),
+        ("retry", "wait"),
+        ("lease", "ttl"),
+        ("expire", "ttl"),
+        ("expiry", "ttl"),
+        ("expires", "ttl"),
+        ("duration", "ttl"),
+        ("lock_ttl", "ttl"),
+        ("name", "key"),
+        ("lock", "key"),
+        ("resource", "key"),
+        ("backend", "client"),
+        ("store", "client"),
+        ("redis", "client"),
+        ("connection", "client"),
+        ("on_busy", "skip"),
+        ("skip_if_busy", "skip"),
+        ("default", "or_return"),
+        ("fallback", "or_return"),
+        ("otherwise", "or_return"),
+        ("or_else", "or_return"),
+    ];
+    let lower = text.to_ascii_lowercase();
+    if let Some((_, known)) = SYNONYMS.iter().find(|(alias, _)| *alias == lower) {
+        return Some(known);
+    }
+    ["key", "ttl", "wait", "client", "skip", "or_return"]
+        .into_iter()
+        .map(|known| (edit_distance(&lower, known), known))
+        .filter(|(distance, known)| *distance <= 2 && *distance < known.len())
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_by_synonym_and_spelling() {
+        assert_eq!(suggest("timeout"), Some("wait"));
+        assert_eq!(suggest("TTL"), Some("ttl"));
+        assert_eq!(suggest("tll"), Some("ttl"));
+        assert_eq!(suggest("kye"), Some("key"));
+        assert_eq!(suggest("cliennt"), Some("client"));
+        assert_eq!(suggest("zzzzzz"), None);
+    }
+
+    #[test]
+    fn parses_every_argument() {
+        let args: Args = syn::parse_str(
+            r#"key = "order:{id}", ttl = "10s", wait = "1s", client = "billing", skip"#,
+        )
+        .unwrap();
+        assert_eq!(args.key.unwrap().value(), "order:{id}");
+        assert_eq!(args.ttl.unwrap().value(), "10s");
+        assert_eq!(args.wait.unwrap().value(), "1s");
+        assert_eq!(args.client.unwrap().value(), "billing");
+        assert!(args.skip.is_some());
+        let args: Args =
+            syn::parse_str(r#"key = "k", ttl = "1s", or_return = Outcome::Skipped,"#).unwrap();
+        assert!(args.or_return.is_some());
+    }
+
+    #[test]
+    fn rejects_repeats_and_unknowns() {
+        let err = syn::parse_str::<Args>(r#"ttl = "1s", ttl = "2s""#)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("more than once"));
+        let err = syn::parse_str::<Args>(r#"timeout = "1s""#).err().unwrap();
+        assert!(err.to_string().contains("did you mean `wait`"));
+        let err = syn::parse_str::<Args>("ttl = 10").err().unwrap();
+        assert!(err.to_string().contains("no unit"));
+    }
+}

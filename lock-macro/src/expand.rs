@@ -1,0 +1,280 @@
+//! Code generation. The function keeps its signature, attributes and visibility; its body
+//! becomes a call to `lock_runtime::with_lock` with the original body as the guarded
+//! future, and the lock error, if any, is turned into the function's return value.
+//!
+//! Every path is absolute and every local the expansion introduces has a mixed-site span,
+//! so nothing in the caller's scope can change what the expansion means.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens as _};
+use syn::{spanned::Spanned as _, Expr, ReturnType, Stmt, Type};
+
+use crate::{
+    args::Args,
+    fallback,
+    item::{self, ItemFn},
+    template::{Field, Placeholder},
+    validate::{self, OnFail, Plan, Shape},
+};
+
+/// The whole macro on `proc_macro2` tokens, so it can be unit-tested.
+pub(crate) fn distributed_lock(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item_fn: ItemFn = match syn::parse2(item.clone()) {
+        Ok(item_fn) => item_fn,
+        Err(_) => {
+            let error = item::not_a_function(&item);
+            return fallback::with_error(item, &error);
+        }
+    };
+    let plan = syn::parse2::<Args>(args).and_then(|args| validate::plan(args, &item_fn));
+    match plan {
+        Ok(plan) => expand(plan, item_fn),
+        Err(error) => fallback::with_error(item, &error),
+    }
+}
+
+fn expand(plan: Plan, item: ItemFn) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        brace,
+        body,
+    } = item;
+    let guarded_body = match &plan.shape {
+        Shape::AsyncFn => {
+            let guarded = guarded_call(&plan, &sig, quote! { #body });
+            let mut tokens = TokenStream::new();
+            brace.surround(&mut tokens, |inner| guarded.to_tokens(inner));
+            tokens
+        }
+        Shape::Wrapped(block) => wrapped(&plan, &sig, block.clone()),
+    };
+    quote! {
+        #(#attrs)*
+        #vis #sig #guarded_body
+    }
+}
+
+/// `with_lock(key, options, async move { body })`, mapped to the function's return value.
+fn guarded_call(plan: &Plan, sig: &syn::Signature, body: TokenStream) -> TokenStream {
+    let key = key_expr(plan);
+    let options = options_expr(plan);
+    let fake_return = fake_return_edge(&sig.output);
+    let output = Ident::mixed("__lock_output");
+    let error = Ident::mixed("__lock_error");
+    let on_error = on_error(plan, sig, &error);
+    quote! {
+        match ::lock_runtime::with_lock(
+            &#key,
+            &#options,
+            async move {
+                #fake_return
+                #body
+            },
+        )
+        .await
+        {
+            ::core::result::Result::Ok(#output) => #output,
+            ::core::result::Result::Err(#error) => #on_error,
+        }
+    }
+}
+
+/// A function that `#[tokio::test]` made synchronous: guard its leading async block.
+fn wrapped(plan: &Plan, sig: &syn::Signature, mut block: syn::Block) -> TokenStream {
+    if let Some(Stmt::Local(local)) = block.stmts.first_mut() {
+        if let Some(init) = &mut local.init {
+            if let Expr::Async(async_block) = &mut *init.expr {
+                let inner = &async_block.block;
+                let stmts = &inner.stmts;
+                let guarded = guarded_call(plan, sig, quote! { #(#stmts)* });
+                let span = inner.span();
+                *init.expr = syn::parse_quote_spanned! {span=> async { #guarded } };
+            }
+        }
+    }
+    block.into_token_stream()
+}
+
+/// `::std::format!("order:{}", &(order_id))`, spanned at the key literal so a placeholder
+/// whose type is not `Display` is reported there.
+fn key_expr(plan: &Plan) -> TokenStream {
+    let span = plan.key.span();
+    let format = syn::LitStr::new(&plan.template.format_string(), span);
+    let values = plan
+        .template
+        .placeholders()
+        .map(|p| placeholder_expr(p, span));
+    quote_spanned! {span=> ::std::format!(#format, #(&(#values)),*) }
+}
+
+fn placeholder_expr(placeholder: &Placeholder, span: Span) -> TokenStream {
+    let root = if placeholder.root == "self" {
+        quote_spanned! {span=> self }
+    } else {
+        syn::Ident::new(&placeholder.root, span).into_token_stream()
+    };
+    let fields = placeholder.fields.iter().map(|field| match field {
+        Field::Named(name) => syn::Ident::new(name, span).into_token_stream(),
+        Field::Index(index) => syn::Index {
+            index: *index,
+            span,
+        }
+        .into_token_stream(),
+    });
+    quote! { #root #(. #fields)* }
+}
+
+fn options_expr(plan: &Plan) -> TokenStream {
+    let (ttl, wait) = (plan.ttl_ms, plan.wait_ms);
+    let client = plan
+        .client
+        .as_ref()
+        .map(|client| quote! { .client(#client) });
+    quote! {
+        ::lock_runtime::LockOptions::new(::core::time::Duration::from_millis(#ttl))
+            .wait(::core::time::Duration::from_millis(#wait))
+            #client
+    }
+}
+
+/// An unreachable `return` of the declared type, so `?` and `return` in the body infer
+/// the async block's output from the signature, as in the original function.
+fn fake_return_edge(output: &ReturnType) -> TokenStream {
+    let ty = match output {
+        ReturnType::Default => quote! { () },
+        ReturnType::Type(_, ty) if contains_impl_trait(ty) => return TokenStream::new(),
+        ReturnType::Type(_, ty) => ty.to_token_stream(),
+    };
+    let fake = Ident::mixed("__lock_fake_return");
+    quote! {
+        #[allow(
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::let_unit_value,
+            clippy::needless_return
+        )]
+        if false {
+            let #fake: #ty = loop {};
+            return #fake;
+        }
+    }
+}
+
+fn contains_impl_trait(ty: &Type) -> bool {
+    fn any_impl(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|token| match token {
+            proc_macro2::TokenTree::Ident(ident) => ident == "impl",
+            proc_macro2::TokenTree::Group(group) => any_impl(group.stream()),
+            _ => false,
+        })
+    }
+    any_impl(ty.to_token_stream())
+}
+
+/// The value returned when the lock could not be had (or was lost).
+fn on_error(plan: &Plan, sig: &syn::Signature, error: &syn::Ident) -> TokenStream {
+    let name = sig.ident.to_string();
+    match &plan.on_fail {
+        OnFail::Propagate => {
+            let span = match &sig.output {
+                ReturnType::Type(_, ty) => ty.span(),
+                ReturnType::Default => sig.ident.span(),
+            };
+            quote_spanned! {span=> ::lock_runtime::__private::from_lock_error(#error) }
+        }
+        OnFail::Skip(skip) => {
+            let default = quote_spanned! {skip.span()=> ::core::default::Default::default() };
+            quote! {{
+                ::lock_runtime::__private::skipped(#name, &#error);
+                #default
+            }}
+        }
+        OnFail::Return(value) => quote! {{
+            ::lock_runtime::__private::skipped(#name, &#error);
+            #value
+        }},
+    }
+}
+
+/// Identifiers only the expansion can see.
+struct Ident;
+
+impl Ident {
+    fn mixed(name: &str) -> syn::Ident {
+        format_ident!("{}", name, span = Span::mixed_site())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Snapshots of the expansion for representative inputs, so that every change to the
+    //! generated code shows in review. `UPDATE_SNAPSHOTS=1 cargo test -p lock-macro` rewrites
+    //! them.
+
+    use proc_macro2::TokenStream;
+    use quote::quote;
+
+    fn check(name: &str, args: TokenStream, item: TokenStream) {
+        let expanded = super::distributed_lock(args, item);
+        // Wrap in an impl block so that methods parse as a file too.
+        let file: syn::File = syn::parse2(quote! { impl Snapshot { #expanded } })
+            .unwrap_or_else(|e| panic!("the expansion of {name} does not parse: {e}\n{expanded}"));
+        let pretty = prettyplease::unparse(&file);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("snapshots")
+            .join(format!("{name}.rs"));
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::create_dir_all(path.parent().expect("dir")).expect("create snapshots/");
+            std::fs::write(&path, &pretty).expect("write snapshot");
+            return;
+        }
+        let stored = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            stored == pretty,
+            "the expansion of {name} changed; review it and run with UPDATE_SNAPSHOTS=1 to \
+             accept.\n--- stored ({})\n{stored}\n--- now\n{pretty}",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn free_function_returning_result() {
+        check(
+            "free_function_returning_result",
+            quote! { key = "order:{order_id}:{customer.id}", ttl = "10s", wait = "1m30s" },
+            quote! {
+                /// Charges an order once.
+                pub async fn charge(order_id: u64, customer: &Customer) -> Result<Receipt, AppError> {
+                    let receipt = payments::charge(order_id).await?;
+                    Ok(receipt)
+                }
+            },
+        );
+    }
+
+    #[test]
+    fn method_that_skips_when_busy() {
+        check(
+            "method_that_skips_when_busy",
+            quote! { key = "{self.tenant}:report", ttl = "500ms", client = "reports", skip },
+            quote! {
+                async fn nightly(&self) {
+                    self.build().await;
+                }
+            },
+        );
+    }
+
+    #[test]
+    fn errors_keep_the_original_function() {
+        let item = quote! { async fn job(id: u32) -> Result<(), E> { Ok(()) } };
+        let out = super::distributed_lock(quote! { key = "job:{nope}", ttl = "1s" }, item.clone());
+        let text = out.to_string();
+        assert!(text.starts_with(&item.to_string()), "{text}");
+        assert!(text.contains("compile_error"), "{text}");
+        assert!(text.contains("names no parameter of `job`; parameters a key can use: id"));
+    }
+}

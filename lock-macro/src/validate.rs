@@ -1,0 +1,248 @@
+//! Rules that need the whole picture: required arguments, durations, the key template
+//! against the function's parameters, and what happens when the lock cannot be had.
+
+use proc_macro2::Span;
+use syn::{Block, Expr, FnArg, Ident, LitStr, Pat, ReturnType, Type};
+
+use crate::{
+    args::Args,
+    duration,
+    item::{self, ItemFn},
+    template::{self, Template},
+};
+
+/// Everything `expand` needs, checked.
+pub(crate) struct Plan {
+    pub(crate) key: LitStr,
+    pub(crate) template: Template,
+    pub(crate) ttl_ms: u64,
+    pub(crate) wait_ms: u64,
+    pub(crate) client: Option<LitStr>,
+    pub(crate) on_fail: OnFail,
+    pub(crate) shape: Shape,
+}
+
+/// What the function returns when the lock cannot be had.
+pub(crate) enum OnFail {
+    /// `Err(E::from(lock_error))`, through the return type's `FromLockError`.
+    Propagate,
+    /// `Default::default()`, after a tracing event.
+    Skip(Ident),
+    /// The user's value, after a tracing event.
+    Return(Expr),
+}
+
+/// Where the body to guard is.
+pub(crate) enum Shape {
+    /// An `async fn`: its body.
+    AsyncFn,
+    /// A function another attribute already turned synchronous (`#[tokio::test]`): the
+    /// async block its body starts with.
+    Wrapped(Block),
+}
+
+/// Checks the arguments against the function; all problems found are reported together.
+pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
+    let mut errors: Option<syn::Error> = None;
+    let mut report = |e: syn::Error| match &mut errors {
+        Some(all) => all.combine(e),
+        None => errors = Some(e),
+    };
+
+    let shape = match shape(item) {
+        Ok(shape) => Some(shape),
+        Err(e) => {
+            report(e);
+            None
+        }
+    };
+
+    let key = args.key.clone();
+    let template = match &key {
+        None => {
+            report(syn::Error::new(
+                Span::call_site(),
+                "missing `key`: name the lock, for example `key = \"order:{order_id}\"`",
+            ));
+            None
+        }
+        Some(lit) => match template::parse(&lit.value()) {
+            Ok(template) => match check_placeholders(&template, item) {
+                Ok(()) => Some(template),
+                Err(message) => {
+                    report(syn::Error::new(lit.span(), message));
+                    None
+                }
+            },
+            Err(message) => {
+                report(syn::Error::new(lit.span(), message));
+                None
+            }
+        },
+    };
+
+    let ttl_ms = match &args.ttl {
+        None => {
+            report(syn::Error::new(
+                Span::call_site(),
+                "missing `ttl`: how long the lock outlives a holder that vanished, for example \
+                 `ttl = \"10s\"`",
+            ));
+            None
+        }
+        Some(lit) => match duration::parse_millis(&lit.value()) {
+            Ok(0) => {
+                report(syn::Error::new(
+                    lit.span(),
+                    "the ttl must be more than zero: a lock that expires at once protects nothing",
+                ));
+                None
+            }
+            Ok(ms) => Some(ms),
+            Err(message) => {
+                report(syn::Error::new(lit.span(), message));
+                None
+            }
+        },
+    };
+
+    let wait_ms = match &args.wait {
+        None => Some(0),
+        Some(lit) => match duration::parse_millis(&lit.value()) {
+            Ok(ms) => Some(ms),
+            Err(message) => {
+                report(syn::Error::new(lit.span(), message));
+                None
+            }
+        },
+    };
+
+    if let Some(client) = &args.client {
+        if client.value().is_empty() {
+            report(syn::Error::new(
+                client.span(),
+                "the client name is empty; leave `client` out to use the default client",
+            ));
+        }
+    }
+
+    let on_fail = match (args.skip, args.or_return) {
+        (Some(_), Some((name, _))) => {
+            report(syn::Error::new(
+                name.span(),
+                "`skip` and `or_return` both say what to return when the lock cannot be had; \
+                 keep one",
+            ));
+            None
+        }
+        (Some(skip), None) => Some(OnFail::Skip(skip)),
+        (None, Some((_, value))) => Some(OnFail::Return(value)),
+        (None, None) if returns_unit(&item.sig.output) => {
+            let name = &item.sig.ident;
+            report(syn::Error::new(
+                name.span(),
+                format!(
+                    "`{name}` returns `()`, so it cannot report that the lock was busy or lost; \
+                     say what happens instead: add `skip` to return without running the body \
+                     (a tracing event records it), `or_return = <value>`, or return \
+                     `Result<T, E>` where `E: From<lock_runtime::LockError>`"
+                ),
+            ));
+            None
+        }
+        (None, None) => Some(OnFail::Propagate),
+    };
+
+    if let Some(errors) = errors {
+        return Err(errors);
+    }
+    match (key, template, ttl_ms, wait_ms, on_fail, shape) {
+        (Some(key), Some(template), Some(ttl_ms), Some(wait_ms), Some(on_fail), Some(shape)) => {
+            Ok(Plan {
+                key,
+                template,
+                ttl_ms,
+                wait_ms,
+                client: args.client,
+                on_fail,
+                shape,
+            })
+        }
+        // Every `None` above was reported; this arm only keeps the macro panic-free.
+        _ => Err(syn::Error::new(
+            Span::call_site(),
+            "`#[distributed_lock]`: invalid arguments",
+        )),
+    }
+}
+
+fn shape(item: &ItemFn) -> syn::Result<Shape> {
+    let sig = &item.sig;
+    if sig.asyncness.is_some() {
+        return Ok(Shape::AsyncFn);
+    }
+    if let Some(constness) = &sig.constness {
+        return Err(syn::Error::new_spanned(
+            constness,
+            "`#[distributed_lock]` needs an `async fn`; a `const fn` cannot wait for a lock",
+        ));
+    }
+    if let Some(block) = item::wrapped_async_body(item) {
+        return Ok(Shape::Wrapped(block));
+    }
+    Err(syn::Error::new_spanned(
+        sig.fn_token,
+        format!(
+            "`#[distributed_lock]` needs an `async fn`: taking the lock awaits the store; \
+             write `async fn {}`",
+            sig.ident
+        ),
+    ))
+}
+
+/// Every placeholder must name a parameter (or `self` in a method).
+fn check_placeholders(template: &Template, item: &ItemFn) -> Result<(), String> {
+    let params = parameter_names(item);
+    for placeholder in template.placeholders() {
+        if params.contains(&placeholder.root) {
+            continue;
+        }
+        let name = &item.sig.ident;
+        let usable = if params.is_empty() {
+            format!("`{name}` has no parameters a key can use")
+        } else {
+            format!("parameters a key can use: {}", params.join(", "))
+        };
+        return Err(if placeholder.root == "self" {
+            format!("the key uses `self`, but `{name}` is not a method; {usable}")
+        } else {
+            format!(
+                "`{{{}}}` in the key names no parameter of `{name}`; {usable}",
+                placeholder.root
+            )
+        });
+    }
+    Ok(())
+}
+
+/// `self` and every parameter bound to a plain name (`x: T`, `mut x: T`).
+fn parameter_names(item: &ItemFn) -> Vec<String> {
+    item.sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Receiver(_) => Some("self".to_owned()),
+            FnArg::Typed(typed) => match &*typed.pat {
+                Pat::Ident(ident) => Some(ident.ident.to_string()),
+                _ => None,
+            },
+        })
+        .collect()
+}
+
+fn returns_unit(output: &ReturnType) -> bool {
+    match output {
+        ReturnType::Default => true,
+        ReturnType::Type(_, ty) => matches!(&**ty, Type::Tuple(t) if t.elems.is_empty()),
+    }
+}

@@ -1,0 +1,187 @@
+//! What `#[distributed_lock]` does at run time, against a real Redis. Each test uses its own
+//! server and its own named client, so the tests in this binary can run in parallel.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use lock_runtime::{distributed_lock, Backend, LockError, LockOptions};
+use lock_tests::{eventually, RedisServer};
+use tokio::sync::Barrier;
+
+async fn serve(client: &'static str) -> RedisServer {
+    let server = RedisServer::start();
+    let backend = Backend::redis(&server.url()).await.expect("connect");
+    lock_runtime::register(client, backend).expect("register");
+    server
+}
+
+fn exists(server: &RedisServer, key: &str) -> bool {
+    server.raw(&["EXISTS", key]).trim() == ":1"
+}
+
+#[distributed_lock(key = "meet:{id}", ttl = "30s", client = "parallel")]
+async fn meet(id: u32, barrier: Arc<Barrier>) -> Result<u32, LockError> {
+    // Passes only if both callers are inside at the same time.
+    tokio::time::timeout(Duration::from_secs(20), barrier.wait())
+        .await
+        .expect("the other key's body never ran alongside this one");
+    Ok(id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn different_keys_run_in_parallel_and_one_key_does_not() {
+    let server = serve("parallel").await;
+    let barrier = Arc::new(Barrier::new(2));
+    let (a, b) = tokio::join!(meet(1, barrier.clone()), meet(2, barrier.clone()));
+    assert_eq!((a.expect("meet 1"), b.expect("meet 2")), (1, 2));
+
+    // The same key: the second caller finds it busy (wait is zero) and its body never runs.
+    let options = LockOptions::new(Duration::from_secs(30)).client("parallel");
+    let held = lock_runtime::acquire("meet:1", &options)
+        .await
+        .expect("hold meet:1");
+    let busy = meet(1, Arc::new(Barrier::new(1))).await;
+    assert!(
+        matches!(busy, Err(LockError::Busy { ref key, .. }) if key == "meet:1"),
+        "{busy:?}"
+    );
+    held.release().await.expect("release");
+    assert!(!exists(&server, "lock:{meet:1}"));
+}
+
+#[derive(Debug)]
+enum ParseError {
+    Lock(LockError),
+    Parse(std::num::ParseIntError),
+}
+
+impl From<LockError> for ParseError {
+    fn from(e: LockError) -> Self {
+        Self::Lock(e)
+    }
+}
+
+impl From<std::num::ParseIntError> for ParseError {
+    fn from(e: std::num::ParseIntError) -> Self {
+        Self::Parse(e)
+    }
+}
+
+#[distributed_lock(key = "parse:{id}", ttl = "60s", client = "early")]
+async fn parse_under_lock(id: u32, input: &str) -> Result<u32, ParseError> {
+    let n: u32 = input.parse()?;
+    Ok(n + id)
+}
+
+#[tokio::test]
+async fn an_early_return_through_question_mark_releases() {
+    let server = serve("early").await;
+    assert_eq!(parse_under_lock(1, "41").await.expect("parses"), 42);
+    match parse_under_lock(1, "forty-one").await {
+        Err(ParseError::Parse(e)) => assert_eq!(*e.kind(), std::num::IntErrorKind::InvalidDigit),
+        other => panic!("expected the parse error, got {other:?}"),
+    }
+    // Released before the call returned, not in the background and not by the 60 s TTL.
+    assert!(!exists(&server, "lock:{parse:1}"));
+
+    // A busy lock reaches the caller through the function's own error type.
+    let options = LockOptions::new(Duration::from_secs(30)).client("early");
+    let held = lock_runtime::acquire("parse:1", &options)
+        .await
+        .expect("hold parse:1");
+    match parse_under_lock(1, "1").await {
+        Err(ParseError::Lock(e)) => assert!(e.is_busy(), "{e}"),
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    held.release().await.expect("release");
+}
+
+#[distributed_lock(key = "panics", ttl = "60s", client = "panic")]
+async fn panics() -> Result<(), LockError> {
+    panic!("the body panicked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_body_releases() {
+    let server = serve("panic").await;
+    let joined = tokio::spawn(panics()).await;
+    assert!(joined.expect_err("the task panicked").is_panic());
+    let freed = eventually(Duration::from_secs(10), || {
+        !exists(&server, "lock:{panics}")
+    })
+    .await;
+    assert!(freed, "the lock stayed until its 60 s TTL");
+}
+
+#[distributed_lock(key = "slow", ttl = "60s", client = "cancel")]
+async fn slow(entered: tokio::sync::oneshot::Sender<()>) -> Result<(), LockError> {
+    let _ = entered.send(());
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_call_releases() {
+    let server = serve("cancel").await;
+    let (entered, inside) = tokio::sync::oneshot::channel();
+    let call = tokio::spawn(slow(entered));
+    inside.await.expect("the body started");
+    assert!(exists(&server, "lock:{slow}"));
+    call.abort();
+    assert!(call.await.expect_err("aborted").is_cancelled());
+    let freed = eventually(Duration::from_secs(10), || !exists(&server, "lock:{slow}")).await;
+    assert!(freed, "the lock stayed until its 60 s TTL");
+}
+
+struct User {
+    id: u32,
+}
+
+#[distributed_lock(
+    key = "user:{user.id}:cart:{{v2}}:{pair.1}",
+    ttl = "30s",
+    client = "format"
+)]
+async fn read_own_key(user: User, pair: (u8, &str), port: u16) -> Result<String, LockError> {
+    let _moved_into_the_body = user;
+    Ok(lock_tests::raw_command(port, &["GET", "lock:{user:7:cart:{v2}:x}"]).expect("GET"))
+}
+
+#[tokio::test]
+async fn the_key_is_formatted_as_documented() {
+    let server = serve("format").await;
+    let reply = read_own_key(User { id: 7 }, (0, "x"), server.port())
+        .await
+        .expect("call");
+    // A bulk reply with the 32-hex-digit token: the lock existed under exactly that name.
+    assert!(reply.starts_with("$32\r\n"), "{reply:?}");
+    assert!(!exists(&server, "lock:{user:7:cart:{v2}:x}"));
+}
+
+#[distributed_lock(key = "lease", ttl = "100ms", client = "lost")]
+async fn outlives_its_lease(server_port: u16) -> Result<u32, LockError> {
+    // Another owner takes the lock once the lease runs out, while this body still runs.
+    let other = Backend::redis(&format!("redis://127.0.0.1:{server_port}")).await?;
+    let waiting = LockOptions::new(Duration::from_secs(30)).wait(Duration::from_secs(10));
+    let taken = other.acquire("lease", &waiting).await?;
+    std::mem::forget(taken); // keep the new owner's lock in place
+    Ok(1)
+}
+
+#[tokio::test]
+async fn a_lease_lost_during_the_body_is_reported() {
+    let server = serve("lost").await;
+    let started = Instant::now();
+    let result = outlives_its_lease(server.port()).await;
+    assert!(
+        matches!(result, Err(LockError::Lost { ref key }) if key == "lease"),
+        "{result:?}"
+    );
+    assert!(
+        exists(&server, "lock:{lease}"),
+        "the new owner's lock was deleted"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
