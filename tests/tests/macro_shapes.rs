@@ -3,7 +3,11 @@
 //! `clippy::pedantic` and `unused_qualifications` whenever clippy runs over the tests.
 #![deny(clippy::pedantic, unused_qualifications)]
 
-use std::time::Duration;
+// The expansion must not depend on what these names mean in the caller's scope.
+mod core {}
+mod std {}
+
+use ::std::time::Duration;
 
 use lock_runtime::{distributed_lock, Backend, LockError, LockOptions};
 
@@ -23,7 +27,7 @@ async fn held(key: &str) -> bool {
 }
 
 fn register() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
+    static ONCE: ::std::sync::Once = ::std::sync::Once::new();
     ONCE.call_once(|| lock_runtime::register(CLIENT, Backend::memory()).expect("register"));
 }
 
