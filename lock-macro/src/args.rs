@@ -8,7 +8,20 @@ use syn::{
 };
 
 /// Every argument the attribute takes, for messages.
-pub(crate) const VALID: &str = "key, ttl, wait, client, skip, or_return";
+pub(crate) const VALID: &str =
+    "key, ttl, wait, client, skip, or_return, renew, max_hold, fencing, on_lost";
+const NAMES: [&str; 10] = [
+    "key",
+    "ttl",
+    "wait",
+    "client",
+    "skip",
+    "or_return",
+    "renew",
+    "max_hold",
+    "fencing",
+    "on_lost",
+];
 
 /// The arguments as written; presence and combinations are checked in `validate`.
 #[derive(Default)]
@@ -21,6 +34,14 @@ pub(crate) struct Args {
     pub(crate) skip: Option<Ident>,
     /// `or_return = <expr>`: when the lock cannot be had, return this.
     pub(crate) or_return: Option<(Ident, Expr)>,
+    /// `renew`: extend the lease every third of the TTL while the body runs.
+    pub(crate) renew: Option<Ident>,
+    /// `max_hold = "..."`: how long renewal may keep the lock.
+    pub(crate) max_hold: Option<LitStr>,
+    /// `fencing`: issue a fencing token with each acquisition.
+    pub(crate) fencing: Option<Ident>,
+    /// `on_lost = "cancel" | "finish"`.
+    pub(crate) on_lost: Option<LitStr>,
 }
 
 impl Parse for Args {
@@ -46,14 +67,28 @@ impl Parse for Args {
                     set_once(&mut args.client, value, &name)?;
                 }
                 "skip" => {
-                    if input.peek(Token![=]) {
-                        return Err(syn::Error::new_spanned(
-                            &name,
-                            "`skip` takes no value; to return a value of your own, write \
-                             `or_return = <value>`",
-                        ));
-                    }
+                    flag(
+                        input,
+                        &name,
+                        "; to return a value of your own, write `or_return = <value>`",
+                    )?;
                     set_once(&mut args.skip, name.clone(), &name)?;
+                }
+                "renew" => {
+                    flag(input, &name, "; bound it with `max_hold = \"5m\"`")?;
+                    set_once(&mut args.renew, name.clone(), &name)?;
+                }
+                "fencing" => {
+                    flag(input, &name, "")?;
+                    set_once(&mut args.fencing, name.clone(), &name)?;
+                }
+                "max_hold" => {
+                    let value = string_value(input, &name, Expect::Duration)?;
+                    set_once(&mut args.max_hold, value, &name)?;
+                }
+                "on_lost" => {
+                    let value = string_value(input, &name, Expect::OnLost)?;
+                    set_once(&mut args.on_lost, value, &name)?;
                 }
                 "or_return" => {
                     input.parse::<Token![=]>()?;
@@ -76,6 +111,18 @@ enum Expect {
     Template,
     Duration,
     ClientName,
+    OnLost,
+}
+
+/// A flag takes no value.
+fn flag(input: ParseStream<'_>, name: &Ident, hint: &str) -> syn::Result<()> {
+    if input.peek(Token![=]) {
+        return Err(syn::Error::new_spanned(
+            name,
+            format!("`{name}` takes no value{hint}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses `= "literal"`, with a message that says what literal was expected.
@@ -109,6 +156,7 @@ fn string_value(input: ParseStream<'_>, name: &Ident, expect: Expect) -> syn::Re
                 }
                 Expect::Template => "a string literal key template such as \"order:{order_id}\"",
                 Expect::ClientName => "a string literal naming a registered client",
+                Expect::OnLost => "\"cancel\" or \"finish\"",
             };
             Err(syn::Error::new_spanned(
                 other,
@@ -123,6 +171,7 @@ fn example(name: &Ident, expect: Expect) -> String {
         Expect::Template => format!("`{name} = \"order:{{order_id}}\"`"),
         Expect::Duration => format!("`{name} = \"10s\"`"),
         Expect::ClientName => format!("`{name} = \"billing\"`"),
+        Expect::OnLost => format!("`{name} = \"finish\"`"),
     }
 }
 
@@ -174,12 +223,23 @@ fn suggest(text: &str) -> Option<&'static str> {
         ("fallback", "or_return"),
         ("otherwise", "or_return"),
         ("or_else", "or_return"),
+        ("renewal", "renew"),
+        ("auto_renew", "renew"),
+        ("keep_alive", "renew"),
+        ("watchdog", "renew"),
+        ("max_lease", "max_hold"),
+        ("hold", "max_hold"),
+        ("fence", "fencing"),
+        ("fenced", "fencing"),
+        ("fencing_token", "fencing"),
+        ("lost", "on_lost"),
+        ("on_lease_lost", "on_lost"),
     ];
     let lower = text.to_ascii_lowercase();
     if let Some((_, known)) = SYNONYMS.iter().find(|(alias, _)| *alias == lower) {
         return Some(known);
     }
-    ["key", "ttl", "wait", "client", "skip", "or_return"]
+    NAMES
         .into_iter()
         .map(|known| (edit_distance(&lower, known), known))
         .filter(|(distance, known)| *distance <= 2 && *distance < known.len())

@@ -132,10 +132,19 @@ fn options_expr(plan: &Plan) -> TokenStream {
         .client
         .as_ref()
         .map(|client| quote! { .client(#client) });
+    let renew = plan.renew.map(|max_hold| {
+        let max_hold =
+            max_hold.map(|ms| quote! { .max_hold(::core::time::Duration::from_millis(#ms)) });
+        quote! { .renew(true) #max_hold }
+    });
+    let fencing = plan.fencing.then(|| quote! { .fencing(true) });
+    let on_lost = plan
+        .finish_on_lost
+        .then(|| quote! { .on_lost(::lock_runtime::OnLost::Finish) });
     quote! {
         ::lock_runtime::LockOptions::new(::core::time::Duration::from_millis(#ttl))
             .wait(::core::time::Duration::from_millis(#wait))
-            #client
+            #client #renew #fencing #on_lost
     }
 }
 

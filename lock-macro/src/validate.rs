@@ -18,6 +18,10 @@ pub(crate) struct Plan {
     pub(crate) ttl_ms: u64,
     pub(crate) wait_ms: u64,
     pub(crate) client: Option<LitStr>,
+    /// `Some(max_hold_ms)` when renewing (`None` inside: the runtime's default).
+    pub(crate) renew: Option<Option<u64>>,
+    pub(crate) fencing: bool,
+    pub(crate) finish_on_lost: bool,
     pub(crate) on_fail: OnFail,
     pub(crate) shape: Shape,
 }
@@ -117,6 +121,51 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
         },
     };
 
+    let max_hold_ms = match (&args.max_hold, &args.renew) {
+        (None, _) => Some(None),
+        (Some(lit), None) => {
+            report(syn::Error::new(
+                lit.span(),
+                "`max_hold` bounds renewal, which is off; add `renew` to keep the lease alive \
+                 while the body runs",
+            ));
+            None
+        }
+        (Some(lit), Some(_)) => match duration::parse_millis(&lit.value()) {
+            Ok(0) => {
+                report(syn::Error::new(
+                    lit.span(),
+                    "`max_hold` must be more than zero",
+                ));
+                None
+            }
+            Ok(ms) => Some(Some(ms)),
+            Err(message) => {
+                report(syn::Error::new(lit.span(), message));
+                None
+            }
+        },
+    };
+
+    let finish_on_lost = match &args.on_lost {
+        None => Some(false),
+        Some(lit) => match lit.value().as_str() {
+            "cancel" => Some(false),
+            "finish" => Some(true),
+            other => {
+                report(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "unknown `on_lost` policy \"{other}\": use \"cancel\" (drop the body at \
+                         its next await, the default) or \"finish\" (let it complete, then \
+                         report the loss)"
+                    ),
+                ));
+                None
+            }
+        },
+    };
+
     if let Some(client) = &args.client {
         if client.value().is_empty() {
             report(syn::Error::new(
@@ -156,18 +205,37 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
     if let Some(errors) = errors {
         return Err(errors);
     }
-    match (key, template, ttl_ms, wait_ms, on_fail, shape) {
-        (Some(key), Some(template), Some(ttl_ms), Some(wait_ms), Some(on_fail), Some(shape)) => {
-            Ok(Plan {
-                key,
-                template,
-                ttl_ms,
-                wait_ms,
-                client: args.client,
-                on_fail,
-                shape,
-            })
-        }
+    match (
+        key,
+        template,
+        ttl_ms,
+        wait_ms,
+        on_fail,
+        shape,
+        max_hold_ms,
+        finish_on_lost,
+    ) {
+        (
+            Some(key),
+            Some(template),
+            Some(ttl_ms),
+            Some(wait_ms),
+            Some(on_fail),
+            Some(shape),
+            Some(max_hold_ms),
+            Some(finish_on_lost),
+        ) => Ok(Plan {
+            key,
+            template,
+            ttl_ms,
+            wait_ms,
+            client: args.client,
+            renew: args.renew.map(|_| max_hold_ms),
+            fencing: args.fencing.is_some(),
+            finish_on_lost,
+            on_fail,
+            shape,
+        }),
         // Every `None` above was reported; this arm only keeps the macro panic-free.
         _ => Err(syn::Error::new(
             Span::call_site(),

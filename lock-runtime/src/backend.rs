@@ -10,9 +10,10 @@ use tracing::Instrument as _;
 
 use crate::{
     error::LockError,
-    guard::LockGuard,
+    guard::{Held, LockGuard},
+    local::{Entry, LocalQueue},
     options::LockOptions,
-    store::{MemoryStore, RedisStore, Store, StoreFuture},
+    store::{AcquireRequest, Attempt, MemoryStore, RedisStore, Store, StoreFuture, Watch},
     token::Token,
 };
 
@@ -21,9 +22,11 @@ pub const DEFAULT_PREFIX: &str = "lock:";
 /// The time bound on one store call unless configured otherwise.
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// First and longest pause between two tries while a lock is busy.
-const FIRST_RETRY: Duration = Duration::from_millis(2);
-const LONGEST_RETRY: Duration = Duration::from_millis(50);
+/// First and longest pause before a waiter re-checks a busy lock without having been
+/// notified of a release: the bound on how long a lost notification or an expired lock can
+/// keep a waiter waiting.
+const FIRST_RECHECK: Duration = Duration::from_millis(20);
+const LONGEST_RECHECK: Duration = Duration::from_millis(200);
 
 /// A lock store plus the settings shared by every lock taken in it. Cheap to clone.
 ///
@@ -61,6 +64,7 @@ struct Inner {
     store: Box<dyn Store>,
     prefix: Box<str>,
     op_timeout: Duration,
+    local: LocalQueue,
 }
 
 impl std::fmt::Debug for Backend {
@@ -154,6 +158,7 @@ impl BackendBuilder {
                 store: Box::new(store),
                 prefix: self.prefix.into_boxed_str(),
                 op_timeout: self.op_timeout,
+                local: LocalQueue::default(),
             }),
         })
     }
@@ -187,6 +192,7 @@ impl Backend {
                 store: Box::new(MemoryStore::new()),
                 prefix: DEFAULT_PREFIX.into(),
                 op_timeout: DEFAULT_OP_TIMEOUT,
+                local: LocalQueue::default(),
             }),
         }
     }
@@ -216,7 +222,10 @@ impl Backend {
     /// Takes the lock `name`, trying for up to `options.wait_for()` while another owner
     /// holds it.
     ///
-    /// Fails with [`LockError::Busy`] when the lock stayed taken, and with
+    /// Tasks of this process that want the same lock queue first come first served, and
+    /// only the first of them talks to the store. A waiter retries as soon as the store
+    /// says the lock was released, and re-checks on a short timer in case that word is
+    /// lost. Fails with [`LockError::Busy`] when the lock stayed taken, and with
     /// [`LockError::Backend`] or [`LockError::Timeout`] when the store failed; no call takes
     /// longer than the wait plus one store time bound.
     pub async fn acquire(&self, name: &str, options: &LockOptions) -> Result<LockGuard, LockError> {
@@ -225,7 +234,7 @@ impl Backend {
             operation: "acquire",
             source: Box::new(e),
         })?;
-        let key = self.key_for(name);
+        let key: Arc<str> = self.key_for(name).into();
         let span = tracing::debug_span!(
             "lock.acquire",
             key = name,
@@ -237,51 +246,130 @@ impl Backend {
 
     async fn acquire_key(
         &self,
-        key: String,
+        key: Arc<str>,
         token: Token,
         options: &LockOptions,
     ) -> Result<LockGuard, LockError> {
         let started = Instant::now();
         let deadline = started.checked_add(options.wait_for());
-        let mut pause = FIRST_RETRY;
-        let mut jitter = Jitter::from(&token);
+        let slot = match self.inner.local.enter(&key) {
+            Entry::Owner(slot) => slot,
+            Entry::Queued(ticket) if options.wait_for().is_zero() => {
+                drop(ticket);
+                return Err(self.busy(&key, started));
+            }
+            Entry::Queued(ticket) => match ticket.wait(deadline).await {
+                Some(slot) => slot,
+                None => return Err(self.busy(&key, started)),
+            },
+        };
+        let fence_key = options.fenced().then(|| fence_key(&key));
+        let request = AcquireRequest {
+            key: &key,
+            token: &token,
+            ttl: options.ttl(),
+            fence_key: fence_key.as_deref(),
+        };
+        match self.contend(request, deadline).await {
+            Ok(Some((fence, sent_at))) => {
+                // The lease is counted from before the request was sent: a conservative end.
+                let lease_end = sent_at + options.ttl();
+                let generation = slot.generation();
+                slot.keep(lease_end);
+                tracing::debug!(
+                    outcome = "acquired",
+                    waited_us = (sent_at - started).as_micros() as u64,
+                    fence
+                );
+                let held = Held {
+                    token,
+                    fence,
+                    generation,
+                    lease_end,
+                };
+                Ok(LockGuard::new(self.clone(), key, held))
+            }
+            Ok(None) => {
+                drop(slot);
+                let err = self.busy(&key, started);
+                tracing::debug!(outcome = "busy", error = %err);
+                Err(err)
+            }
+            Err(err) => {
+                tracing::debug!(outcome = "error", error = %err);
+                Err(err)
+            }
+        }
+    }
+
+    /// Tries until the lock is ours (`Some((fence, when the winning request was sent))`) or
+    /// `deadline` passes (`None`): once at once, then after every release notification and
+    /// every re-check timer, and once more at the deadline.
+    async fn contend(
+        &self,
+        request: AcquireRequest<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<(Option<u64>, Instant)>, LockError> {
+        if let Some(won) = self.attempt(request).await? {
+            return Ok(Some(won));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(None);
+        }
+        let watch = match self.bounded("watch", self.store().watch(request.key)).await {
+            Ok(watch) => watch,
+            Err(e) => {
+                tracing::debug!(error = %e, "no release notifications; re-checking on a timer");
+                Watch::none()
+            }
+        };
+        let mut recheck = FIRST_RECHECK;
+        let mut jitter = Jitter::from(request.token);
         loop {
-            let sent_at = Instant::now();
-            let in_flight = InFlight::arm(self, &key, &token);
-            let outcome = self
-                .bounded(
-                    "acquire",
-                    self.inner.store.try_acquire(&key, &token, options.ttl()),
-                )
-                .await;
-            match outcome {
-                Ok(true) => {
-                    in_flight.disarm();
-                    let waited = sent_at - started;
-                    tracing::debug!(outcome = "acquired", waited_us = waited.as_micros() as u64);
-                    // The lease is counted from before the request was sent: a conservative end.
-                    let lease_end = sent_at + options.ttl();
-                    return Ok(LockGuard::new(self.clone(), key, token, lease_end));
-                }
-                Ok(false) => in_flight.disarm(),
-                // The outcome is unknown: `in_flight` deletes the key if it turns out ours.
-                Err(e) => {
-                    tracing::debug!(outcome = "error", error = %e);
-                    return Err(e);
-                }
+            // Listen before trying, so a release right after the try is not missed.
+            let notified = watch.notify().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(won) = self.attempt(request).await? {
+                return Ok(Some(won));
             }
             let now = Instant::now();
             let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
             if left.is_zero() {
-                let waited = now - started;
-                tracing::debug!(outcome = "busy", waited_us = waited.as_micros() as u64);
-                return Err(LockError::Busy {
-                    key: self.name_in(&key).to_owned(),
-                    waited,
-                });
+                return Ok(None);
             }
-            tokio::time::sleep(jitter.spread(pause).min(left)).await;
-            pause = (pause * 2).min(LONGEST_RETRY);
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep(jitter.spread(recheck).min(left)) => {
+                    recheck = (recheck * 2).min(LONGEST_RECHECK);
+                }
+            }
+        }
+    }
+
+    /// One acquire request, bounded in time. If its outcome is unknown (timed out, failed on
+    /// the wire, or this future dropped while it was in flight), the key is deleted in the
+    /// background in case it turned out ours.
+    async fn attempt(
+        &self,
+        request: AcquireRequest<'_>,
+    ) -> Result<Option<(Option<u64>, Instant)>, LockError> {
+        let sent_at = Instant::now();
+        let in_flight = InFlight::arm(self, request.key, request.token);
+        let outcome = self
+            .bounded("acquire", self.store().try_acquire(request))
+            .await?;
+        in_flight.disarm();
+        Ok(match outcome {
+            Attempt::Acquired { fence } => Some((fence, sent_at)),
+            Attempt::Busy => None,
+        })
+    }
+
+    fn busy(&self, key: &str, started: Instant) -> LockError {
+        LockError::Busy {
+            key: self.name_in(key).to_owned(),
+            waited: started.elapsed(),
         }
     }
 
@@ -303,14 +391,25 @@ impl Backend {
         &*self.inner.store
     }
 
-    /// Deletes `key` if it holds `token`, on the current Tokio runtime, without waiting.
-    /// Used when a guard is dropped unreleased and when an acquire's outcome is unknown.
-    pub(crate) fn release_in_background(&self, key: String, token: Token) {
+    /// Tells backends apart: equal for clones of one backend.
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
+    pub(crate) fn local(&self) -> &LocalQueue {
+        &self.inner.local
+    }
+
+    /// Deletes `key` if it holds `token`, on the current Tokio runtime, without waiting;
+    /// then, for a guard (`slot` is its generation), lets the next local waiter have its
+    /// turn. Used when a guard is dropped unreleased and when an acquire's outcome is
+    /// unknown.
+    pub(crate) fn release_in_background(&self, key: Arc<str>, token: Token, slot: Option<u64>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::debug!(
-                key,
-                "no runtime to release on; the lock expires with its TTL"
-            );
+            tracing::debug!(%key, "no runtime to release on; the lock expires with its TTL");
+            if let Some(generation) = slot {
+                self.local().pass(&key, generation);
+            }
             return;
         };
         let backend = self.clone();
@@ -318,7 +417,10 @@ impl Backend {
             let outcome = backend
                 .bounded("release", backend.store().release(&key, &token))
                 .await;
-            tracing::debug!(key, ?outcome, "background release");
+            tracing::debug!(%key, ?outcome, "background release");
+            if let Some(generation) = slot {
+                backend.local().pass(&key, generation);
+            }
         });
     }
 }
@@ -368,9 +470,17 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if self.armed {
             self.backend
-                .release_in_background(self.key.to_owned(), *self.token);
+                .release_in_background(self.key.into(), *self.token, None);
         }
     }
+}
+
+/// Where the fencing counter of the lock at `key` lives: beside it, in the same hash slot.
+fn fence_key(key: &str) -> String {
+    let mut fence = String::with_capacity(key.len() + 6);
+    fence.push_str(key);
+    fence.push_str(":fence");
+    fence
 }
 
 /// Spreads retry pauses so waiters on one key do not retry in lockstep.

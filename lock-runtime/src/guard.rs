@@ -1,10 +1,23 @@
-//! What a holder holds: the lease on one lock.
+//! What a holder holds: the lease on one lock, and, while a body runs under it, the watch
+//! that renews it and notices when it is lost.
 
-use std::time::{Duration, Instant};
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tracing::Instrument as _;
 
-use crate::{backend::check_ttl, backend::Backend, error::LockError, token::Token};
+use crate::{
+    backend::{check_ttl, Backend},
+    error::LockError,
+    options::{LockOptions, OnLost},
+    token::Token,
+};
+
+/// How soon a failed renewal (a store error, not a lost lock) is tried again.
+const RENEW_RETRY: Duration = Duration::from_millis(50);
 
 /// Proof that this process held a lock when the guard was made.
 ///
@@ -20,8 +33,10 @@ use crate::{backend::check_ttl, backend::Backend, error::LockError, token::Token
 /// use std::time::Duration;
 ///
 /// let backend = Backend::memory();
-/// let mut guard = backend.acquire("report", &LockOptions::new(Duration::from_secs(5))).await?;
+/// let options = LockOptions::new(Duration::from_secs(5)).fencing(true);
+/// let mut guard = backend.acquire("report", &options).await?;
 /// assert_eq!(guard.key(), "report");
+/// assert_eq!(guard.fencing_token(), Some(1));
 /// guard.extend(Duration::from_secs(10)).await?;
 /// guard.release().await?;
 /// # Ok(()) }
@@ -30,26 +45,34 @@ use crate::{backend::check_ttl, backend::Backend, error::LockError, token::Token
 #[derive(Debug)]
 pub struct LockGuard {
     backend: Backend,
-    /// The full store key (`{prefix}{{name}}`); empty once released.
-    store_key: String,
+    /// The full store key (`{prefix}{{name}}`).
+    store_key: Arc<str>,
     token: Token,
+    fence: Option<u64>,
+    /// Which owner of this process's slot for the key this guard is.
+    generation: u64,
     lease_end: Instant,
     acquired_at: Instant,
     settled: bool,
 }
 
+/// What an acquisition yields besides the key.
+pub(crate) struct Held {
+    pub(crate) token: Token,
+    pub(crate) fence: Option<u64>,
+    pub(crate) generation: u64,
+    pub(crate) lease_end: Instant,
+}
+
 impl LockGuard {
-    pub(crate) fn new(
-        backend: Backend,
-        store_key: String,
-        token: Token,
-        lease_end: Instant,
-    ) -> Self {
+    pub(crate) fn new(backend: Backend, store_key: Arc<str>, held: Held) -> Self {
         Self {
             backend,
             store_key,
-            token,
-            lease_end,
+            token: held.token,
+            fence: held.fence,
+            generation: held.generation,
+            lease_end: held.lease_end,
             acquired_at: Instant::now(),
             settled: false,
         }
@@ -68,6 +91,14 @@ impl LockGuard {
     /// This acquisition's owner token.
     pub fn token(&self) -> &Token {
         &self.token
+    }
+
+    /// This acquisition's fencing token, if the options asked for one
+    /// ([`LockOptions::fencing`]): greater than every earlier acquisition's of this lock.
+    /// Pass it to the resource the lock protects, and have the resource refuse writes that
+    /// carry a lower token than one it has seen.
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.fence
     }
 
     /// When the lease ends at the latest unless extended, by this process's clock. It is
@@ -96,6 +127,8 @@ impl LockGuard {
         match self.backend.bounded("extend", call).await? {
             true => {
                 self.lease_end = sent_at + ttl;
+                let local = self.backend.local();
+                local.set_lease(&self.store_key, self.generation, self.lease_end);
                 Ok(())
             }
             false => Err(self.lost()),
@@ -118,6 +151,7 @@ impl LockGuard {
             .await;
         // Only now: if this future is dropped before the answer, `Drop` releases again.
         self.settled = true;
+        self.backend.local().pass(&self.store_key, self.generation);
         let _entered = span.enter();
         match outcome {
             Ok(true) => {
@@ -135,9 +169,86 @@ impl LockGuard {
         }
     }
 
+    /// Runs `body` while watching the lease: renewing it if the options say so, and
+    /// reacting as they say when it is lost. `Err(Lost)` means the lease ended before the
+    /// body did.
+    pub(crate) async fn supervise<F: Future>(
+        &mut self,
+        options: &LockOptions,
+        body: F,
+    ) -> Result<F::Output, LockError> {
+        let body = std::pin::pin!(body);
+        let key = self.key_string();
+        let keep_alive = self.keep_alive(options);
+        tokio::pin!(keep_alive);
+        match options.lost_policy() {
+            OnLost::Cancel => tokio::select! {
+                // A lease that ended wins over a body that finished in the same poll.
+                biased;
+                () = &mut keep_alive => Err(LockError::Lost { key }),
+                output = body => Ok(output),
+            },
+            OnLost::Finish => {
+                let mut body = body;
+                tokio::select! {
+                    biased;
+                    () = &mut keep_alive => {
+                        tracing::warn!(key, "lease lost; the body runs on");
+                        body.await;
+                        Err(LockError::Lost { key })
+                    }
+                    output = &mut body => Ok(output),
+                }
+            }
+        }
+    }
+
+    /// Completes when the lease is lost: its end passed, or renewal found the lock gone.
+    /// Renews every third of the TTL while `options.renews()`, for up to `max_hold`.
+    async fn keep_alive(&mut self, options: &LockOptions) {
+        let ttl = options.ttl();
+        let renew_until = options
+            .renews()
+            .then(|| self.acquired_at.checked_add(options.max_hold_for()))
+            .flatten();
+        loop {
+            let now = Instant::now();
+            if now >= self.lease_end {
+                return;
+            }
+            let Some(renew_until) = renew_until.filter(|until| now < *until) else {
+                tokio::time::sleep_until(self.lease_end.into()).await;
+                continue;
+            };
+            // Renew once a third of the lease has passed.
+            let next = self.lease_end - ttl.mul_f64(2.0 / 3.0);
+            if now < next {
+                tokio::time::sleep_until(next.min(renew_until).into()).await;
+                continue;
+            }
+            match self.extend(ttl).await {
+                Ok(()) => {}
+                Err(LockError::Lost { .. }) => {
+                    tracing::warn!(key = self.key(), "renewal found the lock gone");
+                    self.lease_end = Instant::now();
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(key = self.key(), error = %e, "renewal failed; retrying");
+                    let retry = Instant::now() + RENEW_RETRY;
+                    tokio::time::sleep_until(retry.min(self.lease_end).into()).await;
+                }
+            }
+        }
+    }
+
+    fn key_string(&self) -> String {
+        self.key().to_owned()
+    }
+
     fn lost(&self) -> LockError {
         LockError::Lost {
-            key: self.key().to_owned(),
+            key: self.key_string(),
         }
     }
 }
@@ -145,8 +256,11 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if !self.settled {
-            let key = std::mem::take(&mut self.store_key);
-            self.backend.release_in_background(key, self.token);
+            self.backend.release_in_background(
+                self.store_key.clone(),
+                self.token,
+                Some(self.generation),
+            );
         }
     }
 }

@@ -41,19 +41,20 @@
 mod backend;
 mod error;
 mod guard;
+mod local;
 mod options;
 mod registry;
+mod run;
 pub mod store;
 mod token;
-
-use std::future::Future;
 
 pub use crate::{
     backend::{Backend, BackendBuilder, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX},
     error::LockError,
     guard::LockGuard,
-    options::LockOptions,
+    options::{LockOptions, OnLost, DEFAULT_MAX_HOLD},
     registry::{client, init, init_from_env, register, URL_ENV},
+    run::{fencing_token, with_lock},
     token::Token,
 };
 
@@ -74,52 +75,6 @@ pub use crate::{
 /// ```
 pub async fn acquire(key: &str, options: &LockOptions) -> Result<LockGuard, LockError> {
     client(options.client_name())?.acquire(key, options).await
-}
-
-/// Runs `body` while holding the lock `key`; the body does not start unless the lock was
-/// taken.
-///
-/// Returns the body's output, or:
-/// - the error of [`acquire`] when the lock could not be had (the body did not run);
-/// - [`LockError::Lost`] when the lease turned out to have run out by the time the body
-///   finished (the body ran, but not fully protected);
-/// - the release's error when the store could not confirm the release and the lease had
-///   already run out by this process's clock. When the lease was still running, a failed
-///   release is only logged: the lock expires with its TTL.
-///
-/// If `body` panics or the returned future is dropped, the lock is released in the
-/// background.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), lock_runtime::LockError> {
-/// use lock_runtime::{Backend, LockOptions};
-/// use std::time::Duration;
-///
-/// lock_runtime::register("jobs", Backend::memory())?;
-/// let options = LockOptions::new(Duration::from_secs(30)).client("jobs");
-/// let rows = lock_runtime::with_lock("cleanup", &options, async { 42 }).await?;
-/// assert_eq!(rows, 42);
-/// # Ok(()) }
-/// ```
-pub async fn with_lock<F: Future>(
-    key: &str,
-    options: &LockOptions,
-    body: F,
-) -> Result<F::Output, LockError> {
-    let guard = acquire(key, options).await?;
-    let output = body.await;
-    let lease_end = guard.lease_end();
-    let finished = std::time::Instant::now();
-    match guard.release().await {
-        Ok(()) => Ok(output),
-        Err(e @ LockError::Lost { .. }) => Err(e),
-        Err(e) if finished < lease_end => {
-            tracing::warn!(key, error = %e, "release failed; the lock expires with its TTL");
-            Ok(output)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(feature = "macros")]

@@ -1,19 +1,28 @@
-//! What an acquisition asks for: how long to hold, how long to wait, which client.
+//! What an acquisition asks for: how long to hold, how long to wait, which client, and
+//! what to do while the body runs (renewal, fencing, reaction to a lost lease).
 
 use std::time::Duration;
 
+/// How long renewal keeps a lease alive unless [`LockOptions::max_hold`] says otherwise.
+pub const DEFAULT_MAX_HOLD: Duration = Duration::from_secs(600);
+
 /// How to take one lock.
 ///
-/// `ttl` is required: it is how long the lock outlives a holder that vanished. `wait`
-/// defaults to zero (one try); `client` defaults to the registry's default client.
+/// `ttl` is required: it is how long the lock outlives a holder that vanished. Everything
+/// else has a default: no waiting (one try), the default client, no renewal, no fencing
+/// token, and a body that is cancelled when its lease is lost.
 ///
 /// ```
-/// use lock_runtime::LockOptions;
+/// use lock_runtime::{LockOptions, OnLost};
 /// use std::time::Duration;
 ///
 /// const OPTIONS: LockOptions = LockOptions::new(Duration::from_secs(10))
 ///     .wait(Duration::from_millis(500))
-///     .client("billing");
+///     .client("billing")
+///     .renew(true)
+///     .max_hold(Duration::from_secs(120))
+///     .fencing(true)
+///     .on_lost(OnLost::Finish);
 /// assert_eq!(OPTIONS.wait_for(), Duration::from_millis(500));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,15 +30,37 @@ pub struct LockOptions {
     ttl: Duration,
     wait: Duration,
     client: Option<&'static str>,
+    renew: bool,
+    max_hold: Duration,
+    fencing: bool,
+    on_lost: OnLost,
+}
+
+/// What [`with_lock`](crate::with_lock) (and so `#[distributed_lock]`) does with a body
+/// whose lease is lost while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnLost {
+    /// Drop the body at its next `.await` and return [`LockError::Lost`](crate::LockError::Lost)
+    /// at once. The default.
+    #[default]
+    Cancel,
+    /// Let the body run to completion, then return
+    /// [`LockError::Lost`](crate::LockError::Lost) instead of its output.
+    Finish,
 }
 
 impl LockOptions {
-    /// Options with the given time to live, no waiting and the default client.
+    /// Options with the given time to live and every default.
     pub const fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             wait: Duration::ZERO,
             client: None,
+            renew: false,
+            max_hold: DEFAULT_MAX_HOLD,
+            fencing: false,
+            on_lost: OnLost::Cancel,
         }
     }
 
@@ -47,6 +78,39 @@ impl LockOptions {
         self
     }
 
+    /// Keep the lease alive while the body of [`with_lock`](crate::with_lock) runs,
+    /// extending it every third of the TTL, until [`max_hold`](Self::max_hold).
+    #[must_use]
+    pub const fn renew(mut self, renew: bool) -> Self {
+        self.renew = renew;
+        self
+    }
+
+    /// How long renewal may keep the lock in all ([`DEFAULT_MAX_HOLD`] by default). After
+    /// that renewal stops, and the lease runs out one TTL later.
+    #[must_use]
+    pub const fn max_hold(mut self, max_hold: Duration) -> Self {
+        self.max_hold = max_hold;
+        self
+    }
+
+    /// Issue a fencing token with each acquisition: a number greater than every earlier
+    /// acquisition's of the same key, read with [`LockGuard::fencing_token`](crate::LockGuard::fencing_token)
+    /// or [`fencing_token`](crate::fencing_token). Costs one counter key per lock name,
+    /// kept in the store without expiry, and a script instead of a plain `SET` to acquire.
+    #[must_use]
+    pub const fn fencing(mut self, fencing: bool) -> Self {
+        self.fencing = fencing;
+        self
+    }
+
+    /// What to do with a body whose lease is lost ([`OnLost::Cancel`] by default).
+    #[must_use]
+    pub const fn on_lost(mut self, on_lost: OnLost) -> Self {
+        self.on_lost = on_lost;
+        self
+    }
+
     /// The time to live.
     pub const fn ttl(&self) -> Duration {
         self.ttl
@@ -60,5 +124,25 @@ impl LockOptions {
     /// The registry name of the client, `None` for the default.
     pub const fn client_name(&self) -> Option<&'static str> {
         self.client
+    }
+
+    /// Whether the lease is renewed while the body runs.
+    pub const fn renews(&self) -> bool {
+        self.renew
+    }
+
+    /// How long renewal may keep the lock.
+    pub const fn max_hold_for(&self) -> Duration {
+        self.max_hold
+    }
+
+    /// Whether acquisitions issue fencing tokens.
+    pub const fn fenced(&self) -> bool {
+        self.fencing
+    }
+
+    /// What happens to a body whose lease is lost.
+    pub const fn lost_policy(&self) -> OnLost {
+        self.on_lost
     }
 }

@@ -249,6 +249,25 @@ pub async fn eventually(bound: Duration, mut condition: impl FnMut() -> bool) ->
     }
 }
 
+/// Runs each scenario (an `async fn(Stores)`) against both stores, as the tests
+/// `<scenario>::memory` and `<scenario>::redis`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::$scenario($crate::Stores::memory()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$scenario($crate::Stores::redis().await).await;
+            }
+        }
+    )*};
+}
+
 /// Two handles on one lock store, as two processes would have: two Redis connections to
 /// one server, or two clones of one in-memory backend.
 #[derive(Debug)]

@@ -9,24 +9,7 @@ use std::{
 };
 
 use lock_runtime::{LockError, LockOptions};
-use lock_tests::Stores;
-
-/// Runs each scenario against both stores: `<scenario>::memory` and `<scenario>::redis`.
-macro_rules! on_both_stores {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn memory() {
-                super::$scenario(lock_tests::Stores::memory()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() {
-                super::$scenario(lock_tests::Stores::redis().await).await;
-            }
-        }
-    )*};
-}
+use lock_tests::{on_both_stores, Stores};
 
 on_both_stores!(
     mutual_exclusion_counts_every_acquisition,

@@ -160,7 +160,7 @@ async fn the_key_is_formatted_as_documented() {
     assert!(!exists(&server, "lock:{user:7:cart:{v2}:x}"));
 }
 
-#[distributed_lock(key = "lease", ttl = "100ms", client = "lost")]
+#[distributed_lock(key = "lease", ttl = "100ms", client = "lost", on_lost = "finish")]
 async fn outlives_its_lease(server_port: u16) -> Result<u32, LockError> {
     // Another owner takes the lock once the lease runs out, while this body still runs.
     let other = Backend::redis(&format!("redis://127.0.0.1:{server_port}")).await?;
@@ -171,7 +171,7 @@ async fn outlives_its_lease(server_port: u16) -> Result<u32, LockError> {
 }
 
 #[tokio::test]
-async fn a_lease_lost_during_the_body_is_reported() {
+async fn a_lease_lost_during_the_body_is_reported_after_it_finishes() {
     let server = serve("lost").await;
     let started = Instant::now();
     let result = outlives_its_lease(server.port()).await;
@@ -184,4 +184,33 @@ async fn a_lease_lost_during_the_body_is_reported() {
         "the new owner's lock was deleted"
     );
     assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[distributed_lock(key = "cancelled", ttl = "200ms", client = "cancelled")]
+async fn runs_past_its_ttl(finished: Arc<std::sync::atomic::AtomicBool>) -> Result<(), LockError> {
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_body_that_outlives_its_ttl_is_cancelled_with_lost() {
+    let _server = serve("cancelled").await;
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let started = Instant::now();
+    let result = runs_past_its_ttl(finished.clone()).await;
+    let elapsed = started.elapsed();
+    assert!(matches!(result, Err(LockError::Lost { .. })), "{result:?}");
+    assert!(
+        !finished.load(std::sync::atomic::Ordering::SeqCst),
+        "the body ran on"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(150),
+        "cancelled before the TTL: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "not cancelled at the TTL: {elapsed:?}"
+    );
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lock_runtime::{Backend, LockError, LockOptions, URL_ENV};
+use lock_runtime::{Backend, LockError, LockOptions, OnLost, URL_ENV};
 use lock_tests::RedisServer;
 
 /// The default client and the environment are process-wide, so one test walks through them.
@@ -105,7 +105,10 @@ async fn with_lock_reports_a_lease_that_ran_out_during_the_body() {
     let server = RedisServer::start();
     let backend = Backend::redis(&server.url()).await.expect("connect");
     lock_runtime::register("lost", backend.clone()).expect("register");
-    let options = LockOptions::new(Duration::from_millis(100)).client("lost");
+    // Run to completion, then report: the body must finish to hand the new guard out.
+    let options = LockOptions::new(Duration::from_millis(100))
+        .client("lost")
+        .on_lost(OnLost::Finish);
     let mut taken_over = None;
     let result = lock_runtime::with_lock("job", &options, async {
         // Someone else takes the lock once our lease runs out, while the body still runs.

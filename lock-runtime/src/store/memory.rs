@@ -1,13 +1,16 @@
-//! The in-memory store: the same semantics as Redis (TTL, tokens, owner checks) inside one
-//! process. For single-process programs and for users' own tests.
+//! The in-memory store: the same semantics as Redis (TTL, tokens, owner checks, fencing
+//! counters, release notifications) inside one process. For single-process programs and
+//! for users' own tests.
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError, Weak},
     time::{Duration, Instant},
 };
 
-use super::{Store, StoreFuture};
+use tokio::sync::Notify;
+
+use super::{AcquireRequest, Attempt, Store, StoreFuture, Watch};
 use crate::token::Token;
 
 /// Locks kept in this process's memory.
@@ -25,12 +28,14 @@ use crate::token::Token;
 /// ```
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    locks: Mutex<Locks>,
+    state: Mutex<State>,
 }
 
 #[derive(Debug, Default)]
-struct Locks {
-    entries: HashMap<String, Entry>,
+struct State {
+    locks: HashMap<String, Entry>,
+    fences: HashMap<String, u64>,
+    watchers: HashMap<String, Weak<Notify>>,
     /// Operations since the last sweep of expired entries.
     since_sweep: usize,
 }
@@ -47,63 +52,68 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn locks(&self) -> MutexGuard<'_, Locks> {
+    fn state(&self) -> MutexGuard<'_, State> {
         // The critical sections below cannot panic half-way, so a poisoned map is consistent.
-        self.locks.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl Locks {
+impl State {
     /// The live entry for `key`, dropping it first if it has expired.
     fn live(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
-        if self.entries.get(key).is_some_and(|e| e.expires_at <= now) {
-            self.entries.remove(key);
+        if self.locks.get(key).is_some_and(|e| e.expires_at <= now) {
+            self.locks.remove(key);
         }
-        self.entries.get_mut(key)
+        self.locks.get_mut(key)
     }
 
-    /// Drops expired entries now and then, so abandoned keys do not pile up.
+    /// Drops expired entries and dead watchers now and then, so they do not pile up.
     fn maybe_sweep(&mut self, now: Instant) {
         self.since_sweep += 1;
-        if self.since_sweep >= 1024 && self.since_sweep >= self.entries.len() {
-            self.entries.retain(|_, e| e.expires_at > now);
+        if self.since_sweep >= 1024 && self.since_sweep >= self.locks.len() {
+            self.locks.retain(|_, e| e.expires_at > now);
+            self.watchers.retain(|_, w| w.strong_count() > 0);
             self.since_sweep = 0;
         }
     }
 }
 
+fn ready<T: Send + 'static>(value: T) -> StoreFuture<'static, T> {
+    Box::pin(std::future::ready(Ok(value)))
+}
+
 impl Store for MemoryStore {
-    fn try_acquire<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a Token,
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
+    fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         let now = Instant::now();
-        let mut locks = self.locks();
-        locks.maybe_sweep(now);
-        let acquired = match locks.live(key, now) {
-            Some(_) => false,
-            None => {
-                let entry = Entry {
-                    token: *token,
-                    expires_at: now + ttl,
-                };
-                locks.entries.insert(key.to_owned(), entry);
-                true
-            }
+        let mut state = self.state();
+        state.maybe_sweep(now);
+        if state.live(request.key, now).is_some() {
+            return ready(Attempt::Busy);
+        }
+        let entry = Entry {
+            token: *request.token,
+            expires_at: now + request.ttl,
         };
-        Box::pin(std::future::ready(Ok(acquired)))
+        state.locks.insert(request.key.to_owned(), entry);
+        let fence = request.fence_key.map(|fence_key| {
+            let counter = state.fences.entry(fence_key.to_owned()).or_insert(0);
+            *counter += 1;
+            *counter
+        });
+        ready(Attempt::Acquired { fence })
     }
 
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         let now = Instant::now();
-        let mut locks = self.locks();
-        let ours = locks.live(key, now).is_some_and(|e| e.token == *token);
+        let mut state = self.state();
+        let ours = state.live(key, now).is_some_and(|e| e.token == *token);
         if ours {
-            locks.entries.remove(key);
+            state.locks.remove(key);
+            if let Some(notify) = state.watchers.get(key).and_then(Weak::upgrade) {
+                notify.notify_waiters();
+            }
         }
-        Box::pin(std::future::ready(Ok(ours)))
+        ready(ours)
     }
 
     fn extend<'a>(
@@ -113,14 +123,30 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
         let now = Instant::now();
-        let mut locks = self.locks();
-        let extended = match locks.live(key, now) {
+        let mut state = self.state();
+        let extended = match state.live(key, now) {
             Some(entry) if entry.token == *token => {
                 entry.expires_at = now + ttl;
                 true
             }
             _ => false,
         };
-        Box::pin(std::future::ready(Ok(extended)))
+        ready(extended)
+    }
+
+    fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
+        let mut state = self.state();
+        let notify = match state.watchers.get(key).and_then(Weak::upgrade) {
+            Some(notify) => notify,
+            None => {
+                let notify = Arc::new(Notify::new());
+                state
+                    .watchers
+                    .insert(key.to_owned(), Arc::downgrade(&notify));
+                notify
+            }
+        };
+        // The `Arc` kept by the watch is the registration: the map only holds a `Weak`.
+        ready(Watch::new(notify.clone(), notify))
     }
 }

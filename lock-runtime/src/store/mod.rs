@@ -1,35 +1,102 @@
 //! The store behind a lock: one trait, two implementations (Redis and in-memory).
 //!
 //! A store only knows full keys (already prefixed by the [`Backend`](crate::Backend)) and
-//! owner tokens. Time bounds, retries, waiting and tracing live above it, in one place
-//! for every store.
+//! owner tokens. Time bounds, retries, waiting, renewal and tracing live above it, in one
+//! place for every store.
 
-use std::{future::Future, pin::Pin, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use tokio::sync::Notify;
 
 pub use crate::error::StoreError;
 use crate::token::Token;
 
 pub(crate) mod memory;
 pub(crate) mod redis;
+mod redis_pubsub;
 
 pub use self::{memory::MemoryStore, redis::RedisStore};
 
 /// The future a [`Store`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
+/// One attempt to take a lock.
+#[derive(Debug, Clone, Copy)]
+pub struct AcquireRequest<'a> {
+    /// The full key of the lock.
+    pub key: &'a str,
+    /// The owner token to store in it.
+    pub token: &'a Token,
+    /// The lease's length.
+    pub ttl: Duration,
+    /// Where the fencing counter of this lock lives, when a fencing token is wanted.
+    pub fence_key: Option<&'a str>,
+}
+
+/// What an acquire attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Attempt {
+    /// The lock is ours, with the fencing token if one was asked for.
+    Acquired {
+        /// The fencing token: greater than every earlier acquisition's of this lock.
+        fence: Option<u64>,
+    },
+    /// Another owner holds the lock.
+    Busy,
+}
+
+/// A wake-up hint for waiters: notified when the lock it watches may have been released.
+/// Waiters also re-check on a timer, so a store may notify late, spuriously, or never.
+pub struct Watch {
+    notify: Arc<Notify>,
+    _registration: Option<Box<dyn Send + Sync>>,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").finish_non_exhaustive()
+    }
+}
+
+impl Watch {
+    /// A watch that never fires: waiters rely on their re-check timer alone.
+    pub fn none() -> Self {
+        Self {
+            notify: Arc::new(Notify::new()),
+            _registration: None,
+        }
+    }
+
+    /// A watch on `notify`, kept registered with the store until dropped (through
+    /// `registration`'s `Drop`).
+    pub fn new(notify: Arc<Notify>, registration: impl Send + Sync + 'static) -> Self {
+        Self {
+            notify,
+            _registration: Some(Box::new(registration)),
+        }
+    }
+
+    pub(crate) fn notify(&self) -> &Notify {
+        &self.notify
+    }
+}
+
 /// A place where locks live.
 ///
 /// Every method is one atomic step on the store, and must keep these promises:
 /// - `try_acquire` sets `key` to `token` with a time to live of `ttl` only if `key` is free
-///   (absent or expired), and says whether it did;
+///   (absent or expired), and says whether it did; when a `fence_key` is given it also
+///   increments the counter there and returns it;
 /// - `release` deletes `key` only if it holds `token`, and says whether it did;
 /// - `extend` resets the time to live of `key` to `ttl` only if it holds `token`, and says
-///   whether it did.
+///   whether it did;
+/// - `watch` (optional) gives waiters a hint when `key` may have been released.
 ///
 /// The runtime bounds every call in time; a store need not.
 ///
 /// ```
-/// use lock_runtime::{store::{MemoryStore, Store, StoreFuture}, Backend, Token};
+/// use lock_runtime::{store::{AcquireRequest, Attempt, MemoryStore, Store, StoreFuture}, Backend, Token};
 /// use std::time::Duration;
 ///
 /// /// A store that counts acquisitions and otherwise keeps locks in memory.
@@ -40,9 +107,9 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// }
 ///
 /// impl Store for Counting {
-///     fn try_acquire<'a>(&'a self, key: &'a str, token: &'a Token, ttl: Duration) -> StoreFuture<'a, bool> {
+///     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
 ///         self.acquires.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-///         self.inner.try_acquire(key, token, ttl)
+///         self.inner.try_acquire(request)
 ///     }
 ///     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
 ///         self.inner.release(key, token)
@@ -56,13 +123,8 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// # Ok::<(), lock_runtime::LockError>(())
 /// ```
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
-    /// Takes `key` for `token` for `ttl` if it is free. `Ok(false)` means another owner holds it.
-    fn try_acquire<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a Token,
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool>;
+    /// Takes the lock if it is free.
+    fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt>;
 
     /// Deletes `key` if it still holds `token`. `Ok(false)` means it did not.
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool>;
@@ -71,6 +133,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `Ok(false)` means it did not.
     fn extend<'a>(&'a self, key: &'a str, token: &'a Token, ttl: Duration)
         -> StoreFuture<'a, bool>;
+
+    /// A hint for waiters on `key`; by default none (waiters re-check on a timer).
+    fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
+        let _ = key;
+        Box::pin(std::future::ready(Ok(Watch::none())))
+    }
 }
 
 /// A TTL in whole milliseconds, rounded up, as Redis' `PX` takes it.

@@ -1,7 +1,12 @@
-//! The Redis store: `SET NX PX` to acquire, compare-and-delete and compare-and-pexpire
-//! scripts (sent with EVALSHA, loaded again on NOSCRIPT) to release and extend. One round
-//! trip per operation, on one multiplexed connection shared by every task, which
-//! reconnects by itself after the server restarts.
+//! The Redis store. One round trip per operation, on one multiplexed connection shared by
+//! every task, which reconnects by itself after the server restarts:
+//! - acquire: `SET key token NX PX ttl`, or, with a fencing token, a script that does the
+//!   same `SET` and increments the lock's counter;
+//! - release: a compare-and-delete script that also publishes on the lock's channel, so
+//!   waiters in other processes retry at once;
+//! - extend: a compare-and-pexpire script.
+//!
+//! Scripts are sent with EVALSHA and loaded again on NOSCRIPT.
 
 use std::time::Duration;
 
@@ -10,12 +15,34 @@ use redis::{
     Script, Value,
 };
 
-use super::{ttl_millis, Store, StoreError, StoreFuture};
+use super::{
+    redis_pubsub::Subscriber, ttl_millis, AcquireRequest, Attempt, Store, StoreError, StoreFuture,
+    Watch,
+};
 use crate::{error::LockError, token::Token};
 
+/// `SET NX PX`, then the fencing counter: incremented, or, when missing (never used, or lost
+/// with the store's data), started from the store's clock in microseconds, so tokens never
+/// go backwards. Returns the token, or -1 when the lock is busy.
+const ACQUIRE_FENCED: &str = r"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return -1
+end
+local fence = redis.call('INCR', KEYS[2])
+if fence == 1 then
+    local now = redis.call('TIME')
+    fence = tonumber(now[1]) * 1000000 + tonumber(now[2])
+    redis.call('SET', KEYS[2], string.format('%.0f', fence))
+end
+return fence
+";
+
+/// Compare-and-delete, then wake the waiters of other processes.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
+    redis.call('DEL', KEYS[1])
+    redis.call('PUBLISH', KEYS[1], '')
+    return 1
 end
 return 0
 ";
@@ -46,8 +73,10 @@ return 0
 /// ```
 pub struct RedisStore {
     conn: ConnectionManager,
+    acquire_fenced: Script,
     release: Script,
     extend: Script,
+    subscriber: Subscriber,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -57,32 +86,38 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://`, `rediss://`, `redis+unix://`, `unix://`), giving up after
-    /// `bound`. Later reconnections happen by themselves, on the next call after a failure.
+    /// Connects to `url` (`redis://`, `redis+unix://`, `unix://`), giving up after `bound`.
+    /// Later reconnections happen by themselves, on the next call after a failure.
     pub(crate) async fn connect(url: &str, bound: Duration) -> Result<Self, LockError> {
         let client = redis::Client::open(url)
             .map_err(|e| LockError::invalid(format!("malformed Redis URL `{url}`: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(bound))
-            // A backstop only: the runtime's own bound fires first.
-            .set_response_timeout(Some(bound.saturating_mul(2)))
+            // The runtime bounds each call itself; this only stops a silent server from
+            // piling up requests on the connection forever.
+            .set_response_timeout(Some(bound.saturating_mul(4)))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(100));
-        let conn = tokio::time::timeout(bound, ConnectionManager::new_with_config(client, config))
-            .await
-            .map_err(|_| LockError::Timeout {
-                operation: "connect",
-                after: bound,
-            })?
-            .map_err(|e| LockError::Backend {
-                operation: "connect",
-                source: Box::new(e),
-            })?;
+        let conn = tokio::time::timeout(
+            bound,
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await
+        .map_err(|_| LockError::Timeout {
+            operation: "connect",
+            after: bound,
+        })?
+        .map_err(|e| LockError::Backend {
+            operation: "connect",
+            source: Box::new(e),
+        })?;
         Ok(Self {
             conn,
+            acquire_fenced: Script::new(ACQUIRE_FENCED),
             release: Script::new(RELEASE),
             extend: Script::new(EXTEND),
+            subscriber: Subscriber::new(client, bound),
         })
     }
 }
@@ -92,28 +127,39 @@ fn boxed(e: redis::RedisError) -> StoreError {
 }
 
 impl Store for RedisStore {
-    fn try_acquire<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a Token,
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
+    fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         let mut conn = self.conn.clone();
+        let ttl = ttl_millis(request.ttl);
         Box::pin(async move {
-            let reply: Value = redis::cmd("SET")
-                .arg(key)
-                .arg(token.as_bytes())
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl_millis(ttl))
-                .query_async(&mut conn)
+            let Some(fence_key) = request.fence_key else {
+                let reply: Value = redis::cmd("SET")
+                    .arg(request.key)
+                    .arg(request.token.as_bytes())
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(boxed)?;
+                return match reply {
+                    Value::Okay => Ok(Attempt::Acquired { fence: None }),
+                    Value::Nil => Ok(Attempt::Busy),
+                    other => Err(format!("unexpected reply to SET NX: {other:?}").into()),
+                };
+            };
+            let fence: i64 = self
+                .acquire_fenced
+                .key(request.key)
+                .key(fence_key)
+                .arg(request.token.as_bytes())
+                .arg(ttl)
+                .invoke_async(&mut conn)
                 .await
                 .map_err(boxed)?;
-            match reply {
-                Value::Okay => Ok(true),
-                Value::Nil => Ok(false),
-                other => Err(format!("unexpected reply to SET NX: {other:?}").into()),
-            }
+            Ok(match u64::try_from(fence) {
+                Ok(fence) => Attempt::Acquired { fence: Some(fence) },
+                Err(_) => Attempt::Busy,
+            })
         })
     }
 
@@ -149,5 +195,9 @@ impl Store for RedisStore {
                 .map_err(boxed)?;
             Ok(extended == 1)
         })
+    }
+
+    fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
+        Box::pin(async move { Ok(self.subscriber.watch(key).await) })
     }
 }

@@ -1,0 +1,278 @@
+//! In-process coalescing: the tasks of one process that want the same lock queue here, first
+//! come first served, so only one of them at a time (the holder, or the head of the queue)
+//! talks to the store about that lock.
+//!
+//! A key is present in the map while some task owns its *slot*: it holds the lock or is
+//! trying to take it. Everyone else waits in the key's queue until the slot is passed on, or
+//! until the holder's lease has run out: then the head of the queue takes the slot over, as
+//! a task of another process would take the lock. Each hand-over starts a new generation,
+//! so a stale holder that releases late cannot pass on a slot it no longer owns.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
+    time::Instant,
+};
+
+use tokio::sync::{oneshot, Notify};
+
+#[derive(Debug, Default)]
+pub(crate) struct LocalQueue {
+    keys: Mutex<HashMap<Arc<str>, Key>>,
+    next: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Key {
+    /// Which owner the slot belongs to now.
+    generation: u64,
+    /// The owner's lease end while it holds the lock; `None` while it is trying.
+    lease_end: Option<Instant>,
+    waiters: VecDeque<Waiter>,
+    /// Wakes the waiters when the owner, its lease or the head of the queue changes; made
+    /// when the first waiter arrives.
+    changed: Option<Arc<Notify>>,
+}
+
+impl Key {
+    fn changed(&self) {
+        if let Some(changed) = &self.changed {
+            changed.notify_waiters();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Waiter {
+    id: u64,
+    grant: oneshot::Sender<u64>,
+}
+
+/// The right to talk to the store about one key; passed on when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot<'a> {
+    queue: &'a LocalQueue,
+    key: &'a Arc<str>,
+    generation: u64,
+    owned: bool,
+}
+
+/// A place in a key's queue.
+#[derive(Debug)]
+pub(crate) struct Ticket<'a> {
+    queue: &'a LocalQueue,
+    key: &'a Arc<str>,
+    id: u64,
+    grant: oneshot::Receiver<u64>,
+    done: bool,
+}
+
+pub(crate) enum Entry<'a> {
+    /// The slot was free: it is ours now.
+    Owner(Slot<'a>),
+    /// Someone owns the slot: wait for it.
+    Queued(Ticket<'a>),
+}
+
+type Keys = HashMap<Arc<str>, Key>;
+
+impl LocalQueue {
+    fn keys(&self) -> MutexGuard<'_, Keys> {
+        // No critical section below can panic half-way.
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn fresh(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Takes the slot of `key` if it is free, or joins its queue.
+    pub(crate) fn enter<'a>(&'a self, key: &'a Arc<str>) -> Entry<'a> {
+        let mut keys = self.keys();
+        match keys.get_mut(&**key) {
+            None => {
+                let generation = self.fresh();
+                let entry = Key {
+                    generation,
+                    lease_end: None,
+                    waiters: VecDeque::new(),
+                    changed: None,
+                };
+                keys.insert(key.clone(), entry);
+                Entry::Owner(Slot {
+                    queue: self,
+                    key,
+                    generation,
+                    owned: true,
+                })
+            }
+            Some(entry) => {
+                let id = self.fresh();
+                let (grant, receiver) = oneshot::channel();
+                entry.waiters.push_back(Waiter { id, grant });
+                entry.changed.get_or_insert_with(Default::default);
+                Entry::Queued(Ticket {
+                    queue: self,
+                    key,
+                    id,
+                    grant: receiver,
+                    done: false,
+                })
+            }
+        }
+    }
+
+    /// Records the lease end of the slot's owner (after acquiring or extending).
+    pub(crate) fn set_lease(&self, key: &str, generation: u64, lease_end: Instant) {
+        if let Some(entry) = self.keys().get_mut(key) {
+            if entry.generation == generation {
+                entry.lease_end = Some(lease_end);
+                entry.changed();
+            }
+        }
+    }
+
+    /// Passes the slot of `key`, if `generation` still owns it, to the first waiter still
+    /// waiting, or frees it.
+    pub(crate) fn pass(&self, key: &str, generation: u64) {
+        let mut keys = self.keys();
+        if keys.get(key).is_some_and(|e| e.generation == generation) {
+            self.hand_over(&mut keys, key);
+        }
+    }
+
+    fn hand_over(&self, keys: &mut Keys, key: &str) {
+        let Some(entry) = keys.get_mut(key) else {
+            return;
+        };
+        while let Some(waiter) = entry.waiters.pop_front() {
+            let generation = self.fresh();
+            if waiter.grant.send(generation).is_ok() {
+                entry.generation = generation;
+                entry.lease_end = None;
+                entry.changed();
+                return;
+            }
+        }
+        keys.remove(key);
+    }
+}
+
+impl Slot<'_> {
+    /// The owner generation this slot stands for.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Keeps the slot past this value's life: a guard now owns it, and passes it on release.
+    pub(crate) fn keep(mut self, lease_end: Instant) {
+        self.queue.set_lease(self.key, self.generation, lease_end);
+        self.owned = false;
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if self.owned {
+            self.queue.pass(self.key, self.generation);
+        }
+    }
+}
+
+impl<'a> Ticket<'a> {
+    /// Waits until the slot is passed to us, the owner's lease runs out while we head the
+    /// queue, or `deadline` (`None`: none) passes.
+    pub(crate) async fn wait(mut self, deadline: Option<Instant>) -> Option<Slot<'a>> {
+        loop {
+            let changed;
+            let notified;
+            let lease_end;
+            {
+                let keys = self.queue.keys();
+                if let Ok(generation) = self.grant.try_recv() {
+                    return Some(self.into_slot(generation));
+                }
+                let entry = keys.get(&**self.key)?;
+                let first = entry.waiters.front().is_some_and(|w| w.id == self.id);
+                lease_end = entry.lease_end.filter(|_| first);
+                changed = entry.changed.clone().unwrap_or_default();
+                // Listen before the lock is let go, so no change is missed.
+                notified = changed.notified();
+            }
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            tokio::select! {
+                granted = &mut self.grant => {
+                    return granted.ok().map(|generation| self.into_slot(generation));
+                }
+                () = &mut notified => {}
+                () = sleep_until(lease_end) => {
+                    if let Some(generation) = self.take_over() {
+                        return Some(self.into_slot(generation));
+                    }
+                }
+                () = sleep_until(deadline) => {
+                    return self.take_over().map(|generation| self.into_slot(generation));
+                }
+            }
+        }
+    }
+
+    fn into_slot(mut self, generation: u64) -> Slot<'a> {
+        self.done = true;
+        Slot {
+            queue: self.queue,
+            key: self.key,
+            generation,
+            owned: true,
+        }
+    }
+
+    /// Takes the slot if it was granted meanwhile, or if its owner's lease has run out and
+    /// we head the queue.
+    fn take_over(&mut self) -> Option<u64> {
+        let mut keys = self.queue.keys();
+        if let Ok(generation) = self.grant.try_recv() {
+            return Some(generation);
+        }
+        let entry = keys.get_mut(&**self.key)?;
+        let expired = entry.lease_end.is_some_and(|end| Instant::now() >= end);
+        let first = entry.waiters.front().is_some_and(|w| w.id == self.id);
+        if !(expired && first) {
+            return None;
+        }
+        entry.waiters.pop_front();
+        let generation = self.queue.fresh();
+        entry.generation = generation;
+        entry.lease_end = None;
+        entry.changed();
+        Some(generation)
+    }
+}
+
+/// Sleeps until `when`, or forever for `None`.
+async fn sleep_until(when: Option<Instant>) {
+    match when {
+        Some(when) => tokio::time::sleep_until(when.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut keys = self.queue.keys();
+        if self.grant.try_recv().is_ok() {
+            // Granted, but nobody is left to use it.
+            self.queue.hand_over(&mut keys, self.key);
+        } else if let Some(entry) = keys.get_mut(&**self.key) {
+            entry.waiters.retain(|w| w.id != self.id);
+            entry.changed();
+        }
+    }
+}
