@@ -1,19 +1,31 @@
-//! Lock throughput and latency against one `redis-server`, with ratios to a hand-written
-//! floor measured in the same run: the raw `redis` crate doing `SET NX PX` and an EVALSHA
-//! compare-and-delete on one multiplexed connection.
+//! Lock throughput and latency against one `redis-server`, next to a hand-written floor
+//! measured in the same run: the raw `redis` crate doing `SET NX PX` and an EVALSHA
+//! compare-and-delete on one multiplexed connection (and, for waiting, retrying `SET NX`
+//! every millisecond).
 //!
-//! Run with `cargo bench -p lock-tests --bench locks`. Set `BENCH_SECONDS` to change how
-//! long each measurement runs (default 2).
+//! Run with `cargo bench -p lock-tests --bench locks`. `BENCH_SECONDS` sets how long each
+//! measurement runs (default 2).
+//!
+//! Scenarios:
+//! - S1: one task, one key: acquire+release cycles per second and latency.
+//! - S2: 64 tasks on 64 distinct keys: cycles per second.
+//! - S3h: 16 tasks on one key, each holding it 1 ms; a task that released waits until
+//!   another task has taken the lock before competing again, so every handoff goes to a
+//!   waiter. Acquisitions per second, handoff gap (the previous holder's release returns
+//!   -> the next holder's acquire returns), and server commands per acquisition from
+//!   `INFO commandstats` (commands inside scripts included).
+//! - S3h x2: the same with the 16 waiters spread over 2 processes.
+//! - S1 through a `#[distributed_lock]` function against the hand API.
 
 use std::{
     future::Future,
-    sync::Arc,
-    time::{Duration, Instant},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use lock_runtime::{Backend, LockOptions};
+use lock_runtime::{distributed_lock, Backend, LockError, LockOptions};
 use lock_tests::RedisServer;
-use redis::{aio::MultiplexedConnection, Script};
+use redis::{aio::MultiplexedConnection, AsyncCommands as _, Script};
 
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -22,28 +34,11 @@ end
 return 0
 ";
 
-/// One measured scenario: cycles per second and, for sequential ones, latency percentiles.
-struct Measured {
-    cycles: u64,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-impl Measured {
-    fn per_second(&self) -> f64 {
-        self.cycles as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn percentile(&self, p: f64) -> Option<Duration> {
-        if self.latencies.is_empty() {
-            return None;
-        }
-        let mut sorted = self.latencies.clone();
-        sorted.sort_unstable();
-        let index = ((sorted.len() - 1) as f64 * p).round() as usize;
-        Some(sorted[index])
-    }
-}
+const HANDOFF_TASKS: usize = 16;
+const HOLD: Duration = Duration::from_millis(1);
+const OPTIONS: LockOptions = LockOptions::new(Duration::from_secs(10));
+const WAITING: LockOptions =
+    LockOptions::new(Duration::from_secs(10)).wait(Duration::from_secs(30));
 
 fn seconds() -> Duration {
     let secs = std::env::var("BENCH_SECONDS")
@@ -53,16 +48,48 @@ fn seconds() -> Duration {
     Duration::from_secs_f64(secs)
 }
 
-/// Runs `cycle` back to back on `tasks` tasks (task `i` gets key `keys[i]`) for `length`.
-async fn run<F, Fut>(tasks: usize, length: Duration, cycle: F) -> Measured
+// ---------------------------------------------------------------------------------------
+// Measurements
+
+#[derive(Default)]
+struct Measured {
+    cycles: u64,
+    elapsed: Duration,
+    /// Per-cycle latencies (S1, S2) or handoff gaps (S3h).
+    samples: Vec<Duration>,
+    commands_per_cycle: Option<f64>,
+}
+
+impl Measured {
+    fn add(&mut self, slice: Measured) {
+        self.cycles += slice.cycles;
+        self.elapsed += slice.elapsed;
+        self.samples.extend(slice.samples);
+    }
+
+    fn per_second(&self) -> f64 {
+        self.cycles as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> Option<Duration> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        let mut sorted = self.samples.clone();
+        sorted.sort_unstable();
+        Some(sorted[((sorted.len() - 1) as f64 * p).round() as usize])
+    }
+}
+
+/// Runs `cycle(task)` back to back on `tasks` tasks for `length`, after a warm-up.
+async fn run_cycles<F, Fut>(tasks: usize, length: Duration, cycle: F) -> Measured
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
 {
     let cycle = Arc::new(cycle);
-    // Warm up: connections, scripts, allocator.
     for i in 0..tasks {
-        for _ in 0..50 {
+        for _ in 0..5 {
             cycle(i).await;
         }
     }
@@ -81,48 +108,401 @@ where
             latencies
         }));
     }
-    let mut latencies = Vec::new();
+    let mut samples = Vec::new();
     for handle in handles {
-        latencies.extend(handle.await.expect("bench task"));
+        samples.extend(handle.await.expect("bench task"));
     }
     Measured {
-        cycles: latencies.len() as u64,
+        cycles: samples.len() as u64,
         elapsed: started.elapsed(),
-        latencies,
+        samples,
+        commands_per_cycle: None,
     }
 }
 
-/// The floor: what a careful hand-written lock does, with no library around it.
-async fn floor_cycle(
-    mut conn: MultiplexedConnection,
-    script: Arc<Script>,
-    key: String,
-    token: u128,
-) {
-    let token = format!("{token:032x}");
-    let set: redis::Value = redis::cmd("SET")
-        .arg(&key)
-        .arg(&token)
-        .arg("NX")
-        .arg("PX")
-        .arg(10_000)
-        .query_async(&mut conn)
-        .await
-        .expect("floor SET");
-    assert_eq!(set, redis::Value::Okay, "floor: the key was free");
-    let deleted: i64 = script
-        .key(&key)
-        .arg(&token)
-        .invoke_async(&mut conn)
-        .await
-        .expect("floor release");
-    assert_eq!(deleted, 1);
+/// Measures `a` and `b` alternately in `rounds` short slices each and adds each side's
+/// slices up, so that a slow moment of a shared, noisy machine hurts both sides alike.
+async fn interleaved<A, AF, B, BF>(rounds: usize, a: A, b: B) -> (Measured, Measured)
+where
+    A: Fn() -> AF,
+    AF: Future<Output = Measured>,
+    B: Fn() -> BF,
+    BF: Future<Output = Measured>,
+{
+    let (mut total_a, mut total_b) = (Measured::default(), Measured::default());
+    for _ in 0..rounds {
+        total_a.add(a().await);
+        total_b.add(b().await);
+    }
+    (total_a, total_b)
 }
 
-async fn lib_cycle(backend: Backend, key: String) {
-    const OPTIONS: LockOptions = LockOptions::new(Duration::from_secs(10));
-    let guard = backend.acquire(&key, &OPTIONS).await.expect("lib acquire");
-    guard.release().await.expect("lib release");
+fn commandstats_total(server: &RedisServer) -> u64 {
+    server
+        .raw(&["INFO", "commandstats"])
+        .lines()
+        .filter(|line| line.starts_with("cmdstat_") && !line.starts_with("cmdstat_info:"))
+        .filter_map(|line| {
+            line.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+// ---------------------------------------------------------------------------------------
+// The floor and the library
+
+#[derive(Clone)]
+struct Floor {
+    conn: MultiplexedConnection,
+    script: Arc<Script>,
+}
+
+impl Floor {
+    async fn connect(url: &str) -> Self {
+        let client = redis::Client::open(url).expect("url");
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("floor connection");
+        Self {
+            conn,
+            script: Arc::new(Script::new(RELEASE)),
+        }
+    }
+
+    /// `SET NX PX`; with `poll`, retried every millisecond until it succeeds.
+    async fn acquire(&self, key: &str, token: &str, poll: bool) {
+        let mut conn = self.conn.clone();
+        loop {
+            let set: redis::Value = redis::cmd("SET")
+                .arg(key)
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(10_000)
+                .query_async(&mut conn)
+                .await
+                .expect("floor SET");
+            if set == redis::Value::Okay {
+                return;
+            }
+            assert!(poll, "floor: the key was taken");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    async fn release(&self, key: &str, token: &str) {
+        let deleted: i64 = self
+            .script
+            .key(key)
+            .arg(token)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .expect("floor release");
+        assert_eq!(deleted, 1);
+    }
+}
+
+/// A token that differs per call without the OS random source (the floor should not pay
+/// for what it does not strictly need).
+fn floor_token() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    format!("{:032x}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+#[distributed_lock(key = "bench:annotated", ttl = "10s", client = "bench")]
+async fn annotated() -> Result<(), LockError> {
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// S3h: forced handoff
+
+/// Tells tasks (of one or several processes) how many acquisitions happened so far.
+#[derive(Clone)]
+enum Count {
+    Local(Arc<tokio::sync::watch::Sender<u64>>),
+    /// Shared through a second Redis server (not the measured one).
+    Shared {
+        conn: MultiplexedConnection,
+        seen: tokio::sync::watch::Receiver<u64>,
+    },
+}
+
+impl Count {
+    async fn shared(coord_url: &str) -> Self {
+        let client = redis::Client::open(coord_url).expect("coordination url");
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("coordination");
+        let (tx, seen) = tokio::sync::watch::channel(0);
+        let mut pubsub = client
+            .get_async_pubsub()
+            .await
+            .expect("coordination pubsub");
+        pubsub.subscribe("acquired").await.expect("subscribe");
+        tokio::spawn(async move {
+            let mut stream = pubsub.into_on_message();
+            while let Some(msg) = std::future::poll_fn(|cx| {
+                futures_core::Stream::poll_next(std::pin::Pin::new(&mut stream), cx)
+            })
+            .await
+            {
+                let n: u64 = msg.get_payload().unwrap_or(0);
+                tx.send_modify(|seen| *seen = (*seen).max(n));
+            }
+        });
+        Self::Shared { conn, seen }
+    }
+
+    /// Records one acquisition; returns the count including it.
+    async fn acquired(&self) -> u64 {
+        match self {
+            Count::Local(tx) => {
+                let mut n = 0;
+                tx.send_modify(|count| {
+                    *count += 1;
+                    n = *count;
+                });
+                n
+            }
+            Count::Shared { conn, .. } => {
+                let mut conn = conn.clone();
+                let n: u64 = conn.incr("acquisitions", 1).await.expect("INCR");
+                let _: i64 = conn.publish("acquired", n).await.expect("PUBLISH");
+                n
+            }
+        }
+    }
+
+    /// Waits until some acquisition after the `n`th happened.
+    async fn past(&self, n: u64) {
+        let mut seen = match self {
+            Count::Local(tx) => tx.subscribe(),
+            Count::Shared { seen, .. } => seen.clone(),
+        };
+        let _ = seen.wait_for(|count| *count > n).await;
+    }
+}
+
+/// One holding: when its acquire returned and when its release returned (µs since the epoch,
+/// comparable across the processes of one machine).
+type Holding = (u64, u64);
+
+fn micros_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Runs `tasks` handoff tasks in this process for `length`; returns their holdings.
+async fn handoff_tasks<A, AF>(
+    tasks: usize,
+    length: Duration,
+    count: Count,
+    cycle: A,
+) -> Vec<Holding>
+where
+    A: Fn() -> AF + Send + Sync + 'static,
+    AF: Future<
+            Output = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send>,
+        > + Send,
+{
+    let cycle = Arc::new(cycle);
+    let deadline = Instant::now() + length;
+    let holdings = Arc::new(Mutex::new(Vec::new()));
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (cycle, count, holdings) = (cycle.clone(), count.clone(), holdings.clone());
+        handles.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let release = cycle().await; // acquire; returns the release to run later
+                let acquired_at = micros_now();
+                let n = count.acquired().await;
+                tokio::time::sleep(HOLD).await;
+                release().await;
+                let released_at = micros_now();
+                holdings
+                    .lock()
+                    .expect("holdings")
+                    .push((acquired_at, released_at));
+                // Past the deadline nobody may acquire again: stop waiting then.
+                let _ = tokio::time::timeout_at(deadline.into(), count.past(n)).await;
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await.expect("handoff task");
+    }
+    let holdings = holdings.lock().expect("holdings").clone();
+    holdings
+}
+
+/// Gaps between consecutive holdings, in the order the lock was held.
+fn gaps(mut holdings: Vec<Holding>) -> Vec<Duration> {
+    holdings.sort_unstable();
+    holdings
+        .windows(2)
+        .map(|w| Duration::from_micros(w[1].0.saturating_sub(w[0].1)))
+        .collect()
+}
+
+type Release = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+fn lib_handoff(
+    backend: Backend,
+) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Release> + Send>> + Send + Sync + Clone {
+    move || {
+        let backend = backend.clone();
+        Box::pin(async move {
+            let guard = backend
+                .acquire("bench:handoff", &WAITING)
+                .await
+                .expect("acquire");
+            let release: Release =
+                Box::new(move || Box::pin(async move { guard.release().await.expect("release") }));
+            release
+        })
+    }
+}
+
+fn floor_handoff(
+    floor: Floor,
+) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Release> + Send>> + Send + Sync + Clone {
+    move || {
+        let floor = floor.clone();
+        Box::pin(async move {
+            let token = floor_token();
+            floor.acquire("lock:{bench:handoff}", &token, true).await;
+            let release: Release = Box::new(move || {
+                Box::pin(async move { floor.release("lock:{bench:handoff}", &token).await })
+            });
+            release
+        })
+    }
+}
+
+async fn s3h(
+    server: &RedisServer,
+    length: Duration,
+    cycle: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Release> + Send>> + Send + Sync + 'static,
+) -> Measured {
+    let before = commandstats_total(server);
+    let started = Instant::now();
+    let count = Count::Local(Arc::new(tokio::sync::watch::channel(0).0));
+    let holdings = handoff_tasks(HANDOFF_TASKS, length, count, cycle).await;
+    let elapsed = started.elapsed();
+    let commands = commandstats_total(server) - before;
+    Measured {
+        cycles: holdings.len() as u64,
+        elapsed,
+        commands_per_cycle: Some(commands as f64 / holdings.len().max(1) as f64),
+        samples: gaps(holdings),
+    }
+}
+
+/// S3h with half the tasks in a child process (this binary again, with `--handoff-child`).
+async fn s3h_two_processes(
+    server: &RedisServer,
+    coord: &RedisServer,
+    length: Duration,
+    floor: bool,
+) -> Measured {
+    let _ = redis::cmd("DEL")
+        .arg("acquisitions")
+        .exec_async(&mut Floor::connect(&coord.url()).await.conn)
+        .await;
+    let count = Count::shared(&coord.url()).await;
+    let before = commandstats_total(server);
+    let child = tokio::process::Command::new(std::env::current_exe().expect("own path"))
+        .args([
+            "--handoff-child",
+            &server.url(),
+            &coord.url(),
+            &length.as_secs_f64().to_string(),
+            if floor { "floor" } else { "lib" },
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the second process");
+    let started = Instant::now();
+    let own = if floor {
+        let floor = Floor::connect(&server.url()).await;
+        handoff_tasks(HANDOFF_TASKS / 2, length, count, floor_handoff(floor)).await
+    } else {
+        let backend = Backend::redis(&server.url()).await.expect("connect");
+        handoff_tasks(HANDOFF_TASKS / 2, length, count, lib_handoff(backend)).await
+    };
+    let output = child.wait_with_output().await.expect("second process");
+    let elapsed = started.elapsed();
+    let mut holdings = own;
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        if let Some((a, r)) = line.split_once(' ') {
+            if let (Ok(a), Ok(r)) = (a.parse(), r.parse()) {
+                holdings.push((a, r));
+            }
+        }
+    }
+    let commands = commandstats_total(server) - before;
+    Measured {
+        cycles: holdings.len() as u64,
+        elapsed,
+        commands_per_cycle: Some(commands as f64 / holdings.len().max(1) as f64),
+        samples: gaps(holdings),
+    }
+}
+
+async fn handoff_child(args: &[String]) {
+    let [url, coord, seconds, which] = args else {
+        panic!("usage: --handoff-child <url> <coord-url> <seconds> <floor|lib>");
+    };
+    let length = Duration::from_secs_f64(seconds.parse().expect("seconds"));
+    let count = Count::shared(coord).await;
+    let holdings = if which == "floor" {
+        let floor = Floor::connect(url).await;
+        handoff_tasks(HANDOFF_TASKS / 2, length, count, floor_handoff(floor)).await
+    } else {
+        let backend = Backend::redis(url).await.expect("connect");
+        handoff_tasks(HANDOFF_TASKS / 2, length, count, lib_handoff(backend)).await
+    };
+    for (a, r) in holdings {
+        println!("{a} {r}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Report
+
+fn us(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e6))
+}
+
+fn row(name: &str, floor: &Measured, lib: &Measured) {
+    let cmds = |m: &Measured| {
+        m.commands_per_cycle
+            .map_or("-".into(), |c| format!("{c:.2}"))
+    };
+    println!(
+        "{:<30} {:>10.0} {:>10.0} {:>6.2}x {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
+        name,
+        floor.per_second(),
+        lib.per_second(),
+        lib.per_second() / floor.per_second(),
+        us(floor.percentile(0.5)),
+        us(lib.percentile(0.5)),
+        us(floor.percentile(0.99)),
+        us(lib.percentile(0.99)),
+        cmds(floor),
+        cmds(lib),
+    );
 }
 
 fn redis_benchmark_ping_rtt(port: u16) -> Option<Duration> {
@@ -141,145 +521,178 @@ fn redis_benchmark_ping_rtt(port: u16) -> Option<Duration> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
-    // "PING_INLINE","12345.67",... then "PING_MBULK","...": take the bulk (RESP) one.
     let line = text.lines().find(|l| l.starts_with("\"PING_MBULK\""))?;
     let rps: f64 = line.split(',').nth(1)?.trim_matches('"').parse().ok()?;
     Some(Duration::from_secs_f64(1.0 / rps))
 }
 
-fn us(d: Option<Duration>) -> String {
-    d.map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e6))
-}
-
-struct Row {
-    name: &'static str,
-    floor: Measured,
-    lib: Measured,
-}
-
-fn print_table(rows: &[Row]) {
-    println!(
-        "{:<34} {:>12} {:>12} {:>7} {:>9} {:>9} {:>9} {:>9}",
-        "scenario", "floor/s", "lib/s", "ratio", "floor p50", "lib p50", "floor p99", "lib p99"
-    );
-    for row in rows {
-        println!(
-            "{:<34} {:>12.0} {:>12.0} {:>6.2}x {:>9} {:>9} {:>9} {:>9}",
-            row.name,
-            row.floor.per_second(),
-            row.lib.per_second(),
-            row.lib.per_second() / row.floor.per_second(),
-            us(row.floor.percentile(0.5)),
-            us(row.lib.percentile(0.5)),
-            us(row.floor.percentile(0.99)),
-            us(row.lib.percentile(0.99)),
-        );
-    }
-    println!("(latencies in microseconds per acquire+release cycle)");
-}
-
-/// Measures floor and library alternately, `rounds` times each, and keeps each side's best
-/// round, so a noisy moment hurts neither side alone.
-async fn compare<FF, FFut, LF, LFut>(
-    name: &'static str,
-    tasks: usize,
-    rounds: usize,
-    floor: FF,
-    lib: LF,
-) -> Row
-where
-    FF: Fn(usize) -> FFut + Send + Sync + Clone + 'static,
-    FFut: Future<Output = ()> + Send,
-    LF: Fn(usize) -> LFut + Send + Sync + Clone + 'static,
-    LFut: Future<Output = ()> + Send,
-{
-    let length = seconds();
-    let mut best_floor: Option<Measured> = None;
-    let mut best_lib: Option<Measured> = None;
-    for _ in 0..rounds {
-        let f = run(tasks, length, floor.clone()).await;
-        if best_floor
-            .as_ref()
-            .is_none_or(|b| f.per_second() > b.per_second())
-        {
-            best_floor = Some(f);
-        }
-        let l = run(tasks, length, lib.clone()).await;
-        if best_lib
-            .as_ref()
-            .is_none_or(|b| l.per_second() > b.per_second())
-        {
-            best_lib = Some(l);
-        }
-    }
-    Row {
-        name,
-        floor: best_floor.expect("rounds > 0"),
-        lib: best_lib.expect("rounds > 0"),
-    }
-}
-
 #[tokio::main]
 async fn main() {
-    let server = RedisServer::start();
-    let url = server.url();
-    let client = redis::Client::open(url.as_str()).expect("url");
-    let conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("floor connection");
-    let script = Arc::new(Script::new(RELEASE));
-    let backend = Backend::redis(&url).await.expect("lib connection");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--handoff-child") {
+        handoff_child(&args[1..]).await;
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` asks for test names; there are none.
+    }
 
-    let rounds = 3;
-    let floor = {
-        let (conn, script) = (conn.clone(), script.clone());
+    let server = RedisServer::start();
+    let coord = RedisServer::start();
+    let url = server.url();
+    let floor = Floor::connect(&url).await;
+    let backend = Backend::redis(&url).await.expect("lib connection");
+    lock_runtime::register("bench", backend.clone()).expect("register");
+    // S1, S2 and the attribute comparison alternate the two sides in 10 slices.
+    let rounds = 10;
+    let slice = seconds() / 10;
+    let length = seconds();
+
+    let floor_cycle = {
+        let floor = floor.clone();
         move |i: usize| {
-            let token = rand_token(i);
-            floor_cycle(
-                conn.clone(),
-                script.clone(),
-                format!("lock:{{bench:{i}}}"),
-                token,
-            )
+            let floor = floor.clone();
+            async move {
+                let (key, token) = (format!("lock:{{bench:{i}}}"), floor_token());
+                floor.acquire(&key, &token, false).await;
+                floor.release(&key, &token).await;
+            }
         }
     };
-    let lib = {
+    let lib_cycle = {
         let backend = backend.clone();
-        move |i: usize| lib_cycle(backend.clone(), format!("bench:{i}"))
+        move |i: usize| {
+            let backend = backend.clone();
+            async move {
+                let guard = backend
+                    .acquire(&format!("bench:{i}"), &OPTIONS)
+                    .await
+                    .expect("acquire");
+                guard.release().await.expect("release");
+            }
+        }
     };
 
-    let mut rows = Vec::new();
-    rows.push(compare("S1  1 task, 1 key", 1, rounds, floor.clone(), lib.clone()).await);
-    rows.push(compare("S2  64 tasks, 64 keys", 64, rounds, floor, lib).await);
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
+    let skip = || async { Measured::default() };
+    let (s1_floor, s1_lib) = if !wanted("s1") {
+        (Measured::default(), Measured::default())
+    } else {
+        interleaved(
+            rounds,
+            || run_cycles(1, slice, floor_cycle.clone()),
+            || run_cycles(1, slice, lib_cycle.clone()),
+        )
+        .await
+    };
+    let (s2_floor, s2_lib) = if !wanted("s2") {
+        (Measured::default(), Measured::default())
+    } else {
+        interleaved(
+            rounds,
+            || run_cycles(64, slice, floor_cycle.clone()),
+            || run_cycles(64, slice, lib_cycle.clone()),
+        )
+        .await
+    };
+    let hand = {
+        let backend = backend.clone();
+        move |_: usize| {
+            let backend = backend.clone();
+            async move {
+                let guard = backend
+                    .acquire("bench:hand", &OPTIONS)
+                    .await
+                    .expect("acquire");
+                guard.release().await.expect("release");
+            }
+        }
+    };
+    let (s1_hand, s1_annotated) = if !wanted("attr") {
+        (Measured::default(), Measured::default())
+    } else {
+        interleaved(
+            rounds,
+            || run_cycles(1, slice, hand.clone()),
+            || {
+                run_cycles(1, slice, |_| async {
+                    annotated().await.expect("annotated")
+                })
+            },
+        )
+        .await
+    };
+    let (s3_floor, s3_lib) = if !wanted("s3") {
+        (skip().await, skip().await)
+    } else {
+        (
+            s3h(&server, length, floor_handoff(floor.clone())).await,
+            s3h(&server, length, lib_handoff(backend.clone())).await,
+        )
+    };
+    let (s3x2_floor, s3x2_lib) = if !wanted("s3x2") {
+        (skip().await, skip().await)
+    } else {
+        (
+            s3h_two_processes(&server, &coord, length, true).await,
+            s3h_two_processes(&server, &coord, length, false).await,
+        )
+    };
 
+    let version = server.raw(&["INFO", "server"]);
+    let version = version
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or("?")
+        .trim();
     println!();
     println!(
-        "redis-server {} on 127.0.0.1:{}, {} s per measurement, best of {rounds} rounds",
-        server
-            .raw(&["INFO", "server"])
-            .lines()
-            .find_map(|l| l.strip_prefix("redis_version:"))
-            .unwrap_or("?")
-            .trim(),
+        "redis-server {version} on 127.0.0.1:{}; {} s per measurement, S1/S2 in {rounds} alternating slices",
         server.port(),
-        seconds().as_secs_f64()
+        length.as_secs_f64()
     );
-    print_table(&rows);
-    match redis_benchmark_ping_rtt(server.port()) {
-        Some(rtt) => println!(
-            "redis-benchmark PING round trip (1 client): {:.1} us; S1 lib cycle p50 = {:.2} round trips",
+    println!(
+        "{:<30} {:>10} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
+        "scenario",
+        "floor/s",
+        "lib/s",
+        "ratio",
+        "fl p50",
+        "lib p50",
+        "fl p99",
+        "lib p99",
+        "fl cmd",
+        "lib cmd"
+    );
+    row("S1   1 task, 1 key", &s1_floor, &s1_lib);
+    row("S2   64 tasks, 64 keys", &s2_floor, &s2_lib);
+    row("S3h  16 waiters, 1 process", &s3_floor, &s3_lib);
+    row("S3h  16 waiters, 2 processes", &s3x2_floor, &s3x2_lib);
+    println!(
+        "{:<30} {:>10} {:>10} {:>7}",
+        "", "hand/s", "attr/s", "ratio"
+    );
+    println!(
+        "{:<30} {:>10.0} {:>10.0} {:>6.3}x {:>8} {:>8} {:>8} {:>8}",
+        "S1   #[distributed_lock] vs hand",
+        s1_hand.per_second(),
+        s1_annotated.per_second(),
+        s1_annotated.per_second() / s1_hand.per_second(),
+        us(s1_hand.percentile(0.5)),
+        us(s1_annotated.percentile(0.5)),
+        us(s1_hand.percentile(0.99)),
+        us(s1_annotated.percentile(0.99)),
+    );
+    println!("S1/S2: latency of one acquire+release cycle (us). S3h: handoff gap (us), the floor");
+    println!(
+        "polling SET NX every 1 ms; cmd = server commands per acquisition (INFO commandstats)."
+    );
+    if let Some(rtt) = redis_benchmark_ping_rtt(server.port()) {
+        println!(
+            "redis-benchmark PING round trip (1 client): {:.1} us; S1 lib cycle p50 = {:.2} of them",
             rtt.as_secs_f64() * 1e6,
-            rows[0].lib.percentile(0.5).map_or(0.0, |p| p.as_secs_f64() / rtt.as_secs_f64())
-        ),
-        None => println!("redis-benchmark not found: no round-trip reference"),
+            s1_lib.percentile(0.5).map_or(0.0, |p| p.as_secs_f64() / rtt.as_secs_f64())
+        );
     }
-}
-
-/// A token that differs per task and per call, without the OS random source (the floor
-/// should not pay for what it does not need).
-fn rand_token(i: usize) -> u128 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(1);
-    (u128::from(N.fetch_add(1, Ordering::Relaxed)) << 64) | i as u128
 }

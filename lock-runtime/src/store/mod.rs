@@ -13,6 +13,7 @@ use crate::token::Token;
 
 pub(crate) mod memory;
 pub(crate) mod redis;
+mod redis_conn;
 mod redis_pubsub;
 
 pub use self::{memory::MemoryStore, redis::RedisStore};

@@ -8,16 +8,13 @@
 //!
 //! Scripts are sent with EVALSHA and loaded again on NOSCRIPT.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use redis::{
-    aio::{ConnectionManager, ConnectionManagerConfig},
-    Script, Value,
-};
+use redis::{Script, Value};
 
 use super::{
-    redis_pubsub::Subscriber, ttl_millis, AcquireRequest, Attempt, Store, StoreError, StoreFuture,
-    Watch,
+    redis_conn::Connection, redis_pubsub::Subscriber, ttl_millis, AcquireRequest, Attempt, Store,
+    StoreError, StoreFuture, Watch,
 };
 use crate::{error::LockError, token::Token};
 
@@ -72,7 +69,7 @@ return 0
 /// # Ok(()) }
 /// ```
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Arc<Connection>,
     acquire_fenced: Script,
     release: Script,
     extend: Script,
@@ -91,27 +88,22 @@ impl RedisStore {
     pub(crate) async fn connect(url: &str, bound: Duration) -> Result<Self, LockError> {
         let client = redis::Client::open(url)
             .map_err(|e| LockError::invalid(format!("malformed Redis URL `{url}`: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(bound))
-            // The runtime bounds each call itself; this only stops a silent server from
-            // piling up requests on the connection forever.
-            .set_response_timeout(Some(bound.saturating_mul(4)))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(100));
-        let conn = tokio::time::timeout(
-            bound,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| LockError::Timeout {
-            operation: "connect",
-            after: bound,
-        })?
-        .map_err(|e| LockError::Backend {
-            operation: "connect",
-            source: Box::new(e),
-        })?;
+        let conn = Connection::open(client.clone(), bound)
+            .await
+            .map_err(|error| match error {
+                None => LockError::Timeout {
+                    operation: "connect",
+                    after: bound,
+                },
+                Some(e) if e.is_timeout() => LockError::Timeout {
+                    operation: "connect",
+                    after: bound,
+                },
+                Some(e) => LockError::Backend {
+                    operation: "connect",
+                    source: Box::new(e),
+                },
+            })?;
         Ok(Self {
             conn,
             acquire_fenced: Script::new(ACQUIRE_FENCED),
@@ -122,13 +114,17 @@ impl RedisStore {
     }
 }
 
-fn boxed(e: redis::RedisError) -> StoreError {
-    Box::new(e)
+impl RedisStore {
+    /// Passes a request's error on, replacing the connection first if it broke.
+    fn failed(&self, error: redis::RedisError) -> StoreError {
+        self.conn.check(&error);
+        Box::new(error)
+    }
 }
 
 impl Store for RedisStore {
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         let ttl = ttl_millis(request.ttl);
         Box::pin(async move {
             let Some(fence_key) = request.fence_key else {
@@ -140,7 +136,7 @@ impl Store for RedisStore {
                     .arg(ttl)
                     .query_async(&mut conn)
                     .await
-                    .map_err(boxed)?;
+                    .map_err(|e| self.failed(e))?;
                 return match reply {
                     Value::Okay => Ok(Attempt::Acquired { fence: None }),
                     Value::Nil => Ok(Attempt::Busy),
@@ -155,7 +151,7 @@ impl Store for RedisStore {
                 .arg(ttl)
                 .invoke_async(&mut conn)
                 .await
-                .map_err(boxed)?;
+                .map_err(|e| self.failed(e))?;
             Ok(match u64::try_from(fence) {
                 Ok(fence) => Attempt::Acquired { fence: Some(fence) },
                 Err(_) => Attempt::Busy,
@@ -164,7 +160,7 @@ impl Store for RedisStore {
     }
 
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         Box::pin(async move {
             let deleted: i64 = self
                 .release
@@ -172,7 +168,7 @@ impl Store for RedisStore {
                 .arg(token.as_bytes())
                 .invoke_async(&mut conn)
                 .await
-                .map_err(boxed)?;
+                .map_err(|e| self.failed(e))?;
             Ok(deleted == 1)
         })
     }
@@ -183,7 +179,7 @@ impl Store for RedisStore {
         token: &'a Token,
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         Box::pin(async move {
             let extended: i64 = self
                 .extend
@@ -192,7 +188,7 @@ impl Store for RedisStore {
                 .arg(ttl_millis(ttl))
                 .invoke_async(&mut conn)
                 .await
-                .map_err(boxed)?;
+                .map_err(|e| self.failed(e))?;
             Ok(extended == 1)
         })
     }
