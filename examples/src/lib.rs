@@ -1,0 +1,203 @@
+//! What the example programs share: command-line flags, the "ledger" (where they keep
+//! their own data: Redis when given a URL, this process's memory otherwise), and a tiny
+//! HTTP client for the HTTP service's self-demo and tests.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use lock_runtime::{Backend, LockError};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// `--name value` flags, read once from the command line.
+#[derive(Debug, Default)]
+pub struct Flags(HashMap<String, String>);
+
+impl Flags {
+    /// Reads `--name value` pairs (and bare `--name` switches) from the command line.
+    pub fn from_args() -> Result<Self, String> {
+        let mut flags = HashMap::new();
+        let mut args = std::env::args().skip(1).peekable();
+        while let Some(arg) = args.next() {
+            let name = arg.strip_prefix("--").ok_or_else(|| {
+                format!("unexpected argument `{arg}`; flags look like `--name value`")
+            })?;
+            let value = match args.peek() {
+                Some(next) if !next.starts_with("--") => args.next().unwrap_or_default(),
+                _ => String::new(),
+            };
+            flags.insert(name.to_owned(), value);
+        }
+        Ok(Self(flags))
+    }
+
+    /// A flag's text, if given.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// A flag parsed as a number, or `default`.
+    pub fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {
+        match self.text(name) {
+            None => Ok(default),
+            Some(text) => text
+                .parse()
+                .map_err(|_| format!("--{name} takes a number, got `{text}`")),
+        }
+    }
+}
+
+/// Opens the lock store (`--redis URL`, or the in-memory backend) and makes it the default
+/// client; returns the matching ledger.
+pub async fn setup(flags: &Flags) -> Result<Ledger, Box<dyn std::error::Error>> {
+    match flags.text("redis") {
+        Some(url) => {
+            lock_runtime::init(Backend::redis(url).await?)?;
+            let conn = redis::Client::open(url)?
+                .get_multiplexed_async_connection()
+                .await?;
+            Ok(Ledger::Redis(conn))
+        }
+        None => {
+            lock_runtime::init(Backend::memory())?;
+            Ok(Ledger::Memory(Arc::default()))
+        }
+    }
+}
+
+/// Where the examples keep their own data: numbers under names.
+#[derive(Debug, Clone)]
+pub enum Ledger {
+    /// This process's memory.
+    Memory(Arc<Mutex<HashMap<String, i64>>>),
+    /// A Redis server, shared by every process given its URL.
+    Redis(redis::aio::MultiplexedConnection),
+}
+
+/// A ledger or lock failure, as the examples report it.
+#[derive(Debug)]
+pub enum AppError {
+    /// The lock could not be had, or was lost.
+    Lock(LockError),
+    /// The ledger failed.
+    Ledger(redis::RedisError),
+}
+
+impl From<LockError> for AppError {
+    fn from(e: LockError) -> Self {
+        Self::Lock(e)
+    }
+}
+
+impl From<redis::RedisError> for AppError {
+    fn from(e: redis::RedisError) -> Self {
+        Self::Ledger(e)
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Lock(e) => e.fmt(f),
+            Self::Ledger(e) => write!(f, "ledger: {e}"),
+        }
+    }
+}
+
+impl Ledger {
+    /// The number under `name` (0 if none).
+    pub async fn get(&self, name: &str) -> Result<i64, redis::RedisError> {
+        match self {
+            Self::Memory(map) => Ok(*map.lock().expect("ledger").get(name).unwrap_or(&0)),
+            Self::Redis(conn) => {
+                let value: Option<i64> = redis::cmd("GET")
+                    .arg(name)
+                    .query_async(&mut conn.clone())
+                    .await?;
+                Ok(value.unwrap_or(0))
+            }
+        }
+    }
+
+    /// Sets the number under `name`.
+    pub async fn set(&self, name: &str, value: i64) -> Result<(), redis::RedisError> {
+        match self {
+            Self::Memory(map) => {
+                map.lock().expect("ledger").insert(name.to_owned(), value);
+                Ok(())
+            }
+            Self::Redis(conn) => {
+                redis::cmd("SET")
+                    .arg(name)
+                    .arg(value)
+                    .exec_async(&mut conn.clone())
+                    .await
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 response, as the tiny client reads it.
+#[derive(Debug)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header names (lowercase) and values.
+    pub headers: Vec<(String, String)>,
+    /// The body, as text.
+    pub body: String,
+}
+
+impl Response {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one request with `Connection: close` and reads the whole response, within 10 s.
+pub async fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<Response> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&raw).into_owned())
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "no response within 10 s")
+        })??;
+    let bad = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not HTTP: {raw:?}"),
+        )
+    };
+    let (head, body) = raw.split_once("\r\n\r\n").ok_or_else(bad)?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(bad)?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok(Response {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
+}

@@ -1,0 +1,161 @@
+//! The examples, run for real: as processes, against real `redis-server`s.
+
+use std::{collections::BTreeMap, process::Stdio, time::Duration};
+
+use lock_examples::http;
+use lock_runtime::{Backend, LockOptions};
+use lock_tests::RedisServer;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+/// Starts one HTTP service instance and returns it with the address it listens on.
+async fn http_service(redis_url: &str) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_http-service"))
+        .args(["--redis", redis_url, "--serve-for", "120"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn http-service");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                return addr.to_owned();
+            }
+        }
+        panic!("http-service exited before listening");
+    })
+    .await
+    .expect("http-service listens within 30 s");
+    // Keep draining its output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_http_instances_never_overdraw_and_answer_busy_with_423() {
+    let server = RedisServer::start();
+    let (_a, addr_a) = http_service(&server.url()).await;
+    let (_b, addr_b) = http_service(&server.url()).await;
+    let deposit = http(&addr_a, "POST", "/accounts/7/deposit", "100")
+        .await
+        .expect("deposit");
+    assert_eq!(deposit.status, 200, "{deposit:?}");
+
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let addr = if i % 2 == 0 {
+            addr_a.clone()
+        } else {
+            addr_b.clone()
+        };
+        calls.push(tokio::spawn(async move {
+            http(&addr, "POST", "/accounts/7/withdraw", "10")
+                .await
+                .expect("withdraw")
+        }));
+    }
+    let mut statuses = BTreeMap::<u16, usize>::new();
+    for call in calls {
+        let response = call.await.expect("request task");
+        if response.status == 423 {
+            assert_eq!(response.header("retry-after"), Some("1"), "{response:?}");
+        }
+        assert!(matches!(response.status, 200 | 409 | 423), "{response:?}");
+        *statuses.entry(response.status).or_default() += 1;
+    }
+    let withdrawn = 10 * statuses.get(&200).copied().unwrap_or(0) as i64;
+    let balance: i64 = http(&addr_b, "GET", "/accounts/7", "")
+        .await
+        .expect("balance")
+        .body
+        .trim()
+        .parse()
+        .expect("a number");
+    assert!(balance >= 0, "overdrawn: {balance} ({statuses:?})");
+    assert_eq!(
+        balance,
+        100 - withdrawn,
+        "money appeared or vanished: {statuses:?}"
+    );
+
+    // Busy, for sure: hold the account's lock from here, as a third instance would.
+    let backend = Backend::redis(&server.url()).await.expect("connect");
+    let held = backend
+        .acquire("account:7", &LockOptions::new(Duration::from_secs(30)))
+        .await
+        .expect("hold the account lock");
+    let busy = http(&addr_a, "POST", "/accounts/7/withdraw", "10")
+        .await
+        .expect("withdraw");
+    assert_eq!(busy.status, 423, "{busy:?}");
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    held.release().await.expect("release");
+    let after = http(&addr_a, "POST", "/accounts/7/withdraw", "10")
+        .await
+        .expect("withdraw");
+    assert!(matches!(after.status, 200 | 409), "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_jobs_across_3_processes_run_each_tick_exactly_once() {
+    let server = RedisServer::start();
+    let mut instances = Vec::new();
+    for name in ["a", "b", "c"] {
+        instances.push(
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_scheduled-jobs"))
+                .args(["--redis", &server.url(), "--name", name])
+                .args(["--ticks", "3", "--period-ms", "1000", "--job", "test"])
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn scheduled-jobs"),
+        );
+    }
+    let mut per_tick = BTreeMap::<u64, (usize, usize)>::new(); // tick -> (ran, skipped)
+    for instance in instances {
+        let output = tokio::time::timeout(Duration::from_secs(60), instance.wait_with_output())
+            .await
+            .expect("the instance exits by itself")
+            .expect("instance output");
+        assert!(output.status.success(), "{output:?}");
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let Some((tick, rest)) = line.strip_prefix("tick ").and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            let entry = per_tick
+                .entry(tick.parse().expect("tick number"))
+                .or_default();
+            if rest.ends_with(" ran") {
+                entry.0 += 1;
+            } else {
+                assert!(rest.contains("skipped"), "unexpected line {line:?}");
+                entry.1 += 1;
+            }
+        }
+    }
+    assert!(per_tick.len() >= 3, "too few ticks: {per_tick:?}");
+    for (tick, (ran, skipped)) in &per_tick {
+        assert_eq!(
+            *ran, 1,
+            "tick {tick} ran {ran} times ({skipped} skips): {per_tick:?}"
+        );
+    }
+    let lines: usize = per_tick.values().map(|(r, s)| r + s).sum();
+    assert_eq!(lines, 9, "3 instances x 3 ticks: {per_tick:?}");
+}
+
+#[tokio::test]
+async fn the_worker_pool_never_overlaps_jobs_on_one_resource() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_worker-pool"))
+        .args(["--jobs", "8", "--workers", "4"])
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("the worker pool exits by itself")
+        .expect("worker-pool output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(!stdout.contains("OVERLAP"), "{stdout}");
+    assert!(stdout.contains("8 jobs done"), "{stdout}");
+}
