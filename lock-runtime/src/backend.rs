@@ -203,6 +203,12 @@ impl Backend {
     }
 
     /// The store key for a lock name: `{prefix}{{name}}`.
+    ///
+    /// ```
+    /// let backend = lock_runtime::Backend::builder().prefix("app:").memory()?;
+    /// assert_eq!(backend.key_for("order:7"), "app:{order:7}");
+    /// # Ok::<(), lock_runtime::LockError>(())
+    /// ```
     pub fn key_for(&self, name: &str) -> String {
         let prefix = &self.inner.prefix;
         let mut key = String::with_capacity(prefix.len() + name.len() + 2);

@@ -38,6 +38,31 @@ pub struct LockOptions {
 
 /// What [`with_lock`](crate::with_lock) (and so `#[distributed_lock]`) does with a body
 /// whose lease is lost while it runs.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use lock_runtime::{Backend, LockError, LockOptions, OnLost};
+/// use std::time::Duration;
+///
+/// let backend = Backend::memory();
+/// // A 50 ms lease without renewal, and a body that takes longer: the lease is lost.
+/// let short = LockOptions::new(Duration::from_millis(50));
+/// let slow = tokio::time::sleep(Duration::from_millis(200));
+/// let cancelled = backend.with_lock("k", &short, slow).await;
+/// assert!(matches!(cancelled, Err(LockError::Lost { .. })));
+///
+/// let finish = short.on_lost(OnLost::Finish);
+/// let mut finished = false;
+/// let reported = backend
+///     .with_lock("k", &finish, async {
+///         tokio::time::sleep(Duration::from_millis(200)).await;
+///         finished = true;
+///     })
+///     .await;
+/// assert!(finished && matches!(reported, Err(LockError::Lost { .. })));
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum OnLost {

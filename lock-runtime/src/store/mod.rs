@@ -49,6 +49,19 @@ pub enum Attempt {
 
 /// A wake-up hint for waiters: notified when the lock it watches may have been released.
 /// Waiters also re-check on a timer, so a store may notify late, spuriously, or never.
+///
+/// ```
+/// use lock_runtime::store::Watch;
+/// use std::sync::Arc;
+/// use tokio::sync::Notify;
+///
+/// // A store without notifications returns this (the default `Store::watch`):
+/// let quiet = Watch::none();
+/// // A store with them hands out its per-key `Notify`, kept registered while the watch lives:
+/// let notify = Arc::new(Notify::new());
+/// let watch = Watch::new(notify.clone(), ());
+/// # drop((quiet, watch));
+/// ```
 pub struct Watch {
     notify: Arc<Notify>,
     _registration: Option<Box<dyn Send + Sync>>,
