@@ -27,6 +27,8 @@ pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(1);
 /// keep a waiter waiting.
 const FIRST_RECHECK: Duration = Duration::from_millis(20);
 const LONGEST_RECHECK: Duration = Duration::from_millis(200);
+/// First pause before a failed background release is tried again.
+const CLEANUP_RETRY: Duration = Duration::from_millis(10);
 
 /// A lock store plus the settings shared by every lock taken in it. Cheap to clone.
 ///
@@ -361,7 +363,7 @@ impl Backend {
         request: AcquireRequest<'_>,
     ) -> Result<Option<(Option<u64>, Instant)>, LockError> {
         let sent_at = Instant::now();
-        let in_flight = InFlight::arm(self, request.key, request.token);
+        let in_flight = InFlight::arm(self, &request, sent_at);
         let outcome = self
             .bounded("acquire", self.store().try_acquire(request))
             .await?;
@@ -408,9 +410,16 @@ impl Backend {
 
     /// Deletes `key` if it holds `token`, on the current Tokio runtime, without waiting;
     /// then, for a guard (`slot` is its generation), lets the next local waiter have its
-    /// turn. Used when a guard is dropped unreleased and when an acquire's outcome is
-    /// unknown.
-    pub(crate) fn release_in_background(&self, key: Arc<str>, token: Token, slot: Option<u64>) {
+    /// turn. A failed delete is tried again until `until`, when the key would have expired
+    /// anyway: a connection that broke must not leave the lock orphaned for its whole TTL.
+    /// Used when a guard is dropped unreleased and when an acquire's outcome is unknown.
+    pub(crate) fn release_in_background(
+        &self,
+        key: Arc<str>,
+        token: Token,
+        slot: Option<u64>,
+        until: Instant,
+    ) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::debug!(%key, "no runtime to release on; the lock expires with its TTL");
             if let Some(generation) = slot {
@@ -420,10 +429,18 @@ impl Backend {
         };
         let backend = self.clone();
         runtime.spawn(async move {
-            let outcome = backend
-                .bounded("release", backend.store().release(&key, &token))
-                .await;
-            tracing::debug!(%key, ?outcome, "background release");
+            let mut pause = CLEANUP_RETRY;
+            loop {
+                let outcome = backend
+                    .bounded("release", backend.store().release(&key, &token))
+                    .await;
+                tracing::debug!(%key, ?outcome, "background release");
+                if outcome.is_ok() || Instant::now() + pause >= until {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LONGEST_RECHECK);
+            }
             if let Some(generation) = slot {
                 backend.local().pass(&key, generation);
             }
@@ -454,15 +471,18 @@ struct InFlight<'a> {
     backend: &'a Backend,
     key: &'a str,
     token: &'a Token,
+    /// When the key would expire by itself if the request did take it.
+    expires: Instant,
     armed: bool,
 }
 
 impl<'a> InFlight<'a> {
-    fn arm(backend: &'a Backend, key: &'a str, token: &'a Token) -> Self {
+    fn arm(backend: &'a Backend, request: &AcquireRequest<'a>, sent_at: Instant) -> Self {
         Self {
             backend,
-            key,
-            token,
+            key: request.key,
+            token: request.token,
+            expires: sent_at + request.ttl,
             armed: true,
         }
     }
@@ -476,7 +496,7 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if self.armed {
             self.backend
-                .release_in_background(self.key.into(), *self.token, None);
+                .release_in_background(self.key.into(), *self.token, None, self.expires);
         }
     }
 }

@@ -164,6 +164,11 @@ impl LockGuard {
             }
             Err(e) => {
                 tracing::warn!(outcome = "error", error = %e);
+                // The delete may not have happened: keep trying in the background, so a
+                // broken connection does not leave the lock orphaned for its whole TTL.
+                let key = self.store_key.clone();
+                self.backend
+                    .release_in_background(key, self.token, None, self.lease_end);
                 Err(e)
             }
         }
@@ -260,6 +265,7 @@ impl Drop for LockGuard {
                 self.store_key.clone(),
                 self.token,
                 Some(self.generation),
+                self.lease_end,
             );
         }
     }

@@ -356,3 +356,30 @@ pub async fn guarded_increment(
     let _: i64 = conn.decr(format!("inside:{name}"), 1).await?;
     Ok(())
 }
+
+/// The fenced resource of the fault tests: a value in a Redis server of its own that
+/// accepts a write only with a fencing token at least as high as the highest it has seen.
+/// Returns whether the write was accepted.
+pub async fn fenced_write(
+    resource: &mut redis::aio::MultiplexedConnection,
+    token: u64,
+    value: &str,
+) -> Result<bool, redis::RedisError> {
+    const WRITE: &str = r"
+local highest = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) >= highest then
+    redis.call('SET', KEYS[1], ARGV[1])
+    redis.call('SET', KEYS[2], ARGV[2])
+    return 1
+end
+return 0
+";
+    let accepted: i64 = redis::Script::new(WRITE)
+        .key("highest-token")
+        .key("value")
+        .arg(token)
+        .arg(value)
+        .invoke_async(resource)
+        .await?;
+    Ok(accepted == 1)
+}
