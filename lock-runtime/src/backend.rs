@@ -21,6 +21,8 @@ use crate::{
 pub const DEFAULT_PREFIX: &str = "lock:";
 /// The time bound on one store call unless configured otherwise.
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest TTL in use, for the restart guard, unless configured otherwise.
+pub const DEFAULT_RESTART_GUARD: Duration = Duration::from_secs(60);
 
 /// First and longest pause before a waiter re-checks a busy lock without having been
 /// notified of a release: the bound on how long a lost notification or an expired lock can
@@ -93,6 +95,7 @@ impl std::fmt::Debug for Backend {
 pub struct BackendBuilder {
     prefix: String,
     op_timeout: Duration,
+    restart_guard: Option<Duration>,
 }
 
 impl Default for BackendBuilder {
@@ -100,6 +103,7 @@ impl Default for BackendBuilder {
         Self {
             prefix: DEFAULT_PREFIX.to_owned(),
             op_timeout: DEFAULT_OP_TIMEOUT,
+            restart_guard: Some(DEFAULT_RESTART_GUARD),
         }
     }
 }
@@ -121,6 +125,22 @@ impl BackendBuilder {
         self
     }
 
+    /// The restart guard of a Redis backend: `Some(longest_ttl)`, the longest TTL any lock in
+    /// this store uses ([`DEFAULT_RESTART_GUARD`] by default), or `None` to turn it off.
+    ///
+    /// When the client finds that the Redis server it talks to restarted (its `run_id`
+    /// changed), the server may have lost every lock while their holders still work. The
+    /// guard then grants no lock until the server has been up for `longest_ttl`, when every
+    /// lease granted before the restart must have ended; acquires meanwhile find the lock
+    /// busy. Turn it off for a server that persists every write with `appendfsync always`.
+    /// A process that first connects after the restart cannot tell: fencing tokens protect
+    /// resources in that case (their counter resumes from the server's clock).
+    #[must_use]
+    pub fn restart_guard(mut self, longest_ttl: Option<Duration>) -> Self {
+        self.restart_guard = longest_ttl;
+        self
+    }
+
     /// An in-memory backend: locks shared by the tasks of this process only.
     pub fn memory(self) -> Result<Backend, LockError> {
         self.store(MemoryStore::new())
@@ -135,7 +155,7 @@ impl BackendBuilder {
                 "`rediss://` (TLS) is not supported yet; use `redis://` or `redis+unix://`",
             ));
         }
-        let store = RedisStore::connect(url, self.op_timeout).await?;
+        let store = RedisStore::connect(url, self.op_timeout, self.restart_guard).await?;
         self.store(store)
     }
 

@@ -49,7 +49,7 @@ pub mod store;
 mod token;
 
 pub use crate::{
-    backend::{Backend, BackendBuilder, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX},
+    backend::{Backend, BackendBuilder, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX, DEFAULT_RESTART_GUARD},
     error::LockError,
     guard::LockGuard,
     options::{LockOptions, OnLost, DEFAULT_MAX_HOLD},

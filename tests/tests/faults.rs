@@ -325,3 +325,60 @@ async fn a_paused_holder_body_is_cancelled_with_lost_when_it_resumes() {
     // Cancelled at its first await after resuming: it never wrote.
     assert_eq!(after, ["result: lost"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_that_lost_every_lock_none_is_granted_until_earlier_leases_ended() {
+    let mut server = RedisServer::start();
+    let longest = Duration::from_millis(1500);
+    let connect = || async {
+        Backend::builder()
+            .op_timeout(BOUND)
+            .restart_guard(Some(longest))
+            .redis(&server.url())
+            .await
+            .expect("connect")
+    };
+    let (holder, waiter) = (connect().await, connect().await);
+    let fenced = LockOptions::new(longest).fencing(true);
+    let held = holder.acquire("k", &fenced).await.expect("acquire");
+    let before = held.fencing_token().expect("token");
+    let lease_end = held.lease_end();
+
+    // kill -9 while the holder is inside its critical section; restart with no data.
+    let server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .expect("restart");
+    let restarted = Instant::now();
+
+    let waiting = fenced.clone().wait(Duration::from_secs(10));
+    let mut errors = Vec::new();
+    let taken = loop {
+        match waiter.acquire("k", &waiting).await {
+            Ok(guard) => break guard,
+            // The first calls meet the dead connection, each with an error.
+            Err(e @ (LockError::Backend { .. } | LockError::Timeout { .. })) => {
+                errors.push(e.to_string());
+                assert!(restarted.elapsed() < Duration::from_secs(20), "{errors:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    };
+    let granted_after = restarted.elapsed();
+    let after = taken.fencing_token().expect("token");
+    println!(
+        "restart: old lease ended {:?} after the restart, next grant {granted_after:?} after it \
+         (guard {longest:?}), tokens {before} then {after}, errors meanwhile {errors:?}",
+        lease_end.saturating_duration_since(restarted)
+    );
+    assert!(Instant::now() >= lease_end, "granted while the old lease lasted: overlap");
+    assert!(granted_after >= longest - Duration::from_millis(100), "{granted_after:?}");
+    assert!(after > before, "the fencing token went backwards: {before} then {after}");
+    taken.release().await.expect("release");
+    let old = held.release().await;
+    assert!(matches!(old, Err(LockError::Lost { .. } | LockError::Backend { .. })), "{old:?}");
+    drop(server);
+}

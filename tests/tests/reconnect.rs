@@ -8,8 +8,10 @@ use lock_tests::RedisServer;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acquires_succeed_with_the_same_client_after_a_server_restart() {
     let mut server = RedisServer::start();
+    // No restart guard here (see faults.rs for it): this test is about reconnecting.
     let backend = Backend::builder()
         .op_timeout(Duration::from_millis(500))
+        .restart_guard(None)
         .redis(&server.url())
         .await
         .expect("connect");

@@ -85,10 +85,14 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     /// Connects to `url` (`redis://`, `redis+unix://`, `unix://`), giving up after `bound`.
     /// Later reconnections happen by themselves, on the next call after a failure.
-    pub(crate) async fn connect(url: &str, bound: Duration) -> Result<Self, LockError> {
+    pub(crate) async fn connect(
+        url: &str,
+        bound: Duration,
+        restart_guard: Option<Duration>,
+    ) -> Result<Self, LockError> {
         let client = redis::Client::open(url)
             .map_err(|e| LockError::invalid(format!("malformed Redis URL `{url}`: {e}")))?;
-        let conn = Connection::open(client.clone(), bound)
+        let conn = Connection::open(client.clone(), bound, restart_guard)
             .await
             .map_err(|error| match error {
                 None => LockError::Timeout {
@@ -127,6 +131,10 @@ impl Store for RedisStore {
         let mut conn = self.conn.get();
         let ttl = ttl_millis(request.ttl);
         Box::pin(async move {
+            if !self.conn.grants_allowed() {
+                // The store restarted: a holder from before may still be at work.
+                return Ok(Attempt::Busy);
+            }
             let Some(fence_key) = request.fence_key else {
                 let reply: Value = redis::cmd("SET")
                     .arg(request.key)
