@@ -31,6 +31,8 @@ const FIRST_RECHECK: Duration = Duration::from_millis(20);
 const LONGEST_RECHECK: Duration = Duration::from_millis(200);
 /// First pause before a failed background release is tried again.
 const CLEANUP_RETRY: Duration = Duration::from_millis(10);
+/// Pause before an acquire that met a store error is tried again.
+const ERROR_RETRY: Duration = Duration::from_millis(20);
 
 /// A lock store plus the settings shared by every lock taken in it. Cheap to clone.
 ///
@@ -297,6 +299,7 @@ impl Backend {
             token: &token,
             ttl: options.ttl(),
             fence_key: fence_key.as_deref(),
+            reclaim: false,
         };
         match self.contend(request, deadline).await {
             Ok(Some((fence, sent_at))) => {
@@ -331,67 +334,75 @@ impl Backend {
     }
 
     /// Tries until the lock is ours (`Some((fence, when the winning request was sent))`) or
-    /// `deadline` passes (`None`): once at once, then after every release notification and
-    /// every re-check timer, and once more at the deadline.
+    /// `deadline` passes (`None`): at once; after a busy answer, once subscribed to release
+    /// notifications, then after each notification and each re-check timer; after a store
+    /// error, again shortly. A request whose outcome is unknown (it timed out or failed on the
+    /// wire) may have taken the lock: the next try reclaims the key if it holds our token,
+    /// and giving up deletes the key in the background if it does. The last answer decides
+    /// the error: a store error or timeout is never reported as busy.
     async fn contend(
         &self,
-        request: AcquireRequest<'_>,
+        mut request: AcquireRequest<'_>,
         deadline: Option<Instant>,
     ) -> Result<Option<(Option<u64>, Instant)>, LockError> {
-        if let Some(won) = self.attempt(request).await? {
-            return Ok(Some(won));
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(None);
-        }
-        let watch = match self.bounded("watch", self.store().watch(request.key)).await {
-            Ok(watch) => watch,
-            Err(e) => {
-                tracing::debug!(error = %e, "no release notifications; re-checking on a timer");
-                Watch::none()
-            }
-        };
+        let mut unknown = InFlight::new(self, request.key, request.token);
+        let mut watch = Watch::none();
+        let (mut busy_once, mut subscribed) = (false, false);
         let mut recheck = FIRST_RECHECK;
         let mut jitter = Jitter::from(request.token);
         loop {
+            if busy_once && !subscribed {
+                subscribed = true;
+                watch = match self.bounded("watch", self.store().watch(request.key)).await {
+                    Ok(watch) => watch,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no release notifications; re-checking on a timer");
+                        Watch::none()
+                    }
+                };
+            }
             // Listen before trying, so a release right after the try is not missed.
             let notified = watch.notify().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(won) = self.attempt(request).await? {
-                return Ok(Some(won));
-            }
+
+            request.reclaim = unknown.armed();
+            let sent_at = Instant::now();
+            unknown.arm(sent_at + request.ttl);
+            let failure = match self
+                .bounded("acquire", self.store().try_acquire(request))
+                .await
+            {
+                Ok(Attempt::Acquired { fence }) => {
+                    unknown.disarm();
+                    return Ok(Some((fence, sent_at)));
+                }
+                Ok(Attempt::Busy) => {
+                    unknown.disarm();
+                    None
+                }
+                Err(e) => Some(e),
+            };
             let now = Instant::now();
             let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
-            if left.is_zero() {
-                return Ok(None);
-            }
-            tokio::select! {
-                () = &mut notified => {}
-                () = tokio::time::sleep(jitter.spread(recheck).min(left)) => {
-                    recheck = (recheck * 2).min(LONGEST_RECHECK);
+            match failure {
+                // `unknown`, still armed, deletes the key if the request did take it.
+                Some(e) if left.is_zero() => return Err(e),
+                None if left.is_zero() => return Ok(None),
+                Some(e) => {
+                    tracing::debug!(error = %e, "acquire failed; trying again");
+                    tokio::time::sleep(ERROR_RETRY.min(left)).await;
                 }
+                // Subscribe, then try again at once: a release in between would be missed.
+                None if !subscribed => busy_once = true,
+                None => tokio::select! {
+                    () = &mut notified => {}
+                    () = tokio::time::sleep(jitter.spread(recheck).min(left)) => {
+                        recheck = (recheck * 2).min(LONGEST_RECHECK);
+                    }
+                },
             }
         }
-    }
-
-    /// One acquire request, bounded in time. If its outcome is unknown (timed out, failed on
-    /// the wire, or this future dropped while it was in flight), the key is deleted in the
-    /// background in case it turned out ours.
-    async fn attempt(
-        &self,
-        request: AcquireRequest<'_>,
-    ) -> Result<Option<(Option<u64>, Instant)>, LockError> {
-        let sent_at = Instant::now();
-        let in_flight = InFlight::arm(self, &request, sent_at);
-        let outcome = self
-            .bounded("acquire", self.store().try_acquire(request))
-            .await?;
-        in_flight.disarm();
-        Ok(match outcome {
-            Attempt::Acquired { fence } => Some((fence, sent_at)),
-            Attempt::Busy => None,
-        })
     }
 
     fn busy(&self, key: &str, started: Instant) -> LockError {
@@ -485,38 +496,44 @@ pub(crate) fn check_ttl(ttl: Duration) -> Result<(), LockError> {
 }
 
 /// Cleans up after an acquire whose outcome is unknown: the request timed out, failed on
-/// the wire, or its future was dropped while the request was in flight. Dropped armed, it
-/// deletes the key in the background if the key turns out to hold our token.
+/// the wire, or its future was dropped while it was in flight. Dropped armed, it deletes the
+/// key in the background if the key turns out to hold our token.
 struct InFlight<'a> {
     backend: &'a Backend,
     key: &'a str,
     token: &'a Token,
-    /// When the key would expire by itself if the request did take it.
-    expires: Instant,
-    armed: bool,
+    /// While armed: when the key would expire by itself if a request did take it.
+    expires: Option<Instant>,
 }
 
 impl<'a> InFlight<'a> {
-    fn arm(backend: &'a Backend, request: &AcquireRequest<'a>, sent_at: Instant) -> Self {
+    fn new(backend: &'a Backend, key: &'a str, token: &'a Token) -> Self {
         Self {
             backend,
-            key: request.key,
-            token: request.token,
-            expires: sent_at + request.ttl,
-            armed: true,
+            key,
+            token,
+            expires: None,
         }
     }
 
-    fn disarm(mut self) {
-        self.armed = false;
+    fn arm(&mut self, expires: Instant) {
+        self.expires = Some(self.expires.map_or(expires, |e| e.max(expires)));
+    }
+
+    fn armed(&self) -> bool {
+        self.expires.is_some()
+    }
+
+    fn disarm(&mut self) {
+        self.expires = None;
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if self.armed {
+        if let Some(expires) = self.expires {
             self.backend
-                .release_in_background(self.key.into(), *self.token, None, self.expires);
+                .release_in_background(self.key.into(), *self.token, None, expires);
         }
     }
 }

@@ -20,16 +20,23 @@
 //! # The protocol
 //!
 //! - **Acquire** is `SET key token NX PX ttl`, with a fresh 128-bit random token per
-//!   acquisition: one round trip.
+//!   acquisition: one round trip (a script when a fencing token is asked for).
 //! - **Release** deletes the key only if it still holds our token (a compare-and-delete
-//!   script sent with `EVALSHA`); **extend** resets the TTL under the same check. Neither
-//!   can touch a lock another owner took after our lease ran out, and both tell the caller
-//!   with [`LockError::Lost`].
+//!   script sent with `EVALSHA`) and publishes on the lock's channel so waiters elsewhere
+//!   retry at once; **extend** resets the TTL under the same check. Neither can touch a lock
+//!   another owner took after our lease ran out, and both tell the caller with
+//!   [`LockError::Lost`].
+//! - **Waiting**: tasks of one process queue for a lock first come first served and only the
+//!   first of them asks the store; it retries when a release is published, and on a short
+//!   re-check timer in case that message is lost or the lock simply expired.
 //! - Every store call is bounded by the backend's time bound: a dead or paused store gives
-//!   [`LockError::Timeout`] or [`LockError::Backend`], never a hang.
-//! - An acquire whose outcome is unknown (timed out, failed on the wire, or cancelled while
-//!   in flight) deletes the key in the background if it turns out ours, so no lock is left
+//!   [`LockError::Timeout`] or [`LockError::Backend`], never a hang, and never `Busy`.
+//! - An acquire whose outcome is unknown (timed out, failed on the wire) is resolved through
+//!   its token: the next try takes the lock back if it holds our token, and giving up (or
+//!   dropping the future) deletes the key in the background if it does, so no lock is left
 //!   orphaned for a whole TTL.
+//! - A client that sees the Redis server restart grants no lock until every lease from
+//!   before the restart has ended ([`BackendBuilder::restart_guard`]).
 //!
 //! # What a TTL lock promises
 //!

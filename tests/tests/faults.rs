@@ -374,11 +374,60 @@ async fn after_a_restart_that_lost_every_lock_none_is_granted_until_earlier_leas
          (guard {longest:?}), tokens {before} then {after}, errors meanwhile {errors:?}",
         lease_end.saturating_duration_since(restarted)
     );
-    assert!(Instant::now() >= lease_end, "granted while the old lease lasted: overlap");
-    assert!(granted_after >= longest - Duration::from_millis(100), "{granted_after:?}");
-    assert!(after > before, "the fencing token went backwards: {before} then {after}");
+    assert!(
+        Instant::now() >= lease_end,
+        "granted while the old lease lasted: overlap"
+    );
+    assert!(
+        granted_after >= longest - Duration::from_millis(100),
+        "{granted_after:?}"
+    );
+    assert!(
+        after > before,
+        "the fencing token went backwards: {before} then {after}"
+    );
     taken.release().await.expect("release");
     let old = held.release().await;
-    assert!(matches!(old, Err(LockError::Lost { .. } | LockError::Backend { .. })), "{old:?}");
+    assert!(
+        matches!(old, Err(LockError::Lost { .. } | LockError::Backend { .. })),
+        "{old:?}"
+    );
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acquire_whose_reply_was_lost_is_recognised_by_its_own_token() {
+    let server = RedisServer::start();
+    let backend = Backend::builder()
+        .op_timeout(BOUND)
+        .redis(&server.url())
+        .await
+        .expect("connect");
+    // Warm up the scripts, so the paused server only holds lock traffic.
+    let warm = backend
+        .acquire("warm", &LockOptions::new(Duration::from_secs(1)))
+        .await;
+    warm.expect("warm-up").release().await.expect("release");
+
+    signal(server.pid(), "-STOP");
+    let waiting = LockOptions::new(Duration::from_secs(30)).wait(Duration::from_secs(10));
+    let (b, w) = (backend.clone(), waiting.clone());
+    let acquiring = tokio::spawn(async move { b.acquire("k", &w).await });
+    // The first requests time out while the server is stopped; their SET is still queued.
+    tokio::time::sleep(BOUND * 3).await;
+    signal(server.pid(), "-CONT");
+    let resumed = Instant::now();
+    let guard = acquiring
+        .await
+        .expect("task")
+        .expect("acquired once the server answers");
+    let took = resumed.elapsed();
+    println!("reply lost while paused: acquired {took:?} after SIGCONT (TTL 30 s)");
+    // Its own earlier SET was recognised, not waited out for the 30 s TTL.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(server
+        .raw(&["GET", "lock:{k}"])
+        .contains(guard.token().as_str()));
+    guard.release().await.expect("release");
+    assert_eq!(server.raw(&["EXISTS", "lock:{k}"]).trim(), ":0");
 }

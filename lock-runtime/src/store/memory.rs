@@ -87,8 +87,10 @@ impl Store for MemoryStore {
         let now = Instant::now();
         let mut state = self.state();
         state.maybe_sweep(now);
-        if state.live(request.key, now).is_some() {
-            return ready(Attempt::Busy);
+        match state.live(request.key, now) {
+            Some(entry) if request.reclaim && entry.token == *request.token => {}
+            Some(_) => return ready(Attempt::Busy),
+            None => {}
         }
         let entry = Entry {
             token: *request.token,

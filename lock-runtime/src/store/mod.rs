@@ -32,6 +32,9 @@ pub struct AcquireRequest<'a> {
     pub ttl: Duration,
     /// Where the fencing counter of this lock lives, when a fencing token is wanted.
     pub fence_key: Option<&'a str>,
+    /// An earlier request with this token had an unknown outcome (it timed out or failed on
+    /// the wire) and may have taken the lock: if the key holds `token`, the lock is ours.
+    pub reclaim: bool,
 }
 
 /// What an acquire attempt found.
@@ -100,8 +103,8 @@ impl Watch {
 ///
 /// Every method is one atomic step on the store, and must keep these promises:
 /// - `try_acquire` sets `key` to `token` with a time to live of `ttl` only if `key` is free
-///   (absent or expired), and says whether it did; when a `fence_key` is given it also
-///   increments the counter there and returns it;
+///   (absent or expired), or, with `reclaim`, already holds `token`; it says whether it did,
+///   and when a `fence_key` is given it also increments the counter there and returns it;
 /// - `release` deletes `key` only if it holds `token`, and says whether it did;
 /// - `extend` resets the time to live of `key` to `ttl` only if it holds `token`, and says
 ///   whether it did;

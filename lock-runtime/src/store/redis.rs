@@ -34,6 +34,27 @@ end
 return fence
 ";
 
+/// Takes the lock if it is free or already holds our token (an earlier request whose
+/// outcome was unknown took it); then, with a second key, the fencing counter as in
+/// `ACQUIRE_FENCED`. Returns -1 when busy, 0 when acquired without a fencing token.
+const RECLAIM: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
+    return -1
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if not KEYS[2] then
+    return 0
+end
+local fence = redis.call('INCR', KEYS[2])
+if fence == 1 then
+    local now = redis.call('TIME')
+    fence = tonumber(now[1]) * 1000000 + tonumber(now[2])
+    redis.call('SET', KEYS[2], string.format('%.0f', fence))
+end
+return fence
+";
+
 /// Compare-and-delete, then wake the waiters of other processes.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -71,6 +92,7 @@ return 0
 pub struct RedisStore {
     conn: Arc<Connection>,
     acquire_fenced: Script,
+    reclaim: Script,
     release: Script,
     extend: Script,
     subscriber: Subscriber,
@@ -111,6 +133,7 @@ impl RedisStore {
         Ok(Self {
             conn,
             acquire_fenced: Script::new(ACQUIRE_FENCED),
+            reclaim: Script::new(RECLAIM),
             release: Script::new(RELEASE),
             extend: Script::new(EXTEND),
             subscriber: Subscriber::new(client, bound),
@@ -134,6 +157,25 @@ impl Store for RedisStore {
             if !self.conn.grants_allowed() {
                 // The store restarted: a holder from before may still be at work.
                 return Ok(Attempt::Busy);
+            }
+            if request.reclaim {
+                let mut invocation = self.reclaim.key(request.key);
+                if let Some(fence_key) = request.fence_key {
+                    invocation.key(fence_key);
+                }
+                let reply: i64 = invocation
+                    .arg(request.token.as_bytes())
+                    .arg(ttl)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| self.failed(e))?;
+                return Ok(match reply {
+                    -1 => Attempt::Busy,
+                    0 if request.fence_key.is_none() => Attempt::Acquired { fence: None },
+                    fence => Attempt::Acquired {
+                        fence: u64::try_from(fence).ok(),
+                    },
+                });
             }
             let Some(fence_key) = request.fence_key else {
                 let reply: Value = redis::cmd("SET")
