@@ -33,6 +33,8 @@ pub(crate) struct Connection {
     reconnecting: AtomicBool,
     /// The longest TTL in use, for the restart guard; `None`: no guard.
     restart_guard: Option<Duration>,
+    /// Set while the restart guard holds grants back: the hot path reads only this.
+    holding: AtomicBool,
     server: Mutex<Server>,
 }
 
@@ -67,6 +69,7 @@ impl Connection {
             current: ArcSwap::from_pointee(first),
             reconnecting: AtomicBool::new(false),
             restart_guard,
+            holding: AtomicBool::new(false),
             server: Mutex::new(Server {
                 run_id,
                 grants_from: None,
@@ -76,8 +79,16 @@ impl Connection {
 
     /// Whether locks may be granted now (false while the restart guard holds them back).
     pub(crate) fn grants_allowed(&self) -> bool {
-        let server = self.server.lock().unwrap_or_else(PoisonError::into_inner);
-        server.grants_from.is_none_or(|from| Instant::now() >= from)
+        if !self.holding.load(Ordering::Acquire) {
+            return true;
+        }
+        let mut server = self.server.lock().unwrap_or_else(PoisonError::into_inner);
+        if server.grants_from.is_some_and(|from| Instant::now() < from) {
+            return false;
+        }
+        server.grants_from = None;
+        self.holding.store(false, Ordering::Release);
+        true
     }
 
     /// Records the server behind a new connection; starts the restart guard if it is not
@@ -95,6 +106,7 @@ impl Connection {
                 "the lock store restarted; no lock is granted until every earlier lease has ended"
             );
             server.grants_from = Some(Instant::now() + wait);
+            self.holding.store(true, Ordering::Release);
         }
     }
 
