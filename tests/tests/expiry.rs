@@ -57,6 +57,7 @@ async fn ttl_frees_a_lock_whose_holder_process_was_killed() {
         .await
         .expect("the lock frees itself when the TTL runs out");
     let waited = killed_at.elapsed();
+    println!("holder SIGKILLed: lock taken {waited:?} later (TTL {ttl:?})");
     // Never before the TTL could have run out (the holder took it before we saw the line)...
     // ...and not much after: the TTL plus a generous margin for a loaded machine.
     assert!(waited < ttl + Duration::from_secs(5), "took {waited:?}");
