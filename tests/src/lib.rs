@@ -190,6 +190,15 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Sends a signal (`"-STOP"`, `"-CONT"`, `"-KILL"`, ...) to a process with `kill`.
+pub fn signal(pid: u32, which: &str) {
+    let status = Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {which} {pid}");
+}
+
 /// Sends one command in RESP over a fresh TCP connection and returns the first reply line
 /// (and the bulk payload, if any) as text.
 pub fn raw_command(port: u16, args: &[&str]) -> std::io::Result<String> {

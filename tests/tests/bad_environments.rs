@@ -2,12 +2,11 @@
 
 use std::{
     net::TcpListener,
-    process::Command,
     time::{Duration, Instant},
 };
 
 use lock_runtime::{Backend, LockError, LockOptions};
-use lock_tests::{free_port, RedisServer};
+use lock_tests::{free_port, signal, RedisServer};
 
 const BOUND: Duration = Duration::from_millis(400);
 /// What a bounded call may take beyond its bound on a loaded two-core machine.
@@ -201,12 +200,4 @@ async fn bad_backend_settings_are_invalid_input() {
     );
     let zero = Backend::builder().op_timeout(Duration::ZERO).memory();
     assert!(matches!(zero, Err(LockError::InvalidInput(_))), "{zero:?}");
-}
-
-fn signal(pid: u32, which: &str) {
-    let status = Command::new("kill")
-        .args([which, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {which} {pid}");
 }

@@ -5,7 +5,7 @@
 
 use std::{
     collections::HashMap,
-    process::{Command, Stdio},
+    process::Stdio,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
@@ -14,21 +14,13 @@ use std::{
 };
 
 use lock_runtime::{Backend, LockError, LockOptions};
-use lock_tests::{eventually, RedisServer};
+use lock_tests::{eventually, signal, RedisServer};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 const BOUND: Duration = Duration::from_millis(300);
 /// What a call may take beyond its wait and bound on a loaded two-core machine.
 const SLACK: Duration = Duration::from_secs(1);
 const KEYS: usize = 4;
-
-fn signal(pid: u32, which: &str) {
-    let status = Command::new("kill")
-        .args([which, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {which} {pid}");
-}
 
 /// What the workers saw.
 #[derive(Default)]

@@ -1,7 +1,7 @@
 //! The Redis store. One round trip per operation, on one multiplexed connection shared by
 //! every task, which reconnects by itself after the server restarts:
-//! - acquire: `SET key token NX PX ttl`, or, with a fencing token, a script that does the
-//!   same `SET` and increments the lock's counter;
+//! - acquire: `SET key token NX PX ttl`, or, with a fencing token (or to reclaim a key an
+//!   earlier request of ours may have taken), a script that also increments the counter;
 //! - release: a compare-and-delete script that also publishes on the lock's channel, so
 //!   waiters in other processes retry at once;
 //! - extend: a compare-and-pexpire script.
@@ -18,28 +18,15 @@ use super::{
 };
 use crate::{error::LockError, token::Token};
 
-/// `SET NX PX`, then the fencing counter: incremented, or, when missing (never used, or lost
-/// with the store's data), started from the store's clock in microseconds, so tokens never
-/// go backwards. Returns the token, or -1 when the lock is busy.
-const ACQUIRE_FENCED: &str = r"
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    return -1
-end
-local fence = redis.call('INCR', KEYS[2])
-if fence == 1 then
-    local now = redis.call('TIME')
-    fence = tonumber(now[1]) * 1000000 + tonumber(now[2])
-    redis.call('SET', KEYS[2], string.format('%.0f', fence))
-end
-return fence
-";
-
-/// Takes the lock if it is free or already holds our token (an earlier request whose
-/// outcome was unknown took it); then, with a second key, the fencing counter as in
-/// `ACQUIRE_FENCED`. Returns -1 when busy, 0 when acquired without a fencing token.
-const RECLAIM: &str = r"
+/// The scripted acquire, for what `SET NX PX` alone cannot do. Takes the lock if it is free,
+/// or, with ARGV[3] = 1 (reclaim), if it already holds our token (an earlier request whose
+/// outcome was unknown took it). Then, given a second key, increments the lock's fencing
+/// counter, or, when the counter is missing (never used, or lost with the store's data),
+/// starts it from the store's clock in microseconds, so tokens never go backwards.
+/// Returns -1 when busy, 0 when acquired without a fencing token, or the token.
+const ACQUIRE: &str = r"
 local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then
+if holder and (ARGV[3] ~= '1' or holder ~= ARGV[1]) then
     return -1
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -91,8 +78,7 @@ return 0
 /// ```
 pub struct RedisStore {
     conn: Arc<Connection>,
-    acquire_fenced: Script,
-    reclaim: Script,
+    acquire: Script,
     release: Script,
     extend: Script,
     subscriber: Subscriber,
@@ -132,8 +118,7 @@ impl RedisStore {
             })?;
         Ok(Self {
             conn,
-            acquire_fenced: Script::new(ACQUIRE_FENCED),
-            reclaim: Script::new(RECLAIM),
+            acquire: Script::new(ACQUIRE),
             release: Script::new(RELEASE),
             extend: Script::new(EXTEND),
             subscriber: Subscriber::new(client, bound),
@@ -158,26 +143,8 @@ impl Store for RedisStore {
                 // The store restarted: a holder from before may still be at work.
                 return Ok(Attempt::Busy);
             }
-            if request.reclaim {
-                let mut invocation = self.reclaim.key(request.key);
-                if let Some(fence_key) = request.fence_key {
-                    invocation.key(fence_key);
-                }
-                let reply: i64 = invocation
-                    .arg(request.token.as_bytes())
-                    .arg(ttl)
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(|e| self.failed(e))?;
-                return Ok(match reply {
-                    -1 => Attempt::Busy,
-                    0 if request.fence_key.is_none() => Attempt::Acquired { fence: None },
-                    fence => Attempt::Acquired {
-                        fence: u64::try_from(fence).ok(),
-                    },
-                });
-            }
-            let Some(fence_key) = request.fence_key else {
+            if !request.reclaim && request.fence_key.is_none() {
+                // The common case: one plain command.
                 let reply: Value = redis::cmd("SET")
                     .arg(request.key)
                     .arg(request.token.as_bytes())
@@ -192,19 +159,24 @@ impl Store for RedisStore {
                     Value::Nil => Ok(Attempt::Busy),
                     other => Err(format!("unexpected reply to SET NX: {other:?}").into()),
                 };
-            };
-            let fence: i64 = self
-                .acquire_fenced
-                .key(request.key)
-                .key(fence_key)
+            }
+            let mut invocation = self.acquire.key(request.key);
+            if let Some(fence_key) = request.fence_key {
+                invocation.key(fence_key);
+            }
+            let reply: i64 = invocation
                 .arg(request.token.as_bytes())
                 .arg(ttl)
+                .arg(u8::from(request.reclaim))
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| self.failed(e))?;
-            Ok(match u64::try_from(fence) {
-                Ok(fence) => Attempt::Acquired { fence: Some(fence) },
-                Err(_) => Attempt::Busy,
+            Ok(match (reply, request.fence_key) {
+                (-1, _) => Attempt::Busy,
+                (_, None) => Attempt::Acquired { fence: None },
+                (fence, Some(_)) => Attempt::Acquired {
+                    fence: u64::try_from(fence).ok(),
+                },
             })
         })
     }
