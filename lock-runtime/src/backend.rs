@@ -284,10 +284,6 @@ impl Backend {
         let deadline = started.checked_add(options.wait_for());
         let slot = match self.inner.local.enter(&key) {
             Entry::Owner(slot) => slot,
-            Entry::Queued(ticket) if options.wait_for().is_zero() => {
-                drop(ticket);
-                return Err(self.busy(&key, started));
-            }
             Entry::Queued(ticket) => match ticket.wait(deadline).await {
                 Some(slot) => slot,
                 None => return Err(self.busy(&key, started)),

@@ -163,6 +163,21 @@ async fn a_queued_waiter_takes_over_when_the_local_holder_lease_ran_out(stores: 
     let third = stores.a.acquire("k", &LockOptions::new(SECOND)).await;
     assert!(matches!(third, Err(LockError::Busy { .. })), "{third:?}");
     fresh.release().await.expect("release");
+
+    // A guard leaked past its lease does not keep the lock from a zero-wait try either.
+    let leaked = stores
+        .a
+        .acquire("z", &LockOptions::new(ttl))
+        .await
+        .expect("acquire");
+    let lease_end = leaked.lease_end();
+    std::mem::forget(leaked);
+    tokio::time::sleep_until((lease_end + Duration::from_millis(20)).into()).await;
+    let once = stores.a.acquire("z", &LockOptions::new(SECOND)).await;
+    once.expect("a single try after the lease ended")
+        .release()
+        .await
+        .expect("release");
 }
 
 /// Polls a future once: `Some(output)` if it completed.
