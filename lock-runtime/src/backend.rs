@@ -98,6 +98,7 @@ pub struct BackendBuilder {
     prefix: String,
     op_timeout: Duration,
     restart_guard: Option<Duration>,
+    tls_root: Option<Vec<u8>>,
 }
 
 impl Default for BackendBuilder {
@@ -106,6 +107,7 @@ impl Default for BackendBuilder {
             prefix: DEFAULT_PREFIX.to_owned(),
             op_timeout: DEFAULT_OP_TIMEOUT,
             restart_guard: Some(DEFAULT_RESTART_GUARD),
+            tls_root: None,
         }
     }
 }
@@ -143,6 +145,14 @@ impl BackendBuilder {
         self
     }
 
+    /// For `rediss://` URLs: trust this CA certificate (PEM) instead of the system's roots,
+    /// for a server with a certificate of your own. Needs the `tls` feature.
+    #[must_use]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root = Some(pem.into());
+        self
+    }
+
     /// An in-memory backend: locks shared by the tasks of this process only.
     pub fn memory(self) -> Result<Backend, LockError> {
         self.store(MemoryStore::new())
@@ -150,14 +160,13 @@ impl BackendBuilder {
 
     /// Connects to Redis at `url` (`redis://`, `rediss://`, `redis+unix://` or `unix://`),
     /// within the time bound.
+    ///
+    /// `rediss://` needs the crate's `tls` feature; without it such a URL is
+    /// [`LockError::InvalidInput`].
     pub async fn redis(self, url: &str) -> Result<Backend, LockError> {
         self.check()?;
-        if url.starts_with("rediss://") {
-            return Err(LockError::invalid(
-                "`rediss://` (TLS) is not supported yet; use `redis://` or `redis+unix://`",
-            ));
-        }
-        let store = RedisStore::connect(url, self.op_timeout, self.restart_guard).await?;
+        let client = crate::store::redis::client(url, self.tls_root.clone())?;
+        let store = RedisStore::connect(client, self.op_timeout, self.restart_guard).await?;
         self.store(store)
     }
 

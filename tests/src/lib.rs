@@ -33,6 +33,8 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     args: Vec<String>,
+    /// Serves TLS only, with certificates made in `dir`.
+    tls: bool,
 }
 
 impl RedisServer {
@@ -44,15 +46,41 @@ impl RedisServer {
     /// Starts a server with extra command-line arguments (for example
     /// `["--requirepass", "secret"]`).
     pub fn start_with(args: &[&str]) -> Self {
+        Self::start_in(args, false)
+    }
+
+    /// Starts a server that speaks TLS only, with a certificate for 127.0.0.1 signed by a CA
+    /// made for it ([`ca_pem`](Self::ca_pem)); [`url`](Self::url) is then `rediss://`.
+    pub fn start_tls() -> Self {
+        Self::start_in(&[], true)
+    }
+
+    fn start_in(args: &[&str], tls: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("lock-tests-redis-")
             .tempdir()
             .expect("create a temp dir for redis-server");
+        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        if tls {
+            make_certificates(dir.path());
+            let file = |name: &str| dir.path().join(name).display().to_string();
+            args.extend([
+                "--tls-cert-file".into(),
+                file("server.crt"),
+                "--tls-key-file".into(),
+                file("server.key"),
+                "--tls-ca-cert-file".into(),
+                file("ca.crt"),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ]);
+        }
         let mut server = Self {
             child: None,
             port: 0,
             dir,
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            args,
+            tls,
         };
         for _ in 0..50 {
             let port = free_port();
@@ -72,9 +100,15 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA certificate (PEM) that signed a TLS server's certificate.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("ca.crt")).expect("read ca.crt")
     }
 
     /// The server's process id.
@@ -122,12 +156,19 @@ impl RedisServer {
         self.dir.path().join("redis.log")
     }
 
-    /// Spawns on `self.port` and waits until it answers PING; false if it exited (the
-    /// port was taken) or never answered.
+    /// Spawns on `self.port` and waits until it is ready; false if it exited (the port was
+    /// taken). A server that stays up but never gets ready fails the test with its log.
     fn spawn_and_wait(&mut self) -> bool {
         let binary = std::env::var(REDIS_SERVER_ENV).unwrap_or_else(|_| "redis-server".into());
+        let port = self.port.to_string();
+        let ports = if self.tls {
+            ["--port", "0", "--tls-port", &port]
+        } else {
+            ["--port", &port, "--tls-port", "0"]
+        };
         let spawned = Command::new(&binary)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(ports)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -150,17 +191,26 @@ impl RedisServer {
             if let Ok(Some(_)) = child.try_wait() {
                 return false;
             }
-            let answer = raw_command(self.port, &["PING"]);
-            if matches!(&answer, Ok(reply) if reply.starts_with("+PONG") || reply.contains("NOAUTH"))
-            {
+            let ready = if self.tls {
+                self.log().contains("Ready to accept connections")
+            } else {
+                let answer = raw_command(self.port, &["PING"]);
+                matches!(&answer, Ok(reply) if reply.starts_with("+PONG") || reply.contains("NOAUTH"))
+            };
+            if ready {
                 self.child = Some(child);
                 return true;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        // Alive but not answering: not a taken port, so another port would not help.
         let _ = child.kill();
         let _ = child.wait();
-        false
+        panic!(
+            "redis-server on port {} did not become ready within {START_BOUND:?}; log:\n{}",
+            self.port,
+            self.log()
+        );
     }
 }
 
@@ -175,6 +225,73 @@ impl Drop for RedisServer {
             );
         }
     }
+}
+
+/// Makes `ca.crt` and a `server.crt`/`server.key` for 127.0.0.1 signed by it, with openssl.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run openssl ({e}); install it (apt-get install openssl)")
+            });
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("write san.ext");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=lock-tests CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
 }
 
 /// A port on 127.0.0.1 that nobody listens on right now.

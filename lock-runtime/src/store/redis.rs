@@ -94,12 +94,10 @@ impl RedisStore {
     /// Connects to `url` (`redis://`, `redis+unix://`, `unix://`), giving up after `bound`.
     /// Later reconnections happen by themselves, on the next call after a failure.
     pub(crate) async fn connect(
-        url: &str,
+        client: redis::Client,
         bound: Duration,
         restart_guard: Option<Duration>,
     ) -> Result<Self, LockError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| LockError::invalid(format!("malformed Redis URL `{url}`: {e}")))?;
         let conn = Connection::open(client.clone(), bound, restart_guard)
             .await
             .map_err(|error| match error {
@@ -123,6 +121,33 @@ impl RedisStore {
             extend: Script::new(EXTEND),
             subscriber: Subscriber::new(client, bound),
         })
+    }
+}
+
+/// The client for `url`; for `rediss://`, over TLS, trusting `tls_root` (PEM) if given,
+/// else the system's roots.
+pub(crate) fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Client, LockError> {
+    let malformed =
+        |e: redis::RedisError| LockError::invalid(format!("malformed Redis URL `{url}`: {e}"));
+    if !url.starts_with("rediss://") {
+        return redis::Client::open(url).map_err(malformed);
+    }
+    #[cfg(feature = "tls")]
+    {
+        // One process-wide crypto provider; another part of the program may have set it.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: tls_root,
+        };
+        redis::Client::build_with_tls(url, certificates).map_err(malformed)
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = tls_root;
+        Err(LockError::invalid(format!(
+            "`{url}` asks for TLS: enable lock-runtime's `tls` feature, or use `redis://`"
+        )))
     }
 }
 
