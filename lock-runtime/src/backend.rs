@@ -98,6 +98,7 @@ pub struct BackendBuilder {
     prefix: String,
     op_timeout: Duration,
     restart_guard: Option<Duration>,
+    restart_guard_strict: bool,
     tls_root: Option<Vec<u8>>,
 }
 
@@ -107,6 +108,7 @@ impl Default for BackendBuilder {
             prefix: DEFAULT_PREFIX.to_owned(),
             op_timeout: DEFAULT_OP_TIMEOUT,
             restart_guard: Some(DEFAULT_RESTART_GUARD),
+            restart_guard_strict: false,
             tls_root: None,
         }
     }
@@ -137,11 +139,23 @@ impl BackendBuilder {
     /// guard then grants no lock until the server has been up for `longest_ttl`, when every
     /// lease granted before the restart must have ended; acquires meanwhile find the lock
     /// busy. Turn it off for a server that persists every write with `appendfsync always`.
-    /// A process that first connects after the restart cannot tell: fencing tokens protect
-    /// resources in that case (their counter resumes from the server's clock).
+    /// A process that first connects after the restart cannot tell it happened, unless
+    /// [`restart_guard_on_connect`](Self::restart_guard_on_connect) is on; fencing tokens
+    /// protect resources in any case (their counter resumes from the server's clock).
     #[must_use]
     pub fn restart_guard(mut self, longest_ttl: Option<Duration>) -> Self {
         self.restart_guard = longest_ttl;
+        self
+    }
+
+    /// Also apply the restart guard when connecting for the first time: if the server has
+    /// been up for less than the longest TTL, it may have restarted and lost locks that
+    /// holders elsewhere still use, so no lock is granted until it has been up that long.
+    /// Off by default, because it also holds back every lock for a while after a server
+    /// was freshly started.
+    #[must_use]
+    pub fn restart_guard_on_connect(mut self, strict: bool) -> Self {
+        self.restart_guard_strict = strict;
         self
     }
 
@@ -166,7 +180,13 @@ impl BackendBuilder {
     pub async fn redis(self, url: &str) -> Result<Backend, LockError> {
         self.check()?;
         let client = crate::store::redis::client(url, self.tls_root.clone())?;
-        let store = RedisStore::connect(client, self.op_timeout, self.restart_guard).await?;
+        let store = RedisStore::connect(
+            client,
+            self.op_timeout,
+            self.restart_guard,
+            self.restart_guard_strict,
+        )
+        .await?;
         self.store(store)
     }
 

@@ -423,3 +423,32 @@ async fn an_acquire_whose_reply_was_lost_is_recognised_by_its_own_token() {
     guard.release().await.expect("release");
     assert_eq!(server.raw(&["EXISTS", "lock:{k}"]).trim(), ":0");
 }
+
+#[tokio::test]
+async fn the_strict_restart_guard_holds_grants_until_a_fresh_server_was_up_for_the_longest_ttl() {
+    let server = RedisServer::start();
+    let longest = Duration::from_millis(1500);
+    let connected = Instant::now();
+    let strict = Backend::builder()
+        .restart_guard(Some(longest))
+        .restart_guard_on_connect(true)
+        .redis(&server.url())
+        .await
+        .expect("connect");
+    let busy = strict
+        .acquire("k", &LockOptions::new(Duration::from_secs(5)))
+        .await;
+    assert!(matches!(busy, Err(LockError::Busy { .. })), "{busy:?}");
+    let waiting = LockOptions::new(Duration::from_secs(5)).wait(Duration::from_secs(10));
+    let guard = strict
+        .acquire("k", &waiting)
+        .await
+        .expect("granted once up long enough");
+    // The server started before `connected`; uptime is counted in whole seconds.
+    assert!(
+        connected.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        connected.elapsed()
+    );
+    guard.release().await.expect("release");
+}

@@ -97,8 +97,9 @@ impl RedisStore {
         client: redis::Client,
         bound: Duration,
         restart_guard: Option<Duration>,
+        strict: bool,
     ) -> Result<Self, LockError> {
-        let conn = Connection::open(client.clone(), bound, restart_guard)
+        let conn = Connection::open(client.clone(), bound, restart_guard, strict)
             .await
             .map_err(|error| match error {
                 None => LockError::Timeout {

@@ -52,16 +52,22 @@ impl Connection {
         client: redis::Client,
         bound: Duration,
         restart_guard: Option<Duration>,
+        strict: bool,
     ) -> Result<Arc<Self>, Option<RedisError>> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(bound))
             // The runtime bounds each call itself; this only stops a silent server from
             // piling requests up on the connection forever.
             .set_response_timeout(Some(bound.saturating_mul(4)));
-        let (first, run_id, _) = tokio::time::timeout(bound, connect(&client, &config))
+        let (first, run_id, uptime) = tokio::time::timeout(bound, connect(&client, &config))
             .await
             .map_err(|_| None)?
             .map_err(Some)?;
+        // Strict: a server that has not been up for the longest TTL may have restarted
+        // while some holder elsewhere still works; wait as after an observed restart.
+        let grants_from = restart_guard
+            .filter(|longest| strict && uptime < *longest)
+            .map(|longest| Instant::now() + (longest - uptime));
         Ok(Arc::new(Self {
             client,
             config,
@@ -69,10 +75,10 @@ impl Connection {
             current: ArcSwap::from_pointee(first),
             reconnecting: AtomicBool::new(false),
             restart_guard,
-            holding: AtomicBool::new(false),
+            holding: AtomicBool::new(grants_from.is_some()),
             server: Mutex::new(Server {
                 run_id,
-                grants_from: None,
+                grants_from,
             }),
         }))
     }
