@@ -206,14 +206,11 @@ impl BackendBuilder {
     /// A backend over a [`Store`] of your own.
     pub fn store(self, store: impl Store) -> Result<Backend, LockError> {
         self.check()?;
-        Ok(Backend {
-            inner: Arc::new(Inner {
-                store: Box::new(store),
-                prefix: self.prefix.into_boxed_str(),
-                op_timeout: self.op_timeout,
-                local: LocalQueue::default(),
-            }),
-        })
+        Ok(Backend::new(
+            Box::new(store),
+            self.prefix.into(),
+            self.op_timeout,
+        ))
     }
 
     fn check(&self) -> Result<(), LockError> {
@@ -238,16 +235,24 @@ impl Backend {
         BackendBuilder::default()
     }
 
-    /// An in-memory backend with the default settings.
-    pub fn memory() -> Self {
+    fn new(store: Box<dyn Store>, prefix: Box<str>, op_timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                store: Box::new(MemoryStore::new()),
-                prefix: DEFAULT_PREFIX.into(),
-                op_timeout: DEFAULT_OP_TIMEOUT,
+                store,
+                prefix,
+                op_timeout,
                 local: LocalQueue::default(),
             }),
         }
+    }
+
+    /// An in-memory backend with the default settings.
+    pub fn memory() -> Self {
+        Self::new(
+            Box::new(MemoryStore::new()),
+            DEFAULT_PREFIX.into(),
+            DEFAULT_OP_TIMEOUT,
+        )
     }
 
     /// Connects to Redis at `url` with the default settings.
@@ -371,25 +376,22 @@ impl Backend {
         deadline: Option<Instant>,
     ) -> Result<Option<(Option<u64>, Instant)>, LockError> {
         let mut unknown = InFlight::new(self, request.key, request.token);
-        let mut watch = Watch::none();
-        let (mut busy_once, mut subscribed) = (false, false);
+        // Release notifications, subscribed to only once the lock was found busy: the
+        // uncontended path pays for none of it.
+        let mut watch: Option<Watch> = None;
+        let mut subscribe = false;
         let mut recheck = FIRST_RECHECK;
         let mut jitter = Jitter::from(request.token);
         loop {
-            if busy_once && !subscribed {
-                subscribed = true;
-                watch = match self.bounded("watch", self.store().watch(request.key)).await {
-                    Ok(watch) => watch,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "no release notifications; re-checking on a timer");
-                        Watch::none()
-                    }
-                };
+            if std::mem::take(&mut subscribe) {
+                watch = Some(self.subscribe(request.key).await);
             }
             // Listen before trying, so a release right after the try is not missed.
-            let notified = watch.notify().notified();
+            let notified = watch.as_ref().map(|w| w.notify().notified());
             tokio::pin!(notified);
-            notified.as_mut().enable();
+            if let Some(notified) = notified.as_mut().as_pin_mut() {
+                notified.enable();
+            }
 
             request.reclaim = unknown.armed();
             let sent_at = Instant::now();
@@ -418,14 +420,27 @@ impl Backend {
                     tracing::debug!(error = %e, "acquire failed; trying again");
                     tokio::time::sleep(ERROR_RETRY.min(left)).await;
                 }
-                // Subscribe, then try again at once: a release in between would be missed.
-                None if !subscribed => busy_once = true,
-                None => tokio::select! {
-                    () = &mut notified => {}
-                    () = tokio::time::sleep(jitter.spread(recheck).min(left)) => {
-                        recheck = (recheck * 2).min(LONGEST_RECHECK);
-                    }
+                None => match notified.as_mut().as_pin_mut() {
+                    // Subscribe, then try again at once: a release in between would be missed.
+                    None => subscribe = true,
+                    Some(notified) => tokio::select! {
+                        () = notified => {}
+                        () = tokio::time::sleep(jitter.spread(recheck).min(left)) => {
+                            recheck = (recheck * 2).min(LONGEST_RECHECK);
+                        }
+                    },
                 },
+            }
+        }
+    }
+
+    /// The store's release notifications for `key`, or none if it cannot give them now.
+    async fn subscribe(&self, key: &str) -> Watch {
+        match self.bounded("watch", self.store().watch(key)).await {
+            Ok(watch) => watch,
+            Err(e) => {
+                tracing::debug!(error = %e, "no release notifications; re-checking on a timer");
+                Watch::none()
             }
         }
     }

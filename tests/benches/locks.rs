@@ -575,45 +575,35 @@ async fn main() {
 
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let wanted = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
-    let (s1_floor, s1_lib) = if !wanted("s1") {
-        (Measured::default(), Measured::default())
-    } else {
-        interleaved(
-            rounds,
-            || run_cycles(1, slice, floor_cycle.clone()),
-            || run_cycles(1, slice, lib_cycle.clone()),
-        )
-        .await
-    };
-    let (s2_floor, s2_lib) = if !wanted("s2") {
-        (Measured::default(), Measured::default())
-    } else {
-        interleaved(
-            rounds,
-            || run_cycles(64, slice, floor_cycle.clone()),
-            || run_cycles(64, slice, lib_cycle.clone()),
-        )
-        .await
-    };
+    // Zero rounds for a scenario left out: it reports nothing.
+    let rounds_of = |name: &str| if wanted(name) { rounds } else { 0 };
+    let (s1_floor, s1_lib) = interleaved(
+        rounds_of("s1"),
+        || run_cycles(1, slice, floor_cycle.clone()),
+        || run_cycles(1, slice, lib_cycle.clone()),
+    )
+    .await;
+    let (s2_floor, s2_lib) = interleaved(
+        rounds_of("s2"),
+        || run_cycles(64, slice, floor_cycle.clone()),
+        || run_cycles(64, slice, lib_cycle.clone()),
+    )
+    .await;
     // The hand API on one key, as the annotated function below uses one key.
     let hand = {
         let lib_cycle = lib_cycle.clone();
         move |_: usize| lib_cycle(1_000)
     };
-    let (s1_hand, s1_annotated) = if !wanted("attr") {
-        (Measured::default(), Measured::default())
-    } else {
-        interleaved(
-            rounds,
-            || run_cycles(1, slice, hand.clone()),
-            || {
-                run_cycles(1, slice, |_| async {
-                    annotated().await.expect("annotated")
-                })
-            },
-        )
-        .await
-    };
+    let (s1_hand, s1_annotated) = interleaved(
+        rounds_of("attr"),
+        || run_cycles(1, slice, hand.clone()),
+        || {
+            run_cycles(1, slice, |_| async {
+                annotated().await.expect("annotated")
+            })
+        },
+    )
+    .await;
     let (s3_floor, s3_lib) = if !wanted("s3") {
         (Measured::default(), Measured::default())
     } else {

@@ -50,26 +50,35 @@ async fn renewal_keeps_a_300ms_lock_for_2s_of_work(stores: Stores) {
     after.release().await.expect("release");
 }
 
-async fn max_hold_stops_renewal_and_the_body_is_cancelled(stores: Stores) {
-    let options = LockOptions::new(TTL)
-        .renew(true)
-        .max_hold(Duration::from_millis(600));
+/// Runs a 30 s body under `options`; returns its outcome, whether the body finished, and
+/// how long the call took.
+async fn run_a_30s_body(
+    stores: &Stores,
+    options: &LockOptions,
+) -> (Result<(), LockError>, bool, Duration) {
     let finished = Arc::new(AtomicBool::new(false));
     let flag = finished.clone();
     let started = Instant::now();
     let outcome = stores
         .a
-        .with_lock("k", &options, async move {
+        .with_lock("k", options, async move {
             tokio::time::sleep(30 * SECOND).await;
             flag.store(true, Ordering::SeqCst);
         })
         .await;
-    let elapsed = started.elapsed();
+    (outcome, finished.load(Ordering::SeqCst), started.elapsed())
+}
+
+async fn max_hold_stops_renewal_and_the_body_is_cancelled(stores: Stores) {
+    let options = LockOptions::new(TTL)
+        .renew(true)
+        .max_hold(Duration::from_millis(600));
+    let (outcome, finished, elapsed) = run_a_30s_body(&stores, &options).await;
     assert!(
         matches!(outcome, Err(LockError::Lost { .. })),
         "{outcome:?}"
     );
-    assert!(!finished.load(Ordering::SeqCst));
+    assert!(!finished);
     // Renewed until 600 ms, then the last lease (300 ms) ran out.
     assert!(
         elapsed >= Duration::from_millis(600),
@@ -82,22 +91,12 @@ async fn max_hold_stops_renewal_and_the_body_is_cancelled(stores: Stores) {
 }
 
 async fn without_renewal_the_body_is_cancelled_when_the_ttl_passes(stores: Stores) {
-    let finished = Arc::new(AtomicBool::new(false));
-    let flag = finished.clone();
-    let started = Instant::now();
-    let outcome = stores
-        .a
-        .with_lock("k", &LockOptions::new(TTL), async move {
-            tokio::time::sleep(30 * SECOND).await;
-            flag.store(true, Ordering::SeqCst);
-        })
-        .await;
-    let elapsed = started.elapsed();
+    let (outcome, finished, elapsed) = run_a_30s_body(&stores, &LockOptions::new(TTL)).await;
     assert!(
         matches!(outcome, Err(LockError::Lost { .. })),
         "{outcome:?}"
     );
-    assert!(!finished.load(Ordering::SeqCst));
+    assert!(!finished);
     assert!(
         elapsed >= TTL - Duration::from_millis(50),
         "early: {elapsed:?}"
