@@ -394,8 +394,9 @@ macro_rules! on_both_stores {
     )*};
 }
 
-/// Two handles on one lock store, as two processes would have: two Redis connections to
-/// one server, or two clones of one in-memory backend.
+/// Two clients of one lock store, as two processes would have: two Redis connections to
+/// one server, or two backends over one in-memory store (each with its own in-process
+/// queue, so they meet only in the store).
 #[derive(Debug)]
 pub struct Stores {
     /// The Redis server, for the Redis flavour.
@@ -407,13 +408,18 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Both handles on one in-memory store.
+    /// Two backends over one in-memory store.
     pub fn memory() -> Self {
-        let a = lock_runtime::Backend::memory();
+        let shared = std::sync::Arc::new(lock_runtime::store::MemoryStore::new());
+        let client = || {
+            lock_runtime::Backend::builder()
+                .store(shared.clone())
+                .expect("memory backend")
+        };
         Self {
             server: None,
-            b: a.clone(),
-            a,
+            a: client(),
+            b: client(),
         }
     }
 

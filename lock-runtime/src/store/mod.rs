@@ -158,6 +158,41 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     }
 }
 
+/// One store shared by several backends (for example two [`Backend`](crate::Backend)s over
+/// one [`MemoryStore`], standing in for two processes in a test).
+///
+/// ```
+/// use lock_runtime::{store::MemoryStore, Backend};
+/// use std::sync::Arc;
+///
+/// let shared = Arc::new(MemoryStore::new());
+/// let one = Backend::builder().store(shared.clone())?;
+/// let two = Backend::builder().store(shared)?;
+/// # Ok::<(), lock_runtime::LockError>(())
+/// ```
+impl<S: Store> Store for Arc<S> {
+    fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
+        (**self).try_acquire(request)
+    }
+
+    fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+        (**self).release(key, token)
+    }
+
+    fn extend<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        (**self).extend(key, token, ttl)
+    }
+
+    fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
+        (**self).watch(key)
+    }
+}
+
 /// A TTL in whole milliseconds, rounded up, as Redis' `PX` takes it.
 pub(crate) fn ttl_millis(ttl: Duration) -> u64 {
     let ms = ttl.as_millis() + u128::from(!ttl.subsec_nanos().is_multiple_of(1_000_000));
