@@ -526,10 +526,19 @@ fn check_request(name: &str, ttl: Duration) -> Result<(), LockError> {
     check_ttl(ttl)
 }
 
+/// The longest TTL a lock may ask for: a year. Lease ends are computed on this process's
+/// monotonic clock, which an unbounded TTL would overflow.
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 pub(crate) fn check_ttl(ttl: Duration) -> Result<(), LockError> {
     if ttl < Duration::from_millis(1) {
         return Err(LockError::invalid(format!(
             "the lock TTL must be at least 1ms, got {ttl:?}"
+        )));
+    }
+    if ttl > MAX_TTL {
+        return Err(LockError::invalid(format!(
+            "the lock TTL must be at most a year ({MAX_TTL:?}), got {ttl:?}"
         )));
     }
     Ok(())

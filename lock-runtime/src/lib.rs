@@ -56,7 +56,9 @@ pub mod store;
 mod token;
 
 pub use crate::{
-    backend::{Backend, BackendBuilder, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX, DEFAULT_RESTART_GUARD},
+    backend::{
+        Backend, BackendBuilder, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX, DEFAULT_RESTART_GUARD, MAX_TTL,
+    },
     error::LockError,
     guard::LockGuard,
     options::{LockOptions, OnLost, DEFAULT_MAX_HOLD},

@@ -223,6 +223,14 @@ async fn empty_key_and_zero_ttl_are_invalid_input(stores: Stores) {
         matches!(zero, Err(LockError::InvalidInput(ref m)) if m.contains("TTL")),
         "{zero:?}"
     );
+    let endless = stores
+        .a
+        .acquire("k", &LockOptions::new(Duration::MAX))
+        .await;
+    assert!(
+        matches!(endless, Err(LockError::InvalidInput(ref m)) if m.contains("at most")),
+        "{endless:?}"
+    );
     // Nothing was taken by the failed calls.
     let guard = stores
         .b
