@@ -1,6 +1,6 @@
 impl Snapshot {
     async fn nightly(&self) {
-        match ::lock_runtime::with_lock(
+        match ::lock_runtime::__private::with_lock(
                 &::std::format!("{}:report", & (self.tenant)),
                 &::lock_runtime::LockOptions::new(
                         ::core::time::Duration::from_millis(500u64),
@@ -25,9 +25,29 @@ impl Snapshot {
             .await
         {
             ::core::result::Result::Ok(__lock_output) => __lock_output,
-            ::core::result::Result::Err(__lock_error) => {
+            ::core::result::Result::Err(
+                ::lock_runtime::__private::Failure::Before(__lock_error),
+            ) => {
                 ::lock_runtime::__private::skipped("nightly", &__lock_error);
                 ::core::default::Default::default()
+            }
+            ::core::result::Result::Err(
+                ::lock_runtime::__private::Failure::After(__lock_error),
+            ) => {
+                #[allow(unused_imports)]
+                use ::lock_runtime::__private::{CanCarry as _, CannotCarry as _};
+                match (&::lock_runtime::__private::Carrier::<()>::new())
+                    .carry(__lock_error)
+                {
+                    ::core::result::Result::Ok(__lock_carried) => __lock_carried,
+                    ::core::result::Result::Err(__lock_error) => {
+                        ::lock_runtime::__private::lost_after_body(
+                            "nightly",
+                            &__lock_error,
+                        );
+                        ::core::default::Default::default()
+                    }
+                }
             }
         }
     }

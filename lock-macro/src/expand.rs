@@ -63,9 +63,8 @@ fn guarded_call(plan: &Plan, sig: &syn::Signature, body: TokenStream) -> TokenSt
     let fake_return = fake_return_edge(&sig.output);
     let output = Ident::mixed("__lock_output");
     let error = Ident::mixed("__lock_error");
-    let on_error = on_error(plan, sig, &error);
-    quote! {
-        match ::lock_runtime::with_lock(
+    let guarded = quote! {
+        (
             &#key,
             &#options,
             async move {
@@ -74,11 +73,64 @@ fn guarded_call(plan: &Plan, sig: &syn::Signature, body: TokenStream) -> TokenSt
             },
         )
         .await
-        {
+    };
+    let fallback = match &plan.on_fail {
+        OnFail::Propagate => {
+            let on_error = propagate(sig, &error);
+            return quote! {
+                match ::lock_runtime::with_lock #guarded {
+                    ::core::result::Result::Ok(#output) => #output,
+                    ::core::result::Result::Err(#error) => #on_error,
+                }
+            };
+        }
+        OnFail::Skip(skip) => quote_spanned! {skip.span()=> ::core::default::Default::default() },
+        OnFail::Return(value) => value.to_token_stream(),
+    };
+    let name = sig.ident.to_string();
+    let lost = lost_after_body(sig, &name, &error, &fallback);
+    quote! {
+        match ::lock_runtime::__private::with_lock #guarded {
             ::core::result::Result::Ok(#output) => #output,
-            ::core::result::Result::Err(#error) => #on_error,
+            ::core::result::Result::Err(::lock_runtime::__private::Failure::Before(#error)) => {
+                ::lock_runtime::__private::skipped(#name, &#error);
+                #fallback
+            }
+            ::core::result::Result::Err(::lock_runtime::__private::Failure::After(#error)) => {
+                #lost
+            }
         }
     }
+}
+
+/// With a fallback, after the body ran and the lease turned out lost: the error itself
+/// when the return type can carry it (decided by its trait bounds, not its name), else the
+/// fallback with an error-level event.
+fn lost_after_body(
+    sig: &syn::Signature,
+    name: &str,
+    error: &syn::Ident,
+    fallback: &TokenStream,
+) -> TokenStream {
+    let fall_back = quote! {{
+        ::lock_runtime::__private::lost_after_body(#name, &#error);
+        #fallback
+    }};
+    let ty = match &sig.output {
+        ReturnType::Default => quote! { () },
+        // An `impl Trait` cannot be named, so cannot be asked.
+        ReturnType::Type(_, ty) if contains_impl_trait(ty) => return fall_back,
+        ReturnType::Type(_, ty) => ty.to_token_stream(),
+    };
+    let carried = Ident::mixed("__lock_carried");
+    quote! {{
+        #[allow(unused_imports)]
+        use ::lock_runtime::__private::{CanCarry as _, CannotCarry as _};
+        match (&::lock_runtime::__private::Carrier::<#ty>::new()).carry(#error) {
+            ::core::result::Result::Ok(#carried) => #carried,
+            ::core::result::Result::Err(#error) => #fall_back,
+        }
+    }}
 }
 
 /// A function that `#[tokio::test]` made synchronous: guard its leading async block.
@@ -183,29 +235,13 @@ fn contains_impl_trait(ty: &Type) -> bool {
     any_impl(ty.to_token_stream())
 }
 
-/// The value returned when the lock could not be had (or was lost).
-fn on_error(plan: &Plan, sig: &syn::Signature, error: &syn::Ident) -> TokenStream {
-    let name = sig.ident.to_string();
-    match &plan.on_fail {
-        OnFail::Propagate => {
-            let span = match &sig.output {
-                ReturnType::Type(_, ty) => ty.span(),
-                ReturnType::Default => sig.ident.span(),
-            };
-            quote_spanned! {span=> ::lock_runtime::__private::from_lock_error(#error) }
-        }
-        OnFail::Skip(skip) => {
-            let default = quote_spanned! {skip.span()=> ::core::default::Default::default() };
-            quote! {{
-                ::lock_runtime::__private::skipped(#name, &#error);
-                #default
-            }}
-        }
-        OnFail::Return(value) => quote! {{
-            ::lock_runtime::__private::skipped(#name, &#error);
-            #value
-        }},
-    }
+/// The function's value for a lock error, through its return type's `FromLockError`.
+fn propagate(sig: &syn::Signature, error: &syn::Ident) -> TokenStream {
+    let span = match &sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => sig.ident.span(),
+    };
+    quote_spanned! {span=> ::lock_runtime::__private::from_lock_error(#error) }
 }
 
 /// Identifiers only the expansion can see.

@@ -11,6 +11,11 @@ use crate::{
     template::{self, Template},
 };
 
+/// The longest TTL, in milliseconds: a year, as `lock_runtime::MAX_TTL`. The UI tests keep
+/// the two in step: `ttl-over-a-year` must fail here, and `ttl-of-a-year` must compile and
+/// be granted by the runtime.
+pub(crate) const MAX_TTL_MS: u64 = 365 * 24 * 60 * 60 * 1000;
+
 /// Everything `expand` needs, checked.
 pub(crate) struct Plan {
     pub(crate) key: LitStr,
@@ -99,6 +104,17 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
                 report(syn::Error::new(
                     lit.span(),
                     "the ttl must be more than zero: a lock that expires at once protects nothing",
+                ));
+                None
+            }
+            Ok(ms) if ms > MAX_TTL_MS => {
+                report(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "the ttl may be at most a year (\"8760h\"), the longest lease the runtime \
+                         grants; `{}` is longer",
+                        lit.value()
+                    ),
                 ));
                 None
             }

@@ -39,6 +39,22 @@ pub enum LockError {
         /// The lock's name, as given by the caller.
         key: String,
     },
+    /// The store restarted or failed over (this client saw a new server process or a new
+    /// replication history), so locks granted before may be gone while their holders still
+    /// work. No lock is granted until every such lease must have ended: `left` from the
+    /// last try. See [`BackendBuilder::restart_guard`](crate::BackendBuilder::restart_guard).
+    #[error(
+        "lock `{key}` cannot be granted yet: the lock store restarted or failed over, and \
+         leases from before may still run for {left:?} (waited {waited:?})"
+    )]
+    Recovering {
+        /// The lock's name, as given by the caller.
+        key: String,
+        /// How long this call kept trying.
+        waited: Duration,
+        /// How much longer the store is held back, as of the last try.
+        left: Duration,
+    },
     /// The store answered with an error, or the connection to it failed.
     #[error("lock store error during {operation}: {source}")]
     Backend {
@@ -104,5 +120,36 @@ impl LockError {
 
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidInput(message.into())
+    }
+
+    /// An equal error, for a second caller (a store's own error becomes its message).
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Self::Busy { key, waited } => Self::Busy {
+                key: key.clone(),
+                waited: *waited,
+            },
+            Self::Lost { key } => Self::Lost { key: key.clone() },
+            Self::Recovering { key, waited, left } => Self::Recovering {
+                key: key.clone(),
+                waited: *waited,
+                left: *left,
+            },
+            Self::Backend { operation, source } => Self::Backend {
+                operation,
+                source: source.to_string().into(),
+            },
+            Self::Timeout { operation, after } => Self::Timeout {
+                operation,
+                after: *after,
+            },
+            Self::NotInitialized { client } => Self::NotInitialized {
+                client: client.clone(),
+            },
+            Self::AlreadyRegistered { client } => Self::AlreadyRegistered {
+                client: client.clone(),
+            },
+            Self::InvalidInput(message) => Self::InvalidInput(message.clone()),
+        }
     }
 }

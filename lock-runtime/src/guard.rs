@@ -1,8 +1,6 @@
-//! What a holder holds: the lease on one lock, and, while a body runs under it, the watch
-//! that renews it and notices when it is lost.
+//! What a holder holds: the lease on one lock, released token-checked.
 
 use std::{
-    future::Future,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -12,12 +10,10 @@ use tracing::Instrument as _;
 use crate::{
     backend::{check_ttl, Backend},
     error::LockError,
-    options::{LockOptions, OnLost},
+    lease::{lease_end, Renewal},
+    options::LockOptions,
     token::Token,
 };
-
-/// How soon a failed renewal (a store error, not a lost lock) is tried again.
-const RENEW_RETRY: Duration = Duration::from_millis(50);
 
 /// Proof that this process held a lock when the guard was made.
 ///
@@ -42,7 +38,6 @@ const RENEW_RETRY: Duration = Duration::from_millis(50);
 /// # Ok(()) }
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
-#[derive(Debug)]
 pub struct LockGuard {
     backend: Backend,
     /// The full store key (`{prefix}{{name}}`).
@@ -54,6 +49,17 @@ pub struct LockGuard {
     lease_end: Instant,
     acquired_at: Instant,
     settled: bool,
+}
+
+/// The owner token is left out: whoever has it can release the lock.
+impl std::fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("key", &self.key())
+            .field("fence", &self.fence)
+            .field("lease_end", &self.lease_end)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What an acquisition yields besides the key.
@@ -102,8 +108,8 @@ impl LockGuard {
     }
 
     /// When the lease ends at the latest unless extended, by this process's clock. It is
-    /// counted from before the acquire request was sent, so the store's own expiry comes no
-    /// earlier.
+    /// counted from before the acquire request was sent, less a margin for clock drift
+    /// (1 % of the TTL plus 2 ms), so the store's own expiry comes later.
     pub fn lease_end(&self) -> Instant {
         self.lease_end
     }
@@ -126,7 +132,7 @@ impl LockGuard {
             .extend(&self.store_key, &self.token, ttl);
         match self.backend.bounded("extend", call).await? {
             true => {
-                self.lease_end = sent_at + ttl;
+                self.lease_end = lease_end(sent_at, ttl);
                 let local = self.backend.local();
                 local.set_lease(&self.store_key, self.generation, self.lease_end);
                 Ok(())
@@ -174,77 +180,22 @@ impl LockGuard {
         }
     }
 
-    /// Runs `body` while watching the lease: renewing it if the options say so, and
-    /// reacting as they say when it is lost. `Err(Lost)` means the lease ended before the
-    /// body did.
-    pub(crate) async fn supervise<F: Future>(
-        &mut self,
-        options: &LockOptions,
-        body: F,
-    ) -> Result<F::Output, LockError> {
-        let body = std::pin::pin!(body);
-        let key = self.key_string();
-        let keep_alive = self.keep_alive(options);
-        tokio::pin!(keep_alive);
-        match options.lost_policy() {
-            OnLost::Cancel => tokio::select! {
-                // A lease that ended wins over a body that finished in the same poll.
-                biased;
-                () = &mut keep_alive => Err(LockError::Lost { key }),
-                output = body => Ok(output),
-            },
-            OnLost::Finish => {
-                let mut body = body;
-                tokio::select! {
-                    biased;
-                    () = &mut keep_alive => {
-                        tracing::warn!(key, "lease lost; the body runs on");
-                        body.await;
-                        Err(LockError::Lost { key })
-                    }
-                    output = &mut body => Ok(output),
-                }
-            }
+    /// What the renewal task needs to keep this lease alive under `options`.
+    pub(crate) fn renewal(&self, options: &LockOptions) -> Renewal {
+        Renewal {
+            backend: self.backend.clone(),
+            store_key: self.store_key.clone(),
+            token: self.token,
+            generation: self.generation,
+            ttl: options.ttl(),
+            // `None` (an unbounded `max_hold`) renews for as long as the body runs.
+            until: self.acquired_at.checked_add(options.max_hold_for()),
         }
     }
 
-    /// Completes when the lease is lost: its end passed, or renewal found the lock gone.
-    /// Renews every third of the TTL while `options.renews()`, for up to `max_hold`.
-    async fn keep_alive(&mut self, options: &LockOptions) {
-        let ttl = options.ttl();
-        let renew_until = options
-            .renews()
-            .then(|| self.acquired_at.checked_add(options.max_hold_for()))
-            .flatten();
-        loop {
-            let now = Instant::now();
-            if now >= self.lease_end {
-                return;
-            }
-            let Some(renew_until) = renew_until.filter(|until| now < *until) else {
-                tokio::time::sleep_until(self.lease_end.into()).await;
-                continue;
-            };
-            // Renew once a third of the lease has passed.
-            let next = self.lease_end - ttl.mul_f64(2.0 / 3.0);
-            if now < next {
-                tokio::time::sleep_until(next.min(renew_until).into()).await;
-                continue;
-            }
-            match self.extend(ttl).await {
-                Ok(()) => {}
-                Err(LockError::Lost { .. }) => {
-                    tracing::warn!(key = self.key(), "renewal found the lock gone");
-                    self.lease_end = Instant::now();
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(key = self.key(), error = %e, "renewal failed; retrying");
-                    let retry = Instant::now() + RENEW_RETRY;
-                    tokio::time::sleep_until(retry.min(self.lease_end).into()).await;
-                }
-            }
-        }
+    /// Records a lease end learnt elsewhere (from the renewal task).
+    pub(crate) fn set_lease_end(&mut self, lease_end: Instant) {
+        self.lease_end = lease_end;
     }
 
     fn key_string(&self) -> String {

@@ -45,19 +45,25 @@
 //! once; [`LockGuard::release`] and [`with_lock`] then report [`LockError::Lost`].
 #![warn(missing_docs)]
 
+mod acquire;
 mod backend;
+mod builder;
 mod error;
 mod guard;
+mod lease;
 mod local;
 mod options;
+mod redact;
 mod registry;
 mod run;
 pub mod store;
 mod token;
 
 pub use crate::{
-    backend::{
-        Backend, BackendBuilder, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX, DEFAULT_RESTART_GUARD, MAX_TTL,
+    backend::{Backend, MAX_TTL},
+    builder::{
+        BackendBuilder, DEFAULT_HEALTH_INTERVAL, DEFAULT_NOTIFICATION_IDLE, DEFAULT_OP_TIMEOUT,
+        DEFAULT_PREFIX,
     },
     error::LockError,
     guard::LockGuard,

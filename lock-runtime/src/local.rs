@@ -7,6 +7,10 @@
 //! until the holder's lease has run out: then the head of the queue takes the slot over, as
 //! a task of another process would take the lock. Each hand-over starts a new generation,
 //! so a stale holder that releases late cannot pass on a slot it no longer owns.
+//!
+//! Only the head of a queue has anything to watch (the owner's lease end); the others wait
+//! for their grant alone. So a change wakes the head only, and draining a queue of n
+//! waiters costs O(n) wake-ups, not O(n²).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -18,6 +22,8 @@ use std::{
 };
 
 use tokio::sync::{oneshot, Notify};
+
+use crate::error::LockError;
 
 #[derive(Debug, Default)]
 pub(crate) struct LocalQueue {
@@ -32,15 +38,16 @@ struct Key {
     /// The owner's lease end while it holds the lock; `None` while it is trying.
     lease_end: Option<Instant>,
     waiters: VecDeque<Waiter>,
-    /// Wakes the waiters when the owner, its lease or the head of the queue changes; made
-    /// when the first waiter arrives.
-    changed: Option<Arc<Notify>>,
+    /// The store failure the owner's last try met, if its last try failed: what a waiter
+    /// whose wait ends meanwhile is told, rather than "busy".
+    failure: Option<LockError>,
 }
 
 impl Key {
+    /// Tells the head of the queue that the owner, its lease or the head changed.
     fn changed(&self) {
-        if let Some(changed) = &self.changed {
-            changed.notify_waiters();
+        if let Some(head) = self.waiters.front() {
+            head.wake.notify_one();
         }
     }
 }
@@ -49,6 +56,8 @@ impl Key {
 struct Waiter {
     id: u64,
     grant: oneshot::Sender<u64>,
+    /// Woken when this waiter heads the queue and something it watches changed.
+    wake: Arc<Notify>,
 }
 
 /// The right to talk to the store about one key; passed on when dropped.
@@ -67,6 +76,7 @@ pub(crate) struct Ticket<'a> {
     key: &'a Arc<str>,
     id: u64,
     grant: oneshot::Receiver<u64>,
+    wake: Arc<Notify>,
     done: bool,
 }
 
@@ -99,7 +109,7 @@ impl LocalQueue {
                     generation,
                     lease_end: None,
                     waiters: VecDeque::new(),
-                    changed: None,
+                    failure: None,
                 };
                 keys.insert(key.clone(), entry);
                 Entry::Owner(Slot {
@@ -112,13 +122,18 @@ impl LocalQueue {
             Some(entry) => {
                 let id = self.fresh();
                 let (grant, receiver) = oneshot::channel();
-                entry.waiters.push_back(Waiter { id, grant });
-                entry.changed.get_or_insert_with(Default::default);
+                let wake = Arc::new(Notify::new());
+                entry.waiters.push_back(Waiter {
+                    id,
+                    grant,
+                    wake: wake.clone(),
+                });
                 Entry::Queued(Ticket {
                     queue: self,
                     key,
                     id,
                     grant: receiver,
+                    wake,
                     done: false,
                 })
             }
@@ -153,6 +168,7 @@ impl LocalQueue {
             if waiter.grant.send(generation).is_ok() {
                 entry.generation = generation;
                 entry.lease_end = None;
+                entry.failure = None;
                 entry.changed();
                 return;
             }
@@ -165,6 +181,17 @@ impl Slot<'_> {
     /// The owner generation this slot stands for.
     pub(crate) fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Records what the owner's last try met: a store failure, or `None` for an answer.
+    pub(crate) fn record(&self, failure: Option<&LockError>) {
+        let mut keys = self.queue.keys();
+        if let Some(entry) = keys.get_mut(&**self.key) {
+            if entry.generation == self.generation && (failure.is_some() || entry.failure.is_some())
+            {
+                entry.failure = failure.map(LockError::duplicate);
+            }
+        }
     }
 
     /// Keeps the slot past this value's life: a guard now owns it, and passes it on release.
@@ -184,41 +211,52 @@ impl Drop for Slot<'_> {
 
 impl<'a> Ticket<'a> {
     /// Waits until the slot is passed to us, the owner's lease runs out while we head the
-    /// queue, or `deadline` (`None`: none) passes.
-    pub(crate) async fn wait(mut self, deadline: Option<Instant>) -> Option<Slot<'a>> {
+    /// queue, or `deadline` (`None`: none) passes. At the deadline, the error is the store
+    /// failure the owner's last try met, if it failed (`None`: the lock was busy).
+    pub(crate) async fn wait(
+        mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Slot<'a>, Option<LockError>> {
         loop {
-            let changed;
-            let notified;
-            let lease_end;
-            {
+            let lease_end = {
                 let keys = self.queue.keys();
                 if let Ok(generation) = self.grant.try_recv() {
-                    return Some(self.into_slot(generation));
+                    return Ok(self.into_slot(generation));
                 }
-                let entry = keys.get(&**self.key)?;
+                let Some(entry) = keys.get(&**self.key) else {
+                    return Err(None);
+                };
                 let first = entry.waiters.front().is_some_and(|w| w.id == self.id);
-                lease_end = entry.lease_end.filter(|_| first);
-                changed = entry.changed.clone().unwrap_or_default();
-                // Listen before the lock is let go, so no change is missed.
-                notified = changed.notified();
-            }
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+                entry.lease_end.filter(|_| first)
+            };
+            // `notify_one` keeps a permit: a change made since the look above is not missed.
             tokio::select! {
                 granted = &mut self.grant => {
-                    return granted.ok().map(|generation| self.into_slot(generation));
+                    return granted.map(|generation| self.into_slot(generation)).map_err(|_| None);
                 }
-                () = &mut notified => {}
+                () = self.wake.notified() => {}
                 () = sleep_until(lease_end) => {
                     if let Some(generation) = self.take_over() {
-                        return Some(self.into_slot(generation));
+                        return Ok(self.into_slot(generation));
                     }
                 }
                 () = sleep_until(deadline) => {
-                    return self.take_over().map(|generation| self.into_slot(generation));
+                    return match self.take_over() {
+                        Some(generation) => Ok(self.into_slot(generation)),
+                        None => Err(self.failure()),
+                    };
                 }
             }
         }
+    }
+
+    /// The store failure the owner's last try met, if any.
+    fn failure(&self) -> Option<LockError> {
+        let keys = self.queue.keys();
+        keys.get(&**self.key)?
+            .failure
+            .as_ref()
+            .map(LockError::duplicate)
     }
 
     fn into_slot(mut self, generation: u64) -> Slot<'a> {
@@ -248,6 +286,7 @@ impl<'a> Ticket<'a> {
         let generation = self.queue.fresh();
         entry.generation = generation;
         entry.lease_end = None;
+        entry.failure = None;
         entry.changed();
         Some(generation)
     }
@@ -271,8 +310,11 @@ impl Drop for Ticket<'_> {
             // Granted, but nobody is left to use it.
             self.queue.hand_over(&mut keys, self.key);
         } else if let Some(entry) = keys.get_mut(&**self.key) {
+            let was_first = entry.waiters.front().is_some_and(|w| w.id == self.id);
             entry.waiters.retain(|w| w.id != self.id);
-            entry.changed();
+            if was_first {
+                entry.changed();
+            }
         }
     }
 }

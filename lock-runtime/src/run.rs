@@ -1,9 +1,24 @@
 //! Running a future under a lock: the closure API that `#[distributed_lock]` expands to,
-//! with reentrancy and the fencing token visible to the body.
+//! with nesting (a body that takes its own lock again) and the fencing token visible to the
+//! body.
+//!
+//! A nested call on a lock the task already holds asks nothing of the store: it runs under
+//! the enclosing lease, watches that lease as its own, and is serialised with its siblings
+//! (nested calls that run at the same time under one holder, through `join!` or `select!`)
+//! by a mutex of the enclosing call. Options the enclosing lease cannot honour (a fencing
+//! token it does not have, renewal it does not do, a longer TTL) are refused.
 
 use std::{future::Future, sync::Arc, time::Instant};
 
-use crate::{backend::Backend, error::LockError, guard::LockGuard, options::LockOptions};
+use tokio::sync::{watch, Mutex};
+
+use crate::{
+    backend::{check_ttl, Backend},
+    error::LockError,
+    guard::LockGuard,
+    lease::{watch_body, LeaseState, LeaseWatch},
+    options::LockOptions,
+};
 
 tokio::task_local! {
     /// The locks held by the bodies running in this task, innermost last.
@@ -15,6 +30,29 @@ struct Held {
     backend: usize,
     store_key: Arc<str>,
     fence: Option<u64>,
+    options: LockOptions,
+    lease: LeaseWatch,
+    /// Held by a nested call on the same lock while it runs: siblings take turns.
+    children: Arc<Mutex<()>>,
+}
+
+/// Why a guarded call did not return the body's output.
+#[derive(Debug)]
+pub enum Failure {
+    /// The lock could not be had: the body did not run.
+    Before(LockError),
+    /// The body ran (or started): the lease was lost while it ran, or its release failed
+    /// after the lease had ended.
+    After(LockError),
+}
+
+impl Failure {
+    /// The error, whichever the phase.
+    pub fn into_error(self) -> LockError {
+        match self {
+            Self::Before(error) | Self::After(error) => error,
+        }
+    }
 }
 
 /// The fencing token of the innermost lock held by the running body, if it asked for one.
@@ -65,8 +103,18 @@ pub async fn with_lock<F: Future>(
     options: &LockOptions,
     body: F,
 ) -> Result<F::Output, LockError> {
-    crate::client(options.client_name())?
-        .with_lock(key, options, body)
+    run(key, options, body).await.map_err(Failure::into_error)
+}
+
+/// [`with_lock`], telling apart failures before and after the body started.
+pub(crate) async fn run<F: Future>(
+    key: &str,
+    options: &LockOptions,
+    body: F,
+) -> Result<F::Output, Failure> {
+    crate::client(options.client_name())
+        .map_err(Failure::Before)?
+        .run(key, options, body)
         .await
 }
 
@@ -86,7 +134,12 @@ impl Backend {
     ///   release is only logged: the lock expires with its TTL.
     ///
     /// A body that calls `with_lock` again on the same lock and backend, in the same task,
-    /// runs at once without asking the store (reentrancy); another task still waits.
+    /// runs under the enclosing lease without asking the store (nesting); another task
+    /// still waits. Nested calls that run at the same time under one holder (through
+    /// `join!`, say) take turns, each waiting up to its own `wait`. A nested call whose
+    /// options ask for more than the enclosing lease gives (a fencing token it lacks,
+    /// renewal it does not do, a longer TTL) fails with [`LockError::InvalidInput`]; one
+    /// made after the lease was lost fails with [`LockError::Lost`].
     /// If `body` panics or the returned future is dropped, the lock is released in the
     /// background.
     ///
@@ -110,27 +163,127 @@ impl Backend {
         options: &LockOptions,
         body: F,
     ) -> Result<F::Output, LockError> {
-        let outer = HELD.try_with(Clone::clone).ok();
-        if outer.as_ref().is_some_and(|held| self.holds(held, name)) {
-            return Ok(body.await);
+        self.run(name, options, body)
+            .await
+            .map_err(Failure::into_error)
+    }
+
+    async fn run<F: Future>(
+        &self,
+        name: &str,
+        options: &LockOptions,
+        body: F,
+    ) -> Result<F::Output, Failure> {
+        let held = HELD.try_with(Clone::clone).ok().unwrap_or_default();
+        match held.iter().rposition(|h| self.is(h, name)) {
+            Some(outer) => {
+                let outer = held[outer].clone();
+                self.run_nested(held, outer, name, options, body).await
+            }
+            None => self.run_outer(held, name, options, body).await,
         }
-        let mut guard = self.acquire(name, options).await?;
-        let mut held = outer.unwrap_or_default();
+    }
+
+    async fn run_outer<F: Future>(
+        &self,
+        mut held: Vec<Held>,
+        name: &str,
+        options: &LockOptions,
+        body: F,
+    ) -> Result<F::Output, Failure> {
+        let mut guard = self.acquire(name, options).await.map_err(Failure::Before)?;
+        let (publish, lease) = watch::channel(LeaseState::Until(guard.lease_end()));
+        // Renewal runs as a task of its own; without it, the lease end is fixed.
+        let renewal = options
+            .renews()
+            .then(|| guard.renewal(options).start(publish));
+        if renewal.is_some() {
+            // Let the renewal task start on this worker before the body does: a task just
+            // spawned waits in a slot other workers cannot steal from, so a body that
+            // blocks its thread would otherwise keep renewal from ever running.
+            tokio::task::yield_now().await;
+        }
         held.push(Held {
             backend: self.id(),
             store_key: guard.store_key().into(),
             fence: guard.fencing_token(),
+            options: options.clone(),
+            lease: lease.clone(),
+            children: Arc::default(),
         });
-        let outcome = guard.supervise(options, HELD.scope(held, body)).await;
-        finish(guard, outcome).await
+        let body = HELD.scope(held, body);
+        let outcome = watch_body(lease.clone(), options.lost_policy(), name, body).await;
+        drop(renewal);
+        if let LeaseState::Until(end) = *lease.borrow() {
+            guard.set_lease_end(end);
+        }
+        finish(guard, outcome).await.map_err(Failure::After)
     }
 
-    fn holds(&self, held: &[Held], name: &str) -> bool {
-        held.iter()
-            .any(|h| h.backend == self.id() && self.name_in(&h.store_key) == name)
+    async fn run_nested<F: Future>(
+        &self,
+        mut held: Vec<Held>,
+        outer: Held,
+        name: &str,
+        options: &LockOptions,
+        body: F,
+    ) -> Result<F::Output, Failure> {
+        check_nested(name, &outer, options).map_err(Failure::Before)?;
+        let started = Instant::now();
+        let turn = tokio::time::timeout(options.wait_for(), outer.children.clone().lock_owned());
+        let lost = || LockError::Lost {
+            key: name.to_owned(),
+        };
+        let Ok(turn) = turn.await else {
+            return Err(Failure::Before(LockError::Busy {
+                key: name.to_owned(),
+                waited: started.elapsed(),
+            }));
+        };
+        if outer.lease.borrow().is_over() {
+            return Err(Failure::Before(lost()));
+        }
+        held.push(Held {
+            options: options.clone(),
+            children: Arc::default(),
+            ..outer.clone()
+        });
+        let body = HELD.scope(held, body);
+        let outcome = watch_body(outer.lease, options.lost_policy(), name, body).await;
+        drop(turn);
+        outcome.map_err(Failure::After)
+    }
+
+    fn is(&self, held: &Held, name: &str) -> bool {
+        held.backend == self.id() && self.name_in(&held.store_key) == name
     }
 }
 
+/// Refuses what a nested call asks for that the enclosing lease does not give.
+fn check_nested(name: &str, outer: &Held, options: &LockOptions) -> Result<(), LockError> {
+    check_ttl(options.ttl())?;
+    let refuse = |what: &str| {
+        Err(LockError::invalid(format!(
+            "a nested call on lock `{name}` {what}; ask for it on the outermost call"
+        )))
+    };
+    if options.fenced() && outer.fence.is_none() {
+        return refuse(
+            "asks for a fencing token, but the enclosing call holds the lock without one",
+        );
+    }
+    if options.renews() && !outer.options.renews() {
+        return refuse("asks for renewal, but the enclosing call does not renew the lease");
+    }
+    if !outer.options.renews() && options.ttl() > outer.options.ttl() {
+        return refuse(&format!(
+            "asks for a TTL of {:?}, longer than the {:?} the enclosing call holds it for",
+            options.ttl(),
+            outer.options.ttl()
+        ));
+    }
+    Ok(())
+}
 /// Releases after the body and decides what the caller sees.
 async fn finish<T>(guard: LockGuard, outcome: Result<T, LockError>) -> Result<T, LockError> {
     let lease_end = guard.lease_end();

@@ -515,3 +515,222 @@ return 0
         .await?;
     Ok(accepted == 1)
 }
+
+/// A TCP proxy on 127.0.0.1 in front of a server, for faults a real network has: it can
+/// stop forwarding on the connections it has (a proxy that hangs), stop forwarding on new
+/// ones, send new connections elsewhere (DNS or a virtual IP moved), and move the
+/// connections it has to another server while their client side stays open (a proxy
+/// that hides a restart or failover behind one TCP connection).
+///
+/// It runs on a thread of its own with its own runtime, and stops when dropped.
+#[derive(Debug)]
+pub struct Proxy {
+    port: u16,
+    control: std::sync::Arc<ProxyControl>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+#[derive(Debug)]
+struct ProxyControl {
+    target: AtomicU16,
+    /// Connections numbered below this do not forward.
+    frozen_below: std::sync::atomic::AtomicU64,
+    freeze_new: std::sync::atomic::AtomicBool,
+    next_id: std::sync::atomic::AtomicU64,
+    /// Bumped to move every open connection to `target`.
+    epoch: std::sync::atomic::AtomicU64,
+    changed: tokio::sync::Notify,
+}
+
+impl Proxy {
+    /// A proxy on a free port that forwards to `127.0.0.1:<target>`.
+    pub fn start(target: u16) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("proxy runtime");
+        let control = std::sync::Arc::new(ProxyControl {
+            target: AtomicU16::new(target),
+            frozen_below: std::sync::atomic::AtomicU64::new(0),
+            freeze_new: std::sync::atomic::AtomicBool::new(false),
+            next_id: std::sync::atomic::AtomicU64::new(0),
+            epoch: std::sync::atomic::AtomicU64::new(0),
+            changed: tokio::sync::Notify::new(),
+        });
+        let port = free_port();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+            .expect("bind the proxy");
+        let accepting = control.clone();
+        runtime.spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let control = accepting.clone();
+                tokio::spawn(async move {
+                    let _ = forward(client, control).await;
+                });
+            }
+        });
+        Self {
+            port,
+            control,
+            _runtime: runtime,
+        }
+    }
+
+    /// The port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops forwarding on every connection open now (they stay open, silent).
+    pub fn freeze_existing(&self) {
+        let below = self.control.next_id.load(Ordering::SeqCst);
+        self.control.frozen_below.store(below, Ordering::SeqCst);
+        self.control.changed.notify_waiters();
+    }
+
+    /// Whether connections accepted from now on forward nothing.
+    pub fn freeze_new(&self, frozen: bool) {
+        self.control.freeze_new.store(frozen, Ordering::SeqCst);
+        self.control.changed.notify_waiters();
+    }
+
+    /// Sends connections accepted from now on to `127.0.0.1:<target>`.
+    pub fn redirect_new(&self, target: u16) {
+        self.control.target.store(target, Ordering::SeqCst);
+    }
+
+    /// Moves every open connection, and new ones, to `127.0.0.1:<target>`: each drops its
+    /// server side and opens a new one there, keeping its client side open.
+    pub fn switch_all(&self, target: u16) {
+        self.control.target.store(target, Ordering::SeqCst);
+        self.control.epoch.fetch_add(1, Ordering::SeqCst);
+        self.control.changed.notify_waiters();
+    }
+}
+
+async fn forward(
+    mut client: tokio::net::TcpStream,
+    control: std::sync::Arc<ProxyControl>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let id = control.next_id.fetch_add(1, Ordering::SeqCst);
+    let frozen_from_start = control.freeze_new.load(Ordering::SeqCst);
+    let frozen = |control: &ProxyControl| {
+        frozen_from_start || id < control.frozen_below.load(Ordering::SeqCst)
+    };
+    let mut epoch = control.epoch.load(Ordering::SeqCst);
+    let mut server =
+        tokio::net::TcpStream::connect(("127.0.0.1", control.target.load(Ordering::SeqCst)))
+            .await?;
+    let (mut up, mut down) = ([0u8; 16384], [0u8; 16384]);
+    loop {
+        let changed = control.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let now = control.epoch.load(Ordering::SeqCst);
+        if now != epoch {
+            epoch = now;
+            server = tokio::net::TcpStream::connect((
+                "127.0.0.1",
+                control.target.load(Ordering::SeqCst),
+            ))
+            .await?;
+            continue;
+        }
+        if frozen(&control) {
+            // Hold everything; the sockets stay open.
+            changed.await;
+            continue;
+        }
+        tokio::select! {
+            () = &mut changed => {}
+            n = client.read(&mut up) => {
+                let n = n?;
+                if n == 0 {
+                    return Ok(());
+                }
+                server.write_all(&up[..n]).await?;
+            }
+            n = server.read(&mut down) => {
+                let n = n?;
+                if n == 0 {
+                    return Ok(());
+                }
+                client.write_all(&down[..n]).await?;
+            }
+        }
+    }
+}
+
+/// Tracing events recorded while a [`CapturedEvents::install`] guard lives, on this thread.
+#[derive(Debug, Clone, Default)]
+pub struct CapturedEvents {
+    events: std::sync::Arc<std::sync::Mutex<Vec<(tracing::Level, String)>>>,
+}
+
+impl CapturedEvents {
+    /// Records the events of this thread (all tasks of a current-thread runtime) until the
+    /// guard is dropped.
+    pub fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+        let captured = Self::default();
+        let guard = tracing::subscriber::set_default(captured.clone());
+        (captured, guard)
+    }
+
+    /// The events so far at `level`, each as its message and fields.
+    pub fn at(&self, level: tracing::Level) -> Vec<String> {
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        events
+            .iter()
+            .filter(|(l, _)| *l == level)
+            .map(|(_, text)| text.clone())
+            .collect()
+    }
+}
+
+impl tracing::Subscriber for CapturedEvents {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                use std::fmt::Write as _;
+                let _ = write!(self.0, "{}={:?} ", field.name(), value);
+            }
+        }
+        let mut text = Text(String::new());
+        event.record(&mut text);
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        events.push((*event.metadata().level(), text.0));
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Reads one integer field of `INFO` from `server`.
+pub fn info_field(server: &RedisServer, section: &str, field: &str) -> Option<i64> {
+    let info = server.raw(&["INFO", section]);
+    info.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -435,11 +435,14 @@ async fn the_strict_restart_guard_holds_grants_until_a_fresh_server_was_up_for_t
         .redis(&server.url())
         .await
         .expect("connect");
-    let busy = strict
-        .acquire("k", &LockOptions::new(Duration::from_secs(5)))
+    let held = strict
+        .acquire("k", &LockOptions::new(Duration::from_secs(1)))
         .await;
-    assert!(matches!(busy, Err(LockError::Busy { .. })), "{busy:?}");
-    let waiting = LockOptions::new(Duration::from_secs(5)).wait(Duration::from_secs(10));
+    assert!(
+        matches!(held, Err(LockError::Recovering { .. })),
+        "{held:?}"
+    );
+    let waiting = LockOptions::new(Duration::from_secs(1)).wait(Duration::from_secs(10));
     let guard = strict
         .acquire("k", &waiting)
         .await

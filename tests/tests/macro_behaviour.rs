@@ -214,3 +214,59 @@ async fn a_body_that_outlives_its_ttl_is_cancelled_with_lost() {
         "not cancelled at the TTL: {elapsed:?}"
     );
 }
+
+// Item 9: `skip` and `or_return` cover "could not get the lock" only. A lease lost after
+// the body ran is returned as the error where the return type can carry it, and is an
+// error-level event where it cannot.
+
+#[distributed_lock(key = "fallback", ttl = "100ms", client = "fallbacks", on_lost = "finish", or_return = Ok(0))]
+async fn counts_past_its_lease(ran: Arc<std::sync::atomic::AtomicU32>) -> Result<u32, LockError> {
+    ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(1)
+}
+
+#[distributed_lock(
+    key = "fallback",
+    ttl = "100ms",
+    client = "fallbacks",
+    on_lost = "finish",
+    skip
+)]
+async fn works_past_its_lease(ran: Arc<std::sync::atomic::AtomicU32>) {
+    ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn fallbacks_cover_a_busy_lock_but_not_a_lease_lost_after_the_body_ran() {
+    let _server = serve("fallbacks").await;
+    let (events, _guard) = lock_tests::CapturedEvents::install();
+    let ran = Arc::new(std::sync::atomic::AtomicU32::new(0));
+
+    // Busy: the fallback, and the body does not run.
+    let options = LockOptions::new(Duration::from_secs(30)).client("fallbacks");
+    let held = lock_runtime::acquire("fallback", &options)
+        .await
+        .expect("hold");
+    assert_eq!(
+        counts_past_its_lease(ran.clone()).await.expect("fallback"),
+        0
+    );
+    works_past_its_lease(ran.clone()).await;
+    assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(events.at(tracing::Level::ERROR).is_empty());
+    held.release().await.expect("release");
+
+    // Lost after the body ran: the `Result` carries the error instead of the fallback.
+    let lost = counts_past_its_lease(ran.clone()).await;
+    assert!(matches!(lost, Err(LockError::Lost { .. })), "{lost:?}");
+    assert!(events.at(tracing::Level::ERROR).is_empty());
+
+    // `()` cannot carry it: the fallback, with an error-level event naming the function.
+    works_past_its_lease(ran.clone()).await;
+    assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let errors = events.at(tracing::Level::ERROR);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("works_past_its_lease"), "{errors:?}");
+}

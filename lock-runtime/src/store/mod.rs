@@ -13,8 +13,6 @@ use crate::token::Token;
 
 pub(crate) mod memory;
 pub(crate) mod redis;
-mod redis_conn;
-mod redis_pubsub;
 
 pub use self::{memory::MemoryStore, redis::RedisStore};
 
@@ -48,6 +46,12 @@ pub enum Attempt {
     },
     /// Another owner holds the lock.
     Busy,
+    /// The store is held back after a restart or failover, for `left` more: leases granted
+    /// before it may still run.
+    Recovering {
+        /// How much longer the hold lasts.
+        left: Duration,
+    },
 }
 
 /// A wake-up hint for waiters: notified when the lock it watches may have been released.

@@ -6,58 +6,45 @@
 //!   waiters in other processes retry at once;
 //! - extend: a compare-and-pexpire script.
 //!
-//! Scripts are sent with EVALSHA and loaded again on NOSCRIPT.
+//! Scripts are sent with EVALSHA and loaded again on NOSCRIPT. Each lives in its own file
+//! under `scripts/`, which states its contract.
+//!
+//! The commands the library sends, for an ACL user: `SET`, `EVALSHA`, `EVAL`,
+//! `SCRIPT LOAD`, `SUBSCRIBE`, `UNSUBSCRIBE`, `PING` and `INFO` (for restart and failover
+//! detection: without it the library works, with a warning, but cannot see a restart
+//! behind an open connection); inside the scripts `GET`, `SET`, `DEL`, `PEXPIRE`,
+//! `PUBLISH` and `TIME`. Keys: the prefix (`~lock:*` by default); channels: the same
+//! (`&lock:*`).
 
 use std::{sync::Arc, time::Duration};
 
 use redis::{Script, Value};
 
-use super::{
-    redis_conn::Connection, redis_pubsub::Subscriber, ttl_millis, AcquireRequest, Attempt, Store,
-    StoreError, StoreFuture, Watch,
-};
-use crate::{error::LockError, token::Token};
+use self::{conn::Connection, pubsub::Subscriber};
+use super::{ttl_millis, AcquireRequest, Attempt, Store, StoreError, StoreFuture, Watch};
+use crate::{error::LockError, redact, token::Token};
 
-/// The scripted acquire, for what `SET NX PX` alone cannot do. Takes the lock if it is free,
-/// or, with ARGV[3] = 1 (reclaim), if it already holds our token (an earlier request whose
-/// outcome was unknown took it). Then, given a second key, increments the lock's fencing
-/// counter, or, when the counter is missing (never used, or lost with the store's data),
-/// starts it from the store's clock in microseconds, so tokens never go backwards.
-/// Returns -1 when busy, 0 when acquired without a fencing token, or the token.
-const ACQUIRE: &str = r"
-local holder = redis.call('GET', KEYS[1])
-if holder and (ARGV[3] ~= '1' or holder ~= ARGV[1]) then
-    return -1
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if not KEYS[2] then
-    return 0
-end
-local fence = redis.call('INCR', KEYS[2])
-if fence == 1 then
-    local now = redis.call('TIME')
-    fence = tonumber(now[1]) * 1000000 + tonumber(now[2])
-    redis.call('SET', KEYS[2], string.format('%.0f', fence))
-end
-return fence
-";
+mod conn;
+mod pubsub;
 
-/// Compare-and-delete, then wake the waiters of other processes.
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    redis.call('DEL', KEYS[1])
-    redis.call('PUBLISH', KEYS[1], '')
-    return 1
-end
-return 0
-";
+/// How long a fencing counter lives after the last acquisition that used it. Tokens stay
+/// increasing after it expires, since every token is at least the server's clock in
+/// microseconds; the counter only orders acquisitions within one microsecond, and guards
+/// against the server's clock stepping back less than this long after the last use.
+pub(crate) const FENCE_COUNTER_LIFE: Duration = Duration::from_secs(24 * 60 * 60);
 
-const EXTEND: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-";
+/// What a Redis store is set up with (see [`BackendBuilder`](crate::BackendBuilder)).
+#[derive(Debug, Clone)]
+pub(crate) struct RedisSettings {
+    /// The time bound on one call.
+    pub(crate) bound: Duration,
+    /// The restart hold's floor; `None`: no hold.
+    pub(crate) restart_guard: Option<Duration>,
+    /// Hold at first connect too, for a server up for less than the longest TTL.
+    pub(crate) strict: bool,
+    pub(crate) health_interval: Duration,
+    pub(crate) notification_idle: Duration,
+}
 
 /// Locks kept in a Redis server (or anything that speaks its protocol and runs Lua).
 ///
@@ -91,36 +78,38 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://`, `redis+unix://`, `unix://`), giving up after `bound`.
-    /// Later reconnections happen by themselves, on the next call after a failure.
+    /// Connects with `client`, giving up after the time bound. Later reconnections happen by
+    /// themselves, after a failed call or a failed health check.
     pub(crate) async fn connect(
         client: redis::Client,
-        bound: Duration,
-        restart_guard: Option<Duration>,
-        strict: bool,
+        settings: RedisSettings,
     ) -> Result<Self, LockError> {
-        let conn = Connection::open(client.clone(), bound, restart_guard, strict)
-            .await
-            .map_err(|error| match error {
-                None => LockError::Timeout {
-                    operation: "connect",
-                    after: bound,
-                },
-                Some(e) if e.is_timeout() => LockError::Timeout {
-                    operation: "connect",
-                    after: bound,
-                },
-                Some(e) => LockError::Backend {
-                    operation: "connect",
-                    source: Box::new(e),
-                },
-            })?;
+        let bound = settings.bound;
+        let password = client
+            .get_connection_info()
+            .redis_settings()
+            .password()
+            .map(str::to_owned);
+        let conn =
+            Connection::open(client.clone(), &settings)
+                .await
+                .map_err(|error| match error {
+                    Some(e) if !e.is_timeout() => LockError::Backend {
+                        operation: "connect",
+                        // A driver's message may quote what it was given.
+                        source: redact::scrub(&e.to_string(), password.as_deref()).into(),
+                    },
+                    _ => LockError::Timeout {
+                        operation: "connect",
+                        after: bound,
+                    },
+                })?;
         Ok(Self {
             conn,
-            acquire: Script::new(ACQUIRE),
-            release: Script::new(RELEASE),
-            extend: Script::new(EXTEND),
-            subscriber: Subscriber::new(client, bound),
+            acquire: Script::new(include_str!("scripts/acquire.lua")),
+            release: Script::new(include_str!("scripts/release.lua")),
+            extend: Script::new(include_str!("scripts/extend.lua")),
+            subscriber: Subscriber::new(client, bound, settings.notification_idle),
         })
     }
 }
@@ -128,8 +117,13 @@ impl RedisStore {
 /// The client for `url`; for `rediss://`, over TLS, trusting `tls_root` (PEM) if given,
 /// else the system's roots.
 pub(crate) fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Client, LockError> {
-    let malformed =
-        |e: redis::RedisError| LockError::invalid(format!("malformed Redis URL `{url}`: {e}"));
+    let malformed = |e: redis::RedisError| {
+        let detail = redact::scrub(&e.to_string(), redact::password(url));
+        LockError::invalid(format!(
+            "malformed Redis URL `{}`: {detail}",
+            redact::url(url)
+        ))
+    };
     if !url.starts_with("rediss://") {
         return redis::Client::open(url).map_err(malformed);
     }
@@ -147,7 +141,8 @@ pub(crate) fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Clie
     {
         let _ = tls_root;
         Err(LockError::invalid(format!(
-            "`{url}` asks for TLS: enable lock-runtime's `tls` feature, or use `redis://`"
+            "`{}` asks for TLS: enable lock-runtime's `tls` feature, or use `redis://`",
+            redact::url(url)
         )))
     }
 }
@@ -165,9 +160,9 @@ impl Store for RedisStore {
         let mut conn = self.conn.get();
         let ttl = ttl_millis(request.ttl);
         Box::pin(async move {
-            if !self.conn.grants_allowed() {
-                // The store restarted: a holder from before may still be at work.
-                return Ok(Attempt::Busy);
+            if let Some(left) = self.conn.hold(request.ttl) {
+                // The store restarted or failed over: a holder from before may still work.
+                return Ok(Attempt::Recovering { left });
             }
             if !request.reclaim && request.fence_key.is_none() {
                 // The common case: one plain command.
@@ -194,6 +189,7 @@ impl Store for RedisStore {
                 .arg(request.token.as_bytes())
                 .arg(ttl)
                 .arg(u8::from(request.reclaim))
+                .arg(ttl_millis(FENCE_COUNTER_LIFE))
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| self.failed(e))?;
@@ -228,6 +224,7 @@ impl Store for RedisStore {
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
         let mut conn = self.conn.get();
+        self.conn.note_ttl(ttl);
         Box::pin(async move {
             let extended: i64 = self
                 .extend

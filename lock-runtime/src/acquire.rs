@@ -1,0 +1,315 @@
+//! Taking a lock: queueing in the process, trying the store, waiting for a release, and
+//! cleaning up after a request whose outcome is unknown.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tracing::Instrument as _;
+
+use crate::{
+    backend::{check_ttl, Backend},
+    error::LockError,
+    guard::{Held, LockGuard},
+    lease::lease_end,
+    local::{Entry, Slot},
+    options::LockOptions,
+    store::{AcquireRequest, Attempt, Watch},
+    token::Token,
+};
+
+/// First and longest pause before a waiter re-checks a busy lock without having been
+/// notified of a release: the bound on how long a lost notification or an expired lock can
+/// keep a waiter waiting.
+const FIRST_RECHECK: Duration = Duration::from_millis(20);
+const LONGEST_RECHECK: Duration = Duration::from_millis(200);
+/// Pause before an acquire that met a store error is tried again.
+const ERROR_RETRY: Duration = Duration::from_millis(20);
+
+/// What the last try of an acquire found, when it did not get the lock.
+enum Refused {
+    Busy,
+    Recovering { left: Duration },
+}
+
+impl Backend {
+    /// Takes the lock `name`, trying for up to `options.wait_for()` while another owner
+    /// holds it.
+    ///
+    /// Tasks of this process that want the same lock queue first come first served, and
+    /// only the first of them talks to the store. A waiter retries as soon as the store
+    /// says the lock was released, and re-checks on a short timer in case that word is
+    /// lost. Fails with [`LockError::Busy`] when the lock stayed taken,
+    /// [`LockError::Recovering`] while the store is held back after a restart or failover,
+    /// and [`LockError::Backend`] or [`LockError::Timeout`] when the store failed (also for
+    /// a task queued behind one that met the failure); no call takes longer than the wait
+    /// plus one store time bound.
+    pub async fn acquire(&self, name: &str, options: &LockOptions) -> Result<LockGuard, LockError> {
+        check_request(name, options.ttl())?;
+        let token = Token::generate().map_err(|e| LockError::Backend {
+            operation: "acquire",
+            source: Box::new(e),
+        })?;
+        let key: Arc<str> = self.key_for(name).into();
+        let span = tracing::debug_span!(
+            "lock.acquire",
+            key = name,
+            ttl_ms = options.ttl().as_millis() as u64,
+            wait_ms = options.wait_for().as_millis() as u64,
+        );
+        self.acquire_key(key, token, options).instrument(span).await
+    }
+
+    async fn acquire_key(
+        &self,
+        key: Arc<str>,
+        token: Token,
+        options: &LockOptions,
+    ) -> Result<LockGuard, LockError> {
+        let started = Instant::now();
+        let deadline = started.checked_add(options.wait_for());
+        let slot = match self.local().enter(&key) {
+            Entry::Owner(slot) => slot,
+            Entry::Queued(ticket) => match ticket.wait(deadline).await {
+                Ok(slot) => slot,
+                // The task ahead met a store failure: that is the answer, not "busy".
+                Err(Some(failure)) => return Err(failure),
+                Err(None) => return Err(self.busy(&key, started)),
+            },
+        };
+        let fence_key = options.fenced().then(|| fence_key(&key));
+        let request = AcquireRequest {
+            key: &key,
+            token: &token,
+            ttl: options.ttl(),
+            fence_key: fence_key.as_deref(),
+            reclaim: false,
+        };
+        let outcome = self.contend(request, &slot, deadline).await;
+        let refused = match outcome {
+            Ok(Ok((fence, sent_at))) => {
+                let lease_end = lease_end(sent_at, options.ttl());
+                let generation = slot.generation();
+                slot.keep(lease_end);
+                tracing::debug!(
+                    outcome = "acquired",
+                    waited_us = (sent_at - started).as_micros() as u64,
+                    fence
+                );
+                let held = Held {
+                    token,
+                    fence,
+                    generation,
+                    lease_end,
+                };
+                return Ok(LockGuard::new(self.clone(), key, held));
+            }
+            Ok(Err(Refused::Busy)) => self.busy(&key, started),
+            Ok(Err(Refused::Recovering { left })) => LockError::Recovering {
+                key: self.name_in(&key).to_owned(),
+                waited: started.elapsed(),
+                left,
+            },
+            Err(error) => error,
+        };
+        drop(slot);
+        tracing::debug!(outcome = "refused", error = %refused);
+        Err(refused)
+    }
+
+    /// Tries until the lock is ours (`(fence, when the winning request was sent)`) or
+    /// `deadline` passes: at once; after a busy answer, once subscribed to release
+    /// notifications, then after each notification and each re-check timer; after a store
+    /// error, again shortly. A request whose outcome is unknown (it timed out or failed on
+    /// the wire) may have taken the lock: the next try reclaims the key if it holds our
+    /// token, and giving up deletes the key in the background if it does. The last answer
+    /// decides the error: a store error or timeout is never reported as busy. Every store
+    /// error is also recorded on `slot`, for the tasks queued behind this one.
+    async fn contend(
+        &self,
+        mut request: AcquireRequest<'_>,
+        slot: &Slot<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<Result<(Option<u64>, Instant), Refused>, LockError> {
+        let mut unknown = InFlight::new(self, request.key, request.token);
+        // Release notifications, subscribed to only once the lock was found busy: the
+        // uncontended path pays for none of it.
+        let mut watch: Option<Watch> = None;
+        let mut subscribe = false;
+        let mut recheck = FIRST_RECHECK;
+        let mut jitter = Jitter::from(request.token);
+        loop {
+            if std::mem::take(&mut subscribe) {
+                watch = Some(self.subscribe(request.key, deadline).await);
+            }
+            // Listen before trying, so a release right after the try is not missed.
+            let notified = watch.as_ref().map(|w| w.notify().notified());
+            tokio::pin!(notified);
+            if let Some(notified) = notified.as_mut().as_pin_mut() {
+                notified.enable();
+            }
+
+            request.reclaim = unknown.armed();
+            let sent_at = Instant::now();
+            unknown.arm(sent_at + request.ttl);
+            let answer = self
+                .bounded("acquire", self.store().try_acquire(request))
+                .await;
+            let refused = match answer {
+                Ok(Attempt::Acquired { fence }) => {
+                    unknown.disarm();
+                    slot.record(None);
+                    return Ok(Ok((fence, sent_at)));
+                }
+                Ok(Attempt::Recovering { left }) => {
+                    unknown.disarm();
+                    slot.record(None);
+                    Ok(Refused::Recovering { left })
+                }
+                Ok(_) => {
+                    unknown.disarm();
+                    slot.record(None);
+                    Ok(Refused::Busy)
+                }
+                Err(e) => {
+                    slot.record(Some(&e));
+                    Err(e)
+                }
+            };
+            let now = Instant::now();
+            let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
+            if left.is_zero() {
+                // `unknown`, still armed after an error, deletes the key if the request
+                // did take it.
+                return refused.map(Err);
+            }
+            match refused {
+                Err(e) => {
+                    tracing::debug!(error = %e, "acquire failed; trying again");
+                    tokio::time::sleep(ERROR_RETRY.min(left)).await;
+                }
+                Ok(_) => match notified.as_mut().as_pin_mut() {
+                    // Subscribe, then try again at once: a release in between would be missed.
+                    None => subscribe = true,
+                    Some(notified) => tokio::select! {
+                        () = notified => {}
+                        () = tokio::time::sleep(jitter.spread(recheck).min(left)) => {
+                            recheck = (recheck * 2).min(LONGEST_RECHECK);
+                        }
+                    },
+                },
+            }
+        }
+    }
+
+    /// The store's release notifications for `key`, or none if it cannot give them now.
+    /// Bounded by the time bound and by what is left of the wait, so that subscribing never
+    /// stretches an acquire past its wait plus one store call.
+    async fn subscribe(&self, key: &str, deadline: Option<Instant>) -> Watch {
+        let watch = self.store().watch(key);
+        let until = deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        match tokio::time::timeout(until, self.bounded("watch", watch)).await {
+            Ok(Ok(watch)) => watch,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "no release notifications; re-checking on a timer");
+                Watch::none()
+            }
+            Err(_) => Watch::none(),
+        }
+    }
+
+    fn busy(&self, key: &str, started: Instant) -> LockError {
+        LockError::Busy {
+            key: self.name_in(key).to_owned(),
+            waited: started.elapsed(),
+        }
+    }
+}
+
+fn check_request(name: &str, ttl: Duration) -> Result<(), LockError> {
+    if name.is_empty() {
+        return Err(LockError::invalid("the lock key is empty"));
+    }
+    check_ttl(ttl)
+}
+
+/// Cleans up after an acquire whose outcome is unknown: the request timed out, failed on
+/// the wire, or its future was dropped while it was in flight. Dropped armed, it deletes the
+/// key in the background if the key turns out to hold our token.
+struct InFlight<'a> {
+    backend: &'a Backend,
+    key: &'a str,
+    token: &'a Token,
+    /// While armed: when the key would expire by itself if a request did take it.
+    expires: Option<Instant>,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(backend: &'a Backend, key: &'a str, token: &'a Token) -> Self {
+        Self {
+            backend,
+            key,
+            token,
+            expires: None,
+        }
+    }
+
+    fn arm(&mut self, expires: Instant) {
+        self.expires = Some(self.expires.map_or(expires, |e| e.max(expires)));
+    }
+
+    fn armed(&self) -> bool {
+        self.expires.is_some()
+    }
+
+    fn disarm(&mut self) {
+        self.expires = None;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(expires) = self.expires {
+            self.backend
+                .release_in_background(self.key.into(), *self.token, None, expires);
+        }
+    }
+}
+
+/// Where the fencing counter of the lock at `key` lives: beside it, in the same hash slot.
+fn fence_key(key: &str) -> String {
+    let mut fence = String::with_capacity(key.len() + 6);
+    fence.push_str(key);
+    fence.push_str(":fence");
+    fence
+}
+
+/// Spreads retry pauses so waiters on one key do not retry in lockstep.
+struct Jitter(u64);
+
+impl From<&Token> for Jitter {
+    fn from(token: &Token) -> Self {
+        let seed = token
+            .as_bytes()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+            });
+        Self(seed | 1)
+    }
+}
+
+impl Jitter {
+    /// A duration between half and all of `pause`.
+    fn spread(&mut self, pause: Duration) -> Duration {
+        // xorshift64
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let fraction = 0.5 + (self.0 >> 11) as f64 / (1u64 << 53) as f64 / 2.0;
+        pause.mul_f64(fraction)
+    }
+}

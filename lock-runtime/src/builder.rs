@@ -1,0 +1,216 @@
+//! [`BackendBuilder`]: the settings of a [`Backend`], and opening its store.
+
+use std::time::Duration;
+
+use crate::{
+    backend::Backend,
+    error::LockError,
+    store::{redis::RedisSettings, MemoryStore, RedisStore, Store},
+};
+
+/// The prefix put before every lock name unless configured otherwise.
+pub const DEFAULT_PREFIX: &str = "lock:";
+/// The time bound on one store call unless configured otherwise.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a Redis backend checks, unless configured otherwise, that its connection
+/// still answers and still reaches the same server (same process, same replication
+/// history): the longest time a restart or failover behind an open connection goes unseen.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_millis(200);
+/// How long a release-notification channel nobody watches stays subscribed, unless
+/// configured otherwise.
+pub const DEFAULT_NOTIFICATION_IDLE: Duration = Duration::from_secs(10);
+
+/// Settings for a [`Backend`]; finish with [`memory`](Self::memory),
+/// [`redis`](Self::redis), [`connect`](Self::connect) or [`store`](Self::store).
+///
+/// ```
+/// use lock_runtime::Backend;
+/// use std::time::Duration;
+///
+/// let backend = Backend::builder().prefix("app:locks:").memory()?;
+/// # Ok::<(), lock_runtime::LockError>(())
+/// ```
+#[derive(Clone)]
+pub struct BackendBuilder {
+    prefix: String,
+    op_timeout: Duration,
+    redis: RedisSettings,
+    tls_root: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for BackendBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendBuilder")
+            .field("prefix", &self.prefix)
+            .field("op_timeout", &self.op_timeout)
+            .field("redis", &self.redis)
+            .field("tls_root", &self.tls_root.as_ref().map(|_| "PEM"))
+            .finish()
+    }
+}
+
+impl Default for BackendBuilder {
+    fn default() -> Self {
+        Self {
+            prefix: DEFAULT_PREFIX.to_owned(),
+            op_timeout: DEFAULT_OP_TIMEOUT,
+            redis: RedisSettings {
+                bound: DEFAULT_OP_TIMEOUT,
+                restart_guard: Some(Duration::ZERO),
+                strict: false,
+                health_interval: DEFAULT_HEALTH_INTERVAL,
+                notification_idle: DEFAULT_NOTIFICATION_IDLE,
+            },
+            tls_root: None,
+        }
+    }
+}
+
+impl BackendBuilder {
+    /// The text put before every lock name ([`DEFAULT_PREFIX`] by default). It may not
+    /// contain `{` or `}`, which Redis Cluster reads as a hash tag.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The longest time one store call may take ([`DEFAULT_OP_TIMEOUT`] by default). A call
+    /// that takes longer fails with [`LockError::Timeout`].
+    #[must_use]
+    pub fn op_timeout(mut self, bound: Duration) -> Self {
+        self.op_timeout = bound;
+        self
+    }
+
+    /// The restart and failover hold of a Redis backend: `Some(longest_ttl)` to hold grants
+    /// for at least `longest_ttl`, or `None` to turn the hold off.
+    ///
+    /// When the client sees that the server it talks to is not the one it talked to before
+    /// (the process restarted: a new `run_id`; or a replica was promoted: a new replication
+    /// id), that server may have lost locks whose holders still work. From the moment it
+    /// sees this, the client grants no lock for the longest TTL that any such lease can
+    /// have: the longest of `longest_ttl`, every TTL this backend has granted or been asked
+    /// for, and the TTL of the acquire being held. Acquires meanwhile fail with
+    /// [`LockError::Recovering`], not [`LockError::Busy`].
+    ///
+    /// By default (`Some(Duration::ZERO)`) the hold is the longest TTL this backend has
+    /// used, which covers other processes as long as they use the same TTLs for the same
+    /// locks (as every caller of one `#[distributed_lock]` function does). Name a longer
+    /// TTL here if other programs take the same locks with longer ones. Turn the hold off
+    /// only for a server that persists every write (`appendfsync always`) and never fails
+    /// over.
+    #[must_use]
+    pub fn restart_guard(mut self, longest_ttl: Option<Duration>) -> Self {
+        self.redis.restart_guard = longest_ttl;
+        self
+    }
+
+    /// Also hold grants when connecting for the first time to a server that has been up
+    /// for less than the longest TTL: it may have restarted and lost locks that holders
+    /// elsewhere still use.
+    ///
+    /// Off by default. Its cost: every process that starts within a TTL of a fresh Redis
+    /// server (a deploy of both, a test suite) waits that long before its first lock.
+    /// Without it, a process that first connects after a restart cannot tell that the
+    /// restart happened; fencing tokens still protect resources, since they never go
+    /// backwards (they are at least the server's clock in microseconds).
+    #[must_use]
+    pub fn restart_guard_on_connect(mut self, strict: bool) -> Self {
+        self.redis.strict = strict;
+        self
+    }
+
+    /// How often a Redis backend checks its connection ([`DEFAULT_HEALTH_INTERVAL`] by
+    /// default): one `INFO` call, which must answer within the time bound. A connection
+    /// that does not answer is replaced, and a server with a new `run_id` or replication
+    /// id starts the restart hold ([`restart_guard`](Self::restart_guard)). A change behind
+    /// a connection that stays open (a proxy, a virtual IP) is seen within this interval.
+    #[must_use]
+    pub fn health_interval(mut self, every: Duration) -> Self {
+        self.redis.health_interval = every;
+        self
+    }
+
+    /// How long a Redis backend stays subscribed to the release notifications of a lock
+    /// nobody in this process waits for any more ([`DEFAULT_NOTIFICATION_IDLE`] by
+    /// default), in case a waiter comes back.
+    #[must_use]
+    pub fn notification_idle(mut self, idle: Duration) -> Self {
+        self.redis.notification_idle = idle;
+        self
+    }
+
+    /// For `rediss://` URLs: trust this CA certificate (PEM) instead of the system's roots,
+    /// for a server with a certificate of your own. Needs the `tls` feature.
+    #[must_use]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root = Some(pem.into());
+        self
+    }
+
+    /// An in-memory backend: locks shared by the tasks of this process only.
+    pub fn memory(self) -> Result<Backend, LockError> {
+        self.store(MemoryStore::new())
+    }
+
+    /// Connects to Redis at `url` (`redis://`, `rediss://`, `redis+unix://` or `unix://`),
+    /// within the time bound.
+    ///
+    /// `rediss://` needs the crate's `tls` feature; without it such a URL is
+    /// [`LockError::InvalidInput`].
+    pub async fn redis(self, url: &str) -> Result<Backend, LockError> {
+        self.check()?;
+        if self.redis.health_interval.is_zero() {
+            return Err(LockError::invalid(
+                "the health check interval must not be zero",
+            ));
+        }
+        let client = crate::store::redis::client(url, self.tls_root.clone())?;
+        let settings = RedisSettings {
+            bound: self.op_timeout,
+            ..self.redis.clone()
+        };
+        let store = RedisStore::connect(client, settings).await?;
+        self.store(store)
+    }
+
+    /// Opens the backend a URL names: `memory://` for [`memory`](Self::memory), any Redis URL
+    /// for [`redis`](Self::redis).
+    pub async fn connect(self, url: &str) -> Result<Backend, LockError> {
+        match url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("memory") => self.memory(),
+            Some("redis" | "rediss" | "redis+unix" | "unix") => self.redis(url).await,
+            _ => Err(LockError::invalid(format!(
+                "unsupported lock store URL `{}`: expected `memory://`, `redis://host:port`, \
+                 `rediss://host:port` or `redis+unix:///path`",
+                crate::redact::url(url)
+            ))),
+        }
+    }
+
+    /// A backend over a [`Store`] of your own.
+    pub fn store(self, store: impl Store) -> Result<Backend, LockError> {
+        self.check()?;
+        Ok(Backend::new(
+            Box::new(store),
+            self.prefix.into(),
+            self.op_timeout,
+        ))
+    }
+
+    fn check(&self) -> Result<(), LockError> {
+        if self.prefix.contains(['{', '}']) {
+            return Err(LockError::invalid(format!(
+                "key prefix `{}` may not contain `{{` or `}}`",
+                self.prefix
+            )));
+        }
+        if self.op_timeout.is_zero() {
+            return Err(LockError::invalid(
+                "the store call time bound must not be zero",
+            ));
+        }
+        Ok(())
+    }
+}

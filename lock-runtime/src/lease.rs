@@ -1,0 +1,198 @@
+//! The lease a holder may count on, and how a body is kept within it.
+//!
+//! - **Drift margin.** The store expires a key by its own clock; this process counts the
+//!   lease on its own. The local lease therefore ends a margin before the store's could:
+//!   `ttl / 100 + 2 ms` (Redlock's choice), counted from before the request was sent.
+//! - **Renewal** runs as a task of its own, so a body that blocks its thread does not stop
+//!   it. Each extend call is raced against the lease end: a store that never answers cannot
+//!   stretch the lease.
+//! - **Supervision**: the body is raced against the lease's end. The end moves when renewal
+//!   succeeds, and arrives at once when renewal finds the lock gone.
+
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::watch;
+
+use crate::{backend::Backend, error::LockError, options::OnLost, token::Token};
+
+/// How soon a failed renewal (a store error, not a lost lock) is tried again.
+const RENEW_RETRY: Duration = Duration::from_millis(50);
+
+/// The part of a TTL this process does not count on, for clock drift between it and the
+/// store: 1 % of the TTL plus 2 ms, and never more than the TTL.
+pub(crate) fn drift_margin(ttl: Duration) -> Duration {
+    (ttl / 100 + Duration::from_millis(2)).min(ttl)
+}
+
+/// The end of a lease of `ttl` asked for at `sent_at`, by this process's clock.
+pub(crate) fn lease_end(sent_at: Instant, ttl: Duration) -> Instant {
+    sent_at + (ttl - drift_margin(ttl))
+}
+
+/// What the holder knows of its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LeaseState {
+    /// Held until this instant, unless renewed.
+    Until(Instant),
+    /// Renewal found the lock gone, or the lease ended while a renewal was unanswered.
+    Lost,
+}
+
+/// A view of one lease that any number of bodies (the holder's and nested ones) can watch.
+pub(crate) type LeaseWatch = watch::Receiver<LeaseState>;
+
+impl LeaseState {
+    /// Whether the lease is over by now.
+    pub(crate) fn is_over(self) -> bool {
+        match self {
+            Self::Until(end) => Instant::now() >= end,
+            Self::Lost => true,
+        }
+    }
+}
+
+/// Completes when the lease watched by `lease` is over: its end passed, or it was lost.
+pub(crate) async fn lost(mut lease: LeaseWatch) {
+    loop {
+        let state = *lease.borrow_and_update();
+        let LeaseState::Until(end) = state else {
+            return;
+        };
+        if Instant::now() >= end {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(end.into()) => {
+                // A renewal may have moved the end in the same instant: look again.
+                if *lease.borrow() == state {
+                    return;
+                }
+            }
+            changed = lease.changed() => {
+                if changed.is_err() {
+                    // Nobody renews any more: the last end stands.
+                    tokio::time::sleep_until(end.into()).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Runs `body` until it ends or the lease is over, reacting as `policy` says: `Err(Lost)`
+/// when the lease ended first.
+pub(crate) async fn watch_body<F: Future>(
+    lease: LeaseWatch,
+    policy: OnLost,
+    key: &str,
+    body: F,
+) -> Result<F::Output, LockError> {
+    let lost = lost(lease);
+    tokio::pin!(lost);
+    let mut body = std::pin::pin!(body);
+    let lost_error = || LockError::Lost {
+        key: key.to_owned(),
+    };
+    tokio::select! {
+        // A lease that ended wins over a body that finished in the same poll.
+        biased;
+        () = &mut lost => match policy {
+            OnLost::Finish => {
+                tracing::warn!(key, "lease lost; the body runs on");
+                body.await;
+                Err(lost_error())
+            }
+            _ => {
+                tracing::warn!(key, "lease lost; the body is cancelled");
+                Err(lost_error())
+            }
+        },
+        output = &mut body => Ok(output),
+    }
+}
+
+/// What the renewal task needs to extend one lease.
+pub(crate) struct Renewal {
+    pub(crate) backend: Backend,
+    pub(crate) store_key: Arc<str>,
+    pub(crate) token: Token,
+    /// The holder's slot in the local queue, whose lease end is kept up to date.
+    pub(crate) generation: u64,
+    pub(crate) ttl: Duration,
+    /// Renewal stops here; `None`: no bound.
+    pub(crate) until: Option<Instant>,
+}
+
+/// Stops the renewal task when dropped.
+#[derive(Debug)]
+pub(crate) struct RenewalTask(tokio::task::AbortHandle);
+
+impl Drop for RenewalTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Renewal {
+    /// Starts renewing, on the current runtime, the lease that `lease` publishes.
+    pub(crate) fn start(self, lease: watch::Sender<LeaseState>) -> RenewalTask {
+        RenewalTask(tokio::spawn(self.run(lease)).abort_handle())
+    }
+
+    /// Extends the lease once a third of its TTL has passed, until `until`; publishes
+    /// each new end, or `Lost`.
+    async fn run(self, lease: watch::Sender<LeaseState>) {
+        let key = self.backend.name_in(&self.store_key).to_owned();
+        loop {
+            let LeaseState::Until(end) = *lease.borrow() else {
+                return;
+            };
+            let now = Instant::now();
+            if now >= end || self.until.is_some_and(|until| now >= until) {
+                // The supervisor's own timer ends the lease at `end`.
+                return;
+            }
+            let due = end.checked_sub(self.ttl.mul_f64(2.0 / 3.0)).unwrap_or(now);
+            if now < due {
+                let wake = self.until.map_or(due, |until| due.min(until));
+                tokio::time::sleep_until(wake.into()).await;
+                continue;
+            }
+            let sent_at = Instant::now();
+            let call = self
+                .backend
+                .store()
+                .extend(&self.store_key, &self.token, self.ttl);
+            let outcome = tokio::select! {
+                outcome = self.backend.bounded("extend", call) => outcome,
+                () = tokio::time::sleep_until(end.into()) => {
+                    tracing::warn!(key, "renewal unanswered until the lease ended");
+                    lease.send_replace(LeaseState::Lost);
+                    return;
+                }
+            };
+            match outcome {
+                Ok(true) => {
+                    let new_end = lease_end(sent_at, self.ttl);
+                    let local = self.backend.local();
+                    local.set_lease(&self.store_key, self.generation, new_end);
+                    lease.send_replace(LeaseState::Until(new_end));
+                }
+                Ok(false) => {
+                    tracing::warn!(key, "renewal found the lock gone");
+                    lease.send_replace(LeaseState::Lost);
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(key, %error, "renewal failed; retrying");
+                    let retry = (Instant::now() + RENEW_RETRY).min(end);
+                    tokio::time::sleep_until(retry.into()).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! One multiplexed connection shared by every task, replaced in the background when it
+//! breaks, goes silent, or reaches a replica. A request on a broken connection fails at
+//! once (the caller sees a store error) and starts the replacement; later requests use the
+//! new connection. Taking the connection is one `ArcSwap` load and a clone, which keeps the
+//! per-request cost close to a bare `MultiplexedConnection`.
+//!
+//! It also watches which server it talks to. Every new connection, and a health check on
+//! a short period, ask the server (`INFO`) for its `run_id` (new after a restart) and its
+//! replication id (new after a replica was promoted). When either changes, locks granted
+//! before may be gone while their holders still work: from that moment no lock is granted
+//! for the longest TTL any such lease can have (the restart hold). A health check that goes
+//! unanswered within the time bound replaces the connection.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, PoisonError, Weak,
+    },
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwap;
+use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, RedisError};
+
+use super::RedisSettings;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const LONGEST_BACKOFF: Duration = Duration::from_millis(500);
+
+pub(crate) struct Connection {
+    client: redis::Client,
+    config: AsyncConnectionConfig,
+    bound: Duration,
+    health_interval: Duration,
+    current: ArcSwap<MultiplexedConnection>,
+    reconnecting: AtomicBool,
+    /// The restart hold's floor; `None`: no hold.
+    guard: Option<Duration>,
+    /// The longest TTL asked of this store so far, in milliseconds.
+    longest_ttl_ms: AtomicU64,
+    /// Set while a restart hold runs: the hot path reads only this.
+    holding: AtomicBool,
+    /// Whether the server lets us call `INFO`.
+    info_allowed: AtomicBool,
+    server: Mutex<Server>,
+}
+
+/// What this connection knows of the server it talks to.
+struct Server {
+    identity: Option<Identity>,
+    /// The `maxmemory-policy` last seen, so a bad one is warned about once.
+    eviction_policy: String,
+    /// When the current restart hold started (a restart or failover was seen).
+    hold_from: Option<Instant>,
+}
+
+/// Who a server is: its process and its replication history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    run_id: String,
+    replication_id: String,
+}
+
+/// What `INFO` says.
+#[derive(Debug)]
+struct Info {
+    identity: Identity,
+    uptime: Duration,
+    replica: bool,
+    eviction_policy: String,
+}
+
+impl Connection {
+    /// Opens the first connection (within the time bound), so a wrong address or password
+    /// is reported now, and starts the health checks on the current runtime.
+    pub(crate) async fn open(
+        client: redis::Client,
+        settings: &RedisSettings,
+    ) -> Result<Arc<Self>, Option<RedisError>> {
+        let bound = settings.bound;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(bound))
+            // The runtime bounds each call itself; this only stops a silent server from
+            // piling requests up on the connection forever.
+            .set_response_timeout(Some(bound.saturating_mul(4)));
+        let (first, info) = tokio::time::timeout(bound, connect(&client, &config))
+            .await
+            .map_err(|_| None)?
+            .map_err(Some)?;
+        let mut eviction_policy = String::new();
+        let (identity, hold_from) = match &info {
+            None => {
+                tracing::warn!(
+                    "the lock store refuses `INFO` to this user: restart and failover \
+                     detection is off (grant the user `+info`)"
+                );
+                (None, None)
+            }
+            Some(info) => {
+                warn_if_evicting(&info.eviction_policy);
+                eviction_policy.clone_from(&info.eviction_policy);
+                // Strict: a server younger than the longest TTL may have restarted while a
+                // holder elsewhere still works; hold from its start.
+                let hold_from = (settings.strict && settings.restart_guard.is_some())
+                    .then(|| Instant::now().checked_sub(info.uptime))
+                    .flatten();
+                (Some(info.identity.clone()), hold_from)
+            }
+        };
+        let this = Arc::new(Self {
+            client,
+            config,
+            bound,
+            health_interval: settings.health_interval,
+            current: ArcSwap::from_pointee(first),
+            reconnecting: AtomicBool::new(false),
+            guard: settings.restart_guard,
+            longest_ttl_ms: AtomicU64::new(0),
+            holding: AtomicBool::new(hold_from.is_some()),
+            info_allowed: AtomicBool::new(info.is_some()),
+            server: Mutex::new(Server {
+                identity,
+                eviction_policy,
+                hold_from,
+            }),
+        });
+        tokio::spawn(health(Arc::downgrade(&this)));
+        Ok(this)
+    }
+
+    fn server(&self) -> std::sync::MutexGuard<'_, Server> {
+        // No critical section below can panic half-way.
+        self.server.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers that a lease of `ttl` was asked for: the restart hold covers it.
+    pub(crate) fn note_ttl(&self, ttl: Duration) {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        if ms > self.longest_ttl_ms.load(Ordering::Relaxed) {
+            self.longest_ttl_ms.fetch_max(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether an acquire of a lease of `ttl` must wait, and how much longer, because the
+    /// restart hold runs.
+    pub(crate) fn hold(&self, ttl: Duration) -> Option<Duration> {
+        self.note_ttl(ttl);
+        if !self.holding.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut server = self.server();
+        let span = self.hold_span()?;
+        let since = server.hold_from?.elapsed();
+        if since < span {
+            return Some(span - since);
+        }
+        server.hold_from = None;
+        self.holding.store(false, Ordering::Release);
+        None
+    }
+
+    /// How long a hold lasts: the longest TTL a lease from before can have.
+    fn hold_span(&self) -> Option<Duration> {
+        let longest = Duration::from_millis(self.longest_ttl_ms.load(Ordering::Relaxed));
+        self.guard.map(|floor| floor.max(longest))
+    }
+
+    /// Looks at what `INFO` says now: a new identity starts the restart hold; a replica
+    /// (the server was demoted) is left for a fresh connection.
+    fn observe(self: &Arc<Self>, info: Info) {
+        let changed = {
+            let mut server = self.server();
+            if server.eviction_policy != info.eviction_policy {
+                warn_if_evicting(&info.eviction_policy);
+                server.eviction_policy.clone_from(&info.eviction_policy);
+            }
+            let before = server.identity.replace(info.identity.clone());
+            match before {
+                Some(before) if before != info.identity => {
+                    if self.guard.is_some() {
+                        server.hold_from = Some(Instant::now());
+                        self.holding.store(true, Ordering::Release);
+                    }
+                    Some(before)
+                }
+                _ => None,
+            }
+        };
+        if let Some(before) = changed {
+            let what = if before.run_id != info.identity.run_id {
+                "restarted (new run_id)"
+            } else {
+                "failed over (new replication id)"
+            };
+            tracing::warn!(
+                hold = ?self.hold_span(),
+                "the lock store {what}: no lock is granted until every earlier lease has ended"
+            );
+        }
+        if info.replica {
+            tracing::warn!("the lock store answers as a replica; reconnecting");
+            self.reconnect();
+        }
+    }
+
+    /// The current connection.
+    pub(crate) fn get(&self) -> MultiplexedConnection {
+        (**self.current.load()).clone()
+    }
+
+    /// Looks at a request's error: if the connection is broken, or reaches a server that
+    /// can no longer take writes (`READONLY`: it was demoted), replaces it.
+    pub(crate) fn check(self: &Arc<Self>, error: &RedisError) {
+        if error.is_unrecoverable_error()
+            || error.is_connection_dropped()
+            || error.is_io_error()
+            || error.code() == Some("READONLY")
+        {
+            self.reconnect();
+        }
+    }
+
+    fn reconnect(self: &Arc<Self>) {
+        if self.reconnecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.reconnecting.store(false, Ordering::Release);
+            return;
+        };
+        runtime.spawn(reconnect(Arc::downgrade(self)));
+    }
+}
+
+async fn reconnect(this: Weak<Connection>) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let Some(conn) = this.upgrade() else {
+            return;
+        };
+        let attempt = tokio::time::timeout(conn.bound, connect(&conn.client, &conn.config)).await;
+        match attempt {
+            Ok(Ok((fresh, info))) => {
+                // Before the connection is used: a restart must start the hold first.
+                if let Some(info) = info {
+                    conn.observe(info);
+                }
+                conn.current.store(Arc::new(fresh));
+                conn.reconnecting.store(false, Ordering::Release);
+                tracing::debug!("lock store connection replaced");
+                return;
+            }
+            outcome => {
+                tracing::debug!(
+                    ?outcome,
+                    ?backoff,
+                    "lock store reconnection failed; retrying"
+                );
+            }
+        }
+        drop(conn);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(LONGEST_BACKOFF);
+    }
+}
+
+/// The health checks: every interval, `INFO` (or `PING` where `INFO` is refused) within
+/// the time bound. No answer replaces the connection; an answer is looked at for a
+/// restart or failover.
+async fn health(this: Weak<Connection>) {
+    loop {
+        let Some(interval) = this.upgrade().map(|conn| conn.health_interval) else {
+            return;
+        };
+        tokio::time::sleep(interval).await;
+        let Some(conn) = this.upgrade() else {
+            return;
+        };
+        if conn.reconnecting.load(Ordering::Acquire) {
+            continue;
+        }
+        let mut current = conn.get();
+        let with_info = conn.info_allowed.load(Ordering::Relaxed);
+        let check = async {
+            if with_info {
+                info(&mut current).await
+            } else {
+                redis::cmd("PING")
+                    .query_async::<()>(&mut current)
+                    .await
+                    .map(|()| None)
+            }
+        };
+        match tokio::time::timeout(conn.bound, check).await {
+            Ok(Ok(Some(info))) => conn.observe(info),
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "lock store health check failed");
+                conn.check(&error);
+            }
+            Err(_) => {
+                tracing::warn!(
+                    bound = ?conn.bound,
+                    "the lock store connection did not answer a health check; replacing it"
+                );
+                conn.reconnect();
+            }
+        }
+    }
+}
+
+/// Opens a connection and asks the server who it is (`None` where `INFO` is refused).
+async fn connect(
+    client: &redis::Client,
+    config: &AsyncConnectionConfig,
+) -> Result<(MultiplexedConnection, Option<Info>), RedisError> {
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(config)
+        .await?;
+    let info = info(&mut conn).await?;
+    Ok((conn, info))
+}
+
+/// `INFO`, read; `None` where the user may not call it.
+async fn info(conn: &mut MultiplexedConnection) -> Result<Option<Info>, RedisError> {
+    let text: String = match redis::cmd("INFO").query_async(conn).await {
+        Ok(text) => text,
+        Err(e) if e.code() == Some("NOPERM") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Ok(Some(Info {
+        identity: Identity {
+            run_id: field("run_id"),
+            replication_id: field("master_replid"),
+        },
+        uptime: Duration::from_secs(field("uptime_in_seconds").parse().unwrap_or(0)),
+        replica: field("role") == "slave",
+        eviction_policy: field("maxmemory_policy"),
+    }))
+}
+
+/// Lock keys always carry a TTL, so every `volatile-*` policy can evict a held lock under
+/// memory pressure, and so can every `allkeys-*` policy.
+fn warn_if_evicting(policy: &str) {
+    if policy.starts_with("volatile-") || policy.starts_with("allkeys-") {
+        tracing::warn!(
+            policy,
+            "the lock store's maxmemory-policy can evict lock keys under memory pressure, \
+             freeing locks that are still held; use `noeviction` for the lock store"
+        );
+    }
+}

@@ -1,0 +1,13 @@
+-- Compare-and-delete, then wake the waiters of other processes.
+--
+-- KEYS[1]  the lock key (also the name of its notification channel)
+-- ARGV[1]  the owner token
+--
+-- Returns 1 when the key held ARGV[1] and was deleted, 0 when it did not (expired, or
+-- another owner's): then nothing is changed.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('DEL', KEYS[1])
+    redis.call('PUBLISH', KEYS[1], '')
+    return 1
+end
+return 0

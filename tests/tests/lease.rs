@@ -1,0 +1,148 @@
+//! The lease is the law: a body runs only inside the lease this process can be sure of,
+//! whatever the store does, and renewal keeps it alive whatever the body does.
+
+use std::time::{Duration, Instant};
+
+use lock_runtime::{Backend, LockError, LockOptions, OnLost};
+use lock_tests::{signal, RedisServer};
+
+/// Item 1: a renewal that never gets an answer (the server is paused) cannot stretch the
+/// lease: the body is cancelled no later than the lease end, although one store call may
+/// take far longer (`op_timeout` 2 s against a 300 ms TTL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_renewal_does_not_stretch_the_lease() {
+    let server = RedisServer::start();
+    let backend = Backend::builder()
+        .op_timeout(Duration::from_secs(2))
+        .redis(&server.url())
+        .await
+        .expect("connect");
+    let ttl = Duration::from_millis(300);
+    for policy in [OnLost::Cancel, OnLost::Finish] {
+        let options = LockOptions::new(ttl).renew(true).on_lost(policy);
+        let started = Instant::now();
+        let pid = server.pid();
+        let body_ended = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let stamp = StampOnDrop(body_ended.clone());
+        let outcome = backend
+            .with_lock("k", &options, async move {
+                let _stamp = stamp;
+                // Every renewal from now on goes unanswered.
+                signal(pid, "-STOP");
+                tokio::time::sleep(Duration::from_millis(600)).await;
+            })
+            .await;
+        let returned = started.elapsed();
+        signal(server.pid(), "-CONT");
+        assert!(
+            matches!(outcome, Err(LockError::Lost { .. })),
+            "{outcome:?}"
+        );
+        let body_ended = body_ended.lock().unwrap().expect("the body ended") - started;
+        if policy == OnLost::Cancel {
+            // The key, set after `started`, expires at `started + ttl` at the earliest:
+            // the body must be gone before then. (The caller hears of it once the release,
+            // bounded by the 2 s time bound, gives up.)
+            assert!(
+                body_ended < ttl,
+                "the body ran {body_ended:?} on a {ttl:?} lease"
+            );
+            assert!(
+                returned < Duration::from_secs(3),
+                "returned after {returned:?}"
+            );
+        } else {
+            // Finish: the body ran to its end, and was then told the lease was lost.
+            assert!(body_ended >= Duration::from_millis(600), "{body_ended:?}");
+        }
+        // Let the paused calls drain before the next round.
+        let _ = backend
+            .acquire("k", &LockOptions::new(ttl).wait(Duration::from_secs(5)))
+            .await
+            .expect("free again")
+            .release()
+            .await;
+    }
+}
+
+/// Records when it is dropped.
+struct StampOnDrop(std::sync::Arc<std::sync::Mutex<Option<Instant>>>);
+
+impl Drop for StampOnDrop {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap() = Some(Instant::now());
+    }
+}
+
+/// Item 2: the local lease ends a drift margin (1 % + 2 ms) before the store could expire
+/// the key, so at the local lease end the key still exists.
+#[tokio::test]
+async fn the_local_lease_ends_before_the_key_can_expire() {
+    let server = RedisServer::start();
+    let backend = Backend::redis(&server.url()).await.expect("connect");
+    let ttl = Duration::from_millis(500);
+    let guard = backend
+        .acquire("k", &LockOptions::new(ttl))
+        .await
+        .expect("acquire");
+    let answered = Instant::now();
+    // The request was sent before `answered` (by about one round trip, far less than the
+    // margin), so without a margin the lease would end later than this.
+    let margin = ttl / 100 + Duration::from_millis(2);
+    assert!(
+        guard.lease_end() <= answered + ttl - margin,
+        "no drift margin: the lease ends {:?} after the answer",
+        guard.lease_end() - answered
+    );
+    tokio::time::sleep_until(guard.lease_end().into()).await;
+    assert!(guard.is_expired());
+    let pttl: i64 = server.raw(&["PTTL", "lock:{k}"])[1..]
+        .trim()
+        .parse()
+        .expect("PTTL");
+    assert!(pttl > 0, "the key was gone at the local lease end ({pttl})");
+    drop(guard);
+}
+
+/// Item 10: renewal runs as a task of its own, so a body that blocks its thread (here for
+/// four TTLs) keeps the lock; nobody else gets it meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_goes_on_while_the_body_blocks_its_thread() {
+    let server = RedisServer::start();
+    let holder = Backend::redis(&server.url()).await.expect("connect");
+    let other = Backend::redis(&server.url()).await.expect("connect");
+    let ttl = Duration::from_millis(250);
+    let options = LockOptions::new(ttl).renew(true);
+    let body = tokio::spawn(async move {
+        holder
+            .with_lock("k", &options, async {
+                std::thread::sleep(ttl * 4);
+                "done"
+            })
+            .await
+    });
+    let mut tries = 0;
+    while !body.is_finished() {
+        let attempt = other.acquire("k", &LockOptions::new(ttl)).await;
+        assert!(
+            matches!(attempt, Err(LockError::Busy { .. })) || body.is_finished(),
+            "another client got the lock while the body ran: {attempt:?}"
+        );
+        tries += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(tries > 10, "only {tries} tries");
+    assert_eq!(body.await.expect("task").expect("kept the lock"), "done");
+}
+
+/// Item 5: `max_hold(Duration::MAX)` means renewal without bound, not no renewal.
+#[tokio::test]
+async fn an_unbounded_max_hold_still_renews() {
+    let backend = Backend::memory();
+    let ttl = Duration::from_millis(100);
+    let options = LockOptions::new(ttl).renew(true).max_hold(Duration::MAX);
+    let outcome = backend
+        .with_lock("k", &options, tokio::time::sleep(ttl * 6))
+        .await;
+    assert!(outcome.is_ok(), "{outcome:?}");
+}
