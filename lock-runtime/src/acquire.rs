@@ -159,7 +159,6 @@ impl Backend {
             let refused = match answer {
                 Ok(Attempt::Acquired { fence }) => {
                     unknown.disarm();
-                    slot.record(None);
                     return Ok(Ok((fence, sent_at)));
                 }
                 Ok(Attempt::Recovering { left }) => {

@@ -38,9 +38,13 @@ struct Key {
     /// The owner's lease end while it holds the lock; `None` while it is trying.
     lease_end: Option<Instant>,
     waiters: VecDeque<Waiter>,
-    /// The store failure the owner's last try met, if its last try failed: what a waiter
-    /// whose wait ends meanwhile is told, rather than "busy".
+    /// What a waiter whose wait ends while the owner is still trying is told, rather than
+    /// "busy": the store failure the owner's last try met; or, when the store has not
+    /// answered the owner at all since `trying_since`, that the store did not answer.
     failure: Option<LockError>,
+    /// Since when the owner has been trying without any answer from the store; `None`
+    /// once it had one.
+    trying_since: Option<Instant>,
 }
 
 impl Key {
@@ -110,6 +114,7 @@ impl LocalQueue {
                     lease_end: None,
                     waiters: VecDeque::new(),
                     failure: None,
+                    trying_since: Some(Instant::now()),
                 };
                 keys.insert(key.clone(), entry);
                 Entry::Owner(Slot {
@@ -169,6 +174,7 @@ impl LocalQueue {
                 entry.generation = generation;
                 entry.lease_end = None;
                 entry.failure = None;
+                entry.trying_since = Some(Instant::now());
                 entry.changed();
                 return;
             }
@@ -183,12 +189,16 @@ impl Slot<'_> {
         self.generation
     }
 
-    /// Records what the owner's last try met: a store failure, or `None` for an answer.
+    /// Records what the owner's last try met that was not the lock: an answer (the lock
+    /// was busy) for `None`, or a store failure. Only the contended and failing paths call
+    /// this; an acquisition is recorded by [`keep`](Self::keep).
     pub(crate) fn record(&self, failure: Option<&LockError>) {
         let mut keys = self.queue.keys();
         if let Some(entry) = keys.get_mut(&**self.key) {
-            if entry.generation == self.generation && (failure.is_some() || entry.failure.is_some())
-            {
+            if entry.generation == self.generation {
+                if failure.is_none() {
+                    entry.trying_since = None;
+                }
                 entry.failure = failure.map(LockError::duplicate);
             }
         }
@@ -217,6 +227,7 @@ impl<'a> Ticket<'a> {
         mut self,
         deadline: Option<Instant>,
     ) -> Result<Slot<'a>, Option<LockError>> {
+        let entered = Instant::now();
         loop {
             let lease_end = {
                 let keys = self.queue.keys();
@@ -243,20 +254,29 @@ impl<'a> Ticket<'a> {
                 () = sleep_until(deadline) => {
                     return match self.take_over() {
                         Some(generation) => Ok(self.into_slot(generation)),
-                        None => Err(self.failure()),
+                        None => Err(self.failure(entered)),
                     };
                 }
             }
         }
     }
 
-    /// The store failure the owner's last try met, if any.
-    fn failure(&self) -> Option<LockError> {
+    /// Why the owner has not got the lock for us, if not because it is busy: the failure
+    /// its last try met, or, when the store has not answered it since before we queued
+    /// (and we did wait), that the store did not answer within our wait.
+    fn failure(&self, entered: Instant) -> Option<LockError> {
         let keys = self.queue.keys();
-        keys.get(&**self.key)?
-            .failure
-            .as_ref()
-            .map(LockError::duplicate)
+        let entry = keys.get(&**self.key)?;
+        if let Some(failure) = &entry.failure {
+            return Some(failure.duplicate());
+        }
+        let waited = entered.elapsed();
+        let silent =
+            entry.lease_end.is_none() && entry.trying_since.is_some_and(|since| since <= entered);
+        (silent && !waited.is_zero()).then_some(LockError::Timeout {
+            operation: "acquire",
+            after: waited,
+        })
     }
 
     fn into_slot(mut self, generation: u64) -> Slot<'a> {
@@ -287,6 +307,7 @@ impl<'a> Ticket<'a> {
         entry.generation = generation;
         entry.lease_end = None;
         entry.failure = None;
+        entry.trying_since = Some(Instant::now());
         entry.changed();
         Some(generation)
     }

@@ -526,6 +526,31 @@ fn redis_benchmark_ping_rtt(port: u16) -> Option<Duration> {
     Some(Duration::from_secs_f64(1.0 / rps))
 }
 
+/// Drains a queue of `waiters` tasks of one process, all waiting for one key held by
+/// another, on the in-memory store: the time per acquisition once the holder lets go.
+async fn drain_local_queue(waiters: usize) -> Duration {
+    let backend = Backend::memory();
+    let options = LockOptions::new(Duration::from_secs(60)).wait(Duration::from_secs(60));
+    let holder = backend.acquire("q", &options).await.expect("hold");
+    let tasks: Vec<_> = (0..waiters)
+        .map(|_| {
+            let (backend, options) = (backend.clone(), options.clone());
+            tokio::spawn(async move {
+                let guard = backend.acquire("q", &options).await.expect("acquire");
+                guard.release().await.expect("release");
+            })
+        })
+        .collect();
+    // Let every task join the queue (a benchmark may wait; a test would await a condition).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    holder.release().await.expect("release");
+    for task in tasks {
+        task.await.expect("task");
+    }
+    started.elapsed() / u32::try_from(waiters).unwrap_or(u32::MAX)
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -621,6 +646,16 @@ async fn main() {
         )
     };
 
+    let drains = if wanted("queue") {
+        let mut drains = Vec::new();
+        for waiters in [100, 1000] {
+            drains.push((waiters, drain_local_queue(waiters).await));
+        }
+        drains
+    } else {
+        Vec::new()
+    };
+
     let version = server.raw(&["INFO", "server"]);
     let version = version
         .lines()
@@ -665,6 +700,13 @@ async fn main() {
         us(s1_hand.percentile(0.99)),
         us(s1_annotated.percentile(0.99)),
     );
+    for (waiters, per_acquisition) in &drains {
+        println!(
+            "{:<30} {:>10.2} us per acquisition (in-memory store, one key, one process)",
+            format!("queue of {waiters} waiters"),
+            per_acquisition.as_secs_f64() * 1e6
+        );
+    }
     println!("S1/S2: latency of one acquire+release cycle (us). S3h: handoff gap (us), the floor");
     println!(
         "polling SET NX every 1 ms; cmd = server commands per acquisition (INFO commandstats)."

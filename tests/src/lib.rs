@@ -490,7 +490,8 @@ pub async fn guarded_increment(
 }
 
 /// The fenced resource of the fault tests: a value in a Redis server of its own that
-/// accepts a write only with a fencing token at least as high as the highest it has seen.
+/// accepts a write only with a fencing token strictly higher than every one it has seen
+/// (each holder writes once, so a repeated token is a second holder).
 /// Returns whether the write was accepted.
 pub async fn fenced_write(
     resource: &mut redis::aio::MultiplexedConnection,
@@ -499,7 +500,7 @@ pub async fn fenced_write(
 ) -> Result<bool, redis::RedisError> {
     const WRITE: &str = r"
 local highest = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) >= highest then
+if tonumber(ARGV[1]) > highest then
     redis.call('SET', KEYS[1], ARGV[1])
     redis.call('SET', KEYS[2], ARGV[2])
     return 1
@@ -527,13 +528,15 @@ return 0
 pub struct Proxy {
     port: u16,
     control: std::sync::Arc<ProxyControl>,
-    _runtime: tokio::runtime::Runtime,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 #[derive(Debug)]
 struct ProxyControl {
     target: AtomicU16,
-    /// Connections numbered below this do not forward.
+    /// Connections numbered from `frozen_from` up to below `frozen_below` do not forward.
+    frozen_from: std::sync::atomic::AtomicU64,
     frozen_below: std::sync::atomic::AtomicU64,
     freeze_new: std::sync::atomic::AtomicBool,
     next_id: std::sync::atomic::AtomicU64,
@@ -545,13 +548,9 @@ struct ProxyControl {
 impl Proxy {
     /// A proxy on a free port that forwards to `127.0.0.1:<target>`.
     pub fn start(target: u16) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("proxy runtime");
         let control = std::sync::Arc::new(ProxyControl {
             target: AtomicU16::new(target),
+            frozen_from: std::sync::atomic::AtomicU64::new(0),
             frozen_below: std::sync::atomic::AtomicU64::new(0),
             freeze_new: std::sync::atomic::AtomicBool::new(false),
             next_id: std::sync::atomic::AtomicU64::new(0),
@@ -559,22 +558,39 @@ impl Proxy {
             changed: tokio::sync::Notify::new(),
         });
         let port = free_port();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
-            .expect("bind the proxy");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready, listening) = std::sync::mpsc::channel();
         let accepting = control.clone();
-        runtime.spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let control = accepting.clone();
-                tokio::spawn(async move {
-                    let _ = forward(client, control).await;
-                });
-            }
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("proxy runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                    .await
+                    .expect("bind the proxy");
+                let _ = ready.send(());
+                let accept = async {
+                    while let Ok((client, _)) = listener.accept().await {
+                        let control = accepting.clone();
+                        tokio::spawn(async move {
+                            let _ = forward(client, control).await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    () = accept => {}
+                    _ = stopped => {}
+                }
+            });
         });
+        listening.recv().expect("the proxy listens");
         Self {
             port,
             control,
-            _runtime: runtime,
+            stop: Some(stop),
+            thread: Some(thread),
         }
     }
 
@@ -590,9 +606,20 @@ impl Proxy {
 
     /// Stops forwarding on every connection open now (they stay open, silent).
     pub fn freeze_existing(&self) {
-        let below = self.control.next_id.load(Ordering::SeqCst);
-        self.control.frozen_below.store(below, Ordering::SeqCst);
+        self.freeze(0..self.connections());
+    }
+
+    /// Stops forwarding on the connections numbered in `ids` (in the order they were
+    /// accepted, from 0), and on no other.
+    pub fn freeze(&self, ids: std::ops::Range<u64>) {
+        self.control.frozen_from.store(ids.start, Ordering::SeqCst);
+        self.control.frozen_below.store(ids.end, Ordering::SeqCst);
         self.control.changed.notify_waiters();
+    }
+
+    /// How many connections it has accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.control.next_id.load(Ordering::SeqCst)
     }
 
     /// Whether connections accepted from now on forward nothing.
@@ -615,6 +642,17 @@ impl Proxy {
     }
 }
 
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 async fn forward(
     mut client: tokio::net::TcpStream,
     control: std::sync::Arc<ProxyControl>,
@@ -623,7 +661,10 @@ async fn forward(
     let id = control.next_id.fetch_add(1, Ordering::SeqCst);
     let frozen_from_start = control.freeze_new.load(Ordering::SeqCst);
     let frozen = |control: &ProxyControl| {
-        frozen_from_start || id < control.frozen_below.load(Ordering::SeqCst)
+        frozen_from_start
+            || (control.frozen_from.load(Ordering::SeqCst)
+                ..control.frozen_below.load(Ordering::SeqCst))
+                .contains(&id)
     };
     let mut epoch = control.epoch.load(Ordering::SeqCst);
     let mut server =

@@ -102,3 +102,85 @@ async fn locks_without_fencing_have_no_token(stores: Stores) {
         assert_eq!(server.raw(&["EXISTS", "lock:{plain}:fence"]).trim(), ":0");
     }
 }
+
+/// Item 3: a server that comes back from an older snapshot (`SAVE`, more acquisitions,
+/// `kill -9`, restart from the RDB file) has a stale counter; the first token after the
+/// restart is still above every token issued before it, because every token is at least
+/// the server's clock in microseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fencing_tokens_never_repeat_after_a_restart_from_an_older_snapshot() {
+    let mut server = lock_tests::RedisServer::start();
+    let backend = lock_runtime::Backend::builder()
+        .restart_guard(None)
+        .redis(&server.url())
+        .await
+        .expect("connect");
+    let fenced = LockOptions::new(Duration::from_secs(1)).fencing(true);
+    let mut highest = 0;
+    let take = |backend: lock_runtime::Backend| {
+        let fenced = fenced.clone();
+        async move {
+            let guard = backend.acquire("f", &fenced).await?;
+            let token = guard.fencing_token().expect("a fencing token");
+            guard.release().await?;
+            Ok::<u64, lock_runtime::LockError>(token)
+        }
+    };
+    for _ in 0..5 {
+        let token = take(backend.clone()).await.expect("acquire");
+        assert!(token > highest);
+        highest = token;
+    }
+    assert!(server.raw(&["SAVE"]).starts_with("+OK"));
+    let in_snapshot = highest;
+    for _ in 0..20 {
+        let token = take(backend.clone()).await.expect("acquire");
+        assert!(token > highest);
+        highest = token;
+    }
+    let server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .expect("restart");
+    // The snapshot came back: the counter is the stale one.
+    let counter = server.raw(&["GET", "lock:{f}:fence"]);
+    assert!(counter.contains(&in_snapshot.to_string()), "{counter}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        match take(backend.clone()).await {
+            Ok(token) => break token,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("tokens: {in_snapshot} in the snapshot, {highest} before the restart, {first} after");
+    assert!(
+        first > highest,
+        "{first} after {highest}: a repeated or lower token"
+    );
+}
+
+/// Item 19: counters expire (a day after their last use); tokens stay strictly increasing
+/// across a counter's disappearance.
+#[tokio::test]
+async fn fencing_tokens_increase_across_a_counter_expiry() {
+    let server = lock_tests::RedisServer::start();
+    let backend = lock_runtime::Backend::redis(&server.url())
+        .await
+        .expect("connect");
+    let fenced = LockOptions::new(Duration::from_secs(1)).fencing(true);
+    let mut last = 0;
+    for round in 0..20 {
+        if round % 4 == 3 {
+            // As if its life had run out.
+            server.raw(&["DEL", "lock:{g}:fence"]);
+        }
+        let guard = backend.acquire("g", &fenced).await.expect("acquire");
+        let token = guard.fencing_token().expect("a fencing token");
+        assert!(token > last, "round {round}: {token} after {last}");
+        last = token;
+        guard.release().await.expect("release");
+    }
+}

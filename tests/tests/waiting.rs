@@ -235,3 +235,144 @@ async fn waiters_still_acquire_when_the_subscription_connection_is_killed() {
         );
     }
 }
+
+/// The channels this process is subscribed to on `server` that start with `prefix`.
+fn subscribed(server: &RedisServer) -> Vec<String> {
+    let reply = server.raw(&["PUBSUB", "CHANNELS", "lock:*"]);
+    reply
+        .lines()
+        .filter(|line| line.starts_with("lock:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn backend_with_idle(server: &RedisServer, idle: Duration) -> Backend {
+    Backend::builder()
+        .notification_idle(idle)
+        .redis(&server.url())
+        .await
+        .expect("connect")
+}
+
+/// Item 14: many waits cancelled at every point (before, during and after subscribing)
+/// leave no channel subscribed once idle; idle channels go away on their own, with no
+/// other activity to trigger a sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_waits_leave_no_subscription_behind() {
+    let server = RedisServer::start();
+    let holder = Backend::redis(&server.url()).await.expect("connect");
+    let idle = Duration::from_millis(200);
+    let waiter = backend_with_idle(&server, idle).await;
+    let mut held = Vec::new();
+    for key in 0..20 {
+        let key = format!("k{key}");
+        held.push(
+            holder
+                .acquire(&key, &LockOptions::new(30 * SECOND))
+                .await
+                .expect("hold"),
+        );
+        let waiting = LockOptions::new(SECOND).wait(SECOND);
+        for cancel_after_us in [0, 50, 100, 200, 400, 800, 1600, 3200] {
+            let attempt = waiter.acquire(&key, &waiting);
+            let cut = tokio::time::timeout(Duration::from_micros(cancel_after_us), attempt).await;
+            assert!(cut.is_err(), "{key}: got {cut:?}");
+        }
+    }
+    assert!(
+        !subscribed(&server).is_empty(),
+        "nothing was ever subscribed"
+    );
+    let gone = lock_tests::eventually(10 * idle, || subscribed(&server).is_empty()).await;
+    assert!(gone, "still subscribed: {:?}", subscribed(&server));
+    drop(held);
+}
+
+/// Item 14: subscribing and unsubscribing the same channel over and over, across idle
+/// sweeps, never leaves a watched channel unsubscribed: a release still wakes the waiter
+/// at once, not on its re-check timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_channel_is_never_left_unsubscribed() {
+    let server = RedisServer::start();
+    let holder = Backend::redis(&server.url()).await.expect("connect");
+    let idle = Duration::from_millis(5);
+    let waiter = backend_with_idle(&server, idle).await;
+    let mut slow = Vec::new();
+    for round in 0..30 {
+        let held = holder
+            .acquire("k", &LockOptions::new(30 * SECOND))
+            .await
+            .expect("hold");
+        // A wait that gives up: its channel goes idle and is swept within milliseconds.
+        let short = LockOptions::new(SECOND).wait(Duration::from_millis(1 + round % 7));
+        assert!(waiter.acquire("k", &short).await.is_err());
+        tokio::time::sleep(Duration::from_millis((round % 4) * 3)).await;
+        // A real wait: subscribed when the release comes, so woken at once.
+        let waiting = waiter.clone();
+        let task = tokio::spawn(async move {
+            waiting
+                .acquire("k", &LockOptions::new(SECOND).wait(5 * SECOND))
+                .await
+        });
+        let watched = lock_tests::eventually(5 * SECOND, || {
+            subscribed(&server).iter().any(|c| c == "lock:{k}")
+        })
+        .await;
+        assert!(
+            watched,
+            "round {round}: the waiter's channel is not subscribed"
+        );
+        let released = Instant::now();
+        held.release().await.expect("release");
+        let guard = task.await.expect("task").expect("woken");
+        // The first re-check comes 10 to 20 ms (jittered) after a try, later ones later:
+        // a wake-up under 10 ms came from the notification.
+        let woke = released.elapsed();
+        if woke >= Duration::from_millis(10) {
+            slow.push((round, woke));
+        }
+        guard.release().await.expect("release");
+    }
+    // A loaded machine may delay a wake-up now and then; a lost subscription would make
+    // every later round slow.
+    assert!(slow.len() <= 3, "woken late: {slow:?}");
+}
+
+/// Item 18: a task queued in the process behind another that is failing against a dead
+/// store gets a store error when its wait ends, never `Busy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_queued_behind_a_failing_task_gets_the_store_error() {
+    let server = RedisServer::start();
+    let backend = Backend::builder()
+        .op_timeout(SECOND)
+        .redis(&server.url())
+        .await
+        .expect("connect");
+    lock_tests::signal(server.pid(), "-STOP");
+    let first = backend.clone();
+    let ahead = tokio::spawn(async move {
+        first
+            .acquire("k", &LockOptions::new(SECOND).wait(SECOND))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let behind = backend
+        .acquire(
+            "k",
+            &LockOptions::new(SECOND).wait(Duration::from_millis(100)),
+        )
+        .await;
+    let ahead = ahead.await.expect("task");
+    lock_tests::signal(server.pid(), "-CONT");
+    assert!(
+        matches!(behind, Err(LockError::Timeout { .. })),
+        "behind: {behind:?}"
+    );
+    assert!(
+        matches!(
+            ahead,
+            Err(LockError::Timeout { .. } | LockError::Backend { .. })
+        ),
+        "ahead: {ahead:?}"
+    );
+}
