@@ -35,8 +35,11 @@
 //!   its token: the next try takes the lock back if it holds our token, and giving up (or
 //!   dropping the future) deletes the key in the background if it does, so no lock is left
 //!   orphaned for a whole TTL.
-//! - A client that sees the Redis server restart grants no lock until every lease from
-//!   before the restart has ended ([`BackendBuilder::restart_guard`]).
+//! - A client that sees the Redis server restart or fail over (also behind a connection
+//!   that stays open) grants no lock until every lease from before can have ended, and
+//!   says so with [`LockError::Recovering`] ([`BackendBuilder::restart_guard`]).
+//! - The body's lease ends a drift margin (1 % of the TTL plus 2 ms) before the store can
+//!   expire the key; renewal runs as its own task and never stretches the lease.
 //!
 //! # What a TTL lock promises
 //!

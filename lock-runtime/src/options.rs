@@ -104,7 +104,10 @@ impl LockOptions {
     }
 
     /// Keep the lease alive while the body of [`with_lock`](crate::with_lock) runs,
-    /// extending it every third of the TTL, until [`max_hold`](Self::max_hold).
+    /// extending it every third of the TTL, until [`max_hold`](Self::max_hold). Renewal
+    /// runs as a task of its own, so a body that blocks its thread does not stop it on a
+    /// multi-threaded runtime; each extension is raced against the lease end, so a store
+    /// that does not answer cannot stretch the lease.
     #[must_use]
     pub const fn renew(mut self, renew: bool) -> Self {
         self.renew = renew;
@@ -112,7 +115,8 @@ impl LockOptions {
     }
 
     /// How long renewal may keep the lock in all ([`DEFAULT_MAX_HOLD`] by default). After
-    /// that renewal stops, and the lease runs out one TTL later.
+    /// that renewal stops, and the lease runs out one TTL later. `Duration::MAX` renews
+    /// for as long as the body runs.
     #[must_use]
     pub const fn max_hold(mut self, max_hold: Duration) -> Self {
         self.max_hold = max_hold;
@@ -122,7 +126,10 @@ impl LockOptions {
     /// Issue a fencing token with each acquisition: a number greater than every earlier
     /// acquisition's of the same key, read with [`LockGuard::fencing_token`](crate::LockGuard::fencing_token)
     /// or [`fencing_token`](crate::fencing_token). Costs one counter key per lock name,
-    /// kept in the store without expiry, and a script instead of a plain `SET` to acquire.
+    /// kept for 24 hours after its last use, and a script instead of a plain `SET` to
+    /// acquire. On Redis a token is at least the server's clock in microseconds (a `u64`
+    /// near 1.8 × 10¹⁵: keep it in a 64-bit column), so tokens keep increasing after the
+    /// counter expired or the server restored an older snapshot.
     #[must_use]
     pub const fn fencing(mut self, fencing: bool) -> Self {
         self.fencing = fencing;

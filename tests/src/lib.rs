@@ -133,6 +133,17 @@ impl RedisServer {
         );
     }
 
+    /// [`restart`](Self::restart) from async code: on a blocking thread, so the runtime's
+    /// own tasks (the clients under test) keep running meanwhile.
+    pub async fn restarted(mut self) -> Self {
+        tokio::task::spawn_blocking(move || {
+            self.restart();
+            self
+        })
+        .await
+        .expect("restart redis-server")
+    }
+
     /// Kills the server with SIGKILL and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -102,7 +102,7 @@ async fn a_restart_behind_an_open_connection_holds_grants_for_a_ttl_from_detecti
 /// acquire with a shorter one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_hold_covers_the_longest_ttl_granted() {
-    let mut server = RedisServer::start();
+    let server = RedisServer::start();
     let backend = Backend::builder()
         .op_timeout(BOUND)
         .health_interval(INTERVAL)
@@ -116,12 +116,7 @@ async fn the_default_hold_covers_the_longest_ttl_granted() {
             .await
             .expect("acquire"),
     );
-    let server = tokio::task::spawn_blocking(move || {
-        server.restart();
-        server
-    })
-    .await
-    .expect("restart");
+    let server = server.restarted().await;
     let short = LockOptions::new(Duration::from_millis(100));
     let deadline = Instant::now() + Duration::from_secs(10);
     let left = loop {
@@ -144,7 +139,7 @@ async fn the_default_hold_covers_the_longest_ttl_granted() {
 /// them: after a restart every acquire keeps answering `Recovering`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unbounded_restart_guard_holds_without_panicking() {
-    let mut server = RedisServer::start();
+    let server = RedisServer::start();
     let backend = Backend::builder()
         .op_timeout(BOUND)
         .restart_guard(Some(Duration::MAX))
@@ -154,12 +149,7 @@ async fn an_unbounded_restart_guard_holds_without_panicking() {
     let options = LockOptions::new(Duration::from_secs(1));
     let guard = backend.acquire("k", &options).await.expect("acquire");
     guard.release().await.expect("release");
-    let server = tokio::task::spawn_blocking(move || {
-        server.restart();
-        server
-    })
-    .await
-    .expect("restart");
+    let server = server.restarted().await;
     let mut recovering = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
     while recovering < 3 {

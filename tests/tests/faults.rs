@@ -320,7 +320,7 @@ async fn a_paused_holder_body_is_cancelled_with_lost_when_it_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_that_lost_every_lock_none_is_granted_until_earlier_leases_ended() {
-    let mut server = RedisServer::start();
+    let server = RedisServer::start();
     let longest = Duration::from_millis(1500);
     let connect = || async {
         Backend::builder()
@@ -337,12 +337,7 @@ async fn after_a_restart_that_lost_every_lock_none_is_granted_until_earlier_leas
     let lease_end = held.lease_end();
 
     // kill -9 while the holder is inside its critical section; restart with no data.
-    let server = tokio::task::spawn_blocking(move || {
-        server.restart();
-        server
-    })
-    .await
-    .expect("restart");
+    let server = server.restarted().await;
     let restarted = Instant::now();
 
     let waiting = fenced.clone().wait(Duration::from_secs(10));

@@ -109,7 +109,7 @@ async fn locks_without_fencing_have_no_token(stores: Stores) {
 /// the server's clock in microseconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fencing_tokens_never_repeat_after_a_restart_from_an_older_snapshot() {
-    let mut server = lock_tests::RedisServer::start();
+    let server = lock_tests::RedisServer::start();
     let backend = lock_runtime::Backend::builder()
         .restart_guard(None)
         .redis(&server.url())
@@ -138,12 +138,7 @@ async fn fencing_tokens_never_repeat_after_a_restart_from_an_older_snapshot() {
         assert!(token > highest);
         highest = token;
     }
-    let server = tokio::task::spawn_blocking(move || {
-        server.restart();
-        server
-    })
-    .await
-    .expect("restart");
+    let server = server.restarted().await;
     // The snapshot came back: the counter is the stale one.
     let counter = server.raw(&["GET", "lock:{f}:fence"]);
     assert!(counter.contains(&in_snapshot.to_string()), "{counter}");

@@ -113,14 +113,17 @@ async fn renewal_goes_on_while_the_body_blocks_its_thread() {
     let other = Backend::redis(&server.url()).await.expect("connect");
     let ttl = Duration::from_millis(250);
     let options = LockOptions::new(ttl).renew(true);
+    let (running, started) = tokio::sync::oneshot::channel();
     let body = tokio::spawn(async move {
         holder
             .with_lock("k", &options, async {
+                let _ = running.send(());
                 std::thread::sleep(ttl * 4);
                 "done"
             })
             .await
     });
+    started.await.expect("the body started");
     let mut tries = 0;
     while !body.is_finished() {
         let attempt = other.acquire("k", &LockOptions::new(ttl)).await;

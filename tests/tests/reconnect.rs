@@ -7,7 +7,7 @@ use lock_tests::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acquires_succeed_with_the_same_client_after_a_server_restart() {
-    let mut server = RedisServer::start();
+    let server = RedisServer::start();
     // No restart guard here (see faults.rs for it): this test is about reconnecting.
     let backend = Backend::builder()
         .op_timeout(Duration::from_millis(500))
@@ -21,12 +21,7 @@ async fn acquires_succeed_with_the_same_client_after_a_server_restart() {
         .await
         .expect("before the restart");
 
-    let server = tokio::task::spawn_blocking(move || {
-        server.restart();
-        server
-    })
-    .await
-    .expect("restart");
+    let server = server.restarted().await;
 
     // The restarted server lost its data: the old holder learns it no longer holds the lock.
     let released = before.release().await;

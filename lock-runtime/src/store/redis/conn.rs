@@ -149,10 +149,11 @@ impl Connection {
             return None;
         }
         let mut server = self.server();
-        let span = self.hold_span()?;
-        let since = server.hold_from?.elapsed();
-        if since < span {
-            return Some(span - since);
+        let since = server.hold_from.map(|from| from.elapsed());
+        if let (Some(span), Some(since)) = (self.hold_span(), since) {
+            if since < span {
+                return Some(span - since);
+            }
         }
         server.hold_from = None;
         self.holding.store(false, Ordering::Release);

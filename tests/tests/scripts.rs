@@ -1,0 +1,167 @@
+//! Each Lua script of the Redis store, called directly against a real server, for the
+//! contract its header states.
+
+use redis::{aio::MultiplexedConnection, Script};
+
+use lock_tests::RedisServer;
+
+const ACQUIRE: &str = include_str!("../../lock-runtime/src/store/redis/scripts/acquire.lua");
+const RELEASE: &str = include_str!("../../lock-runtime/src/store/redis/scripts/release.lua");
+const EXTEND: &str = include_str!("../../lock-runtime/src/store/redis/scripts/extend.lua");
+
+async fn connect(server: &RedisServer) -> MultiplexedConnection {
+    redis::Client::open(server.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect")
+}
+
+async fn acquire(
+    conn: &mut MultiplexedConnection,
+    fence: Option<&str>,
+    token: &str,
+    reclaim: bool,
+) -> i64 {
+    let script = Script::new(ACQUIRE);
+    let mut call = script.key("lock:{k}");
+    if let Some(fence) = fence {
+        call.key(fence);
+    }
+    call.arg(token)
+        .arg(10_000)
+        .arg(u8::from(reclaim))
+        .arg(60_000)
+        .invoke_async(conn)
+        .await
+        .expect("acquire script")
+}
+
+fn server_clock_us(server: &RedisServer) -> i64 {
+    let reply = server.raw(&["TIME"]);
+    let numbers: Vec<i64> = reply.lines().filter_map(|line| line.parse().ok()).collect();
+    numbers[0] * 1_000_000 + numbers[1]
+}
+
+#[tokio::test]
+async fn acquire_takes_a_free_lock_refuses_a_held_one_and_reclaims_its_own() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    assert_eq!(acquire(&mut conn, None, "t1", false).await, 0);
+    assert!(server.raw(&["GET", "lock:{k}"]).contains("t1"));
+    let pttl: i64 = server.raw(&["PTTL", "lock:{k}"])[1..]
+        .trim()
+        .parse()
+        .expect("pttl");
+    assert!((9_000..=10_000).contains(&pttl), "{pttl}");
+    assert_eq!(acquire(&mut conn, None, "t2", false).await, -1);
+    assert_eq!(acquire(&mut conn, None, "t2", true).await, -1, "not t2's");
+    assert_eq!(
+        acquire(&mut conn, None, "t1", false).await,
+        -1,
+        "no reclaim asked"
+    );
+    assert_eq!(
+        acquire(&mut conn, None, "t1", true).await,
+        0,
+        "t1 reclaims its own"
+    );
+}
+
+#[tokio::test]
+async fn acquire_fences_above_both_the_counter_and_the_clock_and_sets_the_counter_life() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    let fence = "lock:{k}:fence";
+    // A missing counter: the clock.
+    let before = server_clock_us(&server);
+    let first = acquire(&mut conn, Some(fence), "t1", false).await;
+    assert!(first >= before, "{first} below the clock {before}");
+    assert!(server.raw(&["GET", fence]).contains(&first.to_string()));
+    let life: i64 = server.raw(&["PTTL", fence])[1..]
+        .trim()
+        .parse()
+        .expect("pttl");
+    assert!((50_000..=60_000).contains(&life), "{life}");
+    // A stale counter (an older snapshot): still the clock.
+    server.raw(&["SET", fence, "5"]);
+    server.raw(&["DEL", "lock:{k}"]);
+    let second = acquire(&mut conn, Some(fence), "t2", false).await;
+    assert!(second > first, "{second} after {first}");
+    // A counter ahead of the clock (many acquisitions in one microsecond): one more.
+    let ahead = server_clock_us(&server) + 1_000_000_000;
+    server.raw(&["SET", fence, &ahead.to_string()]);
+    server.raw(&["DEL", "lock:{k}"]);
+    assert_eq!(
+        acquire(&mut conn, Some(fence), "t3", false).await,
+        ahead + 1
+    );
+    // Busy: the counter is not touched.
+    assert_eq!(acquire(&mut conn, Some(fence), "t4", false).await, -1);
+    assert!(server
+        .raw(&["GET", fence])
+        .contains(&(ahead + 1).to_string()));
+}
+
+#[tokio::test]
+async fn release_deletes_only_its_own_lock_and_publishes() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    let release = Script::new(RELEASE);
+    server.raw(&["SET", "lock:{k}", "mine"]);
+    let theirs: i64 = release
+        .key("lock:{k}")
+        .arg("other")
+        .invoke_async(&mut conn)
+        .await
+        .expect("release");
+    assert_eq!(theirs, 0);
+    assert!(server.raw(&["EXISTS", "lock:{k}"]).contains(":1"));
+    let before = server.raw(&["INFO", "commandstats"]);
+    let count = |stats: &str| {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
+            .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let mine: i64 = release
+        .key("lock:{k}")
+        .arg("mine")
+        .invoke_async(&mut conn)
+        .await
+        .expect("release");
+    assert_eq!(mine, 1);
+    assert!(server.raw(&["EXISTS", "lock:{k}"]).contains(":0"));
+    let after = server.raw(&["INFO", "commandstats"]);
+    assert_eq!(count(&after), count(&before) + 1, "one PUBLISH");
+}
+
+#[tokio::test]
+async fn extend_resets_the_ttl_of_its_own_lock_only() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    let extend = Script::new(EXTEND);
+    server.raw(&["SET", "lock:{k}", "mine", "PX", "1000"]);
+    let theirs: i64 = extend
+        .key("lock:{k}")
+        .arg("other")
+        .arg(60_000)
+        .invoke_async(&mut conn)
+        .await
+        .expect("extend");
+    assert_eq!(theirs, 0);
+    let mine: i64 = extend
+        .key("lock:{k}")
+        .arg("mine")
+        .arg(60_000)
+        .invoke_async(&mut conn)
+        .await
+        .expect("extend");
+    assert_eq!(mine, 1);
+    let pttl: i64 = server.raw(&["PTTL", "lock:{k}"])[1..]
+        .trim()
+        .parse()
+        .expect("pttl");
+    assert!(pttl > 50_000, "{pttl}");
+}
