@@ -9,8 +9,8 @@ use syn::{
 
 /// Every argument the attribute takes, for messages.
 pub(crate) const VALID: &str =
-    "key, ttl, wait, client, skip, or_return, renew, max_hold, fencing, on_lost";
-const NAMES: [&str; 10] = [
+    "key, ttl, wait, client, skip, or_return, renew, max_hold, fencing, on_lost, crate";
+const NAMES: [&str; 11] = [
     "key",
     "ttl",
     "wait",
@@ -21,6 +21,7 @@ const NAMES: [&str; 10] = [
     "max_hold",
     "fencing",
     "on_lost",
+    "crate",
 ];
 
 /// The arguments as written; presence and combinations are checked in `validate`.
@@ -42,6 +43,8 @@ pub(crate) struct Args {
     pub(crate) fencing: Option<Ident>,
     /// `on_lost = "cancel" | "finish"`.
     pub(crate) on_lost: Option<LitStr>,
+    /// `crate = "locks"`: the path of `lock-runtime` when the dependency is renamed.
+    pub(crate) krate: Option<LitStr>,
 }
 
 impl Parse for Args {
@@ -90,6 +93,10 @@ impl Parse for Args {
                     let value = string_value(input, &name, Expect::OnLost)?;
                     set_once(&mut args.on_lost, value, &name)?;
                 }
+                "crate" => {
+                    let value = string_value(input, &name, Expect::CratePath)?;
+                    set_once(&mut args.krate, value, &name)?;
+                }
                 "or_return" => {
                     input.parse::<Token![=]>()?;
                     let value: Expr = input.parse()?;
@@ -112,6 +119,7 @@ enum Expect {
     Duration,
     ClientName,
     OnLost,
+    CratePath,
 }
 
 /// A flag takes no value.
@@ -157,6 +165,9 @@ fn string_value(input: ParseStream<'_>, name: &Ident, expect: Expect) -> syn::Re
                 Expect::Template => "a string literal key template such as \"order:{order_id}\"",
                 Expect::ClientName => "a string literal naming a registered client",
                 Expect::OnLost => "\"cancel\" or \"finish\"",
+                Expect::CratePath => {
+                    "a string literal naming the `lock-runtime` dependency, such as \"locks\""
+                }
             };
             Err(syn::Error::new_spanned(
                 other,
@@ -172,6 +183,7 @@ fn example(name: &Ident, expect: Expect) -> String {
         Expect::Duration => format!("`{name} = \"10s\"`"),
         Expect::ClientName => format!("`{name} = \"billing\"`"),
         Expect::OnLost => format!("`{name} = \"finish\"`"),
+        Expect::CratePath => format!("`{name} = \"locks\"`"),
     }
 }
 

@@ -49,6 +49,16 @@ fn expand(plan: Plan, item: ItemFn) -> TokenStream {
             tokens
         }
         Shape::Wrapped(block) => wrapped(&plan, &sig, block.clone()),
+        Shape::AsyncTrait(call, output) => {
+            let mut call = call.clone();
+            if let Some(future) = call.args.first_mut() {
+                let guarded = guard_future(&plan, &sig, output, future.to_token_stream());
+                *future = syn::parse_quote! { async move { #guarded } };
+            }
+            let mut tokens = TokenStream::new();
+            brace.surround(&mut tokens, |inner| call.to_tokens(inner));
+            tokens
+        }
     };
     quote! {
         #(#attrs)*
@@ -58,65 +68,82 @@ fn expand(plan: Plan, item: ItemFn) -> TokenStream {
 
 /// `with_lock(key, options, async move { body })`, mapped to the function's return value.
 fn guarded_call(plan: &Plan, sig: &syn::Signature, body: TokenStream) -> TokenStream {
-    let key = key_expr(plan);
-    let options = options_expr(plan);
     let fake_return = fake_return_edge(&sig.output);
+    let future = quote! {
+        async move {
+            #fake_return
+            #body
+        }
+    };
+    guard_future(plan, sig, &sig.output, future)
+}
+
+/// `with_lock(key, options, future)`, mapped to the value of type `declared` the function's
+/// body produces.
+fn guard_future(
+    plan: &Plan,
+    sig: &syn::Signature,
+    declared: &ReturnType,
+    future: TokenStream,
+) -> TokenStream {
+    let rt = &plan.krate;
+    let key = Ident::mixed("__lock_key");
+    let key_value = key_expr(plan);
+    let options = options_expr(plan);
     let output = Ident::mixed("__lock_output");
     let error = Ident::mixed("__lock_error");
-    let guarded = quote! {
-        (
-            &#key,
-            &#options,
-            async move {
-                #fake_return
-                #body
-            },
-        )
-        .await
-    };
+    let guarded = quote! { (&#key, &#options, #future).await };
     let fallback = match &plan.on_fail {
         OnFail::Propagate => {
-            let on_error = propagate(sig, &error);
-            return quote! {
-                match ::lock_runtime::with_lock #guarded {
+            let on_error = propagate(rt, sig, &error);
+            return quote! {{
+                let #key: ::std::string::String = #key_value;
+                match #rt::with_lock #guarded {
                     ::core::result::Result::Ok(#output) => #output,
                     ::core::result::Result::Err(#error) => #on_error,
                 }
-            };
+            }};
         }
         OnFail::Skip(skip) => quote_spanned! {skip.span()=> ::core::default::Default::default() },
         OnFail::Return(value) => value.to_token_stream(),
     };
     let name = sig.ident.to_string();
-    let lost = lost_after_body(sig, &name, &error, &fallback);
-    quote! {
-        match ::lock_runtime::__private::with_lock #guarded {
+    let client = match &plan.client {
+        Some(client) => quote! { ::core::option::Option::Some(#client) },
+        None => quote! { ::core::option::Option::None },
+    };
+    let context = quote! { #name, &#key, #client };
+    let lost = lost_after_body(rt, declared, &context, &error, &fallback);
+    quote! {{
+        let #key: ::std::string::String = #key_value;
+        match #rt::__private::with_lock #guarded {
             ::core::result::Result::Ok(#output) => #output,
-            ::core::result::Result::Err(::lock_runtime::__private::Failure::Before(#error)) => {
-                ::lock_runtime::__private::skipped(#name, &#error);
+            ::core::result::Result::Err(#rt::__private::Failure::Before(#error)) => {
+                #rt::__private::skipped(#context, &#error);
                 #fallback
             }
-            ::core::result::Result::Err(::lock_runtime::__private::Failure::After(#error)) => {
+            ::core::result::Result::Err(#rt::__private::Failure::After(#error)) => {
                 #lost
             }
         }
-    }
+    }}
 }
 
 /// With a fallback, after the body ran and the lease turned out lost: the error itself
 /// when the return type can carry it (decided by its trait bounds, not its name), else the
 /// fallback with an error-level event.
 fn lost_after_body(
-    sig: &syn::Signature,
-    name: &str,
+    rt: &syn::Path,
+    declared: &ReturnType,
+    context: &TokenStream,
     error: &syn::Ident,
     fallback: &TokenStream,
 ) -> TokenStream {
     let fall_back = quote! {{
-        ::lock_runtime::__private::lost_after_body(#name, &#error);
+        #rt::__private::lost_after_body(#context, &#error);
         #fallback
     }};
-    let ty = match &sig.output {
+    let ty = match declared {
         ReturnType::Default => quote! { () },
         // An `impl Trait` cannot be named, so cannot be asked.
         ReturnType::Type(_, ty) if contains_impl_trait(ty) => return fall_back,
@@ -125,8 +152,8 @@ fn lost_after_body(
     let carried = Ident::mixed("__lock_carried");
     quote! {{
         #[allow(unused_imports)]
-        use ::lock_runtime::__private::{CanCarry as _, CannotCarry as _};
-        match (&::lock_runtime::__private::Carrier::<#ty>::new()).carry(#error) {
+        use #rt::__private::{CanCarry as _, CannotCarry as _};
+        match (&#rt::__private::Carrier::<#ty>::new()).carry(#error) {
             ::core::result::Result::Ok(#carried) => #carried,
             ::core::result::Result::Err(#error) => #fall_back,
         }
@@ -179,6 +206,7 @@ fn placeholder_expr(placeholder: &Placeholder, span: Span) -> TokenStream {
 }
 
 fn options_expr(plan: &Plan) -> TokenStream {
+    let rt = &plan.krate;
     let (ttl, wait) = (plan.ttl_ms, plan.wait_ms);
     let client = plan
         .client
@@ -192,9 +220,9 @@ fn options_expr(plan: &Plan) -> TokenStream {
     let fencing = plan.fencing.then(|| quote! { .fencing(true) });
     let on_lost = plan
         .finish_on_lost
-        .then(|| quote! { .on_lost(::lock_runtime::OnLost::Finish) });
+        .then(|| quote! { .on_lost(#rt::OnLost::Finish) });
     quote! {
-        ::lock_runtime::LockOptions::new(::core::time::Duration::from_millis(#ttl))
+        #rt::LockOptions::new(::core::time::Duration::from_millis(#ttl))
             .wait(::core::time::Duration::from_millis(#wait))
             #client #renew #fencing #on_lost
     }
@@ -236,12 +264,22 @@ fn contains_impl_trait(ty: &Type) -> bool {
 }
 
 /// The function's value for a lock error, through its return type's `FromLockError`.
-fn propagate(sig: &syn::Signature, error: &syn::Ident) -> TokenStream {
+fn propagate(rt: &syn::Path, sig: &syn::Signature, error: &syn::Ident) -> TokenStream {
     let span = match &sig.output {
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => sig.ident.span(),
     };
-    quote_spanned! {span=> ::lock_runtime::__private::from_lock_error(#error) }
+    // Every token at the return type, so an error type that cannot carry the lock error is
+    // reported there.
+    let rt: TokenStream = rt
+        .to_token_stream()
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect();
+    quote_spanned! {span=> #rt::__private::from_lock_error(#error) }
 }
 
 /// Identifiers only the expansion can see.

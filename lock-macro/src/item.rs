@@ -7,7 +7,8 @@ use quote::ToTokens as _;
 use syn::{
     braced,
     parse::{Parse, ParseStream},
-    token, Attribute, Block, Expr, Pat, Signature, Stmt, Visibility,
+    token, Attribute, Block, Expr, ExprCall, GenericArgument, Pat, PathArguments, ReturnType,
+    Signature, Stmt, Type, TypeParamBound, Visibility,
 };
 
 pub(crate) struct ItemFn {
@@ -72,6 +73,59 @@ pub(crate) fn wrapped_async_body(item: &ItemFn) -> Option<Block> {
         Some(Expr::Async(_))
     );
     (matches!(local.pat, Pat::Ident(_)) && is_async).then_some(block)
+}
+
+/// A method `#[async_trait]` rewrote first: a synchronous function returning
+/// `Pin<Box<dyn Future<Output = R> + ...>>` whose body is `Box::pin(async move { ... })`.
+/// Returns that call and `-> R`, so the lock goes around the async block inside, as
+/// tracing's `#[instrument]` does.
+pub(crate) fn async_trait_body(item: &ItemFn) -> Option<(ExprCall, ReturnType)> {
+    let block: Block = syn::parse2(item.body_block()).ok()?;
+    let [Stmt::Expr(Expr::Call(call), None)] = block.stmts.as_slice() else {
+        return None;
+    };
+    let Expr::Path(func) = &*call.func else {
+        return None;
+    };
+    let pins = func.path.segments.last().is_some_and(|s| s.ident == "pin");
+    let boxed_async =
+        matches!(call.args.first(), Some(Expr::Async(block)) if block.capture.is_some());
+    if !(pins && boxed_async && call.args.len() == 1) {
+        return None;
+    }
+    let ReturnType::Type(arrow, ty) = &item.sig.output else {
+        return None;
+    };
+    let output = future_output(ty)?;
+    Some((call.clone(), ReturnType::Type(*arrow, Box::new(output))))
+}
+
+/// `R` in a type such as `Pin<Box<dyn Future<Output = R> + Send + 'a>>`.
+fn future_output(ty: &Type) -> Option<Type> {
+    match ty {
+        Type::Path(path) => path.path.segments.iter().find_map(|segment| {
+            let PathArguments::AngleBracketed(args) = &segment.arguments else {
+                return None;
+            };
+            args.args.iter().find_map(|arg| match arg {
+                GenericArgument::AssocType(assoc) if assoc.ident == "Output" => {
+                    Some(assoc.ty.clone())
+                }
+                GenericArgument::Type(inner) => future_output(inner),
+                _ => None,
+            })
+        }),
+        Type::TraitObject(object) => object.bounds.iter().find_map(|bound| match bound {
+            TypeParamBound::Trait(bound) => future_output(&Type::Path(syn::TypePath {
+                qself: None,
+                path: bound.path.clone(),
+            })),
+            _ => None,
+        }),
+        Type::Paren(inner) => future_output(&inner.elem),
+        Type::Group(inner) => future_output(&inner.elem),
+        _ => None,
+    }
 }
 
 impl ItemFn {

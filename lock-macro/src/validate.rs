@@ -29,6 +29,8 @@ pub(crate) struct Plan {
     pub(crate) finish_on_lost: bool,
     pub(crate) on_fail: OnFail,
     pub(crate) shape: Shape,
+    /// The path of the runtime crate: `::lock_runtime` unless `crate = "..."` says otherwise.
+    pub(crate) krate: syn::Path,
 }
 
 /// What the function returns when the lock cannot be had.
@@ -48,6 +50,9 @@ pub(crate) enum Shape {
     /// A function another attribute already turned synchronous (`#[tokio::test]`): the
     /// async block its body starts with.
     Wrapped(Block),
+    /// A method `#[async_trait]` already rewrote: its `Box::pin(async move { .. })` call,
+    /// and the future's output type.
+    AsyncTrait(syn::ExprCall, ReturnType),
 }
 
 /// Checks the arguments against the function; all problems found are reported together.
@@ -182,6 +187,29 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
         },
     };
 
+    let krate = match &args.krate {
+        None => Some(syn::parse_quote!(::lock_runtime)),
+        Some(lit) => match lit.parse::<syn::Path>() {
+            // A bare name is a crate: make it absolute, so no local item can shadow it.
+            Ok(path) if path.leading_colon.is_none() && path.segments.len() == 1 => {
+                let name = &path.segments[0].ident;
+                Some(syn::parse_quote_spanned!(lit.span()=> ::#name))
+            }
+            Ok(path) => Some(path),
+            Err(_) => {
+                report(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "`crate` names the `lock-runtime` dependency by the name your \
+                         Cargo.toml gives it, such as \"locks\"; `{}` is not a path",
+                        lit.value()
+                    ),
+                ));
+                None
+            }
+        },
+    };
+
     if let Some(client) = &args.client {
         if client.value().is_empty() {
             report(syn::Error::new(
@@ -202,7 +230,7 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
         }
         (Some(skip), None) => Some(OnFail::Skip(skip)),
         (None, Some((_, value))) => Some(OnFail::Return(value)),
-        (None, None) if returns_unit(&item.sig.output) => {
+        (None, None) if returns_unit(declared_output(item, shape.as_ref())) => {
             let name = &item.sig.ident;
             report(syn::Error::new(
                 name.span(),
@@ -230,6 +258,7 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
         shape,
         max_hold_ms,
         finish_on_lost,
+        krate,
     ) {
         (
             Some(key),
@@ -240,6 +269,7 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
             Some(shape),
             Some(max_hold_ms),
             Some(finish_on_lost),
+            Some(krate),
         ) => Ok(Plan {
             key,
             template,
@@ -251,6 +281,7 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
             finish_on_lost,
             on_fail,
             shape,
+            krate,
         }),
         // Every `None` above was reported; this arm only keeps the macro panic-free.
         _ => Err(syn::Error::new(
@@ -273,6 +304,9 @@ fn shape(item: &ItemFn) -> syn::Result<Shape> {
     }
     if let Some(block) = item::wrapped_async_body(item) {
         return Ok(Shape::Wrapped(block));
+    }
+    if let Some((call, output)) = item::async_trait_body(item) {
+        return Ok(Shape::AsyncTrait(call, output));
     }
     Err(syn::Error::new_spanned(
         sig.fn_token,
@@ -309,19 +343,46 @@ fn check_placeholders(template: &Template, item: &ItemFn) -> Result<(), String> 
     Ok(())
 }
 
-/// `self` and every parameter bound to a plain name (`x: T`, `mut x: T`).
+/// `self` and every name a parameter pattern binds: `x: T`, `mut x: T`, and the names
+/// inside destructuring patterns such as `Path(id): Path<u64>`, `(a, b): (u32, u32)` or
+/// `User { id, .. }: User`.
 fn parameter_names(item: &ItemFn) -> Vec<String> {
-    item.sig
-        .inputs
-        .iter()
-        .filter_map(|input| match input {
-            FnArg::Receiver(_) => Some("self".to_owned()),
-            FnArg::Typed(typed) => match &*typed.pat {
-                Pat::Ident(ident) => Some(ident.ident.to_string()),
-                _ => None,
-            },
-        })
-        .collect()
+    let mut names = Vec::new();
+    for input in &item.sig.inputs {
+        match input {
+            FnArg::Receiver(_) => names.push("self".to_owned()),
+            FnArg::Typed(typed) => bound_names(&typed.pat, &mut names),
+        }
+    }
+    names
+}
+
+fn bound_names(pat: &Pat, names: &mut Vec<String>) {
+    match pat {
+        Pat::Ident(ident) => {
+            names.push(ident.ident.to_string());
+            if let Some((_, sub)) = &ident.subpat {
+                bound_names(sub, names);
+            }
+        }
+        Pat::Tuple(tuple) => tuple.elems.iter().for_each(|p| bound_names(p, names)),
+        Pat::TupleStruct(tuple) => tuple.elems.iter().for_each(|p| bound_names(p, names)),
+        Pat::Struct(s) => s.fields.iter().for_each(|f| bound_names(&f.pat, names)),
+        Pat::Slice(slice) => slice.elems.iter().for_each(|p| bound_names(p, names)),
+        Pat::Reference(reference) => bound_names(&reference.pat, names),
+        Pat::Paren(paren) => bound_names(&paren.pat, names),
+        Pat::Type(typed) => bound_names(&typed.pat, names),
+        _ => {}
+    }
+}
+
+/// What the body produces: the declared return type, or, for a method `#[async_trait]`
+/// rewrote, its future's output.
+fn declared_output<'a>(item: &'a ItemFn, shape: Option<&'a Shape>) -> &'a ReturnType {
+    match shape {
+        Some(Shape::AsyncTrait(_, output)) => output,
+        _ => &item.sig.output,
+    }
 }
 
 fn returns_unit(output: &ReturnType) -> bool {

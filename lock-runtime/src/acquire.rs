@@ -102,6 +102,7 @@ impl Backend {
                     fence,
                     generation,
                     lease_end,
+                    client: options.client_label(),
                 };
                 return Ok(LockGuard::new(self.clone(), key, held));
             }

@@ -48,6 +48,8 @@ pub struct LockGuard {
     generation: u64,
     lease_end: Instant,
     acquired_at: Instant,
+    /// The client the lock was taken through, for events.
+    client: &'static str,
     settled: bool,
 }
 
@@ -68,6 +70,7 @@ pub(crate) struct Held {
     pub(crate) fence: Option<u64>,
     pub(crate) generation: u64,
     pub(crate) lease_end: Instant,
+    pub(crate) client: &'static str,
 }
 
 impl LockGuard {
@@ -80,6 +83,7 @@ impl LockGuard {
             generation: held.generation,
             lease_end: held.lease_end,
             acquired_at: Instant::now(),
+            client: held.client,
             settled: false,
         }
     }
@@ -165,11 +169,23 @@ impl LockGuard {
                 Ok(())
             }
             Ok(false) => {
-                tracing::warn!(outcome = "lost", held_us = held.as_micros() as u64);
+                tracing::warn!(
+                    key = self.key(),
+                    client = self.client,
+                    outcome = "lost",
+                    held_us = held.as_micros() as u64,
+                    "the lock was no longer ours at release"
+                );
                 Err(self.lost())
             }
             Err(e) => {
-                tracing::warn!(outcome = "error", error = %e);
+                tracing::warn!(
+                    key = self.key(),
+                    client = self.client,
+                    outcome = "error",
+                    error = %e,
+                    "release failed; retrying in the background"
+                );
                 // The delete may not have happened: keep trying in the background, so a
                 // broken connection does not leave the lock orphaned for its whole TTL.
                 let key = self.store_key.clone();
@@ -188,9 +204,15 @@ impl LockGuard {
             token: self.token,
             generation: self.generation,
             ttl: options.ttl(),
+            client: self.client,
             // `None` (an unbounded `max_hold`) renews for as long as the body runs.
             until: self.acquired_at.checked_add(options.max_hold_for()),
         }
+    }
+
+    /// The client the lock was taken through (`"default"` for the default client).
+    pub(crate) fn client(&self) -> &'static str {
+        self.client
     }
 
     /// Records a lease end learnt elsewhere (from the renewal task).

@@ -17,7 +17,12 @@ use std::{
 
 use tokio::sync::watch;
 
-use crate::{backend::Backend, error::LockError, options::OnLost, token::Token};
+use crate::{
+    backend::Backend,
+    error::LockError,
+    options::{LockOptions, OnLost},
+    token::Token,
+};
 
 /// How soon a failed renewal (a store error, not a lost lock) is tried again.
 const RENEW_RETRY: Duration = Duration::from_millis(50);
@@ -87,10 +92,11 @@ pub(crate) async fn lost(mut lease: LeaseWatch) {
 /// when the lease ended first.
 pub(crate) async fn watch_body<F: Future>(
     lease: LeaseWatch,
-    policy: OnLost,
+    options: &LockOptions,
     key: &str,
     body: F,
 ) -> Result<F::Output, LockError> {
+    let client = options.client_label();
     let lost = lost(lease);
     tokio::pin!(lost);
     let mut body = std::pin::pin!(body);
@@ -100,14 +106,14 @@ pub(crate) async fn watch_body<F: Future>(
     tokio::select! {
         // A lease that ended wins over a body that finished in the same poll.
         biased;
-        () = &mut lost => match policy {
+        () = &mut lost => match options.lost_policy() {
             OnLost::Finish => {
-                tracing::warn!(key, "lease lost; the body runs on");
+                tracing::warn!(key, client, "lease lost; the body runs on");
                 body.await;
                 Err(lost_error())
             }
             _ => {
-                tracing::warn!(key, "lease lost; the body is cancelled");
+                tracing::warn!(key, client, "lease lost; the body is cancelled");
                 Err(lost_error())
             }
         },
@@ -123,6 +129,7 @@ pub(crate) struct Renewal {
     /// The holder's slot in the local queue, whose lease end is kept up to date.
     pub(crate) generation: u64,
     pub(crate) ttl: Duration,
+    pub(crate) client: &'static str,
     /// Renewal stops here; `None`: no bound.
     pub(crate) until: Option<Instant>,
 }
@@ -147,6 +154,7 @@ impl Renewal {
     /// each new end, or `Lost`.
     async fn run(self, lease: watch::Sender<LeaseState>) {
         let key = self.backend.name_in(&self.store_key).to_owned();
+        let client = self.client;
         loop {
             let LeaseState::Until(end) = *lease.borrow() else {
                 return;
@@ -170,7 +178,7 @@ impl Renewal {
             let outcome = tokio::select! {
                 outcome = self.backend.bounded("extend", call) => outcome,
                 () = tokio::time::sleep_until(end.into()) => {
-                    tracing::warn!(key, "renewal unanswered until the lease ended");
+                    tracing::warn!(key, client, "renewal unanswered until the lease ended");
                     lease.send_replace(LeaseState::Lost);
                     return;
                 }
@@ -183,12 +191,12 @@ impl Renewal {
                     lease.send_replace(LeaseState::Until(new_end));
                 }
                 Ok(false) => {
-                    tracing::warn!(key, "renewal found the lock gone");
+                    tracing::warn!(key, client, "renewal found the lock gone");
                     lease.send_replace(LeaseState::Lost);
                     return;
                 }
                 Err(error) => {
-                    tracing::warn!(key, %error, "renewal failed; retrying");
+                    tracing::warn!(key, client, %error, "renewal failed; retrying");
                     let retry = (Instant::now() + RENEW_RETRY).min(end);
                     tokio::time::sleep_until(retry.into()).await;
                 }

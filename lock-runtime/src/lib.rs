@@ -47,8 +47,12 @@
 //! TTL (a long pause, a partition) loses the lock without being able to stop itself at
 //! once; [`LockGuard::release`] and [`with_lock`] then report [`LockError::Lost`].
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod acquire;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod backend;
 mod builder;
 mod error;
@@ -96,6 +100,7 @@ pub async fn acquire(key: &str, options: &LockOptions) -> Result<LockGuard, Lock
 }
 
 #[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 #[doc(inline)]
 #[doc = include_str!("attribute.md")]
 pub use lock_macro::distributed_lock;

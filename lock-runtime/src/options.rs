@@ -158,6 +158,14 @@ impl LockOptions {
         self.client
     }
 
+    /// The client's name as events show it: `"default"` for the default client.
+    pub(crate) const fn client_label(&self) -> &'static str {
+        match self.client {
+            Some(name) => name,
+            None => "default",
+        }
+    }
+
     /// Whether the lease is renewed while the body runs.
     pub const fn renews(&self) -> bool {
         self.renew

@@ -93,13 +93,24 @@ impl<R> CannotCarry<R> for &Carrier<R> {
 }
 
 /// Records that the guarded function `function` returned its fallback value because the
-/// lock could not be had: the body did not run.
-pub fn skipped(function: &'static str, error: &LockError) {
+/// lock could not be had: the body did not run. Only "another owner holds it" (and the
+/// store's restart hold, which is the same for the caller) is an ordinary skip, logged at
+/// INFO; anything else (no client registered, a store that fails or does not answer, a
+/// bad key) is a broken setup, logged at ERROR, so a `skip` job cannot silently do
+/// nothing forever.
+pub fn skipped(function: &'static str, key: &str, client: Option<&'static str>, error: &LockError) {
+    let client = client.unwrap_or("default");
     match error {
-        LockError::Busy { key, .. } => {
-            tracing::info!(function, key, "lock busy; skipped");
+        LockError::Busy { .. } | LockError::Recovering { .. } => {
+            tracing::info!(function, key, client, error = %error, "lock busy; skipped");
         }
-        other => tracing::warn!(function, error = %other, "lock failed; skipped"),
+        other => tracing::error!(
+            function,
+            key,
+            client,
+            error = %other,
+            "the lock could not be taken (not because another owner holds it); skipped"
+        ),
     }
 }
 
@@ -107,9 +118,16 @@ pub fn skipped(function: &'static str, error: &LockError) {
 /// body ran: the lease was lost while it ran (or its release failed after the lease
 /// ended), and the return type cannot say so. An error: the body's effects were not
 /// protected to the end.
-pub fn lost_after_body(function: &'static str, error: &LockError) {
+pub fn lost_after_body(
+    function: &'static str,
+    key: &str,
+    client: Option<&'static str>,
+    error: &LockError,
+) {
     tracing::error!(
         function,
+        key,
+        client = client.unwrap_or("default"),
         error = %error,
         "the lease was lost while the body ran; returned the fallback value, which cannot \
          carry the error"

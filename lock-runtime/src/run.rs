@@ -212,7 +212,7 @@ impl Backend {
             children: Arc::default(),
         });
         let body = HELD.scope(held, body);
-        let outcome = watch_body(lease.clone(), options.lost_policy(), name, body).await;
+        let outcome = watch_body(lease.clone(), options, name, body).await;
         drop(renewal);
         if let LeaseState::Until(end) = *lease.borrow() {
             guard.set_lease_end(end);
@@ -249,7 +249,7 @@ impl Backend {
             ..outer.clone()
         });
         let body = HELD.scope(held, body);
-        let outcome = watch_body(outer.lease, options.lost_policy(), name, body).await;
+        let outcome = watch_body(outer.lease, options, name, body).await;
         drop(turn);
         outcome.map_err(Failure::After)
     }
@@ -289,13 +289,19 @@ async fn finish<T>(guard: LockGuard, outcome: Result<T, LockError>) -> Result<T,
     let lease_end = guard.lease_end();
     let finished = Instant::now();
     let key = guard.key().to_owned();
+    let client = guard.client();
     let released = guard.release().await;
     match (outcome, released) {
         (Err(lost), _) => Err(lost),
         (Ok(output), Ok(())) => Ok(output),
         (Ok(_), Err(lost @ LockError::Lost { .. })) => Err(lost),
         (Ok(output), Err(e)) if finished < lease_end => {
-            tracing::warn!(key, error = %e, "release failed; the lock expires with its TTL");
+            tracing::warn!(
+                key,
+                client,
+                error = %e,
+                "release failed; the lock expires with its TTL"
+            );
             Ok(output)
         }
         (Ok(_), Err(e)) => Err(e),

@@ -18,7 +18,7 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     extract::{Path, State},
-    http::{header, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
     Router,
@@ -35,83 +35,90 @@ fn balance_key(id: u64) -> String {
     format!("balance:{id}")
 }
 
-/// Withdraws `amount` if the balance allows it. The read and the write are apart (a slow
-/// ledger); without the lock, two withdrawals could both pass the check and overdraw.
+/// The amount in a request body: a positive whole number.
+fn amount(body: &str) -> Result<i64, Reply> {
+    body.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|amount| *amount > 0)
+        .ok_or(Reply::BadAmount)
+}
+
+/// What a handler answers besides success. A lock error answers as the `axum` feature of
+/// `lock-runtime` makes it: 423 Locked with `Retry-After` when busy, 503 when the lock was
+/// lost (the withdrawal was cancelled) or the store failed.
+#[derive(Debug)]
+enum Reply {
+    BadAmount,
+    InsufficientFunds,
+    Failed(AppError),
+}
+
+impl From<LockError> for Reply {
+    fn from(error: LockError) -> Self {
+        Self::Failed(AppError::Lock(error))
+    }
+}
+
+impl From<redis::RedisError> for Reply {
+    fn from(error: redis::RedisError) -> Self {
+        Self::Failed(AppError::Ledger(error))
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        match self {
+            Self::BadAmount => (
+                StatusCode::BAD_REQUEST,
+                "the body must be a positive whole amount\n",
+            )
+                .into_response(),
+            Self::InsufficientFunds => {
+                (StatusCode::CONFLICT, "insufficient funds\n").into_response()
+            }
+            Self::Failed(AppError::Lock(error)) => error.into_response(),
+            Self::Failed(other) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, format!("{other}\n")).into_response()
+            }
+        }
+    }
+}
+
+/// Withdraws the amount in the body if the balance allows it. The read and the write are
+/// apart (a slow ledger); without the lock, two withdrawals could both pass the check and
+/// overdraw. The handler itself is guarded: the key names the account id its `Path`
+/// extractor binds.
 #[distributed_lock(key = "account:{id}", ttl = "5s", wait = "100ms")]
-async fn withdraw_locked(ledger: &Ledger, id: u64, amount: i64) -> Result<Option<i64>, AppError> {
-    let balance = ledger.get(&balance_key(id)).await?;
+async fn withdraw(
+    State(app): State<App>,
+    Path(id): Path<u64>,
+    body: String,
+) -> Result<String, Reply> {
+    let amount = amount(&body)?;
+    let balance = app.ledger.get(&balance_key(id)).await?;
     tokio::time::sleep(Duration::from_millis(20)).await;
     if balance < amount {
-        return Ok(None);
+        return Err(Reply::InsufficientFunds);
     }
-    ledger.set(&balance_key(id), balance - amount).await?;
-    Ok(Some(balance - amount))
+    app.ledger.set(&balance_key(id), balance - amount).await?;
+    Ok(format!("withdrew {amount}; balance {}\n", balance - amount))
 }
 
 #[distributed_lock(key = "account:{id}", ttl = "5s", wait = "2s")]
-async fn deposit_locked(ledger: &Ledger, id: u64, amount: i64) -> Result<i64, AppError> {
-    let balance = ledger.get(&balance_key(id)).await? + amount;
-    ledger.set(&balance_key(id), balance).await?;
-    Ok(balance)
+async fn deposit(
+    State(app): State<App>,
+    Path(id): Path<u64>,
+    body: String,
+) -> Result<String, Reply> {
+    let amount = amount(&body)?;
+    let balance = app.ledger.get(&balance_key(id)).await? + amount;
+    app.ledger.set(&balance_key(id), balance).await?;
+    Ok(format!("deposited {amount}; balance {balance}\n"))
 }
 
-/// The amount in a request body: a positive whole number.
-fn amount(body: &str) -> Option<i64> {
-    body.trim().parse::<i64>().ok().filter(|amount| *amount > 0)
-}
-
-fn bad_amount() -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        "the body must be a positive whole amount\n",
-    )
-        .into_response()
-}
-
-/// How a lock or ledger error looks to an HTTP client.
-fn error_response(error: &AppError) -> Response {
-    match error {
-        AppError::Lock(LockError::Busy { .. }) => (
-            StatusCode::LOCKED,
-            [(header::RETRY_AFTER, "1")],
-            "another withdrawal on this account is in progress; retry\n",
-        )
-            .into_response(),
-        AppError::Lock(LockError::Lost { .. }) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the account lock was lost; the withdrawal was cancelled\n",
-        )
-            .into_response(),
-        other => (StatusCode::INTERNAL_SERVER_ERROR, format!("{other}\n")).into_response(),
-    }
-}
-
-async fn withdraw(State(app): State<App>, Path(id): Path<u64>, body: String) -> Response {
-    let Some(amount) = amount(&body) else {
-        return bad_amount();
-    };
-    match withdraw_locked(&app.ledger, id, amount).await {
-        Ok(Some(balance)) => format!("withdrew {amount}; balance {balance}\n").into_response(),
-        Ok(None) => (StatusCode::CONFLICT, "insufficient funds\n").into_response(),
-        Err(error) => error_response(&error),
-    }
-}
-
-async fn deposit(State(app): State<App>, Path(id): Path<u64>, body: String) -> Response {
-    let Some(amount) = amount(&body) else {
-        return bad_amount();
-    };
-    match deposit_locked(&app.ledger, id, amount).await {
-        Ok(balance) => format!("deposited {amount}; balance {balance}\n").into_response(),
-        Err(error) => error_response(&error),
-    }
-}
-
-async fn balance(State(app): State<App>, Path(id): Path<u64>) -> Response {
-    match app.ledger.get(&balance_key(id)).await {
-        Ok(balance) => format!("{balance}\n").into_response(),
-        Err(e) => error_response(&AppError::Ledger(e)),
-    }
+async fn balance(State(app): State<App>, Path(id): Path<u64>) -> Result<String, Reply> {
+    Ok(format!("{}\n", app.ledger.get(&balance_key(id)).await?))
 }
 
 #[tokio::main]
