@@ -162,15 +162,20 @@ impl Backend {
         slot: Option<u64>,
         until: Instant,
     ) {
+        // The local slot is passed on however the task ends: also if the runtime shuts down
+        // before it ran (the store's key then expires with its TTL).
+        let pass = PassOnDrop {
+            backend: self.clone(),
+            key: key.clone(),
+            slot,
+        };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::debug!(%key, "no runtime to release on; the lock expires with its TTL");
-            if let Some(generation) = slot {
-                self.local().pass(&key, generation);
-            }
             return;
         };
         let backend = self.clone();
         runtime.spawn(async move {
+            let _pass = pass;
             let mut pause = CLEANUP_RETRY;
             loop {
                 let outcome = backend
@@ -183,10 +188,22 @@ impl Backend {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(LONGEST_CLEANUP_RETRY);
             }
-            if let Some(generation) = slot {
-                backend.local().pass(&key, generation);
-            }
         });
+    }
+}
+
+/// Passes a guard's local slot on when dropped.
+struct PassOnDrop {
+    backend: Backend,
+    key: Arc<str>,
+    slot: Option<u64>,
+}
+
+impl Drop for PassOnDrop {
+    fn drop(&mut self) {
+        if let Some(generation) = self.slot {
+            self.backend.local().pass(&self.key, generation);
+        }
     }
 }
 

@@ -91,11 +91,17 @@ pub enum LockError {
 
 fn not_initialized_message(client: Option<&str>) -> String {
     match client {
-        None => "no default lock client: call `lock_runtime::init(backend)` or \
-                 `lock_runtime::init_from_env()` first"
+        None => "no default lock client: call `lock_runtime::init(backend)` (or \
+                 `lock_runtime::init_from_env()`) before calling a `#[distributed_lock]` \
+                 function or `with_lock`; in tests, from a helper each test calls first. An \
+                 attribute above `#[tokio::main]`/`#[tokio::test]` takes the lock before the \
+                 body runs, so an `init` inside that body comes too late"
             .to_owned(),
         Some(name) => format!(
-            "no lock client named `{name}`: call `lock_runtime::register(\"{name}\", backend)` first"
+            "no lock client named `{name}`: call `lock_runtime::register(\"{name}\", backend)` \
+             before calling a function whose attribute says `client = \"{name}\"` (an \
+             attribute above `#[tokio::main]`/`#[tokio::test]` takes the lock before the body, \
+             and a `register` inside it, runs)"
         ),
     }
 }

@@ -1,21 +1,41 @@
 //! Distributed locks as an attribute.
 //!
 //! ```
+//! use lock_runtime::{distributed_lock, Backend, LockError};
+//!
+//! /// Runs only while this process holds the lock `order:<id>`, however many processes
+//! /// call it at once.
+//! #[distributed_lock(key = "order:{order_id}", ttl = "10s", wait = "2s")]
+//! async fn charge(order_id: u64) -> Result<&'static str, LockError> {
+//!     Ok("charged")
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), LockError> {
+//! // Once, at start-up: Redis with `Backend::redis("redis://127.0.0.1/").await?`, or
+//! // `lock_runtime::init_from_env().await?` to read the URL from `LOCK_RUNTIME_URL`.
+//! lock_runtime::init(Backend::memory())?;
+//! assert_eq!(charge(7).await?, "charged");
+//! # Ok(()) }
+//! ```
+//!
+//! The attribute is sugar over [`with_lock`] (and [`acquire`] for a guard by hand):
+//!
+//! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), lock_runtime::LockError> {
 //! use lock_runtime::{Backend, LockOptions};
 //! use std::time::Duration;
 //!
-//! // Once, at start-up: Redis with `Backend::redis("redis://127.0.0.1/").await?`, or
-//! // `lock_runtime::init_from_env().await?` to read the URL from `LOCK_RUNTIME_URL`.
-//! lock_runtime::init(Backend::memory())?;
-//!
-//! // Anywhere: the body runs only while this process holds `order:7`.
+//! let backend = Backend::memory();
 //! let options = LockOptions::new(Duration::from_secs(10)).wait(Duration::from_secs(2));
-//! let receipt = lock_runtime::with_lock("order:7", &options, async { "charged" }).await?;
+//! let receipt = backend.with_lock("order:7", &options, async { "charged" }).await?;
 //! assert_eq!(receipt, "charged");
 //! # Ok(()) }
 //! ```
+//!
+//! Features: `macros` (default: the attribute), `tls` (`rediss://`), `axum`
+//! (`LockError` as a response).
 //!
 //! # The protocol
 //!

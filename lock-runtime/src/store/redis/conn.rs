@@ -10,6 +10,11 @@
 //! before may be gone while their holders still work: from that moment no lock is granted
 //! for the longest TTL any such lease can have (the restart hold). A health check that goes
 //! unanswered within the time bound replaces the connection.
+//!
+//! A connection's driver task runs on the Tokio runtime that opened it, and dies with it
+//! (a `#[tokio::test]` drops its runtime at its end, while the registry lives on). A
+//! sentinel task on that runtime says when it is gone; the next call then opens a new
+//! connection on its own runtime before it sends anything, so no call fails for it.
 
 use std::{
     sync::{
@@ -32,8 +37,10 @@ pub(crate) struct Connection {
     config: AsyncConnectionConfig,
     bound: Duration,
     health_interval: Duration,
-    current: ArcSwap<MultiplexedConnection>,
+    current: ArcSwap<Current>,
     reconnecting: AtomicBool,
+    /// Serialises the replacements of a connection whose runtime is gone.
+    replacing: tokio::sync::Mutex<()>,
     /// The restart hold's floor; `None`: no hold.
     guard: Option<Duration>,
     /// The longest TTL asked of this store so far, in milliseconds.
@@ -43,6 +50,51 @@ pub(crate) struct Connection {
     /// Whether the server lets us call `INFO`.
     info_allowed: AtomicBool,
     server: Mutex<Server>,
+}
+
+/// The connection in use, and whether the runtime that drives it still runs.
+struct Current {
+    conn: MultiplexedConnection,
+    runtime: RuntimeAlive,
+}
+
+/// False once the runtime it was made on has shut down: a task on that runtime holds a
+/// guard that clears it when the runtime drops the task.
+#[derive(Clone)]
+struct RuntimeAlive(Arc<AtomicBool>);
+
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl RuntimeAlive {
+    /// Watches the current runtime.
+    fn current() -> Self {
+        let alive = Arc::new(AtomicBool::new(true));
+        let guard = ClearOnDrop(alive.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
+        Self(alive)
+    }
+
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Current {
+    fn new(conn: MultiplexedConnection) -> Arc<Self> {
+        Arc::new(Self {
+            conn,
+            runtime: RuntimeAlive::current(),
+        })
+    }
 }
 
 /// What this connection knows of the server it talks to.
@@ -112,8 +164,9 @@ impl Connection {
             config,
             bound,
             health_interval: settings.health_interval,
-            current: ArcSwap::from_pointee(first),
+            current: ArcSwap::new(Current::new(first)),
             reconnecting: AtomicBool::new(false),
+            replacing: tokio::sync::Mutex::new(()),
             guard: settings.restart_guard,
             longest_ttl_ms: AtomicU64::new(0),
             holding: AtomicBool::new(hold_from.is_some()),
@@ -124,7 +177,7 @@ impl Connection {
                 hold_from,
             }),
         });
-        tokio::spawn(health(Arc::downgrade(&this)));
+        tokio::spawn(health(Arc::downgrade(&this), this.current.load_full()));
         Ok(this)
     }
 
@@ -204,9 +257,36 @@ impl Connection {
         }
     }
 
-    /// The current connection.
-    pub(crate) fn get(&self) -> MultiplexedConnection {
-        (**self.current.load()).clone()
+    /// The current connection; first a new one on this runtime if the runtime that drove
+    /// the current one has shut down.
+    pub(crate) async fn get(self: &Arc<Self>) -> Result<MultiplexedConnection, RedisError> {
+        {
+            let current = self.current.load();
+            if current.runtime.get() {
+                return Ok(current.conn.clone());
+            }
+        }
+        let _replacing = self.replacing.lock().await;
+        let current = self.current.load_full();
+        if current.runtime.get() {
+            return Ok(current.conn.clone());
+        }
+        tracing::debug!("the runtime that drove the lock store connection is gone; reconnecting");
+        let (fresh, info) = connect(&self.client, &self.config).await?;
+        if let Some(info) = info {
+            self.observe(info);
+        }
+        Ok(self.install(fresh))
+    }
+
+    /// Makes `conn` the connection in use, with health checks of its own on the current
+    /// runtime (those of the connection it replaces stop by themselves).
+    fn install(self: &Arc<Self>, conn: MultiplexedConnection) -> MultiplexedConnection {
+        let current = Current::new(conn);
+        let conn = current.conn.clone();
+        self.current.store(current.clone());
+        tokio::spawn(health(Arc::downgrade(self), current));
+        conn
     }
 
     /// Looks at a request's error: if the connection is broken, or reaches a server that
@@ -246,7 +326,7 @@ async fn reconnect(this: Weak<Connection>) {
                 if let Some(info) = info {
                     conn.observe(info);
                 }
-                conn.current.store(Arc::new(fresh));
+                conn.install(fresh);
                 conn.reconnecting.store(false, Ordering::Release);
                 tracing::debug!("lock store connection replaced");
                 return;
@@ -265,10 +345,10 @@ async fn reconnect(this: Weak<Connection>) {
     }
 }
 
-/// The health checks: every interval, `INFO` (or `PING` where `INFO` is refused) within
-/// the time bound. No answer replaces the connection; an answer is looked at for a
-/// restart or failover.
-async fn health(this: Weak<Connection>) {
+/// The health checks of the connection `mine`: every interval, `INFO` (or `PING` where
+/// `INFO` is refused) within the time bound. No answer replaces the connection; an answer
+/// is looked at for a restart or failover. They stop once `mine` is replaced.
+async fn health(this: Weak<Connection>, mine: Arc<Current>) {
     loop {
         let Some(interval) = this.upgrade().map(|conn| conn.health_interval) else {
             return;
@@ -277,10 +357,13 @@ async fn health(this: Weak<Connection>) {
         let Some(conn) = this.upgrade() else {
             return;
         };
+        if !Arc::ptr_eq(&conn.current.load(), &mine) {
+            return;
+        }
         if conn.reconnecting.load(Ordering::Acquire) {
             continue;
         }
-        let mut current = conn.get();
+        let mut current = mine.conn.clone();
         let with_info = conn.info_allowed.load(Ordering::Relaxed);
         let check = async {
             if with_info {

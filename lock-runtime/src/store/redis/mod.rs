@@ -157,9 +157,9 @@ impl RedisStore {
 
 impl Store for RedisStore {
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
-        let mut conn = self.conn.get();
         let ttl = ttl_millis(request.ttl);
         Box::pin(async move {
+            let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
             if let Some(left) = self.conn.hold(request.ttl) {
                 // The store restarted or failed over: a holder from before may still work.
                 return Ok(Attempt::Recovering { left });
@@ -204,8 +204,8 @@ impl Store for RedisStore {
     }
 
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
-        let mut conn = self.conn.get();
         Box::pin(async move {
+            let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
             let deleted: i64 = self
                 .release
                 .key(key)
@@ -223,9 +223,9 @@ impl Store for RedisStore {
         token: &'a Token,
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
-        let mut conn = self.conn.get();
         self.conn.note_ttl(ttl);
         Box::pin(async move {
+            let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
             let extended: i64 = self
                 .extend
                 .key(key)

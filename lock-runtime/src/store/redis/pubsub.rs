@@ -126,13 +126,19 @@ impl Subscriber {
         }
     }
 
-    /// Starts the control task once.
+    /// Starts the control task, on the current runtime: once, and again if the runtime it
+    /// ran on has shut down (the task never ends otherwise).
     fn start(&self) {
         let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
-        if task.is_none() {
-            let handle = tokio::spawn(run(Arc::downgrade(&self.shared)));
-            *task = Some(handle.abort_handle());
+        if task.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
         }
+        if task.is_some() {
+            // Whatever it had subscribed went with its connection.
+            self.shared.set_connected(false);
+        }
+        let handle = tokio::spawn(run(Arc::downgrade(&self.shared)));
+        *task = Some(handle.abort_handle());
     }
 }
 
