@@ -5,9 +5,15 @@ impl Snapshot {
         customer: &Customer,
     ) -> Result<Receipt, AppError> {
         {
-            let __lock_key: ::std::string::String = ::std::format!(
-                "order:{}:{}", & (order_id), & (customer.id)
-            );
+            let __lock_key: ::std::string::String = {
+                #[allow(unused_imports)]
+                use ::lock_runtime::__private::{Key as _, KeyUnsupported as _};
+                ::std::format!(
+                    "order:{}:{}", (& ::lock_runtime::__private::Probe::of(& (order_id)))
+                    .key_part(& (order_id)), (& ::lock_runtime::__private::Probe::of(&
+                    (customer.id))).key_part(& (customer.id))
+                )
+            };
             match ::lock_runtime::with_lock(
                     &__lock_key,
                     &::lock_runtime::LockOptions::new(
@@ -34,7 +40,14 @@ impl Snapshot {
             {
                 ::core::result::Result::Ok(__lock_output) => __lock_output,
                 ::core::result::Result::Err(__lock_error) => {
-                    ::lock_runtime::__private::from_lock_error(__lock_error)
+                    #[allow(unused_imports)]
+                    use ::lock_runtime::__private::{
+                        Propagate as _, PropagateUnsupported as _,
+                    };
+                    (&::lock_runtime::__private::Probe::<
+                        Result<Receipt, AppError>,
+                    >::new())
+                        .propagate(__lock_error)
                 }
             }
         }

@@ -1,9 +1,14 @@
 impl Snapshot {
     async fn nightly(&self) {
         {
-            let __lock_key: ::std::string::String = ::std::format!(
-                "{}:report", & (self.tenant)
-            );
+            let __lock_key: ::std::string::String = {
+                #[allow(unused_imports)]
+                use ::lock_runtime::__private::{Key as _, KeyUnsupported as _};
+                ::std::format!(
+                    "{}:report", (& ::lock_runtime::__private::Probe::of(& (self
+                    .tenant))).key_part(& (self.tenant))
+                )
+            };
             match ::lock_runtime::__private::with_lock(
                     &__lock_key,
                     &::lock_runtime::LockOptions::new(
@@ -38,14 +43,18 @@ impl Snapshot {
                         ::core::option::Option::Some("reports"),
                         &__lock_error,
                     );
-                    ::core::default::Default::default()
+                    {
+                        #[allow(unused_imports)]
+                        use ::lock_runtime::__private::{Skip as _, SkipUnsupported as _};
+                        (&::lock_runtime::__private::Probe::<()>::new()).skip_value()
+                    }
                 }
                 ::core::result::Result::Err(
                     ::lock_runtime::__private::Failure::After(__lock_error),
                 ) => {
                     #[allow(unused_imports)]
                     use ::lock_runtime::__private::{CanCarry as _, CannotCarry as _};
-                    match (&::lock_runtime::__private::Carrier::<()>::new())
+                    match (&::lock_runtime::__private::Probe::<()>::new())
                         .carry(__lock_error)
                     {
                         ::core::result::Result::Ok(__lock_carried) => __lock_carried,
@@ -56,7 +65,14 @@ impl Snapshot {
                                 ::core::option::Option::Some("reports"),
                                 &__lock_error,
                             );
-                            ::core::default::Default::default()
+                            {
+                                #[allow(unused_imports)]
+                                use ::lock_runtime::__private::{
+                                    Skip as _, SkipUnsupported as _,
+                                };
+                                (&::lock_runtime::__private::Probe::<()>::new())
+                                    .skip_value()
+                            }
                         }
                     }
                 }

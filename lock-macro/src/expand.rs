@@ -43,7 +43,7 @@ fn expand(plan: Plan, item: ItemFn) -> TokenStream {
     } = item;
     let guarded_body = match &plan.shape {
         Shape::AsyncFn => {
-            let guarded = guarded_call(&plan, &sig, quote! { #body });
+            let guarded = guarded_call(&plan, &sig, brace.span.open(), quote! { #body });
             let mut tokens = TokenStream::new();
             brace.surround(&mut tokens, |inner| guarded.to_tokens(inner));
             tokens
@@ -67,10 +67,18 @@ fn expand(plan: Plan, item: ItemFn) -> TokenStream {
 }
 
 /// `with_lock(key, options, async move { body })`, mapped to the function's return value.
-fn guarded_call(plan: &Plan, sig: &syn::Signature, body: TokenStream) -> TokenStream {
+/// The `async move` block is spanned at `body_span` (where the body starts), so a
+/// borrow-check error about what it captures points at the body, not the attribute.
+fn guarded_call(
+    plan: &Plan,
+    sig: &syn::Signature,
+    body_span: Span,
+    body: TokenStream,
+) -> TokenStream {
     let fake_return = fake_return_edge(&sig.output);
+    let async_move = quote_spanned! {body_span=> async move };
     let future = quote! {
-        async move {
+        #async_move {
             #fake_return
             #body
         }
@@ -95,7 +103,7 @@ fn guard_future(
     let guarded = quote! { (&#key, &#options, #future).await };
     let fallback = match &plan.on_fail {
         OnFail::Propagate => {
-            let on_error = propagate(rt, sig, &error);
+            let on_error = propagate(rt, sig, declared, &error);
             return quote! {{
                 let #key: ::std::string::String = #key_value;
                 match #rt::with_lock #guarded {
@@ -104,7 +112,7 @@ fn guard_future(
                 }
             }};
         }
-        OnFail::Skip(skip) => quote_spanned! {skip.span()=> ::core::default::Default::default() },
+        OnFail::Skip(skip) => skip_value(rt, declared, skip.span()),
         OnFail::Return(value) => value.to_token_stream(),
     };
     let name = sig.ident.to_string();
@@ -143,17 +151,15 @@ fn lost_after_body(
         #rt::__private::lost_after_body(#context, &#error);
         #fallback
     }};
-    let ty = match declared {
-        ReturnType::Default => quote! { () },
-        // An `impl Trait` cannot be named, so cannot be asked.
-        ReturnType::Type(_, ty) if contains_impl_trait(ty) => return fall_back,
-        ReturnType::Type(_, ty) => ty.to_token_stream(),
+    // An `impl Trait` cannot be named, so cannot be asked.
+    let Some(ty) = nameable(declared) else {
+        return fall_back;
     };
     let carried = Ident::mixed("__lock_carried");
     quote! {{
         #[allow(unused_imports)]
         use #rt::__private::{CanCarry as _, CannotCarry as _};
-        match (&#rt::__private::Carrier::<#ty>::new()).carry(#error) {
+        match (&#rt::__private::Probe::<#ty>::new()).carry(#error) {
             ::core::result::Result::Ok(#carried) => #carried,
             ::core::result::Result::Err(#error) => #fall_back,
         }
@@ -167,7 +173,7 @@ fn wrapped(plan: &Plan, sig: &syn::Signature, mut block: syn::Block) -> TokenStr
             if let Expr::Async(async_block) = &mut *init.expr {
                 let inner = &async_block.block;
                 let stmts = &inner.stmts;
-                let guarded = guarded_call(plan, sig, quote! { #(#stmts)* });
+                let guarded = guarded_call(plan, sig, inner.span(), quote! { #(#stmts)* });
                 let span = inner.span();
                 *init.expr = syn::parse_quote_spanned! {span=> async { #guarded } };
             }
@@ -176,16 +182,27 @@ fn wrapped(plan: &Plan, sig: &syn::Signature, mut block: syn::Block) -> TokenStr
     block.into_token_stream()
 }
 
-/// `::std::format!("order:{}", &(order_id))`, spanned at the key literal so a placeholder
-/// whose type is not `Display` is reported there.
+/// `::std::format!("order:{}", order_id)`, each placeholder passed through a probe that
+/// reports a type without `Display` in words of its own; all spanned at the key literal.
 fn key_expr(plan: &Plan) -> TokenStream {
+    let rt = &plan.krate;
     let span = plan.key.span();
     let format = syn::LitStr::new(&plan.template.format_string(), span);
-    let values = plan
-        .template
-        .placeholders()
-        .map(|p| placeholder_expr(p, span));
-    quote_spanned! {span=> ::std::format!(#format, #(&(#values)),*) }
+    if plan.template.placeholders().next().is_none() {
+        // No placeholders: the text itself, `{{` and `}}` being braces.
+        let text = format.value().replace("{{", "{").replace("}}", "}");
+        let text = syn::LitStr::new(&text, span);
+        return quote_spanned! {span=> ::std::string::String::from(#text) };
+    }
+    let values = plan.template.placeholders().map(|p| {
+        let value = placeholder_expr(p, span);
+        quote_spanned! {span=> (&#rt::__private::Probe::of(&(#value))).key_part(&(#value)) }
+    });
+    quote_spanned! {span=> {
+        #[allow(unused_imports)]
+        use #rt::__private::{Key as _, KeyUnsupported as _};
+        ::std::format!(#format, #(#values),*)
+    }}
 }
 
 fn placeholder_expr(placeholder: &Placeholder, span: Span) -> TokenStream {
@@ -263,23 +280,61 @@ fn contains_impl_trait(ty: &Type) -> bool {
     any_impl(ty.to_token_stream())
 }
 
-/// The function's value for a lock error, through its return type's `FromLockError`.
-fn propagate(rt: &syn::Path, sig: &syn::Signature, error: &syn::Ident) -> TokenStream {
+/// The function's value for a lock error, through its return type's `FromLockError`; a
+/// return type that cannot carry it is a compile error at the return type.
+fn propagate(
+    rt: &syn::Path,
+    sig: &syn::Signature,
+    declared: &ReturnType,
+    error: &syn::Ident,
+) -> TokenStream {
     let span = match &sig.output {
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => sig.ident.span(),
     };
-    // Every token at the return type, so an error type that cannot carry the lock error is
-    // reported there.
-    let rt: TokenStream = rt
-        .to_token_stream()
+    let rt = respan(rt, span);
+    match nameable(declared) {
+        Some(ty) => quote_spanned! {span=> {
+            #[allow(unused_imports)]
+            use #rt::__private::{Propagate as _, PropagateUnsupported as _};
+            (&#rt::__private::Probe::<#ty>::new()).propagate(#error)
+        }},
+        None => quote_spanned! {span=> #rt::__private::from_lock_error(#error) },
+    }
+}
+
+/// `skip`'s `Default::default()`; a return type without a default is a compile error at
+/// `skip`.
+fn skip_value(rt: &syn::Path, declared: &ReturnType, span: Span) -> TokenStream {
+    let rt = respan(rt, span);
+    match nameable(declared) {
+        Some(ty) => quote_spanned! {span=> {
+            #[allow(unused_imports)]
+            use #rt::__private::{Skip as _, SkipUnsupported as _};
+            (&#rt::__private::Probe::<#ty>::new()).skip_value()
+        }},
+        None => quote_spanned! {span=> ::core::default::Default::default() },
+    }
+}
+
+/// The type a body produces, if it can be named (`impl Trait` cannot).
+fn nameable(declared: &ReturnType) -> Option<TokenStream> {
+    match declared {
+        ReturnType::Default => Some(quote! { () }),
+        ReturnType::Type(_, ty) if contains_impl_trait(ty) => None,
+        ReturnType::Type(_, ty) => Some(ty.to_token_stream()),
+    }
+}
+
+/// `path` with every token at `span`, so errors about it are reported there.
+fn respan(path: &syn::Path, span: Span) -> TokenStream {
+    path.to_token_stream()
         .into_iter()
         .map(|mut token| {
             token.set_span(span);
             token
         })
-        .collect();
-    quote_spanned! {span=> #rt::__private::from_lock_error(#error) }
+        .collect()
 }
 
 /// Identifiers only the expansion can see.

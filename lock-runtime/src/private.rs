@@ -33,6 +33,166 @@ pub fn from_lock_error<R: FromLockError>(error: LockError) -> R {
     R::from_lock_error(error)
 }
 
+// Clear compile errors for what rustc would report only through a bound deep inside a
+// blanket impl (`String: From<LockError>`, `Result<..>: Default`, `T: Display`). The
+// expansion picks a method by autoref (the first trait applies to the probe itself when
+// the bound holds, the second to a reference to it), and the second method requires a
+// sealed trait nobody implements, whose own message then says what to do.
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Never implemented: the requirement that names a return type that cannot carry a
+/// [`LockError`].
+#[diagnostic::on_unimplemented(
+    message = "`#[distributed_lock]` cannot return a lock error as `{Self}`",
+    label = "this return type cannot carry a `lock_runtime::LockError`",
+    note = "return `Result<T, E>` where `E: From<lock_runtime::LockError>` (implement that \
+            `From` for your error type), or add `skip` (return `Default::default()` without \
+            running the body) or `or_return = <value>` to the attribute"
+)]
+pub trait ReturnsLockError: FromLockError + sealed::Sealed {}
+
+/// Never implemented: the requirement that names a `skip` function's return type without
+/// a default.
+#[diagnostic::on_unimplemented(
+    message = "`skip` returns `Default::default()` when the lock cannot be had, and `{Self}` \
+               has no default",
+    label = "`skip` needs a return type that implements `Default`",
+    note = "for a function returning `Result`, leave `skip` out: it then returns the lock \
+            error; or give the value to return with `or_return = <value>`"
+)]
+pub trait SkipDefault: Default + sealed::Sealed {}
+
+/// Never implemented: the requirement that names a key placeholder's type without
+/// `Display`.
+#[diagnostic::on_unimplemented(
+    message = "a lock key placeholder must implement `Display`; `{Self}` does not",
+    label = "a placeholder of this key cannot be formatted",
+    note = "implement `Display` for `{Self}`, or name a field of it that implements \
+            `Display` (`{{param.id}}`); `Debug` output (`{{:?}}`) is not accepted because it is \
+            not a stable lock name"
+)]
+pub trait KeyPart: std::fmt::Display + sealed::Sealed {}
+
+/// Asks, by a type alone, what it can do, through the traits below: each pair has one
+/// trait implemented for the probe itself when a bound holds, and one for a reference to
+/// it, so method lookup (autoref) prefers the first whenever its bound holds.
+pub struct Probe<T: ?Sized>(PhantomData<T>);
+
+impl<T: ?Sized> std::fmt::Debug for Probe<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Probe")
+    }
+}
+
+impl<T: ?Sized> Probe<T> {
+    /// The probe for `T`.
+    pub fn new() -> Self {
+        Self(PhantomData)
+    }
+
+    /// The probe for the type of `value`, which it does not keep.
+    pub fn of(value: &T) -> Self {
+        let _ = value;
+        Self(PhantomData)
+    }
+}
+
+impl<T: ?Sized> Default for Probe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where the function's return type can carry the error.
+pub trait Propagate<R> {
+    /// `R::from_lock_error(error)`.
+    fn propagate(&self, error: LockError) -> R;
+}
+
+impl<R: FromLockError> Propagate<R> for Probe<R> {
+    fn propagate(&self, error: LockError) -> R {
+        R::from_lock_error(error)
+    }
+}
+
+/// Where it cannot: a compile error naming the type.
+pub trait PropagateUnsupported<R> {
+    /// Never compiles: `R: ReturnsLockError` has no implementation.
+    fn propagate(&self, error: LockError) -> R
+    where
+        R: ReturnsLockError;
+}
+
+impl<R> PropagateUnsupported<R> for &Probe<R> {
+    fn propagate(&self, error: LockError) -> R
+    where
+        R: ReturnsLockError,
+    {
+        R::from_lock_error(error)
+    }
+}
+
+/// Where `skip`'s return type has a default.
+pub trait Skip<R> {
+    /// `R::default()`.
+    fn skip_value(&self) -> R;
+}
+
+impl<R: Default> Skip<R> for Probe<R> {
+    fn skip_value(&self) -> R {
+        R::default()
+    }
+}
+
+/// Where it has none: a compile error naming the type.
+pub trait SkipUnsupported<R> {
+    /// Never compiles: `R: SkipDefault` has no implementation.
+    fn skip_value(&self) -> R
+    where
+        R: SkipDefault;
+}
+
+impl<R> SkipUnsupported<R> for &Probe<R> {
+    fn skip_value(&self) -> R
+    where
+        R: SkipDefault,
+    {
+        R::default()
+    }
+}
+
+/// Where a placeholder's type implements `Display`.
+pub trait Key<T> {
+    /// The placeholder's value, to format.
+    fn key_part<'a>(&self, value: &'a T) -> &'a dyn std::fmt::Display;
+}
+
+impl<T: std::fmt::Display> Key<T> for Probe<T> {
+    fn key_part<'a>(&self, value: &'a T) -> &'a dyn std::fmt::Display {
+        value
+    }
+}
+
+/// Where it does not: a compile error naming the type.
+pub trait KeyUnsupported<T> {
+    /// Never compiles: `T: KeyPart` has no implementation.
+    fn key_part<'a>(&self, value: &'a T) -> &'a dyn std::fmt::Display
+    where
+        T: KeyPart;
+}
+
+impl<T> KeyUnsupported<T> for &Probe<T> {
+    fn key_part<'a>(&self, value: &'a T) -> &'a dyn std::fmt::Display
+    where
+        T: KeyPart,
+    {
+        value
+    }
+}
+
 /// [`with_lock`](crate::with_lock), telling apart failures before and after the body
 /// started, for the fallbacks (`skip`, `or_return`), which cover only the first kind.
 pub async fn with_lock<F: Future>(
@@ -43,38 +203,13 @@ pub async fn with_lock<F: Future>(
     crate::run::run(key, options, body).await
 }
 
-/// Asks, by the return type `R` alone, whether it can carry a lock error: through
-/// [`CanCarry`] when `R: FromLockError`, else through [`CannotCarry`] (autoref
-/// specialisation: the first applies to `Carrier<R>` itself, the second only to a
-/// reference to it, so method lookup prefers the first whenever its bound holds).
-pub struct Carrier<R>(PhantomData<R>);
-
-impl<R> std::fmt::Debug for Carrier<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Carrier")
-    }
-}
-
-impl<R> Carrier<R> {
-    /// The probe for the return type `R`.
-    pub fn new() -> Self {
-        Self(PhantomData)
-    }
-}
-
-impl<R> Default for Carrier<R> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// For return types that can carry the error: carry it.
 pub trait CanCarry<R> {
     /// `Ok(value to return)`.
     fn carry(&self, error: LockError) -> Result<R, LockError>;
 }
 
-impl<R: FromLockError> CanCarry<R> for Carrier<R> {
+impl<R: FromLockError> CanCarry<R> for Probe<R> {
     fn carry(&self, error: LockError) -> Result<R, LockError> {
         Ok(R::from_lock_error(error))
     }
@@ -86,7 +221,7 @@ pub trait CannotCarry<R> {
     fn carry(&self, error: LockError) -> Result<R, LockError>;
 }
 
-impl<R> CannotCarry<R> for &Carrier<R> {
+impl<R> CannotCarry<R> for &Probe<R> {
     fn carry(&self, error: LockError) -> Result<R, LockError> {
         Err(error)
     }
