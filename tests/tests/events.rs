@@ -38,7 +38,8 @@ async fn skip_reports_a_broken_setup_as_an_error() {
         "job_without_a_client",
         "nightly:1",
         "never-registered",
-        "register",
+        "register(",
+        "before calling",
     ] {
         assert!(
             errors[0].contains(expected),
