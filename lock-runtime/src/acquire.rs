@@ -24,6 +24,9 @@ use crate::{
 /// keep a waiter waiting.
 const FIRST_RECHECK: Duration = Duration::from_millis(20);
 const LONGEST_RECHECK: Duration = Duration::from_millis(200);
+/// How long after a holder's lease ends (by the store's word) a waiter tries again: the
+/// store's expiry is exact to the millisecond.
+const EXPIRY_SLACK: Duration = Duration::from_millis(1);
 /// Pause before an acquire that met a store error is tried again.
 const ERROR_RETRY: Duration = Duration::from_millis(20);
 
@@ -85,6 +88,7 @@ impl Backend {
             ttl: options.ttl(),
             fence_key: fence_key.as_deref(),
             reclaim: false,
+            waiting: false,
         };
         let outcome = self.contend(request, &slot, deadline).await;
         let refused = match outcome {
@@ -152,11 +156,14 @@ impl Backend {
             }
 
             request.reclaim = unknown.armed();
+            request.waiting = watch.is_some();
             let sent_at = Instant::now();
             unknown.arm(sent_at + request.ttl);
             let answer = self
                 .bounded("acquire", self.store().try_acquire(request))
                 .await;
+            // How long the holder's lease has left, when the store says.
+            let mut lease_left = None;
             let refused = match answer {
                 Ok(Attempt::Acquired { fence }) => {
                     unknown.disarm();
@@ -167,9 +174,12 @@ impl Backend {
                     slot.record(None);
                     Ok(Refused::Recovering { left })
                 }
-                Ok(_) => {
+                Ok(busy) => {
                     unknown.disarm();
                     slot.record(None);
+                    if let Attempt::BusyFor { left } = busy {
+                        lease_left = Some(left);
+                    }
                     Ok(Refused::Busy)
                 }
                 Err(e) => {
@@ -192,12 +202,19 @@ impl Backend {
                 Ok(_) => match notified.as_mut().as_pin_mut() {
                     // Subscribe, then try again at once: a release in between would be missed.
                     None => subscribe = true,
-                    Some(notified) => tokio::select! {
-                        () = notified => {}
-                        () = tokio::time::sleep(jitter.spread(recheck).min(left)) => {
-                            recheck = (recheck * 2).min(LONGEST_RECHECK);
+                    Some(notified) => {
+                        // At the latest when the holder's lease ends (a holder that died
+                        // publishes nothing), else on the re-check timer, the safety net
+                        // for a lost notification.
+                        let until_expiry = lease_left.map_or(Duration::MAX, |l| l + EXPIRY_SLACK);
+                        let pause = jitter.spread(recheck).min(until_expiry).min(left);
+                        tokio::select! {
+                            () = notified => {}
+                            () = tokio::time::sleep(pause) => {
+                                recheck = (recheck * 2).min(LONGEST_RECHECK);
+                            }
                         }
-                    },
+                    }
                 },
             }
         }

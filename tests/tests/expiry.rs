@@ -51,6 +51,12 @@ async fn ttl_frees_a_lock_whose_holder_process_was_killed() {
 
     holder.kill().await.expect("SIGKILL the holder");
     let killed_at = Instant::now();
+    // When the key expires, by the server's word.
+    let pttl: u64 = server.raw(&["PTTL", "lock:{nightly-report}"])[1..]
+        .trim()
+        .parse()
+        .expect("PTTL");
+    let expires_at = killed_at + Duration::from_millis(pttl);
     let options = LockOptions::new(Duration::from_secs(5)).wait(Duration::from_secs(20));
     let guard = backend
         .acquire("nightly-report", &options)
@@ -61,5 +67,13 @@ async fn ttl_frees_a_lock_whose_holder_process_was_killed() {
     // Never before the TTL could have run out (the holder took it before we saw the line)...
     // ...and not much after: the TTL plus a generous margin for a loaded machine.
     assert!(waited < ttl + Duration::from_secs(5), "took {waited:?}");
+    // The waiter learnt the holder's remaining lease from its busy answers and tried again
+    // right at expiry, not on its 100-200 ms re-check timer.
+    let late = Instant::now().saturating_duration_since(expires_at);
+    println!("taken {late:?} after the key expired");
+    assert!(
+        late < Duration::from_millis(40),
+        "taken {late:?} after expiry"
+    );
     guard.release().await.expect("release");
 }

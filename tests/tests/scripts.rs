@@ -23,8 +23,19 @@ async fn acquire(
     token: &str,
     reclaim: bool,
 ) -> i64 {
+    acquire_waiting(conn, fence, token, reclaim, false).await
+}
+
+async fn acquire_waiting(
+    conn: &mut MultiplexedConnection,
+    fence: Option<&str>,
+    token: &str,
+    reclaim: bool,
+    waiting: bool,
+) -> i64 {
     let script = Script::new(ACQUIRE);
     let mut call = script.key("lock:{k}");
+    call.key("lock:{k}:w");
     if let Some(fence) = fence {
         call.key(fence);
     }
@@ -32,9 +43,15 @@ async fn acquire(
         .arg(10_000)
         .arg(u8::from(reclaim))
         .arg(60_000)
+        .arg(u8::from(waiting))
         .invoke_async(conn)
         .await
         .expect("acquire script")
+}
+
+/// -1 - the remaining lease in ms: the lease left, from a busy answer.
+fn busy_for(reply: i64) -> Option<i64> {
+    (reply < 0).then_some(-reply - 1)
 }
 
 fn server_clock_us(server: &RedisServer) -> i64 {
@@ -54,11 +71,15 @@ async fn acquire_takes_a_free_lock_refuses_a_held_one_and_reclaims_its_own() {
         .parse()
         .expect("pttl");
     assert!((9_000..=10_000).contains(&pttl), "{pttl}");
-    assert_eq!(acquire(&mut conn, None, "t2", false).await, -1);
-    assert_eq!(acquire(&mut conn, None, "t2", true).await, -1, "not t2's");
-    assert_eq!(
-        acquire(&mut conn, None, "t1", false).await,
-        -1,
+    // Busy, with the holder's remaining lease.
+    let left = busy_for(acquire(&mut conn, None, "t2", false).await).expect("busy");
+    assert!((9_000..=10_000).contains(&left), "{left}");
+    assert!(
+        busy_for(acquire(&mut conn, None, "t2", true).await).is_some(),
+        "not t2's"
+    );
+    assert!(
+        busy_for(acquire(&mut conn, None, "t1", false).await).is_some(),
         "no reclaim asked"
     );
     assert_eq!(
@@ -66,6 +87,14 @@ async fn acquire_takes_a_free_lock_refuses_a_held_one_and_reclaims_its_own() {
         0,
         "t1 reclaims its own"
     );
+    // Only a waiting caller marks the lock, for longer than the lease it waits for.
+    assert!(server.raw(&["EXISTS", "lock:{k}:w"]).contains(":0"));
+    assert!(busy_for(acquire_waiting(&mut conn, None, "t3", false, true).await).is_some());
+    let marked: i64 = server.raw(&["PTTL", "lock:{k}:w"])[1..]
+        .trim()
+        .parse()
+        .expect("pttl");
+    assert!(marked > 10_000, "{marked}");
 }
 
 #[tokio::test]
@@ -97,44 +126,59 @@ async fn acquire_fences_above_both_the_counter_and_the_clock_and_sets_the_counte
         ahead + 1
     );
     // Busy: the counter is not touched.
-    assert_eq!(acquire(&mut conn, Some(fence), "t4", false).await, -1);
+    assert!(busy_for(acquire(&mut conn, Some(fence), "t4", false).await).is_some());
     assert!(server
         .raw(&["GET", fence])
         .contains(&(ahead + 1).to_string()));
 }
 
+fn publishes(server: &RedisServer) -> u64 {
+    server
+        .raw(&["INFO", "commandstats"])
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+async fn release(conn: &mut MultiplexedConnection, token: &str) -> i64 {
+    Script::new(RELEASE)
+        .key("lock:{k}")
+        .key("lock:{k}:w")
+        .arg(token)
+        .invoke_async(conn)
+        .await
+        .expect("release")
+}
+
 #[tokio::test]
-async fn release_deletes_only_its_own_lock_and_publishes() {
+async fn release_deletes_only_its_own_lock_and_publishes_only_to_marked_waiters() {
     let server = RedisServer::start();
     let mut conn = connect(&server).await;
-    let release = Script::new(RELEASE);
     server.raw(&["SET", "lock:{k}", "mine"]);
-    let theirs: i64 = release
-        .key("lock:{k}")
-        .arg("other")
-        .invoke_async(&mut conn)
-        .await
-        .expect("release");
-    assert_eq!(theirs, 0);
+    server.raw(&["SET", "lock:{k}:w", "1"]);
+    assert_eq!(release(&mut conn, "other").await, 0);
     assert!(server.raw(&["EXISTS", "lock:{k}"]).contains(":1"));
-    let before = server.raw(&["INFO", "commandstats"]);
-    let count = |stats: &str| {
-        stats
-            .lines()
-            .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
-            .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let mine: i64 = release
-        .key("lock:{k}")
-        .arg("mine")
-        .invoke_async(&mut conn)
-        .await
-        .expect("release");
-    assert_eq!(mine, 1);
+    assert!(
+        server.raw(&["EXISTS", "lock:{k}:w"]).contains(":1"),
+        "marker kept"
+    );
+
+    // Marked: deleted, marker taken, one PUBLISH.
+    let before = publishes(&server);
+    assert_eq!(release(&mut conn, "mine").await, 1);
     assert!(server.raw(&["EXISTS", "lock:{k}"]).contains(":0"));
-    let after = server.raw(&["INFO", "commandstats"]);
-    assert_eq!(count(&after), count(&before) + 1, "one PUBLISH");
+    assert!(server.raw(&["EXISTS", "lock:{k}:w"]).contains(":0"));
+    assert_eq!(publishes(&server), before + 1, "one PUBLISH");
+
+    // Nobody waits: no PUBLISH.
+    server.raw(&["SET", "lock:{k}", "mine"]);
+    assert_eq!(release(&mut conn, "mine").await, 1);
+    assert_eq!(
+        publishes(&server),
+        before + 1,
+        "no PUBLISH without a waiter"
+    );
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ const COMMANDS: &[&str] = &[
     "+get",
     "+del",
     "+pexpire",
+    "+pttl",
     "+publish",
     "+time",
 ];

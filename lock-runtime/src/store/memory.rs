@@ -89,7 +89,10 @@ impl Store for MemoryStore {
         state.maybe_sweep(now);
         match state.live(request.key, now) {
             Some(entry) if request.reclaim && entry.token == *request.token => {}
-            Some(_) => return ready(Attempt::Busy),
+            Some(entry) => {
+                let left = entry.expires_at.saturating_duration_since(now);
+                return ready(Attempt::BusyFor { left });
+            }
             None => {}
         }
         let entry = Entry {

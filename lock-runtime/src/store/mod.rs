@@ -33,6 +33,10 @@ pub struct AcquireRequest<'a> {
     /// An earlier request with this token had an unknown outcome (it timed out or failed on
     /// the wire) and may have taken the lock: if the key holds `token`, the lock is ours.
     pub reclaim: bool,
+    /// The caller waits for the lock and watches its release notifications: a store that
+    /// notifies only when someone waits should note it if the lock is busy, and say how
+    /// long the holder's lease has left ([`Attempt::BusyFor`]).
+    pub waiting: bool,
 }
 
 /// What an acquire attempt found.
@@ -46,6 +50,12 @@ pub enum Attempt {
     },
     /// Another owner holds the lock.
     Busy,
+    /// Another owner holds the lock, for `left` more unless extended: a waiter tries again
+    /// no later than then.
+    BusyFor {
+        /// The holder's remaining lease.
+        left: Duration,
+    },
     /// The store is held back after a restart or failover, for `left` more: leases granted
     /// before it may still run.
     Recovering {

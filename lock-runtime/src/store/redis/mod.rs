@@ -13,7 +13,7 @@
 //! `SCRIPT LOAD`, `SUBSCRIBE`, `UNSUBSCRIBE`, `PING` and `INFO` (for restart and failover
 //! detection: without it the library works, with a warning, but cannot see a restart
 //! behind an open connection); inside the scripts `GET`, `SET`, `DEL`, `PEXPIRE`,
-//! `PUBLISH` and `TIME`. Keys: the prefix (`~lock:*` by default); channels: the same
+//! `PTTL`, `PUBLISH` and `TIME`. Keys: the prefix (`~lock:*` by default); channels: the same
 //! (`&lock:*`).
 
 use std::{sync::Arc, time::Duration};
@@ -114,6 +114,14 @@ impl RedisStore {
     }
 }
 
+/// Where waiters mark a lock so that its release publishes: beside it, in its hash slot.
+fn marker_key(key: &str) -> String {
+    let mut marker = String::with_capacity(key.len() + 2);
+    marker.push_str(key);
+    marker.push_str(":w");
+    marker
+}
+
 /// The client for `url`; for `rediss://`, over TLS, trusting `tls_root` (PEM) if given,
 /// else the system's roots.
 pub(crate) fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Client, LockError> {
@@ -164,7 +172,7 @@ impl Store for RedisStore {
                 // The store restarted or failed over: a holder from before may still work.
                 return Ok(Attempt::Recovering { left });
             }
-            if !request.reclaim && request.fence_key.is_none() {
+            if !request.reclaim && request.fence_key.is_none() && !request.waiting {
                 // The common case: one plain command.
                 let reply: Value = redis::cmd("SET")
                     .arg(request.key)
@@ -182,6 +190,7 @@ impl Store for RedisStore {
                 };
             }
             let mut invocation = self.acquire.key(request.key);
+            invocation.key(marker_key(request.key));
             if let Some(fence_key) = request.fence_key {
                 invocation.key(fence_key);
             }
@@ -190,11 +199,15 @@ impl Store for RedisStore {
                 .arg(ttl)
                 .arg(u8::from(request.reclaim))
                 .arg(ttl_millis(FENCE_COUNTER_LIFE))
+                .arg(u8::from(request.waiting))
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| self.failed(e))?;
             Ok(match (reply, request.fence_key) {
-                (-1, _) => Attempt::Busy,
+                // -1 - the holder's remaining lease in milliseconds.
+                (busy, _) if busy < 0 => Attempt::BusyFor {
+                    left: Duration::from_millis(busy.unsigned_abs() - 1),
+                },
                 (_, None) => Attempt::Acquired { fence: None },
                 (fence, Some(_)) => Attempt::Acquired {
                     fence: u64::try_from(fence).ok(),
@@ -209,6 +222,7 @@ impl Store for RedisStore {
             let deleted: i64 = self
                 .release
                 .key(key)
+                .key(marker_key(key))
                 .arg(token.as_bytes())
                 .invoke_async(&mut conn)
                 .await
