@@ -144,6 +144,8 @@ impl Backend {
         let mut subscribe = false;
         let mut recheck = FIRST_RECHECK;
         let mut jitter = Jitter::from(request.token);
+        // Whether the last wake-up was a release notification.
+        let mut woken = false;
         loop {
             if std::mem::take(&mut subscribe) {
                 watch = Some(self.subscribe(request.key, deadline).await);
@@ -156,7 +158,10 @@ impl Backend {
             }
 
             request.reclaim = unknown.armed();
-            request.waiting = watch.is_some();
+            // Ask for the holder's remaining lease when subscribed and not just woken by a
+            // release: a woken waiter most likely finds the lock free, and a plain try is
+            // the cheapest.
+            request.waiting = watch.is_some() && !std::mem::take(&mut woken);
             let sent_at = Instant::now();
             unknown.arm(sent_at + request.ttl);
             let answer = self
@@ -209,7 +214,7 @@ impl Backend {
                         let until_expiry = lease_left.map_or(Duration::MAX, |l| l + EXPIRY_SLACK);
                         let pause = jitter.spread(recheck).min(until_expiry).min(left);
                         tokio::select! {
-                            () = notified => {}
+                            () = notified => woken = true,
                             () = tokio::time::sleep(pause) => {
                                 recheck = (recheck * 2).min(LONGEST_RECHECK);
                             }

@@ -23,19 +23,8 @@ async fn acquire(
     token: &str,
     reclaim: bool,
 ) -> i64 {
-    acquire_waiting(conn, fence, token, reclaim, false).await
-}
-
-async fn acquire_waiting(
-    conn: &mut MultiplexedConnection,
-    fence: Option<&str>,
-    token: &str,
-    reclaim: bool,
-    waiting: bool,
-) -> i64 {
     let script = Script::new(ACQUIRE);
     let mut call = script.key("lock:{k}");
-    call.key("lock:{k}:w");
     if let Some(fence) = fence {
         call.key(fence);
     }
@@ -43,7 +32,6 @@ async fn acquire_waiting(
         .arg(10_000)
         .arg(u8::from(reclaim))
         .arg(60_000)
-        .arg(u8::from(waiting))
         .invoke_async(conn)
         .await
         .expect("acquire script")
@@ -87,14 +75,6 @@ async fn acquire_takes_a_free_lock_refuses_a_held_one_and_reclaims_its_own() {
         0,
         "t1 reclaims its own"
     );
-    // Only a waiting caller marks the lock, for longer than the lease it waits for.
-    assert!(server.raw(&["EXISTS", "lock:{k}:w"]).contains(":0"));
-    assert!(busy_for(acquire_waiting(&mut conn, None, "t3", false, true).await).is_some());
-    let marked: i64 = server.raw(&["PTTL", "lock:{k}:w"])[1..]
-        .trim()
-        .parse()
-        .expect("pttl");
-    assert!(marked > 10_000, "{marked}");
 }
 
 #[tokio::test]
@@ -144,7 +124,6 @@ fn publishes(server: &RedisServer) -> u64 {
 async fn release(conn: &mut MultiplexedConnection, token: &str) -> i64 {
     Script::new(RELEASE)
         .key("lock:{k}")
-        .key("lock:{k}:w")
         .arg(token)
         .invoke_async(conn)
         .await
@@ -152,33 +131,21 @@ async fn release(conn: &mut MultiplexedConnection, token: &str) -> i64 {
 }
 
 #[tokio::test]
-async fn release_deletes_only_its_own_lock_and_publishes_only_to_marked_waiters() {
+async fn release_deletes_only_its_own_lock_and_publishes() {
     let server = RedisServer::start();
     let mut conn = connect(&server).await;
     server.raw(&["SET", "lock:{k}", "mine"]);
-    server.raw(&["SET", "lock:{k}:w", "1"]);
+    let before = publishes(&server);
     assert_eq!(release(&mut conn, "other").await, 0);
     assert!(server.raw(&["EXISTS", "lock:{k}"]).contains(":1"));
-    assert!(
-        server.raw(&["EXISTS", "lock:{k}:w"]).contains(":1"),
-        "marker kept"
-    );
-
-    // Marked: deleted, marker taken, one PUBLISH.
-    let before = publishes(&server);
-    assert_eq!(release(&mut conn, "mine").await, 1);
-    assert!(server.raw(&["EXISTS", "lock:{k}"]).contains(":0"));
-    assert!(server.raw(&["EXISTS", "lock:{k}:w"]).contains(":0"));
-    assert_eq!(publishes(&server), before + 1, "one PUBLISH");
-
-    // Nobody waits: no PUBLISH.
-    server.raw(&["SET", "lock:{k}", "mine"]);
-    assert_eq!(release(&mut conn, "mine").await, 1);
     assert_eq!(
         publishes(&server),
-        before + 1,
-        "no PUBLISH without a waiter"
+        before,
+        "nothing released, nothing published"
     );
+    assert_eq!(release(&mut conn, "mine").await, 1);
+    assert!(server.raw(&["EXISTS", "lock:{k}"]).contains(":0"));
+    assert_eq!(publishes(&server), before + 1, "one PUBLISH");
 }
 
 #[tokio::test]

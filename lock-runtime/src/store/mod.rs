@@ -33,9 +33,9 @@ pub struct AcquireRequest<'a> {
     /// An earlier request with this token had an unknown outcome (it timed out or failed on
     /// the wire) and may have taken the lock: if the key holds `token`, the lock is ours.
     pub reclaim: bool,
-    /// The caller waits for the lock and watches its release notifications: a store that
-    /// notifies only when someone waits should note it if the lock is busy, and say how
-    /// long the holder's lease has left ([`Attempt::BusyFor`]).
+    /// The caller waits for the lock and would like to know how long the holder's lease
+    /// has left, if it is busy ([`Attempt::BusyFor`]), to try again right when it ends. A
+    /// store for which that costs more than a plain attempt answers it only when asked.
     pub waiting: bool,
 }
 

@@ -114,14 +114,6 @@ impl RedisStore {
     }
 }
 
-/// Where waiters mark a lock so that its release publishes: beside it, in its hash slot.
-fn marker_key(key: &str) -> String {
-    let mut marker = String::with_capacity(key.len() + 2);
-    marker.push_str(key);
-    marker.push_str(":w");
-    marker
-}
-
 /// The client for `url`; for `rediss://`, over TLS, trusting `tls_root` (PEM) if given,
 /// else the system's roots.
 pub(crate) fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Client, LockError> {
@@ -190,7 +182,6 @@ impl Store for RedisStore {
                 };
             }
             let mut invocation = self.acquire.key(request.key);
-            invocation.key(marker_key(request.key));
             if let Some(fence_key) = request.fence_key {
                 invocation.key(fence_key);
             }
@@ -199,7 +190,6 @@ impl Store for RedisStore {
                 .arg(ttl)
                 .arg(u8::from(request.reclaim))
                 .arg(ttl_millis(FENCE_COUNTER_LIFE))
-                .arg(u8::from(request.waiting))
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| self.failed(e))?;
@@ -222,7 +212,6 @@ impl Store for RedisStore {
             let deleted: i64 = self
                 .release
                 .key(key)
-                .key(marker_key(key))
                 .arg(token.as_bytes())
                 .invoke_async(&mut conn)
                 .await

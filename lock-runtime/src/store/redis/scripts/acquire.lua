@@ -1,19 +1,17 @@
 -- The scripted acquire, for what `SET NX PX` alone cannot do.
 --
 -- KEYS[1]  the lock key
--- KEYS[2]  the lock's waiter marker, in the same hash slot
--- KEYS[3]  (optional) the lock's fencing counter, in the same hash slot
+-- KEYS[2]  (optional) the lock's fencing counter, in the same hash slot
 -- ARGV[1]  the owner token
 -- ARGV[2]  the TTL in milliseconds
 -- ARGV[3]  '1' to reclaim: the lock is also ours if it already holds ARGV[1] (an earlier
 --          request of ours, whose outcome was unknown, took it)
 -- ARGV[4]  how long the fencing counter lives after its last use, in milliseconds
--- ARGV[5]  '1' when the caller waits for a release notification: if the lock is busy,
---          mark it (KEYS[2]) so that its release publishes one
 --
--- Returns, when another owner holds the lock, -1 - (its remaining lease in milliseconds):
+-- Returns, when another owner holds the lock, -1 - (its remaining lease in milliseconds,
+-- so a waiter can try again right when it ends):
 -- -1 for "busy, ending now", -1001 for "busy for another second". Otherwise takes the lock
--- and returns 0 without KEYS[3], or the fencing token: the greater of the counter plus
+-- and returns 0 without KEYS[2], or the fencing token: the greater of the counter plus
 -- one and the server's clock in microseconds, which is stored back. The clock floor keeps
 -- tokens increasing when the counter is missing (expired, never used) or stale (the
 -- server restored an older snapshot, or a replica that lagged behind was promoted).
@@ -23,19 +21,15 @@ if holder and (ARGV[3] ~= '1' or holder ~= ARGV[1]) then
     if left < 0 then
         left = 0
     end
-    if ARGV[5] == '1' then
-        -- Outlives the lease it waits for; a waiter that re-checks renews it.
-        redis.call('SET', KEYS[2], '1', 'PX', left + 1000)
-    end
     return -1 - left
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if not KEYS[3] then
+if not KEYS[2] then
     return 0
 end
 local now = redis.call('TIME')
 local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
-local last = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+local last = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
 local fence = math.max(last + 1, clock)
-redis.call('SET', KEYS[3], string.format('%.0f', fence), 'PX', ARGV[4])
+redis.call('SET', KEYS[2], string.format('%.0f', fence), 'PX', ARGV[4])
 return fence
