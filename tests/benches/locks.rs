@@ -55,6 +55,8 @@ fn seconds() -> Duration {
 struct Measured {
     cycles: u64,
     elapsed: Duration,
+    /// CPU time the measuring process used (user + system, all threads), when measured.
+    cpu: Duration,
     /// Per-cycle latencies (S1, S2) or handoff gaps (S3h).
     samples: Vec<Duration>,
     commands_per_cycle: Option<f64>,
@@ -64,7 +66,13 @@ impl Measured {
     fn add(&mut self, slice: Measured) {
         self.cycles += slice.cycles;
         self.elapsed += slice.elapsed;
+        self.cpu += slice.cpu;
         self.samples.extend(slice.samples);
+    }
+
+    /// Client CPU time per cycle, in microseconds.
+    fn cpu_per_cycle_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.cycles as f64
     }
 
     fn per_second(&self) -> f64 {
@@ -115,6 +123,7 @@ where
     Measured {
         cycles: samples.len() as u64,
         elapsed: started.elapsed(),
+        cpu: Duration::ZERO,
         samples,
         commands_per_cycle: None,
     }
@@ -405,6 +414,7 @@ async fn s3h(
         elapsed,
         commands_per_cycle: Some(commands as f64 / holdings.len().max(1) as f64),
         samples: gaps(holdings),
+        ..Measured::default()
     }
 }
 
@@ -457,6 +467,7 @@ async fn s3h_two_processes(
         elapsed,
         commands_per_cycle: Some(commands as f64 / holdings.len().max(1) as f64),
         samples: gaps(holdings),
+        ..Measured::default()
     }
 }
 
@@ -526,6 +537,175 @@ fn redis_benchmark_ping_rtt(port: u16) -> Option<Duration> {
     Some(Duration::from_secs_f64(1.0 / rps))
 }
 
+/// The CPU time this process has used so far, user and system, over all its threads: the
+/// sum of each thread's run time from `/proc/self/task/*/schedstat` (nanoseconds; the
+/// kernel's accounting behind `getrusage`, without its tick granularity).
+fn process_cpu() -> Duration {
+    let mut total = 0u64;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(total)
+}
+
+/// One side of S1/S2 in a process of its own: `--cycles-child SIDE URL TASKS MILLIS`.
+/// Prints the cycles, the elapsed and CPU time, then every latency, in nanoseconds.
+async fn cycles_child(args: &[String]) {
+    let [side, url, tasks, millis] = args else {
+        panic!("usage: --cycles-child floor|lib|rslock URL TASKS MILLIS");
+    };
+    let tasks: usize = tasks.parse().expect("tasks");
+    let length = Duration::from_millis(millis.parse().expect("millis"));
+    let measured = match side.as_str() {
+        "floor" => {
+            let floor = Floor::connect(url).await;
+            measure(tasks, length, move |i| {
+                let floor = floor.clone();
+                async move {
+                    let (key, token) = (format!("lock:{{bench:{i}}}"), floor_token());
+                    floor.acquire(&key, &token, false).await;
+                    floor.release(&key, &token).await;
+                }
+            })
+            .await
+        }
+        "lib" => {
+            let backend = Backend::redis(url).await.expect("lib connection");
+            measure(tasks, length, move |i| {
+                let backend = backend.clone();
+                async move { lib_cycle(&backend, i).await }
+            })
+            .await
+        }
+        "rslock" => {
+            let manager = Arc::new(rslock::LockManager::new(vec![url.clone()]));
+            measure(tasks, length, move |i| {
+                let manager = manager.clone();
+                async move {
+                    let lock = manager
+                        .lock(format!("rslock:{{bench:{i}}}").as_bytes(), OPTIONS.ttl())
+                        .await
+                        .expect("rslock acquire");
+                    manager.unlock(&lock).await;
+                }
+            })
+            .await
+        }
+        other => panic!("unknown side {other}"),
+    };
+    let mut out = format!(
+        "{} {} {}\n",
+        measured.cycles,
+        measured.elapsed.as_nanos(),
+        measured.cpu.as_nanos()
+    );
+    for sample in &measured.samples {
+        out.push_str(&sample.as_nanos().to_string());
+        out.push(' ');
+    }
+    println!("{out}");
+}
+
+/// One acquire+release of the key `bench:{i}` through the library's hand API.
+async fn lib_cycle(backend: &Backend, i: usize) {
+    let guard = backend
+        .acquire(&format!("bench:{i}"), &OPTIONS)
+        .await
+        .expect("acquire");
+    guard.release().await.expect("release");
+}
+
+/// [`run_cycles`], with this process's CPU time over the measurement.
+async fn measure<F, Fut>(tasks: usize, length: Duration, cycle: F) -> Measured
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let before = process_cpu();
+    let mut measured = run_cycles(tasks, length, cycle).await;
+    measured.cpu = process_cpu().saturating_sub(before);
+    measured
+}
+
+/// One slice of S1/S2 for `side`, in a child process.
+async fn cycles_in_child(side: &str, url: &str, tasks: usize, length: Duration) -> Measured {
+    let output = tokio::process::Command::new(std::env::current_exe().expect("bench binary"))
+        .args([
+            "--cycles-child",
+            side,
+            url,
+            &tasks.to_string(),
+            &length.as_millis().to_string(),
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .expect("run a bench child");
+    assert!(output.status.success(), "the {side} child failed");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines();
+    let head: Vec<u64> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|n| n.parse().expect("number"))
+        .collect();
+    let samples = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|n| Duration::from_nanos(n.parse().expect("sample")))
+        .collect();
+    Measured {
+        cycles: head[0],
+        elapsed: Duration::from_nanos(head[1]),
+        cpu: Duration::from_nanos(head[2]),
+        samples,
+        commands_per_cycle: None,
+    }
+}
+
+/// S1 or S2 for the floor, this library and rslock, each in processes of its own, the
+/// three alternating in `rounds` slices.
+async fn separate(rounds: usize, url: &str, tasks: usize, slice: Duration) -> [Measured; 3] {
+    let mut sides: [Measured; 3] = Default::default();
+    for _ in 0..rounds {
+        for (side, total) in ["floor", "lib", "rslock"].iter().zip(sides.iter_mut()) {
+            total.add(cycles_in_child(side, url, tasks, slice).await);
+        }
+    }
+    sides
+}
+
+fn separate_row(name: &str, [floor, lib, rslock]: &[Measured; 3]) {
+    if floor.cycles == 0 {
+        return;
+    }
+    println!(
+        "{:<24} {:>9.0} {:>9.0} {:>9.0} {:>7.2}x {:>7.2}x {:>6} {:>6} {:>6} {:>7.1} {:>7.1} {:>7.1} {:>7.2}x",
+        name,
+        floor.per_second(),
+        lib.per_second(),
+        rslock.per_second(),
+        lib.per_second() / floor.per_second(),
+        lib.per_second() / rslock.per_second(),
+        us(floor.percentile(0.5)),
+        us(lib.percentile(0.5)),
+        us(rslock.percentile(0.5)),
+        floor.cpu_per_cycle_us(),
+        lib.cpu_per_cycle_us(),
+        rslock.cpu_per_cycle_us(),
+        lib.cpu_per_cycle_us() / floor.cpu_per_cycle_us(),
+    );
+}
+
 /// Drains a queue of `waiters` tasks of one process, all waiting for one key held by
 /// another, on the in-memory store: the time per acquisition once the holder lets go.
 async fn drain_local_queue(waiters: usize) -> Duration {
@@ -558,6 +738,10 @@ async fn main() {
         handoff_child(&args[1..]).await;
         return;
     }
+    if args.first().map(String::as_str) == Some("--cycles-child") {
+        cycles_child(&args[1..]).await;
+        return;
+    }
     if args.iter().any(|a| a == "--list") {
         return; // `cargo bench -- --list` asks for test names; there are none.
     }
@@ -573,28 +757,11 @@ async fn main() {
     let slice = seconds() / 10;
     let length = seconds();
 
-    let floor_cycle = {
-        let floor = floor.clone();
-        move |i: usize| {
-            let floor = floor.clone();
-            async move {
-                let (key, token) = (format!("lock:{{bench:{i}}}"), floor_token());
-                floor.acquire(&key, &token, false).await;
-                floor.release(&key, &token).await;
-            }
-        }
-    };
     let lib_cycle = {
         let backend = backend.clone();
         move |i: usize| {
             let backend = backend.clone();
-            async move {
-                let guard = backend
-                    .acquire(&format!("bench:{i}"), &OPTIONS)
-                    .await
-                    .expect("acquire");
-                guard.release().await.expect("release");
-            }
+            async move { lib_cycle(&backend, i).await }
         }
     };
 
@@ -602,18 +769,9 @@ async fn main() {
     let wanted = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
     // Zero rounds for a scenario left out: it reports nothing.
     let rounds_of = |name: &str| if wanted(name) { rounds } else { 0 };
-    let (s1_floor, s1_lib) = interleaved(
-        rounds_of("s1"),
-        || run_cycles(1, slice, floor_cycle.clone()),
-        || run_cycles(1, slice, lib_cycle.clone()),
-    )
-    .await;
-    let (s2_floor, s2_lib) = interleaved(
-        rounds_of("s2"),
-        || run_cycles(64, slice, floor_cycle.clone()),
-        || run_cycles(64, slice, lib_cycle.clone()),
-    )
-    .await;
+    // S1 and S2: the floor, the library and rslock each in processes of their own.
+    let s1 = separate(rounds_of("s1"), &url, 1, slice).await;
+    let s2 = separate(rounds_of("s2"), &url, 64, slice).await;
     // The hand API on one key, as the annotated function below uses one key.
     let hand = {
         let lib_cycle = lib_cycle.clone();
@@ -669,6 +827,26 @@ async fn main() {
         length.as_secs_f64()
     );
     println!(
+        "{:<24} {:>9} {:>9} {:>9} {:>8} {:>8} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>8}",
+        "each side its own process",
+        "floor/s",
+        "lib/s",
+        "rslock/s",
+        "lib/fl",
+        "lib/rsl",
+        "fl p50",
+        "lib p50",
+        "rsl p50",
+        "fl cpu",
+        "lib cpu",
+        "rsl cpu",
+        "cpu l/f"
+    );
+    separate_row("S1   1 task, 1 key", &s1);
+    separate_row("S2   64 tasks, 64 keys", &s2);
+    println!("cpu: client CPU per cycle (us), user + system, all threads of the side's process");
+    println!();
+    println!(
         "{:<30} {:>10} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
         "scenario",
         "floor/s",
@@ -681,8 +859,6 @@ async fn main() {
         "fl cmd",
         "lib cmd"
     );
-    row("S1   1 task, 1 key", &s1_floor, &s1_lib);
-    row("S2   64 tasks, 64 keys", &s2_floor, &s2_lib);
     row("S3h  16 waiters, 1 process", &s3_floor, &s3_lib);
     row("S3h  16 waiters, 2 processes", &s3x2_floor, &s3x2_lib);
     println!(
@@ -715,7 +891,7 @@ async fn main() {
         println!(
             "redis-benchmark PING round trip (1 client): {:.1} us; S1 lib cycle p50 = {:.2} of them",
             rtt.as_secs_f64() * 1e6,
-            s1_lib.percentile(0.5).map_or(0.0, |p| p.as_secs_f64() / rtt.as_secs_f64())
+            s1[1].percentile(0.5).map_or(0.0, |p| p.as_secs_f64() / rtt.as_secs_f64())
         );
     }
 }
