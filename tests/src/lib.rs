@@ -158,6 +158,18 @@ impl RedisServer {
         raw_command(self.port, args).unwrap_or_else(|e| panic!("raw command {args:?}: {e}"))
     }
 
+    /// How many times the server has run `command` (lower case; commands that scripts
+    /// call are counted too), from `INFO commandstats`.
+    pub fn calls(&self, command: &str) -> u64 {
+        let stats = self.raw(&["INFO", "commandstats"]);
+        let prefix = format!("cmdstat_{command}:calls=");
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_else(|e| format!("(no log: {e})"))

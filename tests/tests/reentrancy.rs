@@ -51,16 +51,6 @@ async fn reentrant_in_one_task_but_not_across_tasks(stores: Stores) {
     after.release().await.expect("release");
 }
 
-fn calls(server: &RedisServer, command: &str) -> u64 {
-    let stats = server.raw(&["INFO", "commandstats"]);
-    stats
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn the_reentrant_call_does_not_talk_to_the_store() {
     let server = RedisServer::start();
@@ -71,7 +61,7 @@ async fn the_reentrant_call_does_not_talk_to_the_store() {
         .with_lock("warm-up", &options, async {})
         .await
         .expect("warm-up");
-    let (sets, evalshas) = (calls(&server, "set"), calls(&server, "evalsha"));
+    let (sets, evalshas) = (server.calls("set"), server.calls("evalsha"));
     let depth = backend
         .with_lock("k", &options, async {
             backend
@@ -83,11 +73,11 @@ async fn the_reentrant_call_does_not_talk_to_the_store() {
         .await;
     assert_eq!(depth.expect("outer").expect("middle").expect("inner"), 3);
     assert_eq!(
-        calls(&server, "set") - sets,
+        server.calls("set") - sets,
         1,
         "one acquire for three nested calls"
     );
-    assert_eq!(calls(&server, "evalsha") - evalshas, 1, "one release");
+    assert_eq!(server.calls("evalsha") - evalshas, 1, "one release");
 }
 
 on_both_stores!(

@@ -112,15 +112,6 @@ async fn acquire_fences_above_both_the_counter_and_the_clock_and_sets_the_counte
         .contains(&(ahead + 1).to_string()));
 }
 
-fn publishes(server: &RedisServer) -> u64 {
-    server
-        .raw(&["INFO", "commandstats"])
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
-        .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
-        .unwrap_or(0)
-}
-
 async fn release(conn: &mut MultiplexedConnection, token: &str) -> i64 {
     Script::new(RELEASE)
         .key("lock:{k}")
@@ -135,17 +126,17 @@ async fn release_deletes_only_its_own_lock_and_publishes() {
     let server = RedisServer::start();
     let mut conn = connect(&server).await;
     server.raw(&["SET", "lock:{k}", "mine"]);
-    let before = publishes(&server);
+    let before = server.calls("publish");
     assert_eq!(release(&mut conn, "other").await, 0);
     assert!(server.raw(&["EXISTS", "lock:{k}"]).contains(":1"));
     assert_eq!(
-        publishes(&server),
+        server.calls("publish"),
         before,
         "nothing released, nothing published"
     );
     assert_eq!(release(&mut conn, "mine").await, 1);
     assert!(server.raw(&["EXISTS", "lock:{k}"]).contains(":0"));
-    assert_eq!(publishes(&server), before + 1, "one PUBLISH");
+    assert_eq!(server.calls("publish"), before + 1, "one PUBLISH");
 }
 
 #[tokio::test]
