@@ -205,7 +205,7 @@ impl Backend {
         }
         held.push(Held {
             backend: self.id(),
-            store_key: guard.store_key().into(),
+            store_key: guard.shared_store_key(),
             fence: guard.fencing_token(),
             options: options.clone(),
             lease: lease.clone(),

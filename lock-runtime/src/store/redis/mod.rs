@@ -1,7 +1,9 @@
 //! The Redis store. One round trip per operation, on one multiplexed connection shared by
-//! every task, which reconnects by itself after the server restarts:
-//! - acquire: `SET key token NX PX ttl`, or, with a fencing token (or to reclaim a key an
-//!   earlier request of ours may have taken), a script that also increments the counter;
+//! every task, which replaces itself when it breaks, goes silent or reaches a replica
+//! (`conn.rs`), with release notifications on a connection of their own (`pubsub.rs`):
+//! - acquire: `SET key token NX PX ttl`; or a script, with a fencing token, to reclaim a
+//!   key an earlier request of ours may have taken, or for a waiter that wants the
+//!   holder's remaining lease;
 //! - release: a compare-and-delete script that also publishes on the lock's channel, so
 //!   waiters in other processes retry at once;
 //! - extend: a compare-and-pexpire script.
