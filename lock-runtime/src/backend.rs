@@ -11,7 +11,7 @@ use crate::{
     builder::{BackendBuilder, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX},
     error::LockError,
     local::LocalQueue,
-    store::{MemoryStore, Store, StoreFuture},
+    store::{CallTimedOut, MemoryStore, Store, StoreFuture},
     token::Token,
 };
 
@@ -54,6 +54,8 @@ pub struct Backend {
 
 struct Inner {
     store: Box<dyn Store>,
+    /// The store ends its own calls at the time bound: no timer here.
+    self_bounded: bool,
     prefix: Box<str>,
     op_timeout: Duration,
     local: LocalQueue,
@@ -78,6 +80,7 @@ impl Backend {
     pub(crate) fn new(store: Box<dyn Store>, prefix: Box<str>, op_timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
+                self_bounded: store.bounds_own_calls(),
                 store,
                 prefix,
                 op_timeout,
@@ -123,18 +126,29 @@ impl Backend {
             .unwrap_or(key)
     }
 
-    /// Runs one store call within the time bound.
+    /// Runs one store call within the time bound: with a timer of its own, unless the store
+    /// ends its calls at the bound itself.
     pub(crate) async fn bounded<T>(
         &self,
         operation: &'static str,
         call: StoreFuture<'_, T>,
     ) -> Result<T, LockError> {
         let after = self.inner.op_timeout;
-        match tokio::time::timeout(after, call).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(source)) => Err(LockError::Backend { operation, source }),
-            Err(_) => Err(LockError::Timeout { operation, after }),
-        }
+        let outcome = if self.inner.self_bounded {
+            call.await
+        } else {
+            match tokio::time::timeout(after, call).await {
+                Ok(outcome) => outcome,
+                Err(_) => return Err(LockError::Timeout { operation, after }),
+            }
+        };
+        outcome.map_err(|source| {
+            if source.is::<CallTimedOut>() {
+                LockError::Timeout { operation, after }
+            } else {
+                LockError::Backend { operation, source }
+            }
+        })
     }
 
     pub(crate) fn store(&self) -> &dyn Store {

@@ -170,7 +170,29 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         let _ = key;
         Box::pin(std::future::ready(Ok(Watch::none())))
     }
+
+    /// `true` when this store already ends each of its calls itself once the time bound
+    /// it was built with runs out, failing it with [`CallTimedOut`]: the runtime then arms
+    /// no timer of its own around the call (a timer per call shows in the profile). By
+    /// default `false`: the runtime bounds every call.
+    fn bounds_own_calls(&self) -> bool {
+        false
+    }
 }
+
+/// The error a store that bounds its own calls ([`Store::bounds_own_calls`]) fails a call
+/// with when the bound ran out; the runtime reports it as
+/// [`LockError::Timeout`](crate::LockError::Timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallTimedOut;
+
+impl std::fmt::Display for CallTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the store did not answer within the time bound")
+    }
+}
+
+impl std::error::Error for CallTimedOut {}
 
 /// One store shared by several backends (for example two [`Backend`](crate::Backend)s over
 /// one [`MemoryStore`], standing in for two processes in a test).
@@ -204,6 +226,10 @@ impl<S: Store> Store for Arc<S> {
 
     fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
         (**self).watch(key)
+    }
+
+    fn bounds_own_calls(&self) -> bool {
+        (**self).bounds_own_calls()
     }
 }
 

@@ -132,9 +132,9 @@ impl Connection {
         let bound = settings.bound;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(bound))
-            // The runtime bounds each call itself; this only stops a silent server from
-            // piling requests up on the connection forever.
-            .set_response_timeout(Some(bound.saturating_mul(4)));
+            // The time bound of every request: the store bounds its own calls, so the
+            // runtime arms no second timer (see `Store::bounds_own_calls`).
+            .set_response_timeout(Some(bound));
         let (first, info) = tokio::time::timeout(bound, connect(&client, &config))
             .await
             .map_err(|_| None)?
@@ -272,7 +272,9 @@ impl Connection {
             return Ok(current.conn.clone());
         }
         tracing::debug!("the runtime that drove the lock store connection is gone; reconnecting");
-        let (fresh, info) = connect(&self.client, &self.config).await?;
+        let (fresh, info) = tokio::time::timeout(self.bound, connect(&self.client, &self.config))
+            .await
+            .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
         if let Some(info) = info {
             self.observe(info);
         }

@@ -23,7 +23,9 @@ use std::{sync::Arc, time::Duration};
 use redis::{Script, Value};
 
 use self::{conn::Connection, pubsub::Subscriber};
-use super::{ttl_millis, AcquireRequest, Attempt, Store, StoreError, StoreFuture, Watch};
+use super::{
+    ttl_millis, AcquireRequest, Attempt, CallTimedOut, Store, StoreError, StoreFuture, Watch,
+};
 use crate::{error::LockError, redact, token::Token};
 
 mod conn;
@@ -150,8 +152,12 @@ pub(crate) fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Clie
 }
 
 impl RedisStore {
-    /// Passes a request's error on, replacing the connection first if it broke.
+    /// Passes a request's error on, replacing the connection first if it broke; a request
+    /// that ran out of time is [`CallTimedOut`].
     fn failed(&self, error: redis::RedisError) -> StoreError {
+        if error.is_timeout() {
+            return Box::new(CallTimedOut);
+        }
         self.conn.check(&error);
         Box::new(error)
     }
@@ -245,5 +251,12 @@ impl Store for RedisStore {
 
     fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
         Box::pin(async move { Ok(self.subscriber.watch(key).await) })
+    }
+
+    /// Every request carries the client's response timeout, set to the time bound; the
+    /// reconnection a call may make first is bounded by the connection timeout, also the
+    /// bound; `watch` waits for its subscription at most the bound.
+    fn bounds_own_calls(&self) -> bool {
+        true
     }
 }
