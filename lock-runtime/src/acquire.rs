@@ -72,7 +72,7 @@ impl Backend {
     ) -> Result<LockGuard, LockError> {
         let started = Instant::now();
         let deadline = started.checked_add(options.wait_for());
-        let slot = match self.local().enter(&key) {
+        let slot = match self.local().enter(&key, started) {
             Entry::Owner(slot) => slot,
             Entry::Queued(ticket) => match ticket.wait(deadline).await {
                 Ok(slot) => slot,
@@ -106,6 +106,7 @@ impl Backend {
                     fence,
                     generation,
                     lease_end,
+                    acquired_at: sent_at,
                     client: options.client_label(),
                 };
                 return Ok(LockGuard::new(self.clone(), key, held));

@@ -70,6 +70,8 @@ pub(crate) struct Held {
     pub(crate) fence: Option<u64>,
     pub(crate) generation: u64,
     pub(crate) lease_end: Instant,
+    /// When the winning request was sent.
+    pub(crate) acquired_at: Instant,
     pub(crate) client: &'static str,
 }
 
@@ -82,7 +84,7 @@ impl LockGuard {
             fence: held.fence,
             generation: held.generation,
             lease_end: held.lease_end,
-            acquired_at: Instant::now(),
+            acquired_at: held.acquired_at,
             client: held.client,
             settled: false,
         }

@@ -81,6 +81,8 @@ pub(crate) struct Ticket<'a> {
     id: u64,
     grant: oneshot::Receiver<u64>,
     wake: Arc<Notify>,
+    /// When it joined the queue.
+    entered: Instant,
     done: bool,
 }
 
@@ -103,8 +105,9 @@ impl LocalQueue {
         self.next.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Takes the slot of `key` if it is free, or joins its queue.
-    pub(crate) fn enter<'a>(&'a self, key: &'a Arc<str>) -> Entry<'a> {
+    /// Takes the slot of `key` if it is free, or joins its queue; `now` is the caller's
+    /// clock reading (the acquire already took one).
+    pub(crate) fn enter<'a>(&'a self, key: &'a Arc<str>, now: Instant) -> Entry<'a> {
         let mut keys = self.keys();
         match keys.get_mut(&**key) {
             None => {
@@ -114,7 +117,7 @@ impl LocalQueue {
                     lease_end: None,
                     waiters: VecDeque::new(),
                     failure: None,
-                    trying_since: Some(Instant::now()),
+                    trying_since: Some(now),
                 };
                 keys.insert(key.clone(), entry);
                 Entry::Owner(Slot {
@@ -139,6 +142,7 @@ impl LocalQueue {
                     id,
                     grant: receiver,
                     wake,
+                    entered: now,
                     done: false,
                 })
             }
@@ -227,7 +231,7 @@ impl<'a> Ticket<'a> {
         mut self,
         deadline: Option<Instant>,
     ) -> Result<Slot<'a>, Option<LockError>> {
-        let entered = Instant::now();
+        let entered = self.entered;
         loop {
             let lease_end = {
                 let keys = self.queue.keys();
