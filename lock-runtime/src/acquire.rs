@@ -144,7 +144,8 @@ impl Backend {
         let mut watch: Option<Watch> = None;
         let mut subscribe = false;
         let mut recheck = FIRST_RECHECK;
-        let mut jitter = Jitter::from(request.token);
+        // Made on the first pause: the uncontended path never pauses.
+        let mut jitter: Option<Jitter> = None;
         // Whether the last wake-up was a release notification.
         let mut woken = false;
         loop {
@@ -213,7 +214,11 @@ impl Backend {
                         // publishes nothing), else on the re-check timer, the safety net
                         // for a lost notification.
                         let until_expiry = lease_left.map_or(Duration::MAX, |l| l + EXPIRY_SLACK);
-                        let pause = jitter.spread(recheck).min(until_expiry).min(left);
+                        let pause = jitter
+                            .get_or_insert_with(|| Jitter::from(request.token))
+                            .spread(recheck)
+                            .min(until_expiry)
+                            .min(left);
                         tokio::select! {
                             () = notified => woken = true,
                             () = tokio::time::sleep(pause) => {

@@ -27,7 +27,7 @@ use crate::error::LockError;
 
 #[derive(Debug, Default)]
 pub(crate) struct LocalQueue {
-    keys: Mutex<HashMap<Arc<str>, Key>>,
+    keys: Mutex<Keys>,
     next: AtomicU64,
 }
 
@@ -93,7 +93,9 @@ pub(crate) enum Entry<'a> {
     Queued(Ticket<'a>),
 }
 
-type Keys = HashMap<Arc<str>, Key>;
+/// Keyed with a fast hash seeded per process (foldhash): every acquire and release looks a
+/// key up here, and SipHash, the standard map's, was a visible part of their CPU time.
+type Keys = HashMap<Arc<str>, Key, foldhash::fast::RandomState>;
 
 impl LocalQueue {
     fn keys(&self) -> MutexGuard<'_, Keys> {

@@ -57,6 +57,8 @@ struct Measured {
     elapsed: Duration,
     /// CPU time the measuring process used (user + system, all threads), when measured.
     cpu: Duration,
+    /// CPU time the Redis server used meanwhile, when measured.
+    server_cpu: Duration,
     /// Per-cycle latencies (S1, S2) or handoff gaps (S3h).
     samples: Vec<Duration>,
     commands_per_cycle: Option<f64>,
@@ -67,12 +69,18 @@ impl Measured {
         self.cycles += slice.cycles;
         self.elapsed += slice.elapsed;
         self.cpu += slice.cpu;
+        self.server_cpu += slice.server_cpu;
         self.samples.extend(slice.samples);
     }
 
     /// Client CPU time per cycle, in microseconds.
     fn cpu_per_cycle_us(&self) -> f64 {
         self.cpu.as_secs_f64() * 1e6 / self.cycles as f64
+    }
+
+    /// Server CPU time per cycle, in microseconds.
+    fn server_cpu_per_cycle_us(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.cycles as f64
     }
 
     fn per_second(&self) -> f64 {
@@ -124,6 +132,7 @@ where
         cycles: samples.len() as u64,
         elapsed: started.elapsed(),
         cpu: Duration::ZERO,
+        server_cpu: Duration::ZERO,
         samples,
         commands_per_cycle: None,
     }
@@ -537,12 +546,12 @@ fn redis_benchmark_ping_rtt(port: u16) -> Option<Duration> {
     Some(Duration::from_secs_f64(1.0 / rps))
 }
 
-/// The CPU time this process has used so far, user and system, over all its threads: the
-/// sum of each thread's run time from `/proc/self/task/*/schedstat` (nanoseconds; the
-/// kernel's accounting behind `getrusage`, without its tick granularity).
-fn process_cpu() -> Duration {
+/// The CPU time process `pid` (`"self"`: this one) has used so far, user and system, over
+/// all its threads: the sum of each thread's run time from `/proc/PID/task/*/schedstat`
+/// (nanoseconds; the kernel's accounting behind `getrusage`, without its tick granularity).
+fn process_cpu(pid: &str) -> Duration {
     let mut total = 0u64;
-    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for task in tasks.flatten() {
             let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
             total += stat
@@ -555,18 +564,19 @@ fn process_cpu() -> Duration {
     Duration::from_nanos(total)
 }
 
-/// One side of S1/S2 in a process of its own: `--cycles-child SIDE URL TASKS MILLIS`.
-/// Prints the cycles, the elapsed and CPU time, then every latency, in nanoseconds.
+/// One side of S1/S2 in a process of its own: `--cycles-child SIDE URL TASKS MILLIS PID`,
+/// PID being the server's. Prints the cycles, the elapsed time, its own and the server's CPU
+/// time, then every latency, in nanoseconds.
 async fn cycles_child(args: &[String]) {
-    let [side, url, tasks, millis] = args else {
-        panic!("usage: --cycles-child floor|lib|rslock URL TASKS MILLIS");
+    let [side, url, tasks, millis, server] = args else {
+        panic!("usage: --cycles-child floor|lib|rslock URL TASKS MILLIS SERVER-PID");
     };
     let tasks: usize = tasks.parse().expect("tasks");
     let length = Duration::from_millis(millis.parse().expect("millis"));
     let measured = match side.as_str() {
         "floor" => {
             let floor = Floor::connect(url).await;
-            measure(tasks, length, move |i| {
+            measure(tasks, length, server, move |i| {
                 let floor = floor.clone();
                 async move {
                     let (key, token) = (format!("lock:{{bench:{i}}}"), floor_token());
@@ -578,7 +588,7 @@ async fn cycles_child(args: &[String]) {
         }
         "lib" => {
             let backend = Backend::redis(url).await.expect("lib connection");
-            measure(tasks, length, move |i| {
+            measure(tasks, length, server, move |i| {
                 let backend = backend.clone();
                 async move { lib_cycle(&backend, i).await }
             })
@@ -586,7 +596,7 @@ async fn cycles_child(args: &[String]) {
         }
         "rslock" => {
             let manager = Arc::new(rslock::LockManager::new(vec![url.clone()]));
-            measure(tasks, length, move |i| {
+            measure(tasks, length, server, move |i| {
                 let manager = manager.clone();
                 async move {
                     let lock = manager
@@ -601,10 +611,11 @@ async fn cycles_child(args: &[String]) {
         other => panic!("unknown side {other}"),
     };
     let mut out = format!(
-        "{} {} {}\n",
+        "{} {} {} {}\n",
         measured.cycles,
         measured.elapsed.as_nanos(),
-        measured.cpu.as_nanos()
+        measured.cpu.as_nanos(),
+        measured.server_cpu.as_nanos()
     );
     for sample in &measured.samples {
         out.push_str(&sample.as_nanos().to_string());
@@ -622,27 +633,34 @@ async fn lib_cycle(backend: &Backend, i: usize) {
     guard.release().await.expect("release");
 }
 
-/// [`run_cycles`], with this process's CPU time over the measurement.
-async fn measure<F, Fut>(tasks: usize, length: Duration, cycle: F) -> Measured
+/// [`run_cycles`], with this process's and the server's CPU time over the measurement.
+async fn measure<F, Fut>(tasks: usize, length: Duration, server: &str, cycle: F) -> Measured
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let before = process_cpu();
+    let (own, theirs) = (process_cpu("self"), process_cpu(server));
     let mut measured = run_cycles(tasks, length, cycle).await;
-    measured.cpu = process_cpu().saturating_sub(before);
+    measured.cpu = process_cpu("self").saturating_sub(own);
+    measured.server_cpu = process_cpu(server).saturating_sub(theirs);
     measured
 }
 
 /// One slice of S1/S2 for `side`, in a child process.
-async fn cycles_in_child(side: &str, url: &str, tasks: usize, length: Duration) -> Measured {
+async fn cycles_in_child(
+    side: &str,
+    server: &RedisServer,
+    tasks: usize,
+    length: Duration,
+) -> Measured {
     let output = tokio::process::Command::new(std::env::current_exe().expect("bench binary"))
         .args([
             "--cycles-child",
             side,
-            url,
+            &server.url(),
             &tasks.to_string(),
             &length.as_millis().to_string(),
+            &server.pid().to_string(),
         ])
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -667,6 +685,7 @@ async fn cycles_in_child(side: &str, url: &str, tasks: usize, length: Duration) 
         cycles: head[0],
         elapsed: Duration::from_nanos(head[1]),
         cpu: Duration::from_nanos(head[2]),
+        server_cpu: Duration::from_nanos(head[3]),
         samples,
         commands_per_cycle: None,
     }
@@ -674,11 +693,16 @@ async fn cycles_in_child(side: &str, url: &str, tasks: usize, length: Duration) 
 
 /// S1 or S2 for the floor, this library and rslock, each in processes of its own, the
 /// three alternating in `rounds` slices.
-async fn separate(rounds: usize, url: &str, tasks: usize, slice: Duration) -> [Measured; 3] {
+async fn separate(
+    rounds: usize,
+    server: &RedisServer,
+    tasks: usize,
+    slice: Duration,
+) -> [Measured; 3] {
     let mut sides: [Measured; 3] = Default::default();
     for _ in 0..rounds {
         for (side, total) in ["floor", "lib", "rslock"].iter().zip(sides.iter_mut()) {
-            total.add(cycles_in_child(side, url, tasks, slice).await);
+            total.add(cycles_in_child(side, server, tasks, slice).await);
         }
     }
     sides
@@ -689,7 +713,7 @@ fn separate_row(name: &str, [floor, lib, rslock]: &[Measured; 3]) {
         return;
     }
     println!(
-        "{:<24} {:>9.0} {:>9.0} {:>9.0} {:>7.2}x {:>7.2}x {:>6} {:>6} {:>6} {:>7.1} {:>7.1} {:>7.1} {:>7.2}x",
+        "{:<24} {:>9.0} {:>9.0} {:>9.0} {:>7.2}x {:>7.2}x {:>6} {:>6} {:>6} {:>7.1} {:>7.1} {:>7.1} {:>7.2}x {:>7.1} {:>7.1} {:>7.1} {:>7.2}x",
         name,
         floor.per_second(),
         lib.per_second(),
@@ -703,6 +727,10 @@ fn separate_row(name: &str, [floor, lib, rslock]: &[Measured; 3]) {
         lib.cpu_per_cycle_us(),
         rslock.cpu_per_cycle_us(),
         lib.cpu_per_cycle_us() / floor.cpu_per_cycle_us(),
+        floor.server_cpu_per_cycle_us(),
+        lib.server_cpu_per_cycle_us(),
+        rslock.server_cpu_per_cycle_us(),
+        lib.server_cpu_per_cycle_us() / floor.server_cpu_per_cycle_us(),
     );
 }
 
@@ -770,8 +798,8 @@ async fn main() {
     // Zero rounds for a scenario left out: it reports nothing.
     let rounds_of = |name: &str| if wanted(name) { rounds } else { 0 };
     // S1 and S2: the floor, the library and rslock each in processes of their own.
-    let s1 = separate(rounds_of("s1"), &url, 1, slice).await;
-    let s2 = separate(rounds_of("s2"), &url, 64, slice).await;
+    let s1 = separate(rounds_of("s1"), &server, 1, slice).await;
+    let s2 = separate(rounds_of("s2"), &server, 64, slice).await;
     // The hand API on one key, as the annotated function below uses one key.
     let hand = {
         let lib_cycle = lib_cycle.clone();
@@ -827,7 +855,7 @@ async fn main() {
         length.as_secs_f64()
     );
     println!(
-        "{:<24} {:>9} {:>9} {:>9} {:>8} {:>8} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>8}",
+        "{:<24} {:>9} {:>9} {:>9} {:>8} {:>8} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7} {:>8}",
         "each side its own process",
         "floor/s",
         "lib/s",
@@ -840,11 +868,16 @@ async fn main() {
         "fl cpu",
         "lib cpu",
         "rsl cpu",
-        "cpu l/f"
+        "cpu l/f",
+        "fl srv",
+        "lib srv",
+        "rsl srv",
+        "srv l/f"
     );
     separate_row("S1   1 task, 1 key", &s1);
     separate_row("S2   64 tasks, 64 keys", &s2);
-    println!("cpu: client CPU per cycle (us), user + system, all threads of the side's process");
+    println!("cpu: client CPU per cycle (us), user + system, all threads of the side's process;");
+    println!("srv: the Redis server's CPU per cycle (us) over the same measurement");
     println!();
     println!(
         "{:<30} {:>10} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",

@@ -167,3 +167,50 @@ async fn extend_resets_the_ttl_of_its_own_lock_only() {
         .expect("pttl");
     assert!(pttl > 50_000, "{pttl}");
 }
+
+/// The library sends its scripts by hash; a server that forgot them (`SCRIPT FLUSH`, a
+/// restart, a failover) gets them loaded again, and the call that met `NOSCRIPT` succeeds.
+#[tokio::test]
+async fn the_library_loads_its_scripts_again_when_the_server_forgot_them() {
+    use std::time::Duration;
+
+    use lock_runtime::{Backend, LockOptions};
+
+    let server = RedisServer::start();
+    let backend = Backend::redis(&server.url()).await.expect("connect");
+    let key = backend.key_for("flushed");
+    let fenced = LockOptions::new(Duration::from_secs(10)).fencing(true);
+
+    // Each script meets NOSCRIPT once: the fenced acquire, extend, release.
+    server.raw(&["SCRIPT", "FLUSH"]);
+    let mut guard = backend.acquire("flushed", &fenced).await.expect("acquire");
+    let first = guard.fencing_token().expect("a fencing token");
+    server.raw(&["SCRIPT", "FLUSH"]);
+    guard
+        .extend(Duration::from_secs(30))
+        .await
+        .expect("extend after SCRIPT FLUSH");
+    let pttl: i64 = server.raw(&["PTTL", &key])[1..]
+        .trim()
+        .parse()
+        .expect("pttl");
+    assert!(pttl > 10_000, "the extend reset the TTL: {pttl} ms left");
+    server.raw(&["SCRIPT", "FLUSH"]);
+    guard.release().await.expect("release after SCRIPT FLUSH");
+    assert_eq!(server.raw(&["EXISTS", &key]).trim(), ":0");
+    assert_eq!(
+        server.calls("script|load"),
+        3,
+        "one load per forgotten script"
+    );
+
+    // The later flushes forgot the acquire script again; the release script stays loaded.
+    let again = backend.acquire("flushed", &fenced).await.expect("acquire");
+    assert!(again.fencing_token().expect("a fencing token") > first);
+    again.release().await.expect("release");
+    assert_eq!(
+        server.calls("script|load"),
+        4,
+        "only what was forgotten is loaded"
+    );
+}

@@ -10,7 +10,6 @@ use lock_tests::RedisServer;
 const COMMANDS: &[&str] = &[
     "+set",
     "+evalsha",
-    "+eval",
     "+script|load",
     "+subscribe",
     "+unsubscribe",

@@ -266,6 +266,13 @@ impl Connection {
                 return Ok(current.conn.clone());
             }
         }
+        // Boxed: the rare path would otherwise make every request's future larger.
+        Box::pin(self.replace_for_this_runtime()).await
+    }
+
+    async fn replace_for_this_runtime(
+        self: &Arc<Self>,
+    ) -> Result<MultiplexedConnection, RedisError> {
         let _replacing = self.replacing.lock().await;
         let current = self.current.load_full();
         if current.runtime.get() {

@@ -11,8 +11,8 @@
 //! Scripts are sent with EVALSHA and loaded again on NOSCRIPT. Each lives in its own file
 //! under `scripts/`, which states its contract.
 //!
-//! The commands the library sends, for an ACL user: `SET`, `EVALSHA`, `EVAL`,
-//! `SCRIPT LOAD`, `SUBSCRIBE`, `UNSUBSCRIBE`, `PING` and `INFO` (for restart and failover
+//! The commands the library sends, for an ACL user: `SET`, `EVALSHA`, `SCRIPT LOAD`,
+//! `SUBSCRIBE`, `UNSUBSCRIBE`, `PING` and `INFO` (for restart and failover
 //! detection: without it the library works, with a warning, but cannot see a restart
 //! behind an open connection); inside the scripts `GET`, `SET`, `DEL`, `PEXPIRE`,
 //! `PTTL`, `PUBLISH` and `TIME`. Keys: the prefix (`~lock:*` by default); channels: the same
@@ -20,9 +20,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use redis::{Script, Value};
+use redis::Value;
 
-use self::{conn::Connection, pubsub::Subscriber};
+use self::{conn::Connection, pubsub::Subscriber, script::LuaScript};
 use super::{
     ttl_millis, AcquireRequest, Attempt, CallTimedOut, Store, StoreError, StoreFuture, Watch,
 };
@@ -30,6 +30,7 @@ use crate::{error::LockError, redact, token::Token};
 
 mod conn;
 mod pubsub;
+mod script;
 
 /// How long a fencing counter lives after the last acquisition that used it. Tokens stay
 /// increasing after it expires, since every token is at least the server's clock in
@@ -69,9 +70,9 @@ pub(crate) struct RedisSettings {
 /// ```
 pub struct RedisStore {
     conn: Arc<Connection>,
-    acquire: Script,
-    release: Script,
-    extend: Script,
+    acquire: LuaScript,
+    release: LuaScript,
+    extend: LuaScript,
     subscriber: Subscriber,
 }
 
@@ -110,9 +111,9 @@ impl RedisStore {
                 })?;
         Ok(Self {
             conn,
-            acquire: Script::new(include_str!("scripts/acquire.lua")),
-            release: Script::new(include_str!("scripts/release.lua")),
-            extend: Script::new(include_str!("scripts/extend.lua")),
+            acquire: LuaScript::new(include_str!("scripts/acquire.lua")),
+            release: LuaScript::new(include_str!("scripts/release.lua")),
+            extend: LuaScript::new(include_str!("scripts/extend.lua")),
             subscriber: Subscriber::new(client, bound, settings.notification_idle),
         })
     }
@@ -189,16 +190,20 @@ impl Store for RedisStore {
                     other => Err(format!("unexpected reply to SET NX: {other:?}").into()),
                 };
             }
-            let mut invocation = self.acquire.key(request.key);
+            let mut call = self
+                .acquire
+                .call(if request.fence_key.is_some() { 2 } else { 1 });
+            call.arg(request.key);
             if let Some(fence_key) = request.fence_key {
-                invocation.key(fence_key);
+                call.arg(fence_key);
             }
-            let reply: i64 = invocation
-                .arg(request.token.as_bytes())
+            call.arg(request.token.as_bytes())
                 .arg(ttl)
                 .arg(u8::from(request.reclaim))
-                .arg(ttl_millis(FENCE_COUNTER_LIFE))
-                .invoke_async(&mut conn)
+                .arg(ttl_millis(FENCE_COUNTER_LIFE));
+            let reply: i64 = self
+                .acquire
+                .run(&call, &mut conn)
                 .await
                 .map_err(|e| self.failed(e))?;
             Ok(match (reply, request.fence_key) {
@@ -217,11 +222,11 @@ impl Store for RedisStore {
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
+            let mut call = self.release.call(1);
+            call.arg(key).arg(token.as_bytes());
             let deleted: i64 = self
                 .release
-                .key(key)
-                .arg(token.as_bytes())
-                .invoke_async(&mut conn)
+                .run(&call, &mut conn)
                 .await
                 .map_err(|e| self.failed(e))?;
             Ok(deleted == 1)
@@ -237,12 +242,11 @@ impl Store for RedisStore {
         self.conn.note_ttl(ttl);
         Box::pin(async move {
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
+            let mut call = self.extend.call(1);
+            call.arg(key).arg(token.as_bytes()).arg(ttl_millis(ttl));
             let extended: i64 = self
                 .extend
-                .key(key)
-                .arg(token.as_bytes())
-                .arg(ttl_millis(ttl))
-                .invoke_async(&mut conn)
+                .run(&call, &mut conn)
                 .await
                 .map_err(|e| self.failed(e))?;
             Ok(extended == 1)

@@ -1,0 +1,74 @@
+//! The store's Lua scripts, sent as `EVALSHA` commands built in one go (the `redis` crate's
+//! `ScriptInvocation` copies every key and argument into vectors of its own first), and
+//! loaded with `SCRIPT LOAD` when the server does not know them (`NOSCRIPT`: after a
+//! restart, a failover, or `SCRIPT FLUSH`).
+
+use redis::{aio::MultiplexedConnection, Cmd, ErrorKind, FromRedisValue, RedisResult};
+
+/// One script: its source and SHA-1.
+pub(super) struct LuaScript {
+    source: &'static str,
+    hash: String,
+}
+
+impl LuaScript {
+    pub(super) fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            hash: redis::Script::new(source).get_hash().to_owned(),
+        }
+    }
+
+    /// `EVALSHA <hash> <keys>`: the caller adds the keys, then the arguments.
+    pub(super) fn call(&self, keys: usize) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.hash.as_str()).arg(keys);
+        cmd
+    }
+
+    /// Runs `call` (made by [`call`](Self::call)), loading the script first if the server
+    /// does not know it.
+    pub(super) async fn run<T: FromRedisValue>(
+        &self,
+        call: &Cmd,
+        conn: &mut MultiplexedConnection,
+    ) -> RedisResult<T> {
+        match call.query_async(conn).await {
+            Err(e) if e.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // Boxed: the rare path would otherwise make every call's future larger.
+                Box::pin(self.load_and_run(call, conn)).await
+            }
+            answer => answer,
+        }
+    }
+
+    async fn load_and_run<T: FromRedisValue>(
+        &self,
+        call: &Cmd,
+        conn: &mut MultiplexedConnection,
+    ) -> RedisResult<T> {
+        let _: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(self.source)
+            .query_async(conn)
+            .await?;
+        call.query_async(conn).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LuaScript;
+
+    #[test]
+    fn the_call_names_the_scripts_sha1() {
+        let script = LuaScript::new("return 1");
+        // SHA-1 of "return 1".
+        assert_eq!(script.hash, "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+        let packed = script.call(1).arg("k").get_packed_command();
+        let text = String::from_utf8(packed).expect("ascii");
+        assert!(text.contains(
+            "EVALSHA\r\n$40\r\ne0e1f9fabfc9d4800c877a703b823ac0578ff8db\r\n$1\r\n1\r\n$1\r\nk\r\n"
+        ));
+    }
+}
