@@ -35,9 +35,12 @@ struct Pool {
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Token([u8; 32]);
+pub struct Token([u8; Token::LEN]);
 
 impl Token {
+    /// How many bytes a token is.
+    pub(crate) const LEN: usize = 32;
+
     /// Draws a fresh token.
     pub(crate) fn generate() -> Result<Self, getrandom::Error> {
         thread_local! {

@@ -152,6 +152,12 @@ pub(crate) fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Clie
     }
 }
 
+/// An empty command with room for `args` arguments of `bytes` bytes in all, so that adding
+/// them does not grow its buffers one argument at a time.
+fn command(args: usize, bytes: usize) -> redis::Cmd {
+    redis::Cmd::with_capacity(args, bytes)
+}
+
 impl RedisStore {
     /// Passes a request's error on, replacing the connection first if it broke; a request
     /// that ran out of time is [`CallTimedOut`].
@@ -175,7 +181,9 @@ impl Store for RedisStore {
             }
             if !request.reclaim && request.fence_key.is_none() && !request.waiting {
                 // The common case: one plain command.
-                let reply: Value = redis::cmd("SET")
+                let bytes = request.key.len() + Token::LEN + 32;
+                let reply: Value = command(6, bytes)
+                    .arg("SET")
                     .arg(request.key)
                     .arg(request.token.as_bytes())
                     .arg("NX")
@@ -190,9 +198,11 @@ impl Store for RedisStore {
                     other => Err(format!("unexpected reply to SET NX: {other:?}").into()),
                 };
             }
+            let fence_len = request.fence_key.map_or(0, str::len);
+            let bytes = request.key.len() + fence_len + Token::LEN + 48;
             let mut call = self
                 .acquire
-                .call(if request.fence_key.is_some() { 2 } else { 1 });
+                .call(if request.fence_key.is_some() { 2 } else { 1 }, bytes);
             call.arg(request.key);
             if let Some(fence_key) = request.fence_key {
                 call.arg(fence_key);
@@ -222,7 +232,7 @@ impl Store for RedisStore {
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
-            let mut call = self.release.call(1);
+            let mut call = self.release.call(1, key.len() + Token::LEN);
             call.arg(key).arg(token.as_bytes());
             let deleted: i64 = self
                 .release
@@ -242,7 +252,7 @@ impl Store for RedisStore {
         self.conn.note_ttl(ttl);
         Box::pin(async move {
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
-            let mut call = self.extend.call(1);
+            let mut call = self.extend.call(1, key.len() + Token::LEN + 20);
             call.arg(key).arg(token.as_bytes()).arg(ttl_millis(ttl));
             let extended: i64 = self
                 .extend

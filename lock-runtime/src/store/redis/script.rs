@@ -19,10 +19,11 @@ impl LuaScript {
         }
     }
 
-    /// `EVALSHA <hash> <keys>`: the caller adds the keys, then the arguments.
-    pub(super) fn call(&self, keys: usize) -> Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.hash.as_str()).arg(keys);
+    /// `EVALSHA <hash> <keys>`: the caller adds the keys, then the arguments, about `bytes`
+    /// long in all (the buffer is made that large at once, not grown argument by argument).
+    pub(super) fn call(&self, keys: usize, bytes: usize) -> Cmd {
+        let mut cmd = super::command(10, "EVALSHA".len() + self.hash.len() + 1 + bytes);
+        cmd.arg("EVALSHA").arg(self.hash.as_str()).arg(keys);
         cmd
     }
 
@@ -65,7 +66,7 @@ mod tests {
         let script = LuaScript::new("return 1");
         // SHA-1 of "return 1".
         assert_eq!(script.hash, "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
-        let packed = script.call(1).arg("k").get_packed_command();
+        let packed = script.call(1, 1).arg("k").get_packed_command();
         let text = String::from_utf8(packed).expect("ascii");
         assert!(text.contains(
             "EVALSHA\r\n$40\r\ne0e1f9fabfc9d4800c877a703b823ac0578ff8db\r\n$1\r\n1\r\n$1\r\nk\r\n"
