@@ -154,11 +154,19 @@ impl BackendBuilder {
         self.store(MemoryStore::new())
     }
 
-    /// Connects to Redis at `url` (`redis://`, `rediss://`, `redis+unix://` or `unix://`),
-    /// within the time bound.
+    /// Connects to Redis at `url` (`redis://`, `rediss://`, `redis+unix://` or `unix://`), or
+    /// to the primary that Redis Sentinels name
+    /// (`redis+sentinel://[user:password@]host:port,host:port/service-name`; the user and
+    /// password are the primary's), within the time bound.
     ///
-    /// `rediss://` needs the crate's `tls` feature; without it such a URL is
-    /// [`LockError::InvalidInput`].
+    /// `rediss://` needs the crate's `tls` feature and `redis+sentinel://` its `sentinel`
+    /// feature; without them such a URL is [`LockError::InvalidInput`].
+    ///
+    /// With Sentinel, every new connection asks the sentinels for the primary again: after
+    /// a failover, the connection to the old primary fails (or finds a replica) and the
+    /// next one reaches the new primary, which the store then treats like a restarted
+    /// server (no grant until every earlier lease has ended; see
+    /// [`restart_guard`](Self::restart_guard)). The primary must answer `ROLE`.
     pub async fn redis(self, url: &str) -> Result<Backend, LockError> {
         self.check()?;
         if self.redis.health_interval.is_zero() {
@@ -166,12 +174,12 @@ impl BackendBuilder {
                 "the health check interval must not be zero",
             ));
         }
-        let client = crate::store::redis::client(url, self.tls_root.clone())?;
+        let endpoint = crate::store::redis::endpoint(url, self.tls_root.clone())?;
         let settings = RedisSettings {
             bound: self.op_timeout,
             ..self.redis.clone()
         };
-        let store = RedisStore::connect(client, settings).await?;
+        let store = RedisStore::connect(endpoint, crate::redact::password(url), settings).await?;
         self.store(store)
     }
 
@@ -180,10 +188,13 @@ impl BackendBuilder {
     pub async fn connect(self, url: &str) -> Result<Backend, LockError> {
         match url.split_once("://").map(|(scheme, _)| scheme) {
             Some("memory") => self.memory(),
-            Some("redis" | "rediss" | "redis+unix" | "unix") => self.redis(url).await,
+            Some("redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel") => {
+                self.redis(url).await
+            }
             _ => Err(LockError::invalid(format!(
                 "unsupported lock store URL `{}`: expected `memory://`, `redis://host:port`, \
-                 `rediss://host:port` or `redis+unix:///path`",
+                 `rediss://host:port`, `redis+unix:///path` or \
+                 `redis+sentinel://host:port,host:port/service`",
                 crate::redact::url(url)
             ))),
         }

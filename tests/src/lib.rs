@@ -17,6 +17,9 @@ use std::{
 pub const REDIS_SERVER_ENV: &str = "REDIS_SERVER_BIN";
 
 /// How long a server may take to start answering.
+mod sentinel;
+pub use sentinel::Sentinel;
+
 const START_BOUND: Duration = Duration::from_secs(20);
 
 /// Ports are handed out below Linux's ephemeral range (32768 and up), so they cannot

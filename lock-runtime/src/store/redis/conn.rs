@@ -27,13 +27,13 @@ use std::{
 use arc_swap::ArcSwap;
 use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, RedisError};
 
-use super::RedisSettings;
+use super::{endpoint::Endpoint, RedisSettings};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const LONGEST_BACKOFF: Duration = Duration::from_millis(500);
 
 pub(crate) struct Connection {
-    client: redis::Client,
+    endpoint: Endpoint,
     config: AsyncConnectionConfig,
     bound: Duration,
     health_interval: Duration,
@@ -126,7 +126,7 @@ impl Connection {
     /// Opens the first connection (within the time bound), so a wrong address or password
     /// is reported now, and starts the health checks on the current runtime.
     pub(crate) async fn open(
-        client: redis::Client,
+        endpoint: Endpoint,
         settings: &RedisSettings,
     ) -> Result<Arc<Self>, Option<RedisError>> {
         let bound = settings.bound;
@@ -135,7 +135,7 @@ impl Connection {
             // The time bound of every request: the store bounds its own calls, so the
             // runtime arms no second timer (see `Store::bounds_own_calls`).
             .set_response_timeout(Some(bound));
-        let (first, info) = tokio::time::timeout(bound, connect(&client, &config))
+        let (first, info) = tokio::time::timeout(bound, connect(&endpoint, &config))
             .await
             .map_err(|_| None)?
             .map_err(Some)?;
@@ -160,7 +160,7 @@ impl Connection {
             }
         };
         let this = Arc::new(Self {
-            client,
+            endpoint,
             config,
             bound,
             health_interval: settings.health_interval,
@@ -279,7 +279,7 @@ impl Connection {
             return Ok(current.conn.clone());
         }
         tracing::debug!("the runtime that drove the lock store connection is gone; reconnecting");
-        let (fresh, info) = tokio::time::timeout(self.bound, connect(&self.client, &self.config))
+        let (fresh, info) = tokio::time::timeout(self.bound, connect(&self.endpoint, &self.config))
             .await
             .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
         if let Some(info) = info {
@@ -328,7 +328,7 @@ async fn reconnect(this: Weak<Connection>) {
         let Some(conn) = this.upgrade() else {
             return;
         };
-        let attempt = tokio::time::timeout(conn.bound, connect(&conn.client, &conn.config)).await;
+        let attempt = tokio::time::timeout(conn.bound, connect(&conn.endpoint, &conn.config)).await;
         match attempt {
             Ok(Ok((fresh, info))) => {
                 // Before the connection is used: a restart must start the hold first.
@@ -404,10 +404,12 @@ async fn health(this: Weak<Connection>, mine: Arc<Current>) {
 
 /// Opens a connection and asks the server who it is (`None` where `INFO` is refused).
 async fn connect(
-    client: &redis::Client,
+    endpoint: &Endpoint,
     config: &AsyncConnectionConfig,
 ) -> Result<(MultiplexedConnection, Option<Info>), RedisError> {
-    let mut conn = client
+    let mut conn = endpoint
+        .client()
+        .await?
         .get_multiplexed_async_connection_with_config(config)
         .await?;
     let info = info(&mut conn).await?;

@@ -22,13 +22,14 @@ use std::{sync::Arc, time::Duration};
 
 use redis::Value;
 
-use self::{conn::Connection, pubsub::Subscriber, script::LuaScript};
+use self::{conn::Connection, endpoint::Endpoint, pubsub::Subscriber, script::LuaScript};
 use super::{
     ttl_millis, AcquireRequest, Attempt, CallTimedOut, Store, StoreError, StoreFuture, Watch,
 };
 use crate::{error::LockError, redact, token::Token};
 
 mod conn;
+mod endpoint;
 mod pubsub;
 mod script;
 
@@ -83,52 +84,67 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Connects with `client`, giving up after the time bound. Later reconnections happen by
-    /// themselves, after a failed call or a failed health check.
+    /// Connects to `endpoint` (made by [`endpoint`]; `password` is the one its URL carries,
+    /// kept out of error messages), giving up after the time bound. Later reconnections
+    /// happen by themselves, after a failed call or a failed health check.
     pub(crate) async fn connect(
-        client: redis::Client,
+        endpoint: Endpoint,
+        password: Option<&str>,
         settings: RedisSettings,
     ) -> Result<Self, LockError> {
         let bound = settings.bound;
-        let password = client
-            .get_connection_info()
-            .redis_settings()
-            .password()
-            .map(str::to_owned);
-        let conn =
-            Connection::open(client.clone(), &settings)
-                .await
-                .map_err(|error| match error {
-                    Some(e) if !e.is_timeout() => LockError::Backend {
-                        operation: "connect",
-                        // A driver's message may quote what it was given.
-                        source: redact::scrub(&e.to_string(), password.as_deref()).into(),
-                    },
-                    _ => LockError::Timeout {
-                        operation: "connect",
-                        after: bound,
-                    },
-                })?;
+        let conn = Connection::open(endpoint.clone(), &settings)
+            .await
+            .map_err(|error| match error {
+                Some(e) if !e.is_timeout() => LockError::Backend {
+                    operation: "connect",
+                    // A driver's message may quote what it was given.
+                    source: redact::scrub(&e.to_string(), password).into(),
+                },
+                _ => LockError::Timeout {
+                    operation: "connect",
+                    after: bound,
+                },
+            })?;
         Ok(Self {
             conn,
             acquire: LuaScript::new(include_str!("scripts/acquire.lua")),
             release: LuaScript::new(include_str!("scripts/release.lua")),
             extend: LuaScript::new(include_str!("scripts/extend.lua")),
-            subscriber: Subscriber::new(client, bound, settings.notification_idle),
+            subscriber: Subscriber::new(endpoint, bound, settings.notification_idle),
         })
     }
 }
 
-/// The client for `url`; for `rediss://`, over TLS, trusting `tls_root` (PEM) if given,
-/// else the system's roots.
-pub(crate) fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Client, LockError> {
-    let malformed = |e: redis::RedisError| {
-        let detail = redact::scrub(&e.to_string(), redact::password(url));
-        LockError::invalid(format!(
-            "malformed Redis URL `{}`: {detail}",
-            redact::url(url)
-        ))
-    };
+/// Where `url` points: one server (for `rediss://`, over TLS, trusting `tls_root` (PEM) if
+/// given, else the system's roots), or, for `redis+sentinel://`, the primary its sentinels
+/// name.
+pub(crate) fn endpoint(url: &str, tls_root: Option<Vec<u8>>) -> Result<Endpoint, LockError> {
+    if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+        #[cfg(feature = "sentinel")]
+        return endpoint::sentinel(rest).map_err(|detail| malformed(url, &detail));
+        #[cfg(not(feature = "sentinel"))]
+        {
+            let _ = rest;
+            return Err(LockError::invalid(format!(
+                "`{}` names Redis Sentinels: enable lock-runtime's `sentinel` feature",
+                redact::url(url)
+            )));
+        }
+    }
+    client(url, tls_root).map(|client| Endpoint::Server(Box::new(client)))
+}
+
+fn malformed(url: &str, detail: &str) -> LockError {
+    let detail = redact::scrub(detail, redact::password(url));
+    LockError::invalid(format!(
+        "malformed Redis URL `{}`: {detail}",
+        redact::url(url)
+    ))
+}
+
+fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Client, LockError> {
+    let malformed = |e: redis::RedisError| malformed(url, &e.to_string());
     if !url.starts_with("rediss://") {
         return redis::Client::open(url).map_err(malformed);
     }
@@ -144,7 +160,7 @@ pub(crate) fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Clie
     }
     #[cfg(not(feature = "tls"))]
     {
-        let _ = tls_root;
+        let _ = (tls_root, malformed);
         Err(LockError::invalid(format!(
             "`{}` asks for TLS: enable lock-runtime's `tls` feature, or use `redis://`",
             redact::url(url)

@@ -21,6 +21,7 @@ use futures_core::Stream;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::{sync::Notify, task::AbortHandle};
 
+use super::endpoint::Endpoint;
 use crate::store::Watch;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -32,7 +33,7 @@ pub(crate) struct Subscriber {
 }
 
 struct Shared {
-    client: redis::Client,
+    endpoint: Endpoint,
     bound: Duration,
     /// How long a channel nobody watches stays subscribed.
     idle: Duration,
@@ -60,10 +61,10 @@ struct Channel {
 }
 
 impl Subscriber {
-    pub(crate) fn new(client: redis::Client, bound: Duration, idle: Duration) -> Self {
+    pub(crate) fn new(endpoint: Endpoint, bound: Duration, idle: Duration) -> Self {
         Self {
             shared: Arc::new(Shared {
-                client,
+                endpoint,
                 bound,
                 idle,
                 state: Mutex::new(State::default()),
@@ -222,7 +223,8 @@ async fn run(shared: Weak<Shared>) {
             return;
         };
         let bound = strong.bound;
-        let connected = tokio::time::timeout(bound, strong.client.get_async_pubsub()).await;
+        let connect = async { strong.endpoint.client().await?.get_async_pubsub().await };
+        let connected = tokio::time::timeout(bound, connect).await;
         let Ok(Ok(pubsub)) = connected else {
             drop(strong);
             tracing::debug!(?backoff, "release notifications: cannot connect; retrying");

@@ -1,0 +1,127 @@
+//! Where the store's connections go: one server named by its URL, or, with the `sentinel`
+//! feature, whichever server the Redis Sentinels name as the primary at the moment of
+//! connecting. Every (re)connection asks again, so after a failover the next connection
+//! reaches the new primary; the connection's identity check then sees a new server and
+//! holds grants back (see `conn.rs`).
+
+use redis::RedisResult;
+
+#[derive(Clone)]
+pub(crate) enum Endpoint {
+    Server(Box<redis::Client>),
+    #[cfg(feature = "sentinel")]
+    Sentinel(std::sync::Arc<tokio::sync::Mutex<redis::sentinel::SentinelClient>>),
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Addresses may carry a password: show neither.
+        match self {
+            Self::Server(_) => f.write_str("Endpoint::Server"),
+            #[cfg(feature = "sentinel")]
+            Self::Sentinel(_) => f.write_str("Endpoint::Sentinel"),
+        }
+    }
+}
+
+impl Endpoint {
+    /// A client for the server to talk to now: for Sentinel, the primary the sentinels name
+    /// (and which itself answers `ROLE` as a primary).
+    pub(crate) async fn client(&self) -> RedisResult<redis::Client> {
+        match self {
+            Self::Server(client) => Ok((**client).clone()),
+            #[cfg(feature = "sentinel")]
+            Self::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
+        }
+    }
+}
+
+/// The sentinel client for `redis+sentinel://[user:password@]host[:port],host[:port].../service`
+/// (`rest` is what follows the scheme). The user and password are the data nodes'; the
+/// sentinels are reached without them. A port left out is Sentinel's, 26379.
+#[cfg(feature = "sentinel")]
+pub(crate) fn sentinel(rest: &str) -> Result<Endpoint, String> {
+    use redis::{
+        sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType},
+        RedisConnectionInfo,
+    };
+
+    let (authority, service) = rest
+        .split_once('/')
+        .ok_or("no service name: expected `redis+sentinel://host:port,.../service-name`")?;
+    let service = service.trim_end_matches('/');
+    if service.is_empty() || service.contains(['/', '?', '#']) {
+        return Err("expected one service name after the sentinels' addresses".into());
+    }
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+        None => (None, authority),
+    };
+    let mut node = RedisConnectionInfo::default();
+    if let Some(userinfo) = userinfo {
+        let (user, password) = userinfo.split_once(':').unwrap_or(("", userinfo));
+        if !user.is_empty() {
+            node = node.set_username(user);
+        }
+        if !password.is_empty() {
+            node = node.set_password(password);
+        }
+    }
+    let mut sentinels = Vec::new();
+    for host in hosts.split(',') {
+        if host.is_empty() {
+            return Err("an empty sentinel address".into());
+        }
+        let with_port = if host
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            host.to_owned()
+        } else {
+            format!("{host}:26379")
+        };
+        sentinels.push(format!("redis://{with_port}"));
+    }
+    // An owned `String`: `build` takes one without the `redis/tls-rustls` feature, and
+    // `impl AsRef<str>` with it.
+    #[allow(clippy::unnecessary_to_owned)]
+    let client = SentinelClient::build(
+        sentinels,
+        service.to_owned(),
+        Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(node)),
+        SentinelServerType::Master,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(Endpoint::Sentinel(std::sync::Arc::new(
+        tokio::sync::Mutex::new(client),
+    )))
+}
+
+#[cfg(all(test, feature = "sentinel"))]
+mod tests {
+    use super::sentinel;
+
+    #[test]
+    fn a_sentinel_url_needs_a_service_name_and_addresses() {
+        assert!(sentinel("127.0.0.1:26379").is_err());
+        assert!(sentinel("127.0.0.1:26379/").is_err());
+        assert!(sentinel("127.0.0.1:26379/a/b").is_err());
+        assert!(sentinel("127.0.0.1:26379,/locks").is_err());
+        assert!(sentinel("127.0.0.1:26379,127.0.0.1:26380/locks").is_ok());
+        assert!(sentinel(":secret@sentinel-a,sentinel-b:5000/locks").is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_malformed_sentinel_url_is_invalid_input_without_its_password() {
+        let error = crate::Backend::redis("redis+sentinel://:hunter2@127.0.0.1:26379")
+            .await
+            .expect_err("no service name");
+        let text = error.to_string();
+        assert!(
+            matches!(error, crate::LockError::InvalidInput { .. }),
+            "{error:?}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("service"), "{text}");
+    }
+}

@@ -1,0 +1,145 @@
+//! A Redis Sentinel process watching one primary, for the Sentinel tests.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::{free_port, raw_command, RedisServer, REDIS_SERVER_ENV};
+
+const START_BOUND: Duration = Duration::from_secs(20);
+
+/// `redis-server --sentinel` on a free port of 127.0.0.1, with a config file of its own
+/// (Sentinel rewrites it), monitoring one primary with a quorum of 1. Killed on drop.
+#[derive(Debug)]
+pub struct Sentinel {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    /// Starts a sentinel that watches `primary` under the name `service`; the primary counts
+    /// as down after 1 s without an answer.
+    pub fn start(service: &str, primary: &RedisServer) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("lock-tests-sentinel-")
+            .tempdir()
+            .expect("create a temp dir for the sentinel");
+        let mut sentinel = Self {
+            child: None,
+            port: 0,
+            dir,
+        };
+        for _ in 0..50 {
+            sentinel.port = free_port();
+            let config = format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
+                 sentinel monitor {service} 127.0.0.1 {primary} 1\n\
+                 sentinel down-after-milliseconds {service} 1000\n\
+                 sentinel failover-timeout {service} 10000\n",
+                port = sentinel.port,
+                dir = sentinel.dir.path().display(),
+                log = sentinel.log_path().display(),
+                primary = primary.port(),
+            );
+            std::fs::write(sentinel.config_path(), config).expect("write sentinel.conf");
+            if sentinel.spawn_and_wait() {
+                return sentinel;
+            }
+        }
+        panic!(
+            "the sentinel did not start on any of 50 ports; log:\n{}",
+            sentinel.log()
+        );
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Sends one command to the sentinel and returns the raw reply.
+    pub fn raw(&self, args: &[&str]) -> String {
+        raw_command(self.port, args).unwrap_or_else(|e| panic!("sentinel command {args:?}: {e}"))
+    }
+
+    /// The port of the primary the sentinel names for `service` now.
+    pub fn primary_port(&self, service: &str) -> Option<u16> {
+        let reply = self.raw(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", service]);
+        reply
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .next_back()
+    }
+
+    /// How many replicas of `service` the sentinel knows.
+    pub fn replicas(&self, service: &str) -> usize {
+        let reply = self.raw(&["SENTINEL", "REPLICAS", service]);
+        reply
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix('*'))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_else(|e| format!("(no log: {e})"))
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("sentinel.log")
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("sentinel.conf")
+    }
+
+    fn spawn_and_wait(&mut self) -> bool {
+        let binary = std::env::var(REDIS_SERVER_ENV).unwrap_or_else(|_| "redis-server".into());
+        let mut child = Command::new(&binary)
+            .arg(self.config_path())
+            .arg("--sentinel")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `{binary}` ({e})"));
+        let deadline = Instant::now() + START_BOUND;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if matches!(raw_command(self.port, &["PING"]), Ok(reply) if reply.starts_with("+PONG"))
+            {
+                self.child = Some(child);
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "the sentinel on port {} did not answer within {START_BOUND:?}; log:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- sentinel log (port {}) ----\n{}",
+                self.port,
+                self.log()
+            );
+        }
+    }
+}
