@@ -205,38 +205,29 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
-        let mut child = match spawned {
+        let child = match spawned {
             Ok(child) => child,
             Err(e) => panic!(
                 "cannot run `{binary}` ({e}). Install Redis (`apt-get install redis-server`) \
                  or set {REDIS_SERVER_ENV} to the path of a redis-server binary."
             ),
         };
-        let deadline = Instant::now() + START_BOUND;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return false;
-            }
-            let ready = if self.tls {
+        let tls = self.tls;
+        let ready = || {
+            if tls {
                 self.log().contains("Ready to accept connections")
             } else {
                 let answer = raw_command(self.port, &["PING"]);
                 matches!(&answer, Ok(reply) if reply.starts_with("+PONG") || reply.contains("NOAUTH"))
-            };
-            if ready {
-                self.child = Some(child);
-                return true;
             }
-            std::thread::sleep(Duration::from_millis(10));
+        };
+        match await_ready(child, "redis-server", self.port, ready, || self.log()) {
+            Some(child) => {
+                self.child = Some(child);
+                true
+            }
+            None => false,
         }
-        // Alive but not answering: not a taken port, so another port would not help.
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "redis-server on port {} did not become ready within {START_BOUND:?}; log:\n{}",
-            self.port,
-            self.log()
-        );
     }
 }
 
@@ -318,6 +309,34 @@ fn make_certificates(dir: &std::path::Path) {
         "-extfile",
         "san.ext",
     ]);
+}
+
+/// Waits until the server process `child` (`what`, on `port`) is `ready`: `Some(child)`
+/// then, `None` if it exited first (its port was taken). One that stays up but never gets
+/// ready is killed and fails the test with its `log`: another port would not help.
+fn await_ready(
+    mut child: Child,
+    what: &str,
+    port: u16,
+    ready: impl Fn() -> bool,
+    log: impl Fn() -> String,
+) -> Option<Child> {
+    let deadline = Instant::now() + START_BOUND;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return None;
+        }
+        if ready() {
+            return Some(child);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!(
+        "{what} on port {port} did not become ready within {START_BOUND:?}; log:\n{}",
+        log()
+    );
 }
 
 /// A port on 127.0.0.1 that nobody listens on right now.

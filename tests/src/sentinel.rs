@@ -3,12 +3,9 @@
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
 };
 
-use crate::{free_port, raw_command, RedisServer, REDIS_SERVER_ENV};
-
-const START_BOUND: Duration = Duration::from_secs(20);
+use crate::{await_ready, free_port, raw_command, RedisServer, REDIS_SERVER_ENV};
 
 /// `redis-server --sentinel` on a free port of 127.0.0.1, with a config file of its own
 /// (Sentinel rewrites it), monitoring one primary with a quorum of 1. Killed on drop.
@@ -98,7 +95,7 @@ impl Sentinel {
 
     fn spawn_and_wait(&mut self) -> bool {
         let binary = std::env::var(REDIS_SERVER_ENV).unwrap_or_else(|_| "redis-server".into());
-        let mut child = Command::new(&binary)
+        let child = Command::new(&binary)
             .arg(self.config_path())
             .arg("--sentinel")
             .stdin(Stdio::null())
@@ -106,25 +103,15 @@ impl Sentinel {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run `{binary}` ({e})"));
-        let deadline = Instant::now() + START_BOUND;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return false;
-            }
-            if matches!(raw_command(self.port, &["PING"]), Ok(reply) if reply.starts_with("+PONG"))
-            {
+        let ready =
+            || matches!(raw_command(self.port, &["PING"]), Ok(reply) if reply.starts_with("+PONG"));
+        match await_ready(child, "the sentinel", self.port, ready, || self.log()) {
+            Some(child) => {
                 self.child = Some(child);
-                return true;
+                true
             }
-            std::thread::sleep(Duration::from_millis(10));
+            None => false,
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "the sentinel on port {} did not answer within {START_BOUND:?}; log:\n{}",
-            self.port,
-            self.log()
-        );
     }
 }
 
