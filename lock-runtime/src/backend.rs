@@ -103,6 +103,17 @@ impl Backend {
         BackendBuilder::default().redis(url).await
     }
 
+    /// Connects to the primary that the Redis Sentinels at `sentinels` name for `service`,
+    /// with the default settings (see [`BackendBuilder::redis_sentinel`]).
+    pub async fn redis_sentinel<S: AsRef<str>>(
+        sentinels: impl IntoIterator<Item = S>,
+        service: &str,
+    ) -> Result<Self, LockError> {
+        BackendBuilder::default()
+            .redis_sentinel(sentinels, service)
+            .await
+    }
+
     /// The store key for a lock name: `{prefix}{{name}}`.
     ///
     /// ```

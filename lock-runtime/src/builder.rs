@@ -183,6 +183,31 @@ impl BackendBuilder {
         self.store(store)
     }
 
+    /// Connects to the primary that the Redis Sentinels at `sentinels` (`host:port` each)
+    /// name for `service`: the same as [`redis`](Self::redis) with
+    /// `redis+sentinel://host:port,host:port/service`. Needs the crate's `sentinel` feature.
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), lock_runtime::LockError> {
+    /// let backend = lock_runtime::Backend::builder()
+    ///     .redis_sentinel(["10.0.0.5:26379", "10.0.0.6:26379"], "locks")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn redis_sentinel<S: AsRef<str>>(
+        self,
+        sentinels: impl IntoIterator<Item = S>,
+        service: &str,
+    ) -> Result<Backend, LockError> {
+        let hosts: Vec<String> = sentinels
+            .into_iter()
+            .map(|s| s.as_ref().to_owned())
+            .collect();
+        let url = format!("redis+sentinel://{}/{service}", hosts.join(","));
+        self.redis(&url).await
+    }
+
     /// Opens the backend a URL names: `memory://` for [`memory`](Self::memory), any Redis URL
     /// for [`redis`](Self::redis).
     pub async fn connect(self, url: &str) -> Result<Backend, LockError> {

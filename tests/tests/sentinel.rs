@@ -27,12 +27,16 @@ async fn the_store_follows_a_sentinel_failover_and_holds_grants_back_after_it() 
         "the sentinel never found the replica"
     );
 
-    let url = format!("redis+sentinel://127.0.0.1:{}/{SERVICE}", sentinel.port());
+    let address = format!("127.0.0.1:{}", sentinel.port());
     let backend = Backend::builder()
         .op_timeout(Duration::from_millis(500))
-        .redis(&url)
+        .redis_sentinel([address.as_str()], SERVICE)
         .await
         .expect("connect through the sentinel");
+    // The URL form reaches the same primary.
+    let by_url = Backend::redis(&format!("redis+sentinel://{address}/{SERVICE}"))
+        .await
+        .expect("connect by URL");
     let ttl = Duration::from_secs(2);
     let options = LockOptions::new(ttl);
 
@@ -43,6 +47,14 @@ async fn the_store_follows_a_sentinel_failover_and_holds_grants_back_after_it() 
         .raw(&["GET", &key])
         .contains(&before.token().to_string()));
     before.release().await.expect("release");
+    let other = by_url
+        .acquire("other", &options)
+        .await
+        .expect("acquire by URL");
+    assert!(primary
+        .raw(&["GET", &by_url.key_for("other")])
+        .contains(&other.token().to_string()));
+    other.release().await.expect("release");
     let held = backend.acquire("held", &options).await.expect("acquire");
 
     // The sentinel promotes the replica; the old primary becomes its replica.
