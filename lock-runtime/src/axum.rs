@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | [`Busy`](LockError::Busy) | 423 Locked | `Retry-After: 1` |
 //! | [`Recovering`](LockError::Recovering) | 503 Service Unavailable | `Retry-After`: the hold left, in whole seconds, at least 1 |
-//! | [`Lost`](LockError::Lost), [`Backend`](LockError::Backend), [`Timeout`](LockError::Timeout) | 503 Service Unavailable | |
+//! | [`Lost`](LockError::Lost), [`Backend`](LockError::Backend), [`Timeout`](LockError::Timeout), [`NotReplicated`](LockError::NotReplicated) | 503 Service Unavailable | |
 //! | anything else (a programming or configuration error) | 500 Internal Server Error | |
 //!
 //! The body is the error's message, which names the lock but never a secret.
@@ -36,9 +36,10 @@ impl IntoResponse for LockError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 Some(left.as_secs() + u64::from(left.subsec_nanos() > 0)).map(|s| s.max(1)),
             ),
-            LockError::Lost { .. } | LockError::Backend { .. } | LockError::Timeout { .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, None)
-            }
+            LockError::Lost { .. }
+            | LockError::Backend { .. }
+            | LockError::Timeout { .. }
+            | LockError::NotReplicated { .. } => (StatusCode::SERVICE_UNAVAILABLE, None),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
         let mut response = (status, self.to_string()).into_response();

@@ -11,7 +11,7 @@ use crate::{
     builder::{BackendBuilder, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX},
     error::LockError,
     local::LocalQueue,
-    store::{CallTimedOut, MemoryStore, Store, StoreFuture},
+    store::{CallTimedOut, MemoryStore, NotAcknowledged, Store, StoreFuture},
     token::Token,
 };
 
@@ -155,9 +155,16 @@ impl Backend {
         };
         outcome.map_err(|source| {
             if source.is::<CallTimedOut>() {
-                LockError::Timeout { operation, after }
-            } else {
-                LockError::Backend { operation, source }
+                return LockError::Timeout { operation, after };
+            }
+            match source.downcast_ref::<NotAcknowledged>() {
+                Some(not) => LockError::NotReplicated {
+                    operation,
+                    acknowledged: not.acknowledged,
+                    wanted: not.wanted,
+                    waited: not.timeout,
+                },
+                None => LockError::Backend { operation, source },
             }
         })
     }

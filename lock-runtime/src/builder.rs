@@ -60,6 +60,7 @@ impl Default for BackendBuilder {
                 strict: false,
                 health_interval: DEFAULT_HEALTH_INTERVAL,
                 notification_idle: DEFAULT_NOTIFICATION_IDLE,
+                replicas: None,
             },
             tls_root: None,
         }
@@ -132,6 +133,37 @@ impl BackendBuilder {
         self
     }
 
+    /// Grants a lock (and counts an extension) only once `replicas` replicas of the Redis
+    /// primary confirmed the write, waiting at most `timeout` for them (`WAIT`, sent in the
+    /// same round trip as the common `SET`). If fewer confirm, the acquire takes the key back
+    /// and fails with [`LockError::NotReplicated`], and an extend fails so too. Off by
+    /// default.
+    ///
+    /// Redis replicates asynchronously: without this, a primary that dies right after a
+    /// grant may take the lock with it, and the replica promoted in its place lets a second
+    /// owner in (the failover hold and fencing tokens are the protection then). With it, a
+    /// lock is only granted once it is on `replicas` replicas, so promoting one of them keeps
+    /// it. The cost: every grant waits for a replica's round trip, and the store's shared
+    /// connection waits with it. `timeout` must be shorter than the time bound
+    /// ([`op_timeout`](Self::op_timeout)); `replicas` and `timeout` must not be zero.
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), lock_runtime::LockError> {
+    /// use std::time::Duration;
+    ///
+    /// let backend = lock_runtime::Backend::builder()
+    ///     .replicas_acknowledge(1, Duration::from_millis(100))
+    ///     .redis_sentinel(["10.0.0.5:26379", "10.0.0.6:26379", "10.0.0.7:26379"], "locks")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn replicas_acknowledge(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.redis.replicas = Some((replicas, timeout));
+        self
+    }
+
     /// How long a Redis backend stays subscribed to the release notifications of a lock
     /// nobody in this process waits for any more ([`DEFAULT_NOTIFICATION_IDLE`] by
     /// default), in case a waiter comes back.
@@ -173,6 +205,16 @@ impl BackendBuilder {
             return Err(LockError::invalid(
                 "the health check interval must not be zero",
             ));
+        }
+        if let Some((replicas, timeout)) = self.redis.replicas {
+            if replicas == 0 || timeout.is_zero() || timeout >= self.op_timeout {
+                return Err(LockError::invalid(format!(
+                    "replicas_acknowledge({replicas}, {timeout:?}): the replica count and the \
+                     timeout must not be zero, and the timeout must be shorter than the time \
+                     bound ({:?})",
+                    self.op_timeout
+                )));
+            }
         }
         let endpoint = crate::store::redis::endpoint(url, self.tls_root.clone())?;
         let settings = RedisSettings {

@@ -64,6 +64,24 @@ pub enum LockError {
         #[source]
         source: StoreError,
     },
+    /// The store took the write, but fewer replicas than required confirmed it in time (see
+    /// [`BackendBuilder::replicas_acknowledge`](crate::BackendBuilder::replicas_acknowledge)).
+    /// An acquire that fails so did not get the lock (its key was removed again); an extend,
+    /// the extension does not count.
+    #[error(
+        "lock store: {acknowledged} of {wanted} replicas confirmed the {operation} within \
+         {waited:?}"
+    )]
+    NotReplicated {
+        /// What was being done: `acquire` or `extend`.
+        operation: &'static str,
+        /// How many replicas confirmed the write.
+        acknowledged: u32,
+        /// How many had to.
+        wanted: u32,
+        /// How long the store waited for them.
+        waited: Duration,
+    },
     /// The store did not answer within the client's time bound.
     #[error("lock store did not answer {operation} within {after:?}")]
     Timeout {
@@ -144,6 +162,17 @@ impl LockError {
             Self::Backend { operation, source } => Self::Backend {
                 operation,
                 source: source.to_string().into(),
+            },
+            Self::NotReplicated {
+                operation,
+                acknowledged,
+                wanted,
+                waited,
+            } => Self::NotReplicated {
+                operation,
+                acknowledged: *acknowledged,
+                wanted: *wanted,
+                waited: *waited,
             },
             Self::Timeout { operation, after } => Self::Timeout {
                 operation,

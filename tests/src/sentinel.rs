@@ -8,7 +8,7 @@ use std::{
 use crate::{await_ready, free_port, raw_command, RedisServer, REDIS_SERVER_ENV};
 
 /// `redis-server --sentinel` on a free port of 127.0.0.1, with a config file of its own
-/// (Sentinel rewrites it), monitoring one primary with a quorum of 1. Killed on drop.
+/// (Sentinel rewrites it), monitoring one primary. Killed on drop.
 #[derive(Debug)]
 pub struct Sentinel {
     child: Option<Child>,
@@ -17,9 +17,10 @@ pub struct Sentinel {
 }
 
 impl Sentinel {
-    /// Starts a sentinel that watches `primary` under the name `service`; the primary counts
-    /// as down after 1 s without an answer.
-    pub fn start(service: &str, primary: &RedisServer) -> Self {
+    /// Starts a sentinel that watches `primary` under the name `service`, agreeing to a
+    /// failover when `quorum` sentinels (itself included) find the primary down, which each
+    /// does after 1 s without an answer.
+    pub fn start(service: &str, primary: &RedisServer, quorum: u32) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("lock-tests-sentinel-")
             .tempdir()
@@ -33,7 +34,7 @@ impl Sentinel {
             sentinel.port = free_port();
             let config = format!(
                 "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
-                 sentinel monitor {service} 127.0.0.1 {primary} 1\n\
+                 sentinel monitor {service} 127.0.0.1 {primary} {quorum}\n\
                  sentinel down-after-milliseconds {service} 1000\n\
                  sentinel failover-timeout {service} 10000\n",
                 port = sentinel.port,
@@ -72,7 +73,17 @@ impl Sentinel {
 
     /// How many replicas of `service` the sentinel knows.
     pub fn replicas(&self, service: &str) -> usize {
-        let reply = self.raw(&["SENTINEL", "REPLICAS", service]);
+        self.count(&["SENTINEL", "REPLICAS", service])
+    }
+
+    /// How many other sentinels watching `service` this one knows.
+    pub fn other_sentinels(&self, service: &str) -> usize {
+        self.count(&["SENTINEL", "SENTINELS", service])
+    }
+
+    /// The length of the array `args` answer.
+    fn count(&self, args: &[&str]) -> usize {
+        let reply = self.raw(args);
         reply
             .lines()
             .next()

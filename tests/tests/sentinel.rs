@@ -21,7 +21,7 @@ async fn the_store_follows_a_sentinel_failover_and_holds_grants_back_after_it() 
         .await,
         "the replica never synced"
     );
-    let sentinel = Sentinel::start(SERVICE, &primary);
+    let sentinel = Sentinel::start(SERVICE, &primary, 1);
     assert!(
         eventually(Duration::from_secs(30), || sentinel.replicas(SERVICE) == 1).await,
         "the sentinel never found the replica"

@@ -194,6 +194,33 @@ impl std::fmt::Display for CallTimedOut {
 
 impl std::error::Error for CallTimedOut {}
 
+/// The error a store fails an acquire or extend with when it wrote the lock but fewer
+/// replicas than required confirmed the write in time (see
+/// [`BackendBuilder::replicas_acknowledge`](crate::BackendBuilder::replicas_acknowledge));
+/// the runtime reports it as [`LockError::NotReplicated`](crate::LockError::NotReplicated).
+/// An acquire that fails so has taken the lock back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAcknowledged {
+    /// How many replicas confirmed the write.
+    pub acknowledged: u32,
+    /// How many had to.
+    pub wanted: u32,
+    /// How long the store waited for them.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Display for NotAcknowledged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} replicas confirmed the write within {:?}",
+            self.acknowledged, self.wanted, self.timeout
+        )
+    }
+}
+
+impl std::error::Error for NotAcknowledged {}
+
 /// One store shared by several backends (for example two [`Backend`](crate::Backend)s over
 /// one [`MemoryStore`], standing in for two processes in a test).
 ///

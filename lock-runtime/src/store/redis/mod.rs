@@ -20,11 +20,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use redis::Value;
+use redis::{aio::MultiplexedConnection, Value};
 
 use self::{conn::Connection, endpoint::Endpoint, pubsub::Subscriber, script::LuaScript};
 use super::{
-    ttl_millis, AcquireRequest, Attempt, CallTimedOut, Store, StoreError, StoreFuture, Watch,
+    ttl_millis, AcquireRequest, Attempt, CallTimedOut, NotAcknowledged, Store, StoreError,
+    StoreFuture, Watch,
 };
 use crate::{error::LockError, redact, token::Token};
 
@@ -50,6 +51,9 @@ pub(crate) struct RedisSettings {
     pub(crate) strict: bool,
     pub(crate) health_interval: Duration,
     pub(crate) notification_idle: Duration,
+    /// Grant and extend only once this many replicas confirmed the write, waiting at most
+    /// this long (`WAIT`).
+    pub(crate) replicas: Option<(u32, Duration)>,
 }
 
 /// Locks kept in a Redis server (or anything that speaks its protocol and runs Lua).
@@ -71,6 +75,7 @@ pub(crate) struct RedisSettings {
 /// ```
 pub struct RedisStore {
     conn: Arc<Connection>,
+    replicas: Option<(u32, Duration)>,
     acquire: LuaScript,
     release: LuaScript,
     extend: LuaScript,
@@ -108,6 +113,7 @@ impl RedisStore {
             })?;
         Ok(Self {
             conn,
+            replicas: settings.replicas,
             acquire: LuaScript::new(include_str!("scripts/acquire.lua")),
             release: LuaScript::new(include_str!("scripts/release.lua")),
             extend: LuaScript::new(include_str!("scripts/extend.lua")),
@@ -168,6 +174,62 @@ fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Client, LockErr
     }
 }
 
+/// `WAIT wanted timeout`: how many replicas have confirmed this connection's writes so far,
+/// once `wanted` have or `timeout` passed.
+fn wait(wanted: u32, timeout: Duration) -> redis::Cmd {
+    let mut wait = command(3, 24);
+    wait.arg("WAIT").arg(wanted).arg(ttl_millis(timeout));
+    wait
+}
+
+impl RedisStore {
+    /// After a write, when grants need replicas' confirmation: how many replicas confirmed
+    /// it (a `WAIT` of its own); `None` without that setting.
+    async fn replicated(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<Option<u32>, StoreError> {
+        let Some((wanted, timeout)) = self.replicas else {
+            return Ok(None);
+        };
+        let acknowledged: u32 = wait(wanted, timeout)
+            .query_async(conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(Some(acknowledged))
+    }
+
+    /// After taking `key` for `token`: fine when `acknowledged` replicas are enough; else
+    /// deletes the key again (a lock only the primary knows could vanish in a failover) and
+    /// fails with [`NotAcknowledged`].
+    async fn confirmed(
+        &self,
+        conn: &mut MultiplexedConnection,
+        key: &str,
+        token: &Token,
+        acknowledged: u32,
+    ) -> Result<(), StoreError> {
+        let Some((wanted, timeout)) = self.replicas else {
+            return Ok(());
+        };
+        if acknowledged >= wanted {
+            return Ok(());
+        }
+        let mut call = self.release.call(1, key.len() + Token::LEN);
+        call.arg(key).arg(token.as_bytes());
+        let _: i64 = self
+            .release
+            .run(&call, conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Err(Box::new(NotAcknowledged {
+            acknowledged,
+            wanted,
+            timeout,
+        }))
+    }
+}
+
 /// An empty command with room for `args` arguments of `bytes` bytes in all, so that adding
 /// them does not grow its buffers one argument at a time.
 fn command(args: usize, bytes: usize) -> redis::Cmd {
@@ -198,18 +260,39 @@ impl Store for RedisStore {
             if !request.reclaim && request.fence_key.is_none() && !request.waiting {
                 // The common case: one plain command.
                 let bytes = request.key.len() + Token::LEN + 32;
-                let reply: Value = command(6, bytes)
-                    .arg("SET")
+                let mut set = command(6, bytes);
+                set.arg("SET")
                     .arg(request.key)
                     .arg(request.token.as_bytes())
                     .arg("NX")
                     .arg("PX")
-                    .arg(ttl)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| self.failed(e))?;
+                    .arg(ttl);
+                let (reply, acknowledged) = match self.replicas {
+                    None => (
+                        set.query_async(&mut conn)
+                            .await
+                            .map_err(|e| self.failed(e))?,
+                        None,
+                    ),
+                    // With `WAIT` in the same round trip.
+                    Some((wanted, timeout)) => {
+                        let (reply, acknowledged): (Value, u32) = redis::pipe()
+                            .add_command(set)
+                            .add_command(wait(wanted, timeout))
+                            .query_async(&mut conn)
+                            .await
+                            .map_err(|e| self.failed(e))?;
+                        (reply, Some(acknowledged))
+                    }
+                };
                 return match reply {
-                    Value::Okay => Ok(Attempt::Acquired { fence: None }),
+                    Value::Okay => {
+                        if let Some(acknowledged) = acknowledged {
+                            self.confirmed(&mut conn, request.key, request.token, acknowledged)
+                                .await?;
+                        }
+                        Ok(Attempt::Acquired { fence: None })
+                    }
                     Value::Nil => Ok(Attempt::Busy),
                     other => Err(format!("unexpected reply to SET NX: {other:?}").into()),
                 };
@@ -232,6 +315,12 @@ impl Store for RedisStore {
                 .run(&call, &mut conn)
                 .await
                 .map_err(|e| self.failed(e))?;
+            if reply >= 0 {
+                if let Some(acknowledged) = self.replicated(&mut conn).await? {
+                    self.confirmed(&mut conn, request.key, request.token, acknowledged)
+                        .await?;
+                }
+            }
             Ok(match (reply, request.fence_key) {
                 // -1 - the holder's remaining lease in milliseconds.
                 (busy, _) if busy < 0 => Attempt::BusyFor {
@@ -275,6 +364,21 @@ impl Store for RedisStore {
                 .run(&call, &mut conn)
                 .await
                 .map_err(|e| self.failed(e))?;
+            if extended == 1 {
+                if let (Some(acknowledged), Some((wanted, timeout))) =
+                    (self.replicated(&mut conn).await?, self.replicas)
+                {
+                    if acknowledged < wanted {
+                        // The key keeps its new TTL on the primary, but the extension does
+                        // not count: a failover now could bring back the old one.
+                        return Err(Box::new(NotAcknowledged {
+                            acknowledged,
+                            wanted,
+                            timeout,
+                        }) as StoreError);
+                    }
+                }
+            }
             Ok(extended == 1)
         })
     }

@@ -1,0 +1,185 @@
+//! Replica-acknowledged locks (`BackendBuilder::replicas_acknowledge`): a grant counts only
+//! once replicas confirmed it, so a failover to one of them keeps the lock.
+
+use std::time::{Duration, Instant};
+
+use lock_runtime::{Backend, LockError, LockOptions};
+use lock_tests::{eventually, signal, RedisServer, Sentinel};
+
+const SERVICE: &str = "locks";
+const OPTIONS: LockOptions = LockOptions::new(Duration::from_secs(30));
+
+async fn acknowledged_backend(url: &str) -> Backend {
+    Backend::builder()
+        .op_timeout(Duration::from_secs(1))
+        .replicas_acknowledge(1, Duration::from_millis(200))
+        .redis(url)
+        .await
+        .expect("connect")
+}
+
+fn replica_of(primary: &RedisServer) -> RedisServer {
+    RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()])
+}
+
+async fn synced(replica: &RedisServer) {
+    assert!(
+        eventually(Duration::from_secs(20), || replica
+            .raw(&["INFO", "replication"])
+            .contains("master_link_status:up"))
+        .await,
+        "the replica never synced"
+    );
+}
+
+fn assert_not_replicated(result: Result<lock_runtime::LockGuard, LockError>, operation: &str) {
+    match result {
+        Err(LockError::NotReplicated {
+            operation: op,
+            acknowledged: 0,
+            wanted: 1,
+            ..
+        }) if op == operation => {}
+        other => panic!("expected NotReplicated for {operation}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn without_a_replica_to_confirm_it_no_lock_is_granted_and_none_is_left() {
+    let server = RedisServer::start();
+    let backend = acknowledged_backend(&server.url()).await;
+    // The plain `SET` path and the scripted one (fencing).
+    assert_not_replicated(backend.acquire("plain", &OPTIONS).await, "acquire");
+    assert_not_replicated(
+        backend.acquire("fenced", &OPTIONS.fencing(true)).await,
+        "acquire",
+    );
+    for name in ["plain", "fenced"] {
+        let key = backend.key_for(name);
+        assert_eq!(
+            server.raw(&["EXISTS", &key]).trim(),
+            ":0",
+            "{key} left behind"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_timeout_as_long_as_the_time_bound_is_refused() {
+    let server = RedisServer::start();
+    let refused = Backend::builder()
+        .op_timeout(Duration::from_millis(500))
+        .replicas_acknowledge(1, Duration::from_millis(500))
+        .redis(&server.url())
+        .await;
+    assert!(
+        matches!(refused, Err(LockError::InvalidInput(_))),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn grants_and_extensions_count_only_while_the_replica_confirms_them() {
+    let primary = RedisServer::start();
+    let replica = replica_of(&primary);
+    synced(&replica).await;
+    let backend = acknowledged_backend(&primary.url()).await;
+
+    let mut guard = backend.acquire("k", &OPTIONS).await.expect("acquire");
+    let key = backend.key_for("k");
+    assert!(replica
+        .raw(&["GET", &key])
+        .contains(&guard.token().to_string()));
+    guard
+        .extend(Duration::from_secs(40))
+        .await
+        .expect("extend with the replica confirming");
+
+    // A replica that stops answering confirms nothing.
+    signal(replica.pid(), "-STOP");
+    let extended = guard.extend(Duration::from_secs(50)).await;
+    let other = backend.acquire("other", &OPTIONS).await;
+    signal(replica.pid(), "-CONT");
+    assert!(
+        matches!(
+            extended,
+            Err(LockError::NotReplicated {
+                operation: "extend",
+                ..
+            })
+        ),
+        "{extended:?}"
+    );
+    assert_not_replicated(other, "acquire");
+    assert_eq!(
+        primary.raw(&["EXISTS", &backend.key_for("other")]).trim(),
+        ":0"
+    );
+    guard.release().await.expect("release");
+}
+
+/// The failover the option exists for: a primary killed right after a grant, its replica
+/// promoted by three sentinels. The promoted replica has the lock, and nobody else gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_granted_just_before_the_primary_dies_survives_the_failover() {
+    let mut primary = RedisServer::start();
+    let replica = replica_of(&primary);
+    synced(&replica).await;
+    let sentinels: Vec<Sentinel> = (0..3)
+        .map(|_| Sentinel::start(SERVICE, &primary, 2))
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(30), || sentinels
+            .iter()
+            .all(
+                |s| s.replicas(SERVICE) == 1 && s.other_sentinels(SERVICE) == 2
+            ))
+        .await,
+        "the sentinels never found the replica and each other"
+    );
+    let addresses: Vec<String> = sentinels
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port()))
+        .collect();
+    let url = format!("redis+sentinel://{}/{SERVICE}", addresses.join(","));
+
+    let holder = acknowledged_backend(&url).await;
+    let guard = holder.acquire("k", &OPTIONS).await.expect("acquire");
+    primary.kill();
+    let killed_at = Instant::now();
+
+    assert!(
+        eventually(Duration::from_secs(60), || sentinels
+            .iter()
+            .all(|s| s.primary_port(SERVICE) == Some(replica.port())))
+        .await,
+        "the sentinels never promoted the replica"
+    );
+    eprintln!("replica promoted {:?} after kill -9", killed_at.elapsed());
+    let key = holder.key_for("k");
+    assert!(
+        replica
+            .raw(&["GET", &key])
+            .contains(&guard.token().to_string()),
+        "the promoted replica lost the lock"
+    );
+
+    // Another client, through the sentinels, never gets it while the lease runs.
+    let other = Backend::builder()
+        .op_timeout(Duration::from_secs(1))
+        .redis(&url)
+        .await
+        .expect("connect to the new primary");
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut refusals = 0;
+    while Instant::now() < until {
+        match other.acquire("k", &OPTIONS).await {
+            Ok(second) => panic!("a second owner: {:?}", second.token()),
+            Err(LockError::Busy { .. } | LockError::Recovering { .. }) => refusals += 1,
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refusals > 0);
+    drop(guard);
+}
