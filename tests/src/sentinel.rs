@@ -3,6 +3,7 @@
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
+    time::Duration,
 };
 
 use crate::{await_ready, free_port, raw_command, RedisServer, REDIS_SERVER_ENV};
@@ -51,6 +52,32 @@ impl Sentinel {
             "the sentinel did not start on any of 50 ports; log:\n{}",
             sentinel.log()
         );
+    }
+
+    /// Three sentinels with a quorum of 2 watching `primary`, once each knows `replicas`
+    /// replicas and the other two sentinels.
+    pub async fn three(service: &str, primary: &RedisServer, replicas: usize) -> Vec<Self> {
+        let sentinels: Vec<Self> = (0..3).map(|_| Self::start(service, primary, 2)).collect();
+        let found = crate::eventually(Duration::from_secs(30), || {
+            sentinels
+                .iter()
+                .all(|s| s.replicas(service) == replicas && s.other_sentinels(service) == 2)
+        })
+        .await;
+        assert!(
+            found,
+            "the sentinels never found the replicas and each other"
+        );
+        sentinels
+    }
+
+    /// The `redis+sentinel://` URL naming `sentinels` and `service`.
+    pub fn url(sentinels: &[Self], service: &str) -> String {
+        let addresses: Vec<String> = sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        format!("redis+sentinel://{}/{service}", addresses.join(","))
     }
 
     pub fn port(&self) -> u16 {

@@ -125,23 +125,8 @@ async fn a_lock_granted_just_before_the_primary_dies_survives_the_failover() {
     let mut primary = RedisServer::start();
     let replica = replica_of(&primary);
     synced(&replica).await;
-    let sentinels: Vec<Sentinel> = (0..3)
-        .map(|_| Sentinel::start(SERVICE, &primary, 2))
-        .collect();
-    assert!(
-        eventually(Duration::from_secs(30), || sentinels
-            .iter()
-            .all(
-                |s| s.replicas(SERVICE) == 1 && s.other_sentinels(SERVICE) == 2
-            ))
-        .await,
-        "the sentinels never found the replica and each other"
-    );
-    let addresses: Vec<String> = sentinels
-        .iter()
-        .map(|s| format!("127.0.0.1:{}", s.port()))
-        .collect();
-    let url = format!("redis+sentinel://{}/{SERVICE}", addresses.join(","));
+    let sentinels = Sentinel::three(SERVICE, &primary, 1).await;
+    let url = Sentinel::url(&sentinels, SERVICE);
 
     let holder = acknowledged_backend(&url).await;
     let guard = holder.acquire("k", &OPTIONS).await.expect("acquire");
