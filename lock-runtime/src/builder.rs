@@ -194,10 +194,10 @@ impl BackendBuilder {
     /// `rediss://` needs the crate's `tls` feature and `redis+sentinel://` its `sentinel`
     /// feature; without them such a URL is [`LockError::InvalidInput`].
     ///
-    /// With Sentinel, every new connection asks the sentinels for the primary again: after
-    /// a failover, the connection to the old primary fails (or finds a replica) and the
-    /// next one reaches the new primary, which the store then treats like a restarted
-    /// server (no grant until every earlier lease has ended; see
+    /// With Sentinel, every new connection asks the sentinels for the primary again, and the
+    /// store follows the sentinels' `+switch-master` announcements: a switch (or a lost
+    /// connection, or a `READONLY` answer) moves it to the new primary, which it treats
+    /// like a restarted server (no grant until every earlier lease has ended; see
     /// [`restart_guard`](Self::restart_guard)). The primary must answer `ROLE`.
     pub async fn redis(self, url: &str) -> Result<Backend, LockError> {
         self.check()?;

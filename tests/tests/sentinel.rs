@@ -228,3 +228,111 @@ async fn three_processes_never_overlap_and_tokens_grow_across_a_failover() {
         );
     }
 }
+
+/// `SENTINEL FAILOVER` leaves the old primary up, and taking writes, until the sentinels
+/// demote it (seconds later). The store follows the sentinels' `+switch-master` at once: the
+/// next grant is on the new primary, with no health check (60 s apart here) to notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_moves_when_the_sentinels_announce_a_new_primary() {
+    let primary = RedisServer::start();
+    let replica =
+        RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
+    assert!(
+        eventually(Duration::from_secs(20), || replica
+            .raw(&["INFO", "replication"])
+            .contains("master_link_status:up"))
+        .await,
+        "the replica never synced"
+    );
+    let sentinel = Sentinel::start(SERVICE, &primary, 1);
+    assert!(
+        eventually(Duration::from_secs(30), || sentinel.replicas(SERVICE) == 1).await,
+        "the sentinel never found the replica"
+    );
+    let backend = Backend::builder()
+        .health_interval(Duration::from_secs(60))
+        .redis_sentinel([format!("127.0.0.1:{}", sentinel.port())], SERVICE)
+        .await
+        .expect("connect");
+    let options = LockOptions::new(Duration::from_secs(1));
+    backend
+        .acquire("before", &options)
+        .await
+        .expect("acquire")
+        .release()
+        .await
+        .expect("release");
+
+    let mut answer = String::new();
+    let started = eventually(Duration::from_secs(30), || {
+        answer = sentinel.raw(&["SENTINEL", "FAILOVER", SERVICE]);
+        answer.starts_with("+OK")
+    })
+    .await;
+    assert!(started, "SENTINEL FAILOVER: {answer}");
+    // The sentinel names the promoted replica as soon as it promoted it, but announces the
+    // switch (and clients move) only once the failover ends; in between, the old primary
+    // still takes writes (what `replicas_acknowledge` is for).
+    assert!(
+        eventually(Duration::from_secs(30), || sentinel
+            .log()
+            .contains("+switch-master"))
+        .await,
+        "the sentinel never announced the switch"
+    );
+    let switched_at = Instant::now();
+    // Probes on keys of their own: granted (on the old primary) until the store heard of
+    // the switch, then refused while the failover hold runs. With health checks 60 s apart,
+    // only the announcement can make it so this soon.
+    let mut probes = 0;
+    loop {
+        probes += 1;
+        match backend.acquire(&format!("probe:{probes}"), &options).await {
+            Ok(guard) => drop(guard.release().await),
+            Err(LockError::Recovering { .. }) => break,
+            Err(other) => panic!("unexpected error while probing: {other:?}"),
+        }
+        assert!(
+            switched_at.elapsed() < Duration::from_secs(2),
+            "the store still granted on the old primary 2 s after the switch"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!(
+        "held back {:?} after the switch was logged, at probe {probes}",
+        switched_at.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let guard = loop {
+        match backend.acquire("after", &options).await {
+            Ok(guard) => break guard,
+            Err(
+                LockError::Recovering { .. }
+                | LockError::Backend { .. }
+                | LockError::Timeout { .. },
+            ) => {}
+            Err(other) => panic!("unexpected error after the switch: {other:?}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no grant within 20 s of the switch"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let old_role = primary.raw(&["INFO", "replication"]);
+    eprintln!(
+        "granted; the old primary was a {}",
+        if old_role.contains("role:master") {
+            "primary still"
+        } else {
+            "replica by then"
+        }
+    );
+    assert!(
+        replica
+            .raw(&["GET", &backend.key_for("after")])
+            .contains(&guard.token().to_string()),
+        "the grant was not on the new primary"
+    );
+    guard.release().await.expect("release");
+}

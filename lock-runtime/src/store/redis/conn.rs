@@ -310,6 +310,22 @@ impl Connection {
         }
     }
 
+    /// The store's primary changed (Sentinel): a failover, so hold grants back now (the old
+    /// primary may still answer for a while, without the locks its replica never got), and
+    /// connect again, to the new one.
+    pub(crate) fn moved(self: &Arc<Self>) {
+        if self.guard.is_some() {
+            self.server().hold_from = Some(Instant::now());
+            self.holding.store(true, Ordering::Release);
+        }
+        tracing::warn!(
+            hold = ?self.hold_span(),
+            "the lock store failed over to a new primary: no lock is granted until every \
+             earlier lease has ended"
+        );
+        self.reconnect();
+    }
+
     fn reconnect(self: &Arc<Self>) {
         if self.reconnecting.swap(true, Ordering::AcqRel) {
             return;

@@ -10,7 +10,14 @@ use redis::RedisResult;
 pub(crate) enum Endpoint {
     Server(Box<redis::Client>),
     #[cfg(feature = "sentinel")]
-    Sentinel(std::sync::Arc<tokio::sync::Mutex<redis::sentinel::SentinelClient>>),
+    Sentinel(std::sync::Arc<Sentinels>),
+}
+
+/// The sentinels of one service.
+#[cfg(feature = "sentinel")]
+pub(crate) struct Sentinels {
+    client: tokio::sync::Mutex<redis::sentinel::SentinelClient>,
+    service: String,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -31,7 +38,86 @@ impl Endpoint {
         match self {
             Self::Server(client) => Ok((**client).clone()),
             #[cfg(feature = "sentinel")]
-            Self::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
+            Self::Sentinel(sentinels) => sentinels.client.lock().await.async_get_client().await,
+        }
+    }
+
+    /// For Sentinel: spawns a task that calls `switched(target)` each time a sentinel
+    /// announces a new primary for the service (`+switch-master`), so that connections move
+    /// at once rather than at their next failure or health check (a primary that is demoted
+    /// later, rather than killed, takes writes until then). The task ends once `target` is
+    /// gone. Nothing for one server.
+    pub(crate) fn follow_switches<T: Send + Sync + 'static>(
+        &self,
+        bound: std::time::Duration,
+        target: std::sync::Weak<T>,
+        switched: fn(&std::sync::Arc<T>),
+    ) {
+        match self {
+            Self::Server(_) => {
+                let _ = (bound, target, switched);
+            }
+            #[cfg(feature = "sentinel")]
+            Self::Sentinel(sentinels) => {
+                tokio::spawn(follow(sentinels.clone(), bound, target, switched));
+            }
+        }
+    }
+}
+
+/// How often a switch follower with nothing to read checks that its target still exists,
+/// and how long it waits before subscribing again after losing its sentinel.
+#[cfg(feature = "sentinel")]
+const FOLLOW_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[cfg(feature = "sentinel")]
+async fn follow<T>(
+    sentinels: std::sync::Arc<Sentinels>,
+    bound: std::time::Duration,
+    target: std::sync::Weak<T>,
+    switched: fn(&std::sync::Arc<T>),
+) {
+    use std::pin::Pin;
+
+    use futures_core::Stream;
+
+    while target.strong_count() > 0 {
+        let subscribe = async {
+            let client = sentinels
+                .client
+                .lock()
+                .await
+                .async_get_sentinel_client()
+                .await?;
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe("+switch-master").await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let Ok(Ok(mut pubsub)) = tokio::time::timeout(bound, subscribe).await else {
+            tracing::debug!("cannot subscribe to the sentinels' +switch-master; retrying");
+            tokio::time::sleep(FOLLOW_PAUSE).await;
+            continue;
+        };
+        let mut messages = pubsub.on_message();
+        loop {
+            let next = std::future::poll_fn(|cx| Pin::new(&mut messages).poll_next(cx));
+            let message = match tokio::time::timeout(FOLLOW_PAUSE, next).await {
+                Ok(Some(message)) => message,
+                // The sentinel went away: subscribe again, maybe to another one.
+                Ok(None) => break,
+                Err(_) if target.strong_count() == 0 => return,
+                Err(_) => continue,
+            };
+            // `<service> <old ip> <old port> <new ip> <new port>`
+            let payload: String = message.get_payload().unwrap_or_default();
+            if payload.split(' ').next() != Some(sentinels.service.as_str()) {
+                continue;
+            }
+            let Some(target) = target.upgrade() else {
+                return;
+            };
+            tracing::info!(switch = %payload, "the sentinels named a new primary; reconnecting");
+            switched(&target);
         }
     }
 }
@@ -92,9 +178,10 @@ pub(crate) fn sentinel(rest: &str) -> Result<Endpoint, String> {
         SentinelServerType::Master,
     )
     .map_err(|e| e.to_string())?;
-    Ok(Endpoint::Sentinel(std::sync::Arc::new(
-        tokio::sync::Mutex::new(client),
-    )))
+    Ok(Endpoint::Sentinel(std::sync::Arc::new(Sentinels {
+        client: tokio::sync::Mutex::new(client),
+        service: service.to_owned(),
+    })))
 }
 
 #[cfg(all(test, feature = "sentinel"))]

@@ -75,11 +75,26 @@ pub(crate) struct RedisSettings {
 /// ```
 pub struct RedisStore {
     conn: Arc<Connection>,
+    subscriber: Arc<Subscriber>,
+    /// What a switch of primaries (Sentinel) moves; its follower ends with it.
+    _switches: Arc<Switches>,
     replicas: Option<(u32, Duration)>,
     acquire: LuaScript,
     release: LuaScript,
     extend: LuaScript,
-    subscriber: Subscriber,
+}
+
+/// The connections a switch of primaries moves.
+struct Switches {
+    conn: Arc<Connection>,
+    subscriber: Arc<Subscriber>,
+}
+
+impl Switches {
+    fn moved(this: &Arc<Self>) {
+        this.conn.moved();
+        this.subscriber.moved();
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -111,13 +126,24 @@ impl RedisStore {
                     after: bound,
                 },
             })?;
+        let subscriber = Arc::new(Subscriber::new(
+            endpoint.clone(),
+            bound,
+            settings.notification_idle,
+        ));
+        let switches = Arc::new(Switches {
+            conn: conn.clone(),
+            subscriber: subscriber.clone(),
+        });
+        endpoint.follow_switches(bound, Arc::downgrade(&switches), Switches::moved);
         Ok(Self {
             conn,
+            subscriber,
+            _switches: switches,
             replicas: settings.replicas,
             acquire: LuaScript::new(include_str!("scripts/acquire.lua")),
             release: LuaScript::new(include_str!("scripts/release.lua")),
             extend: LuaScript::new(include_str!("scripts/extend.lua")),
-            subscriber: Subscriber::new(endpoint, bound, settings.notification_idle),
         })
     }
 }

@@ -42,6 +42,9 @@ struct Shared {
     wanted_changed: Notify,
     /// Wakes waiters for a subscription: the subscribed channels changed.
     subscribed_changed: Notify,
+    /// Tells the control task to drop its connection and connect again: the store's
+    /// primary changed (Sentinel).
+    moved: Notify,
 }
 
 #[derive(Default)]
@@ -70,9 +73,16 @@ impl Subscriber {
                 state: Mutex::new(State::default()),
                 wanted_changed: Notify::new(),
                 subscribed_changed: Notify::new(),
+                moved: Notify::new(),
             }),
             task: Mutex::new(None),
         }
+    }
+
+    /// Drops the notification connection, if any, to connect again: the store's primary
+    /// changed (Sentinel), and notifications come from the new one.
+    pub(crate) fn moved(&self) {
+        self.shared.moved.notify_one();
     }
 
     /// Watches the channel of `key`, waiting (within the time bound) until this process is
@@ -253,6 +263,7 @@ async fn run(shared: Weak<Shared>) {
                 () = strong.wanted_changed.notified() => {}
                 _ = sweep.tick() => strong.sweep(),
                 _ = &mut ended => break,
+                () = strong.moved.notified() => break,
             }
             synced = reconcile(&strong, &mut sink, &mut subscribed).await;
         }
