@@ -9,128 +9,6 @@ use lock_tests::{eventually, RedisServer, Sentinel};
 
 const SERVICE: &str = "locks";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_store_follows_a_sentinel_failover_and_holds_grants_back_after_it() {
-    let primary = RedisServer::start();
-    let replica =
-        RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
-    assert!(
-        eventually(Duration::from_secs(20), || replica
-            .raw(&["INFO", "replication"])
-            .contains("master_link_status:up"))
-        .await,
-        "the replica never synced"
-    );
-    let sentinel = Sentinel::start(SERVICE, &primary, 1);
-    assert!(
-        eventually(Duration::from_secs(30), || sentinel.replicas(SERVICE) == 1).await,
-        "the sentinel never found the replica"
-    );
-
-    let address = format!("127.0.0.1:{}", sentinel.port());
-    let backend = Backend::builder()
-        .op_timeout(Duration::from_millis(500))
-        .redis_sentinel([address.as_str()], SERVICE)
-        .await
-        .expect("connect through the sentinel");
-    // The URL form reaches the same primary.
-    let by_url = Backend::redis(&format!("redis+sentinel://{address}/{SERVICE}"))
-        .await
-        .expect("connect by URL");
-    let ttl = Duration::from_secs(2);
-    let options = LockOptions::new(ttl);
-
-    // Through the sentinel, the lock lives on the primary.
-    let before = backend.acquire("before", &options).await.expect("acquire");
-    let key = backend.key_for("before");
-    assert!(primary
-        .raw(&["GET", &key])
-        .contains(&before.token().to_string()));
-    before.release().await.expect("release");
-    let other = by_url
-        .acquire("other", &options)
-        .await
-        .expect("acquire by URL");
-    assert!(primary
-        .raw(&["GET", &by_url.key_for("other")])
-        .contains(&other.token().to_string()));
-    other.release().await.expect("release");
-    let held = backend.acquire("held", &options).await.expect("acquire");
-
-    // The sentinel promotes the replica; the old primary becomes its replica.
-    // It may refuse (`NOGOODSLAVE`) until it has heard from the replica itself.
-    let mut failover_at = Instant::now();
-    let mut answer = String::new();
-    let started = eventually(Duration::from_secs(30), || {
-        failover_at = Instant::now();
-        answer = sentinel.raw(&["SENTINEL", "FAILOVER", SERVICE]);
-        answer.starts_with("+OK")
-    })
-    .await;
-    assert!(started, "SENTINEL FAILOVER: {answer}");
-    assert!(
-        eventually(Duration::from_secs(30), || sentinel.primary_port(SERVICE)
-            == Some(replica.port()))
-        .await,
-        "the sentinel never named the replica as primary"
-    );
-    // Until the sentinel has turned the old primary into a replica, it still takes writes:
-    // a lock granted there in that moment is lost with it (what replica-acknowledged
-    // locks are for). This test is about what comes after.
-    assert!(
-        eventually(Duration::from_secs(30), || primary
-            .raw(&["INFO", "replication"])
-            .contains("role:slave"))
-        .await,
-        "the old primary was never demoted"
-    );
-
-    // The store finds the new primary by itself, and grants nothing there until the
-    // leases the old primary granted (TTL 2 s) have ended.
-    let mut recovering = 0;
-    let mut first_refusal = None;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let after = loop {
-        match backend.acquire("after", &options).await {
-            Ok(guard) => break guard,
-            Err(LockError::Recovering { .. }) => {
-                recovering += 1;
-                first_refusal.get_or_insert_with(Instant::now);
-            }
-            // The old connection reaching a demoted server, or dropped by the switch.
-            Err(LockError::Backend { .. } | LockError::Timeout { .. }) => {}
-            Err(other) => panic!("unexpected error after the failover: {other:?}"),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no grant within 30 s of the failover"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let granted_after = failover_at.elapsed();
-    let held_for = first_refusal.map(|at| at.elapsed());
-    eprintln!(
-        "granted {granted_after:?} after SENTINEL FAILOVER, {held_for:?} after the first of \
-         {recovering} refusals"
-    );
-    let key = backend.key_for("after");
-    assert!(
-        replica
-            .raw(&["GET", &key])
-            .contains(&after.token().to_string()),
-        "the lock was not taken on the new primary"
-    );
-    // The hold runs from the moment the store saw the new primary, which is at most one
-    // try (50 ms apart) before the first refusal.
-    let held_for = held_for.expect("the failover hold never refused a grant");
-    assert!(
-        held_for >= ttl - Duration::from_millis(300),
-        "granted {held_for:?} after the first refusal: a {ttl:?} lease could still run"
-    );
-    after.release().await.expect("release on the new primary");
-    drop(held);
-}
-
 /// One holding printed by the `lock-loop` helper: when it entered and left (µs since the
 /// epoch) and its fencing token.
 #[derive(Debug, Clone, Copy)]
@@ -230,10 +108,11 @@ async fn three_processes_never_overlap_and_tokens_grow_across_a_failover() {
 }
 
 /// `SENTINEL FAILOVER` leaves the old primary up, and taking writes, until the sentinels
-/// demote it (seconds later). The store follows the sentinels' `+switch-master` at once: the
-/// next grant is on the new primary, with no health check (60 s apart here) to notice.
+/// demote it (seconds later). The store follows the sentinels' `+switch-master` at once, with
+/// no health check (60 s apart here) to notice: it holds grants back for a lease's length,
+/// then grants on the new primary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_store_moves_when_the_sentinels_announce_a_new_primary() {
+async fn the_store_follows_a_sentinel_failover_and_holds_grants_back_after_it() {
     let primary = RedisServer::start();
     let replica =
         RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
@@ -249,20 +128,28 @@ async fn the_store_moves_when_the_sentinels_announce_a_new_primary() {
         eventually(Duration::from_secs(30), || sentinel.replicas(SERVICE) == 1).await,
         "the sentinel never found the replica"
     );
+    let address = format!("127.0.0.1:{}", sentinel.port());
     let backend = Backend::builder()
         .health_interval(Duration::from_secs(60))
-        .redis_sentinel([format!("127.0.0.1:{}", sentinel.port())], SERVICE)
+        .redis_sentinel([address.as_str()], SERVICE)
         .await
-        .expect("connect");
-    let options = LockOptions::new(Duration::from_secs(1));
-    backend
-        .acquire("before", &options)
-        .await
-        .expect("acquire")
-        .release()
-        .await
-        .expect("release");
+        .expect("connect through the sentinel");
+    let ttl = Duration::from_secs(2);
+    let options = LockOptions::new(ttl);
 
+    // Through the sentinel (by method or by URL), the lock lives on the primary.
+    let by_url = Backend::redis(&format!("redis+sentinel://{address}/{SERVICE}"))
+        .await
+        .expect("connect by URL");
+    for backend in [&backend, &by_url] {
+        let guard = backend.acquire("before", &options).await.expect("acquire");
+        assert!(primary
+            .raw(&["GET", &backend.key_for("before")])
+            .contains(&guard.token().to_string()));
+        guard.release().await.expect("release");
+    }
+
+    // It may refuse (`NOGOODSLAVE`) until it has heard from the replica itself.
     let mut answer = String::new();
     let started = eventually(Duration::from_secs(30), || {
         answer = sentinel.raw(&["SENTINEL", "FAILOVER", SERVICE]);
@@ -271,7 +158,7 @@ async fn the_store_moves_when_the_sentinels_announce_a_new_primary() {
     .await;
     assert!(started, "SENTINEL FAILOVER: {answer}");
     // The sentinel names the promoted replica as soon as it promoted it, but announces the
-    // switch (and clients move) only once the failover ends; in between, the old primary
+    // switch (and clients move) only once the failover ends; until then the old primary
     // still takes writes (what `replicas_acknowledge` is for).
     assert!(
         eventually(Duration::from_secs(30), || sentinel
@@ -282,8 +169,7 @@ async fn the_store_moves_when_the_sentinels_announce_a_new_primary() {
     );
     let switched_at = Instant::now();
     // Probes on keys of their own: granted (on the old primary) until the store heard of
-    // the switch, then refused while the failover hold runs. With health checks 60 s apart,
-    // only the announcement can make it so this soon.
+    // the switch, then refused while the failover hold runs.
     let mut probes = 0;
     loop {
         probes += 1;
@@ -298,19 +184,18 @@ async fn the_store_moves_when_the_sentinels_announce_a_new_primary() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let first_refusal = Instant::now();
     eprintln!(
         "held back {:?} after the switch was logged, at probe {probes}",
         switched_at.elapsed()
     );
+
+    let mut refusals = 1;
     let deadline = Instant::now() + Duration::from_secs(20);
     let guard = loop {
         match backend.acquire("after", &options).await {
             Ok(guard) => break guard,
-            Err(
-                LockError::Recovering { .. }
-                | LockError::Backend { .. }
-                | LockError::Timeout { .. },
-            ) => {}
+            Err(LockError::Recovering { .. }) => refusals += 1,
             Err(other) => panic!("unexpected error after the switch: {other:?}"),
         }
         assert!(
@@ -319,14 +204,20 @@ async fn the_store_moves_when_the_sentinels_announce_a_new_primary() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    // The hold started when the store heard of the switch, just before the first refusal.
+    let held_for = first_refusal.elapsed();
     let old_role = primary.raw(&["INFO", "replication"]);
     eprintln!(
-        "granted; the old primary was a {}",
+        "granted {held_for:?} after the first of {refusals} refusals; the old primary was {}",
         if old_role.contains("role:master") {
-            "primary still"
+            "still a primary"
         } else {
-            "replica by then"
+            "a replica by then"
         }
+    );
+    assert!(
+        held_for >= ttl - Duration::from_millis(100),
+        "granted {held_for:?} after the first refusal: a {ttl:?} lease could still run"
     );
     assert!(
         replica
