@@ -206,6 +206,15 @@ impl BackendBuilder {
                 "the health check interval must not be zero",
             ));
         }
+        if url.starts_with("redis+cluster://") {
+            if self.redis.replicas.is_some() {
+                return Err(LockError::invalid(
+                    "replicas_acknowledge is not available on Redis Cluster yet",
+                ));
+            }
+            let store = crate::store::redis::cluster(url, self.op_timeout).await?;
+            return self.boxed_store(store);
+        }
         if let Some((replicas, timeout)) = self.redis.replicas {
             if replicas == 0 || timeout.is_zero() || timeout >= self.op_timeout {
                 return Err(LockError::invalid(format!(
@@ -255,9 +264,9 @@ impl BackendBuilder {
     pub async fn connect(self, url: &str) -> Result<Backend, LockError> {
         match url.split_once("://").map(|(scheme, _)| scheme) {
             Some("memory") => self.memory(),
-            Some("redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel") => {
-                self.redis(url).await
-            }
+            Some(
+                "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" | "redis+cluster",
+            ) => self.redis(url).await,
             _ => Err(LockError::invalid(format!(
                 "unsupported lock store URL `{}`: expected `memory://`, `redis://host:port`, \
                  `rediss://host:port`, `redis+unix:///path` or \
@@ -269,12 +278,12 @@ impl BackendBuilder {
 
     /// A backend over a [`Store`] of your own.
     pub fn store(self, store: impl Store) -> Result<Backend, LockError> {
+        self.boxed_store(Box::new(store))
+    }
+
+    fn boxed_store(self, store: Box<dyn Store>) -> Result<Backend, LockError> {
         self.check()?;
-        Ok(Backend::new(
-            Box::new(store),
-            self.prefix.into(),
-            self.op_timeout,
-        ))
+        Ok(Backend::new(store, self.prefix.into(), self.op_timeout))
     }
 
     fn check(&self) -> Result<(), LockError> {

@@ -17,7 +17,9 @@ use std::{
 pub const REDIS_SERVER_ENV: &str = "REDIS_SERVER_BIN";
 
 /// How long a server may take to start answering.
+mod cluster;
 mod sentinel;
+pub use cluster::RedisCluster;
 pub use sentinel::Sentinel;
 
 const START_BOUND: Duration = Duration::from_secs(20);

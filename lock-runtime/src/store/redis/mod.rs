@@ -29,6 +29,8 @@ use super::{
 };
 use crate::{error::LockError, redact, token::Token};
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod conn;
 mod endpoint;
 mod pubsub;
@@ -200,6 +202,20 @@ fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Client, LockErr
     }
 }
 
+/// What the acquire script's `reply` means (see `scripts/acquire.lua`).
+fn attempt(reply: i64, fenced: bool) -> Attempt {
+    match reply {
+        // -1 - the holder's remaining lease in milliseconds.
+        busy if busy < 0 => Attempt::BusyFor {
+            left: Duration::from_millis(busy.unsigned_abs() - 1),
+        },
+        _ if !fenced => Attempt::Acquired { fence: None },
+        fence => Attempt::Acquired {
+            fence: u64::try_from(fence).ok(),
+        },
+    }
+}
+
 /// `WAIT wanted timeout`: how many replicas have confirmed this connection's writes so far,
 /// once `wanted` have or `timeout` passed.
 fn wait(wanted: u32, timeout: Duration) -> redis::Cmd {
@@ -271,6 +287,33 @@ impl RedisStore {
         }
         self.conn.check(&error);
         Box::new(error)
+    }
+}
+
+/// Connects to the Redis Cluster that `url` (`redis+cluster://[:password@]host:port,...`)
+/// names, with requests bounded by `bound`.
+pub(crate) async fn cluster(url: &str, bound: Duration) -> Result<Box<dyn Store>, LockError> {
+    #[cfg(feature = "cluster")]
+    {
+        let rest = url.trim_start_matches("redis+cluster://");
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let hosts = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, hosts)| hosts);
+        let seeds: Vec<String> = hosts.split(',').map(str::to_owned).collect();
+        if seeds.iter().any(String::is_empty) {
+            return Err(malformed(url, "an empty node address"));
+        }
+        let store = cluster::ClusterStore::connect(seeds, redact::password(url), bound).await?;
+        Ok(Box::new(store))
+    }
+    #[cfg(not(feature = "cluster"))]
+    {
+        let _ = bound;
+        Err(LockError::invalid(format!(
+            "`{}` names a Redis Cluster: enable lock-runtime's `cluster` feature",
+            redact::url(url)
+        )))
     }
 }
 
@@ -347,16 +390,7 @@ impl Store for RedisStore {
                         .await?;
                 }
             }
-            Ok(match (reply, request.fence_key) {
-                // -1 - the holder's remaining lease in milliseconds.
-                (busy, _) if busy < 0 => Attempt::BusyFor {
-                    left: Duration::from_millis(busy.unsigned_abs() - 1),
-                },
-                (_, None) => Attempt::Acquired { fence: None },
-                (fence, Some(_)) => Attempt::Acquired {
-                    fence: u64::try_from(fence).ok(),
-                },
-            })
+            Ok(attempt(reply, request.fence_key.is_some()))
         })
     }
 

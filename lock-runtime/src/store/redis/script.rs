@@ -3,7 +3,7 @@
 //! loaded with `SCRIPT LOAD` when the server does not know them (`NOSCRIPT`: after a
 //! restart, a failover, or `SCRIPT FLUSH`).
 
-use redis::{aio::MultiplexedConnection, Cmd, ErrorKind, FromRedisValue, RedisResult};
+use redis::{aio::ConnectionLike, Cmd, ErrorKind, FromRedisValue, RedisResult};
 
 /// One script: its source and SHA-1.
 pub(super) struct LuaScript {
@@ -29,10 +29,10 @@ impl LuaScript {
 
     /// Runs `call` (made by [`call`](Self::call)), loading the script first if the server
     /// does not know it.
-    pub(super) async fn run<T: FromRedisValue>(
+    pub(super) async fn run<T: FromRedisValue, C: ConnectionLike + Send>(
         &self,
         call: &Cmd,
-        conn: &mut MultiplexedConnection,
+        conn: &mut C,
     ) -> RedisResult<T> {
         match call.query_async(conn).await {
             Err(e) if e.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
@@ -43,10 +43,10 @@ impl LuaScript {
         }
     }
 
-    async fn load_and_run<T: FromRedisValue>(
+    async fn load_and_run<T: FromRedisValue, C: ConnectionLike + Send>(
         &self,
         call: &Cmd,
-        conn: &mut MultiplexedConnection,
+        conn: &mut C,
     ) -> RedisResult<T> {
         let _: String = redis::cmd("SCRIPT")
             .arg("LOAD")

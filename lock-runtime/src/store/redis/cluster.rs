@@ -1,0 +1,273 @@
+//! Redis Cluster (feature `cluster`): the same commands and scripts as one server, sent on
+//! the `redis` crate's cluster connection, which routes each by its key's hash slot and
+//! follows `MOVED`/`ASK` redirections while slots move. Every key of one lock shares the
+//! lock name's hash tag, so each script runs on one shard. Releases publish with
+//! `SPUBLISH` and waiters listen with `SSUBSCRIBE` (Redis 7's sharded pub/sub): a release
+//! wakes only the shard that holds the lock, one subscription per process per lock.
+//!
+//! Not yet here (the single-server store has them): restart and failover detection with
+//! the hold after it, and replica acknowledgements.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use redis::{
+    cluster::ClusterClientBuilder, cluster_async::ClusterConnection, PushInfo, PushKind, Value,
+};
+use tokio::sync::{mpsc, Notify};
+
+use super::{command, script::LuaScript, FENCE_COUNTER_LIFE};
+use crate::{
+    error::LockError,
+    redact,
+    store::{
+        ttl_millis, AcquireRequest, Attempt, CallTimedOut, Store, StoreError, StoreFuture, Watch,
+    },
+    token::Token,
+};
+
+/// Locks kept in a Redis Cluster; see the module documentation.
+pub(crate) struct ClusterStore {
+    conn: ClusterConnection,
+    acquire: LuaScript,
+    release: LuaScript,
+    extend: LuaScript,
+    channels: Arc<Channels>,
+}
+
+impl std::fmt::Debug for ClusterStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterStore").finish_non_exhaustive()
+    }
+}
+
+/// The lock channels this process watches: each one's notify and watcher count.
+#[derive(Default)]
+struct Channels(Mutex<HashMap<String, (Arc<Notify>, usize)>>);
+
+impl Channels {
+    fn map(&self) -> MutexGuard<'_, HashMap<String, (Arc<Notify>, usize)>> {
+        // No critical section below can panic half-way.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ClusterStore {
+    /// Connects to the cluster that `seeds` (`host:port` each) belong to, within `bound`;
+    /// every request is bounded by it too.
+    pub(crate) async fn connect(
+        seeds: Vec<String>,
+        password: Option<&str>,
+        bound: Duration,
+    ) -> Result<Self, LockError> {
+        let (pushes, received) = mpsc::unbounded_channel();
+        let nodes: Vec<String> = seeds
+            .iter()
+            .map(|seed| match password {
+                Some(password) => format!("redis://:{password}@{seed}/?protocol=resp3"),
+                None => format!("redis://{seed}/?protocol=resp3"),
+            })
+            .collect();
+        let client = ClusterClientBuilder::new(nodes)
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(pushes)
+            .connection_timeout(bound)
+            .response_timeout(bound)
+            .build()
+            .map_err(|e| {
+                LockError::invalid(format!(
+                    "malformed Redis Cluster seeds: {}",
+                    redact::scrub(&e.to_string(), password)
+                ))
+            })?;
+        let conn = match tokio::time::timeout(bound, client.get_async_connection()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                return Err(LockError::Backend {
+                    operation: "connect",
+                    source: redact::scrub(&e.to_string(), password).into(),
+                })
+            }
+            Err(_) => {
+                return Err(LockError::Timeout {
+                    operation: "connect",
+                    after: bound,
+                })
+            }
+        };
+        let channels = Arc::new(Channels::default());
+        tokio::spawn(deliver(Arc::downgrade(&channels), received));
+        Ok(Self {
+            conn,
+            acquire: LuaScript::new(include_str!("scripts/acquire.lua")),
+            release: LuaScript::new(include_str!("scripts/release.lua")),
+            extend: LuaScript::new(include_str!("scripts/extend.lua")),
+            channels,
+        })
+    }
+
+    fn failed(error: redis::RedisError) -> StoreError {
+        if error.is_timeout() {
+            return Box::new(CallTimedOut);
+        }
+        Box::new(error)
+    }
+}
+
+/// Wakes the waiters of each lock whose release notification arrives.
+async fn deliver(
+    channels: std::sync::Weak<Channels>,
+    mut received: mpsc::UnboundedReceiver<PushInfo>,
+) {
+    while let Some(push) = received.recv().await {
+        let Some(channels) = channels.upgrade() else {
+            return;
+        };
+        if push.kind != PushKind::SMessage {
+            continue;
+        }
+        if let Some(Value::BulkString(name)) = push.data.first() {
+            let name = String::from_utf8_lossy(name);
+            if let Some((notify, _)) = channels.map().get(name.as_ref()) {
+                notify.notify_waiters();
+            }
+        }
+    }
+}
+
+/// Keeps one lock's channel watched; the last one dropped unsubscribes.
+struct Registration {
+    channels: Arc<Channels>,
+    conn: ClusterConnection,
+    name: String,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut map = self.channels.map();
+        let Some(entry) = map.get_mut(&self.name) else {
+            return;
+        };
+        entry.1 -= 1;
+        if entry.1 > 0 {
+            return;
+        }
+        map.remove(&self.name);
+        let (mut conn, name) = (self.conn.clone(), std::mem::take(&mut self.name));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = conn.sunsubscribe(name).await;
+            });
+        }
+    }
+}
+
+impl Store for ClusterStore {
+    fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
+        let ttl = ttl_millis(request.ttl);
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            if !request.reclaim && request.fence_key.is_none() && !request.waiting {
+                let mut set = command(6, request.key.len() + Token::LEN + 32);
+                set.arg("SET")
+                    .arg(request.key)
+                    .arg(request.token.as_bytes())
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl);
+                let reply: Value = set.query_async(&mut conn).await.map_err(Self::failed)?;
+                return match reply {
+                    Value::Okay => Ok(Attempt::Acquired { fence: None }),
+                    Value::Nil => Ok(Attempt::Busy),
+                    other => Err(format!("unexpected reply to SET NX: {other:?}").into()),
+                };
+            }
+            let fence_len = request.fence_key.map_or(0, str::len);
+            let mut call = self.acquire.call(
+                if request.fence_key.is_some() { 2 } else { 1 },
+                request.key.len() + fence_len + Token::LEN + 48,
+            );
+            call.arg(request.key);
+            if let Some(fence_key) = request.fence_key {
+                call.arg(fence_key);
+            }
+            call.arg(request.token.as_bytes())
+                .arg(ttl)
+                .arg(u8::from(request.reclaim))
+                .arg(ttl_millis(FENCE_COUNTER_LIFE));
+            let reply: i64 = self
+                .acquire
+                .run(&call, &mut conn)
+                .await
+                .map_err(Self::failed)?;
+            Ok(super::attempt(reply, request.fence_key.is_some()))
+        })
+    }
+
+    fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut call = self.release.call(1, key.len() + Token::LEN + 8);
+            call.arg(key).arg(token.as_bytes()).arg("SPUBLISH");
+            let deleted: i64 = self
+                .release
+                .run(&call, &mut self.conn.clone())
+                .await
+                .map_err(Self::failed)?;
+            Ok(deleted == 1)
+        })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut call = self.extend.call(1, key.len() + Token::LEN + 20);
+            call.arg(key).arg(token.as_bytes()).arg(ttl_millis(ttl));
+            let extended: i64 = self
+                .extend
+                .run(&call, &mut self.conn.clone())
+                .await
+                .map_err(Self::failed)?;
+            Ok(extended == 1)
+        })
+    }
+
+    fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
+        Box::pin(async move {
+            let (notify, first) = {
+                let mut map = self.channels.map();
+                let entry = map
+                    .entry(key.to_owned())
+                    .or_insert_with(|| (Arc::new(Notify::new()), 0));
+                entry.1 += 1;
+                (entry.0.clone(), entry.1 == 1)
+            };
+            let registration = Registration {
+                channels: self.channels.clone(),
+                conn: self.conn.clone(),
+                name: key.to_owned(),
+            };
+            if first {
+                // Subscribed before the waiter tries again, so no release in between is
+                // missed; a failure leaves the waiter its re-check timer.
+                self.conn
+                    .clone()
+                    .ssubscribe(key)
+                    .await
+                    .map_err(Self::failed)?;
+            }
+            Ok(Watch::new(notify, registration))
+        })
+    }
+
+    /// Every request carries the client's response timeout, set to the time bound.
+    fn bounds_own_calls(&self) -> bool {
+        true
+    }
+}

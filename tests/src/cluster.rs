@@ -1,0 +1,96 @@
+//! A Redis Cluster made of `redis-server --cluster-enabled yes` processes, joined with
+//! `redis-cli --cluster create`, for the cluster tests.
+
+use std::{process::Command, time::Duration};
+
+use crate::{eventually, RedisServer};
+
+/// A cluster of primaries on free ports of 127.0.0.1, each node a [`RedisServer`] (stopped
+/// by its pid when dropped).
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `primaries` nodes (at least 3), joins them, and waits until every node says
+    /// `cluster_state:ok`.
+    pub async fn start(primaries: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..primaries)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+            })
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port()));
+        }
+        let output = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}); install redis-tools"));
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cluster = Self { nodes };
+        let ready = eventually(Duration::from_secs(30), || {
+            cluster
+                .nodes
+                .iter()
+                .all(|n| n.raw(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        })
+        .await;
+        assert!(ready, "the cluster never reached cluster_state:ok");
+        cluster
+    }
+
+    /// `redis+cluster://` URL naming every node.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
+
+    /// The node that serves `key` (by asking any node for its slot's owner).
+    pub fn node_for(&self, key: &str) -> &RedisServer {
+        let slot = self.nodes[0].raw(&["CLUSTER", "KEYSLOT", key]);
+        let slot: u16 = slot.trim().trim_start_matches(':').parse().expect("slot");
+        self.nodes
+            .iter()
+            .find(|n| owns(n, slot))
+            .expect("a node owns every slot")
+    }
+
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+}
+
+/// Whether `node` serves `slot`, from its own `CLUSTER NODES` line (`myself`).
+fn owns(node: &RedisServer, slot: u16) -> bool {
+    let nodes = node.raw(&["CLUSTER", "NODES"]);
+    let Some(me) = nodes.lines().find(|l| l.contains("myself")) else {
+        return false;
+    };
+    me.split_whitespace().skip(8).any(|range| {
+        let (start, end) = range.split_once('-').unwrap_or((range, range));
+        match (start.parse::<u16>(), end.parse::<u16>()) {
+            (Ok(start), Ok(end)) => (start..=end).contains(&slot),
+            _ => false,
+        }
+    })
+}

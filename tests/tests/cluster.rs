@@ -1,0 +1,124 @@
+//! The Redis store on a Redis Cluster (3 primaries): each lock on the shard of its hash
+//! slot, release notifications by sharded pub/sub on that shard only, mutual exclusion.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU32, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use lock_runtime::{Backend, LockError, LockOptions};
+use lock_tests::RedisCluster;
+
+async fn backend(cluster: &RedisCluster) -> Backend {
+    Backend::redis(&cluster.url())
+        .await
+        .expect("connect to the cluster")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_lock_lives_on_its_slots_shard_and_excludes_a_second_owner() {
+    let cluster = RedisCluster::start(3).await;
+    let (a, b) = (backend(&cluster).await, backend(&cluster).await);
+    let options = LockOptions::new(Duration::from_secs(30));
+    let mut shards = std::collections::HashSet::new();
+    for i in 0..12 {
+        let name = format!("order:{i}");
+        let guard = a
+            .acquire(&name, &options.clone().fencing(true))
+            .await
+            .expect("acquire");
+        let key = a.key_for(&name);
+        let node = cluster.node_for(&key);
+        shards.insert(node.port());
+        assert!(node
+            .raw(&["GET", &key])
+            .contains(&guard.token().to_string()));
+        // The fencing counter shares the lock's hash tag, so its shard too.
+        assert!(node
+            .raw(&["EXISTS", &format!("{key}:fence")])
+            .contains(":1"));
+        assert!(guard.fencing_token().is_some());
+        match b.acquire(&name, &options).await {
+            Err(LockError::Busy { .. }) => {}
+            other => panic!("a second owner for {name}: {other:?}"),
+        }
+        guard.release().await.expect("release");
+        assert!(node.raw(&["EXISTS", &key]).contains(":0"));
+    }
+    assert!(shards.len() > 1, "12 locks all on one shard: {shards:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_wakes_a_waiter_through_the_shard_that_holds_the_lock() {
+    let cluster = RedisCluster::start(3).await;
+    let (a, b) = (backend(&cluster).await, backend(&cluster).await);
+    let key = a.key_for("k");
+    let shard = cluster.node_for(&key);
+    let held = a
+        .acquire("k", &LockOptions::new(Duration::from_secs(30)))
+        .await
+        .expect("acquire");
+    let waiter = tokio::spawn(async move {
+        let options = LockOptions::new(Duration::from_secs(30)).wait(Duration::from_secs(20));
+        b.acquire("k", &options).await
+    });
+    // The waiter is subscribed on the lock's shard (sharded pub/sub).
+    let subscribed = lock_tests::eventually(Duration::from_secs(10), || {
+        shard.raw(&["PUBSUB", "SHARDNUMSUB", &key]).contains(":1")
+    })
+    .await;
+    assert!(subscribed, "no sharded subscription on the lock's shard");
+    // Let the waiter go to sleep on a long re-check pause (the lease ends in 30 s).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let released_at = Instant::now();
+    held.release().await.expect("release");
+    let guard = waiter
+        .await
+        .expect("waiter")
+        .expect("the waiter gets the lock");
+    let gap = released_at.elapsed();
+    guard.release().await.expect("release");
+    assert!(
+        gap < Duration::from_millis(50),
+        "woken after {gap:?}: no notification?"
+    );
+    for node in cluster.nodes() {
+        let published = node.calls("spublish");
+        if node.port() == shard.port() {
+            assert!(published >= 1, "the lock's shard published nothing");
+        } else {
+            assert_eq!(published, 0, "another shard published a release");
+        }
+        assert_eq!(node.calls("publish"), 0, "a cluster-wide PUBLISH");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_of_two_clients_never_hold_one_lock_at_once() {
+    let cluster = RedisCluster::start(3).await;
+    let clients = [backend(&cluster).await, backend(&cluster).await];
+    let inside = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (client, inside, done) = (clients[i % 2].clone(), inside.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let options = LockOptions::new(Duration::from_secs(10)).wait(Duration::from_secs(20));
+            for _ in 0..10 {
+                let guard = client.acquire("shared", &options).await.expect("acquire");
+                assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                inside.store(false, Ordering::SeqCst);
+                guard.release().await.expect("release");
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    assert_eq!(done.load(Ordering::Relaxed), 80);
+}
