@@ -122,3 +122,123 @@ async fn tasks_of_two_clients_never_hold_one_lock_at_once() {
     }
     assert_eq!(done.load(Ordering::Relaxed), 80);
 }
+
+/// Moves the slot of `key` from the node that serves it to another, the way
+/// `redis-cli --cluster reshard` does: mark it importing and migrating, `MIGRATE` its keys
+/// in small batches (clients meanwhile get `ASK` for keys already moved), then give it to
+/// the target on every node.
+fn move_slot(cluster: &RedisCluster, key: &str) {
+    let source = cluster.node_for(key);
+    let target = cluster
+        .nodes()
+        .iter()
+        .find(|n| n.port() != source.port())
+        .expect("another node");
+    let id = |node: &lock_tests::RedisServer| {
+        node.raw(&["CLUSTER", "MYID"])
+            .lines()
+            .last()
+            .expect("an id")
+            .trim()
+            .to_owned()
+    };
+    let (source_id, target_id) = (id(source), id(target));
+    let slot = source.raw(&["CLUSTER", "KEYSLOT", key]);
+    let slot = slot.trim().trim_start_matches(':');
+    assert!(target
+        .raw(&["CLUSTER", "SETSLOT", slot, "IMPORTING", &source_id])
+        .starts_with("+OK"));
+    assert!(source
+        .raw(&["CLUSTER", "SETSLOT", slot, "MIGRATING", &target_id])
+        .starts_with("+OK"));
+    let port = target.port().to_string();
+    for _ in 0..200 {
+        let keys = source.raw(&["CLUSTER", "GETKEYSINSLOT", slot, "1"]);
+        let Some(moving) = keys.lines().nth(2).map(str::to_owned) else {
+            break;
+        };
+        // Between batches, the clients keep working with the slot half-moved.
+        std::thread::sleep(Duration::from_millis(20));
+        let moved = source.raw(&[
+            "MIGRATE",
+            "127.0.0.1",
+            &port,
+            "",
+            "0",
+            "5000",
+            "KEYS",
+            &moving,
+        ]);
+        assert!(
+            moved.starts_with("+OK") || moved.starts_with("+NOKEY"),
+            "MIGRATE: {moved}"
+        );
+    }
+    for node in cluster.nodes() {
+        assert!(node
+            .raw(&["CLUSTER", "SETSLOT", slot, "NODE", &target_id])
+            .starts_with("+OK"));
+    }
+    assert_eq!(
+        cluster.node_for(key).port(),
+        target.port(),
+        "the slot did not move"
+    );
+    assert!(
+        target
+            .raw(&["EXISTS", &format!("{key}:fence")])
+            .contains(":1"),
+        "the fencing counter did not move with its slot"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_moved_while_locks_are_taken_loses_no_lock_and_breaks_no_release() {
+    let cluster = Arc::new(RedisCluster::start(3).await);
+    let clients = [backend(&cluster).await, backend(&cluster).await];
+    let key = clients[0].key_for("shared");
+    let inside = Arc::new(AtomicBool::new(false));
+    let until = Instant::now() + Duration::from_secs(4);
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let (client, inside) = (clients[i % 2].clone(), inside.clone());
+        tasks.push(tokio::spawn(async move {
+            let options = LockOptions::new(Duration::from_secs(10))
+                .wait(Duration::from_secs(20))
+                .fencing(true);
+            let (mut held, mut last_fence) = (0u32, 0u64);
+            while Instant::now() < until {
+                let guard = client.acquire("shared", &options).await.expect("acquire");
+                assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+                let fence = guard.fencing_token().expect("fenced");
+                assert!(fence > last_fence, "a fencing token went back");
+                last_fence = fence;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                inside.store(false, Ordering::SeqCst);
+                guard
+                    .release()
+                    .await
+                    .expect("release (not lost) while the slot moves");
+                held += 1;
+            }
+            held
+        }));
+    }
+    // Move the lock's slot away and back while the tasks work.
+    let mover = {
+        let (cluster, key) = (cluster.clone(), key.clone());
+        tokio::task::spawn_blocking(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            move_slot(&cluster, &key);
+            std::thread::sleep(Duration::from_millis(500));
+            move_slot(&cluster, &key);
+        })
+    };
+    mover.await.expect("moving the slot");
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.expect("task");
+    }
+    eprintln!("{total} holdings while the slot moved twice");
+    assert!(total > 50, "only {total} holdings");
+}
