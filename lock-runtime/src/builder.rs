@@ -212,7 +212,11 @@ impl BackendBuilder {
                     "replicas_acknowledge is not available on Redis Cluster yet",
                 ));
             }
-            let store = crate::store::redis::cluster(url, self.op_timeout).await?;
+            let settings = RedisSettings {
+                bound: self.op_timeout,
+                ..self.redis.clone()
+            };
+            let store = crate::store::redis::cluster(url, &settings).await?;
             return self.boxed_store(store);
         }
         if let Some((replicas, timeout)) = self.redis.replicas {

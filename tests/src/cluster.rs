@@ -13,10 +13,10 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    /// Starts `primaries` nodes (at least 3), joins them, and waits until every node says
-    /// `cluster_state:ok`.
-    pub async fn start(primaries: usize) -> Self {
-        let nodes: Vec<RedisServer> = (0..primaries)
+    /// Starts `primaries` nodes (at least 3) and `replicas` replicas of each, joins them,
+    /// and waits until every node says `cluster_state:ok` and every replica has synced.
+    pub async fn start(primaries: usize, replicas: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas))
             .map(|_| {
                 RedisServer::start_with(&[
                     "--cluster-enabled",
@@ -34,7 +34,7 @@ impl RedisCluster {
             create.arg(format!("127.0.0.1:{}", node.port()));
         }
         let output = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}); install redis-tools"));
         assert!(
@@ -45,10 +45,13 @@ impl RedisCluster {
         );
         let cluster = Self { nodes };
         let ready = eventually(Duration::from_secs(30), || {
-            cluster
-                .nodes
-                .iter()
-                .all(|n| n.raw(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+            cluster.nodes.iter().all(|n| {
+                n.raw(&["CLUSTER", "INFO"]).contains("cluster_state:ok") && {
+                    let replication = n.raw(&["INFO", "replication"]);
+                    replication.contains("role:master")
+                        || replication.contains("master_link_status:up")
+                }
+            })
         })
         .await;
         assert!(ready, "the cluster never reached cluster_state:ok");
@@ -77,6 +80,24 @@ impl RedisCluster {
 
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
+    }
+
+    /// Kills the node on `port` (SIGKILL).
+    pub fn kill(&mut self, port: u16) {
+        if let Some(node) = self.nodes.iter_mut().find(|n| n.port() == port) {
+            node.kill();
+        }
+    }
+
+    /// A replica of `primary`.
+    pub fn replica_of(&self, primary: &RedisServer) -> &RedisServer {
+        let id = primary.raw(&["CLUSTER", "MYID"]);
+        let id = id.lines().last().expect("an id").trim();
+        let replicas = primary.raw(&["CLUSTER", "REPLICAS", id]);
+        self.nodes
+            .iter()
+            .find(|n| replicas.contains(&format!("127.0.0.1:{}@", n.port())))
+            .expect("a replica of the primary")
     }
 }
 

@@ -20,7 +20,7 @@ async fn backend(cluster: &RedisCluster) -> Backend {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_lock_lives_on_its_slots_shard_and_excludes_a_second_owner() {
-    let cluster = RedisCluster::start(3).await;
+    let cluster = RedisCluster::start(3, 0).await;
     let (a, b) = (backend(&cluster).await, backend(&cluster).await);
     let options = LockOptions::new(Duration::from_secs(30));
     let mut shards = std::collections::HashSet::new();
@@ -53,7 +53,7 @@ async fn each_lock_lives_on_its_slots_shard_and_excludes_a_second_owner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_wakes_a_waiter_through_the_shard_that_holds_the_lock() {
-    let cluster = RedisCluster::start(3).await;
+    let cluster = RedisCluster::start(3, 0).await;
     let (a, b) = (backend(&cluster).await, backend(&cluster).await);
     let key = a.key_for("k");
     let shard = cluster.node_for(&key);
@@ -98,7 +98,7 @@ async fn a_release_wakes_a_waiter_through_the_shard_that_holds_the_lock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_of_two_clients_never_hold_one_lock_at_once() {
-    let cluster = RedisCluster::start(3).await;
+    let cluster = RedisCluster::start(3, 0).await;
     let clients = [backend(&cluster).await, backend(&cluster).await];
     let inside = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU32::new(0));
@@ -194,7 +194,7 @@ fn move_slot(cluster: &RedisCluster, key: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_moved_while_locks_are_taken_loses_no_lock_and_breaks_no_release() {
-    let cluster = Arc::new(RedisCluster::start(3).await);
+    let cluster = Arc::new(RedisCluster::start(3, 0).await);
     let clients = [backend(&cluster).await, backend(&cluster).await];
     let key = clients[0].key_for("shared");
     let inside = Arc::new(AtomicBool::new(false));
@@ -241,4 +241,114 @@ async fn a_slot_moved_while_locks_are_taken_loses_no_lock_and_breaks_no_release(
     }
     eprintln!("{total} holdings while the slot moved twice");
     assert!(total > 50, "only {total} holdings");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinated_failover_holds_back_the_shard_that_failed_over_only() {
+    failover_holds_one_shard(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_primary_holds_back_its_shard_only_once_its_replica_took_over() {
+    failover_holds_one_shard(true).await;
+}
+
+/// A shard that fails over (`CLUSTER FAILOVER` on its replica, or `kill -9` of its primary)
+/// holds back grants on its own slots, for a lease's length; the other shards go on
+/// granting meanwhile.
+async fn failover_holds_one_shard(kill: bool) {
+    let mut cluster = RedisCluster::start(3, 1).await;
+    let client = backend(&cluster).await;
+    let ttl = Duration::from_secs(2);
+    let options = LockOptions::new(ttl);
+    // Two locks on different shards.
+    let a = "a";
+    let a_shard = cluster.node_for(&client.key_for(a)).port();
+    let b = (0..)
+        .map(|i| format!("b{i}"))
+        .find(|b| cluster.node_for(&client.key_for(b)).port() != a_shard)
+        .expect("a lock on another shard");
+    for name in [a, b.as_str()] {
+        let guard = client.acquire(name, &options).await.expect("acquire");
+        guard.release().await.expect("release");
+    }
+
+    let primary = cluster.node_for(&client.key_for(a)).port();
+    let replica = cluster
+        .replica_of(cluster.node_for(&client.key_for(a)))
+        .port();
+    if kill {
+        cluster.kill(primary);
+    } else {
+        let replica = cluster
+            .nodes()
+            .iter()
+            .find(|n| n.port() == replica)
+            .expect("replica");
+        assert!(replica.raw(&["CLUSTER", "FAILOVER"]).starts_with("+OK"));
+    }
+    let replica = cluster
+        .nodes()
+        .iter()
+        .find(|n| n.port() == replica)
+        .expect("replica");
+    assert!(
+        lock_tests::eventually(Duration::from_secs(30), || replica
+            .raw(&["INFO", "replication"])
+            .contains("role:master"))
+        .await,
+        "the replica never took over"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut first_refusal = None;
+    let (mut granted_elsewhere, mut outage_grants) = (0, 0);
+    let guard = loop {
+        match client.acquire(a, &options).await {
+            Ok(guard) if first_refusal.is_some() => break guard,
+            // Not seen yet (health checks run every 200 ms): granted before the hold.
+            Ok(guard) => guard.release().await.expect("release"),
+            // The killed primary, until the cluster and the client know its successor.
+            // The other shard is not stalled by the lost one.
+            Err(LockError::Backend { .. } | LockError::Timeout { .. })
+                if kill && first_refusal.is_none() =>
+            {
+                let started = Instant::now();
+                let other = client.acquire(&b, &options).await.expect("the other shard");
+                other.release().await.expect("release");
+                assert!(
+                    started.elapsed() < Duration::from_millis(500),
+                    "the other shard stalled"
+                );
+                outage_grants += 1;
+            }
+            Err(LockError::Recovering { .. }) => {
+                first_refusal.get_or_insert_with(Instant::now);
+                // Meanwhile the other shard grants as before.
+                let other = client.acquire(&b, &options).await.expect("the other shard");
+                other.release().await.expect("release");
+                granted_elsewhere += 1;
+            }
+            Err(other) => panic!("unexpected error after the failover: {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "no hold and grant within 20 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let held_for = first_refusal.expect("refused while held").elapsed();
+    eprintln!(
+        "shard held {held_for:?}; {granted_elsewhere} grants on the other shard meanwhile, \
+         {outage_grants} while the shard was down"
+    );
+    assert!(
+        held_for >= ttl - Duration::from_millis(300),
+        "granted {held_for:?} after the first refusal: a {ttl:?} lease could still run"
+    );
+    assert!(granted_elsewhere > 0);
+    assert!(
+        replica
+            .raw(&["GET", &client.key_for(a)])
+            .contains(&guard.token().to_string()),
+        "the grant was not on the promoted replica"
+    );
+    guard.release().await.expect("release");
 }

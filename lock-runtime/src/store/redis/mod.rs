@@ -22,7 +22,7 @@ use std::{sync::Arc, time::Duration};
 
 use redis::{aio::MultiplexedConnection, Value};
 
-use self::{conn::Connection, endpoint::Endpoint, pubsub::Subscriber, script::LuaScript};
+use self::{conn::Connection, endpoint::Endpoint, pubsub::Subscriber, script::Scripts};
 use super::{
     ttl_millis, AcquireRequest, Attempt, CallTimedOut, NotAcknowledged, Store, StoreError,
     StoreFuture, Watch,
@@ -81,9 +81,7 @@ pub struct RedisStore {
     /// What a switch of primaries (Sentinel) moves; its follower ends with it.
     _switches: Arc<Switches>,
     replicas: Option<(u32, Duration)>,
-    acquire: LuaScript,
-    release: LuaScript,
-    extend: LuaScript,
+    scripts: Scripts,
 }
 
 /// The connections a switch of primaries moves.
@@ -143,9 +141,7 @@ impl RedisStore {
             subscriber,
             _switches: switches,
             replicas: settings.replicas,
-            acquire: LuaScript::new(include_str!("scripts/acquire.lua")),
-            release: LuaScript::new(include_str!("scripts/release.lua")),
-            extend: LuaScript::new(include_str!("scripts/extend.lua")),
+            scripts: Scripts::new(),
         })
     }
 }
@@ -257,9 +253,10 @@ impl RedisStore {
         if acknowledged >= wanted {
             return Ok(());
         }
-        let mut call = self.release.call(1, key.len() + Token::LEN);
+        let mut call = self.scripts.release.call(1, key.len() + Token::LEN);
         call.arg(key).arg(token.as_bytes());
         let _: i64 = self
+            .scripts
             .release
             .run(&call, conn)
             .await
@@ -292,7 +289,10 @@ impl RedisStore {
 
 /// Connects to the Redis Cluster that `url` (`redis+cluster://[:password@]host:port,...`)
 /// names, with requests bounded by `bound`.
-pub(crate) async fn cluster(url: &str, bound: Duration) -> Result<Box<dyn Store>, LockError> {
+pub(crate) async fn cluster(
+    url: &str,
+    settings: &RedisSettings,
+) -> Result<Box<dyn Store>, LockError> {
     #[cfg(feature = "cluster")]
     {
         let rest = url.trim_start_matches("redis+cluster://");
@@ -304,12 +304,12 @@ pub(crate) async fn cluster(url: &str, bound: Duration) -> Result<Box<dyn Store>
         if seeds.iter().any(String::is_empty) {
             return Err(malformed(url, "an empty node address"));
         }
-        let store = cluster::ClusterStore::connect(seeds, redact::password(url), bound).await?;
+        let store = cluster::ClusterStore::connect(seeds, redact::password(url), settings).await?;
         Ok(Box::new(store))
     }
     #[cfg(not(feature = "cluster"))]
     {
-        let _ = bound;
+        let _ = settings;
         Err(LockError::invalid(format!(
             "`{}` names a Redis Cluster: enable lock-runtime's `cluster` feature",
             redact::url(url)
@@ -369,6 +369,7 @@ impl Store for RedisStore {
             let fence_len = request.fence_key.map_or(0, str::len);
             let bytes = request.key.len() + fence_len + Token::LEN + 48;
             let mut call = self
+                .scripts
                 .acquire
                 .call(if request.fence_key.is_some() { 2 } else { 1 }, bytes);
             call.arg(request.key);
@@ -380,6 +381,7 @@ impl Store for RedisStore {
                 .arg(u8::from(request.reclaim))
                 .arg(ttl_millis(FENCE_COUNTER_LIFE));
             let reply: i64 = self
+                .scripts
                 .acquire
                 .run(&call, &mut conn)
                 .await
@@ -397,9 +399,10 @@ impl Store for RedisStore {
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
-            let mut call = self.release.call(1, key.len() + Token::LEN);
+            let mut call = self.scripts.release.call(1, key.len() + Token::LEN);
             call.arg(key).arg(token.as_bytes());
             let deleted: i64 = self
+                .scripts
                 .release
                 .run(&call, &mut conn)
                 .await
@@ -417,9 +420,10 @@ impl Store for RedisStore {
         self.conn.note_ttl(ttl);
         Box::pin(async move {
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
-            let mut call = self.extend.call(1, key.len() + Token::LEN + 20);
+            let mut call = self.scripts.extend.call(1, key.len() + Token::LEN + 20);
             call.arg(key).arg(token.as_bytes()).arg(ttl_millis(ttl));
             let extended: i64 = self
+                .scripts
                 .extend
                 .run(&call, &mut conn)
                 .await

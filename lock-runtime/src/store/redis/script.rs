@@ -5,6 +5,23 @@
 
 use redis::{aio::ConnectionLike, Cmd, ErrorKind, FromRedisValue, RedisResult};
 
+/// The store's three scripts (see `scripts/`).
+pub(super) struct Scripts {
+    pub(super) acquire: LuaScript,
+    pub(super) release: LuaScript,
+    pub(super) extend: LuaScript,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Self {
+            acquire: LuaScript::new(include_str!("scripts/acquire.lua")),
+            release: LuaScript::new(include_str!("scripts/release.lua")),
+            extend: LuaScript::new(include_str!("scripts/extend.lua")),
+        }
+    }
+}
+
 /// One script: its source and SHA-1.
 pub(super) struct LuaScript {
     source: &'static str,

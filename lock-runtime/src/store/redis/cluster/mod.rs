@@ -5,8 +5,8 @@
 //! `SPUBLISH` and waiters listen with `SSUBSCRIBE` (Redis 7's sharded pub/sub): a release
 //! wakes only the shard that holds the lock, one subscription per process per lock.
 //!
-//! Not yet here (the single-server store has them): restart and failover detection with
-//! the hold after it, and replica acknowledgements.
+//! A shard that restarts or fails over holds back grants on its own slots (`shards.rs`).
+//! Not yet here (the single-server store has it): replica acknowledgements.
 
 use std::{
     collections::HashMap,
@@ -19,7 +19,10 @@ use redis::{
 };
 use tokio::sync::{mpsc, Notify};
 
-use super::{command, script::LuaScript, FENCE_COUNTER_LIFE};
+use self::shards::Shards;
+use super::{command, script::Scripts, RedisSettings, FENCE_COUNTER_LIFE};
+
+mod shards;
 use crate::{
     error::LockError,
     redact,
@@ -32,10 +35,9 @@ use crate::{
 /// Locks kept in a Redis Cluster; see the module documentation.
 pub(crate) struct ClusterStore {
     conn: ClusterConnection,
-    acquire: LuaScript,
-    release: LuaScript,
-    extend: LuaScript,
+    scripts: Scripts,
     channels: Arc<Channels>,
+    shards: Arc<Shards>,
 }
 
 impl std::fmt::Debug for ClusterStore {
@@ -56,13 +58,14 @@ impl Channels {
 }
 
 impl ClusterStore {
-    /// Connects to the cluster that `seeds` (`host:port` each) belong to, within `bound`;
-    /// every request is bounded by it too.
+    /// Connects to the cluster that `seeds` (`host:port` each) belong to, within the time
+    /// bound; every request is bounded by it too.
     pub(crate) async fn connect(
         seeds: Vec<String>,
         password: Option<&str>,
-        bound: Duration,
+        settings: &RedisSettings,
     ) -> Result<Self, LockError> {
+        let bound = settings.bound;
         let (pushes, received) = mpsc::unbounded_channel();
         let nodes: Vec<String> = seeds
             .iter()
@@ -100,11 +103,17 @@ impl ClusterStore {
         };
         let channels = Arc::new(Channels::default());
         tokio::spawn(deliver(Arc::downgrade(&channels), received));
+        let shards = Arc::new(Shards::new(settings.restart_guard));
+        tokio::spawn(shards::watch(
+            Arc::downgrade(&shards),
+            conn.clone(),
+            settings.health_interval,
+            bound,
+        ));
         Ok(Self {
+            shards,
             conn,
-            acquire: LuaScript::new(include_str!("scripts/acquire.lua")),
-            release: LuaScript::new(include_str!("scripts/release.lua")),
-            extend: LuaScript::new(include_str!("scripts/extend.lua")),
+            scripts: Scripts::new(),
             channels,
         })
     }
@@ -168,7 +177,13 @@ impl Drop for Registration {
 impl Store for ClusterStore {
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         let ttl = ttl_millis(request.ttl);
+        self.shards.note_ttl(request.ttl);
         Box::pin(async move {
+            if let Some(left) = self.shards.hold(request.key) {
+                // The lock's shard restarted or failed over: a holder from before may still
+                // work.
+                return Ok(Attempt::Recovering { left });
+            }
             let mut conn = self.conn.clone();
             if !request.reclaim && request.fence_key.is_none() && !request.waiting {
                 let mut set = command(6, request.key.len() + Token::LEN + 32);
@@ -186,7 +201,7 @@ impl Store for ClusterStore {
                 };
             }
             let fence_len = request.fence_key.map_or(0, str::len);
-            let mut call = self.acquire.call(
+            let mut call = self.scripts.acquire.call(
                 if request.fence_key.is_some() { 2 } else { 1 },
                 request.key.len() + fence_len + Token::LEN + 48,
             );
@@ -199,6 +214,7 @@ impl Store for ClusterStore {
                 .arg(u8::from(request.reclaim))
                 .arg(ttl_millis(FENCE_COUNTER_LIFE));
             let reply: i64 = self
+                .scripts
                 .acquire
                 .run(&call, &mut conn)
                 .await
@@ -209,9 +225,10 @@ impl Store for ClusterStore {
 
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let mut call = self.release.call(1, key.len() + Token::LEN + 8);
+            let mut call = self.scripts.release.call(1, key.len() + Token::LEN + 8);
             call.arg(key).arg(token.as_bytes()).arg("SPUBLISH");
             let deleted: i64 = self
+                .scripts
                 .release
                 .run(&call, &mut self.conn.clone())
                 .await
@@ -226,10 +243,12 @@ impl Store for ClusterStore {
         token: &'a Token,
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
+        self.shards.note_ttl(ttl);
         Box::pin(async move {
-            let mut call = self.extend.call(1, key.len() + Token::LEN + 20);
+            let mut call = self.scripts.extend.call(1, key.len() + Token::LEN + 20);
             call.arg(key).arg(token.as_bytes()).arg(ttl_millis(ttl));
             let extended: i64 = self
+                .scripts
                 .extend
                 .run(&call, &mut self.conn.clone())
                 .await
