@@ -114,6 +114,14 @@ impl Backend {
             .await
     }
 
+    /// Connects to the Redis Cluster that `nodes` belong to, with the default settings (see
+    /// [`BackendBuilder::redis_cluster`]).
+    pub async fn redis_cluster<S: AsRef<str>>(
+        nodes: impl IntoIterator<Item = S>,
+    ) -> Result<Self, LockError> {
+        BackendBuilder::default().redis_cluster(nodes).await
+    }
+
     /// The store key for a lock name: `{prefix}{{name}}`.
     ///
     /// ```

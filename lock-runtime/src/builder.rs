@@ -255,11 +255,27 @@ impl BackendBuilder {
         sentinels: impl IntoIterator<Item = S>,
         service: &str,
     ) -> Result<Backend, LockError> {
-        let hosts: Vec<String> = sentinels
-            .into_iter()
-            .map(|s| s.as_ref().to_owned())
-            .collect();
-        let url = format!("redis+sentinel://{}/{service}", hosts.join(","));
+        let url = format!("redis+sentinel://{}/{service}", joined(sentinels));
+        self.redis(&url).await
+    }
+
+    /// Connects to the Redis Cluster that `nodes` (`host:port` each, any nodes of it) belong
+    /// to: the same as [`redis`](Self::redis) with `redis+cluster://host:port,host:port`.
+    /// Needs the crate's `cluster` feature.
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), lock_runtime::LockError> {
+    /// let backend = lock_runtime::Backend::builder()
+    ///     .redis_cluster(["10.0.0.5:6379", "10.0.0.6:6379", "10.0.0.7:6379"])
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn redis_cluster<S: AsRef<str>>(
+        self,
+        nodes: impl IntoIterator<Item = S>,
+    ) -> Result<Backend, LockError> {
+        let url = format!("redis+cluster://{}", joined(nodes));
         self.redis(&url).await
     }
 
@@ -304,4 +320,13 @@ impl BackendBuilder {
         }
         Ok(())
     }
+}
+
+/// `host:port` addresses joined with commas, for a URL.
+fn joined<S: AsRef<str>>(addresses: impl IntoIterator<Item = S>) -> String {
+    let addresses: Vec<String> = addresses
+        .into_iter()
+        .map(|a| a.as_ref().to_owned())
+        .collect();
+    addresses.join(",")
 }

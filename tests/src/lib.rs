@@ -18,8 +18,10 @@ pub const REDIS_SERVER_ENV: &str = "REDIS_SERVER_BIN";
 
 /// How long a server may take to start answering.
 mod cluster;
+mod holdings;
 mod sentinel;
 pub use cluster::RedisCluster;
+pub use holdings::{assert_exclusive_around, now_us, Holding, LockLoops};
 pub use sentinel::Sentinel;
 
 const START_BOUND: Duration = Duration::from_secs(20);

@@ -10,7 +10,7 @@ use std::{
 };
 
 use lock_runtime::{Backend, LockError, LockOptions};
-use lock_tests::RedisCluster;
+use lock_tests::{assert_exclusive_around, LockLoops, RedisCluster};
 
 async fn backend(cluster: &RedisCluster) -> Backend {
     Backend::redis(&cluster.url())
@@ -21,7 +21,11 @@ async fn backend(cluster: &RedisCluster) -> Backend {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_lock_lives_on_its_slots_shard_and_excludes_a_second_owner() {
     let cluster = RedisCluster::start(3, 0).await;
-    let (a, b) = (backend(&cluster).await, backend(&cluster).await);
+    // By URL, and by method with a single seed.
+    let a = backend(&cluster).await;
+    let b = Backend::redis_cluster([format!("127.0.0.1:{}", cluster.nodes()[2].port())])
+        .await
+        .expect("connect by method");
     let options = LockOptions::new(Duration::from_secs(30));
     let mut shards = std::collections::HashSet::new();
     for i in 0..12 {
@@ -129,11 +133,15 @@ async fn tasks_of_two_clients_never_hold_one_lock_at_once() {
 /// the target on every node.
 fn move_slot(cluster: &RedisCluster, key: &str) {
     let source = cluster.node_for(key);
+    let primary = |node: &&lock_tests::RedisServer| {
+        node.raw(&["INFO", "replication"]).contains("role:master")
+    };
     let target = cluster
         .nodes()
         .iter()
+        .filter(primary)
         .find(|n| n.port() != source.port())
-        .expect("another node");
+        .expect("another primary");
     let id = |node: &lock_tests::RedisServer| {
         node.raw(&["CLUSTER", "MYID"])
             .lines()
@@ -174,7 +182,8 @@ fn move_slot(cluster: &RedisCluster, key: &str) {
             "MIGRATE: {moved}"
         );
     }
-    for node in cluster.nodes() {
+    // Replicas learn it from their primaries.
+    for node in cluster.nodes().iter().filter(primary) {
         assert!(node
             .raw(&["CLUSTER", "SETSLOT", slot, "NODE", &target_id])
             .starts_with("+OK"));
@@ -351,4 +360,46 @@ async fn failover_holds_one_shard(kill: bool) {
         "the grant was not on the promoted replica"
     );
     guard.release().await.expect("release");
+}
+
+/// Three processes take one fenced lock through the cluster while its slot moves to another
+/// shard and then that shard's primary is killed and its replica takes over: no two ever
+/// hold it at once, and fencing tokens only grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_never_overlap_across_a_moved_slot_and_a_failover() {
+    let cluster = RedisCluster::start(3, 1).await;
+    let key = "lock:{shared}";
+    let workers = LockLoops::spawn(env!("CARGO_BIN_EXE_lock-loop"), &cluster.url(), 3, 14, 1000);
+    let started = lock_tests::eventually(Duration::from_secs(10), || {
+        cluster
+            .node_for(key)
+            .raw(&["EXISTS", "lock:{shared}:fence"])
+            .contains(":1")
+    })
+    .await;
+    assert!(started, "no process took the lock");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let moved_at = lock_tests::now_us();
+    let cluster = tokio::task::spawn_blocking(move || {
+        move_slot(&cluster, key);
+        cluster
+    })
+    .await
+    .expect("moving the slot");
+    let mut cluster = cluster;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let owner = cluster.node_for(key);
+    let replica = cluster.replica_of(owner).port();
+    let owner = owner.port();
+    cluster.kill(owner);
+    let promoted = lock_tests::eventually(Duration::from_secs(30), || {
+        cluster
+            .nodes()
+            .iter()
+            .find(|n| n.port() == replica)
+            .is_some_and(|n| n.raw(&["INFO", "replication"]).contains("role:master"))
+    })
+    .await;
+    assert!(promoted, "the replica never took over");
+    assert_exclusive_around(&workers.holdings().await, moved_at);
 }

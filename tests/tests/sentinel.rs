@@ -5,18 +5,9 @@
 use std::time::{Duration, Instant};
 
 use lock_runtime::{Backend, LockError, LockOptions};
-use lock_tests::{eventually, RedisServer, Sentinel};
+use lock_tests::{assert_exclusive_around, eventually, now_us, LockLoops, RedisServer, Sentinel};
 
 const SERVICE: &str = "locks";
-
-/// One holding printed by the `lock-loop` helper: when it entered and left (µs since the
-/// epoch) and its fencing token.
-#[derive(Debug, Clone, Copy)]
-struct Holding {
-    enter: u128,
-    exit: u128,
-    fence: u64,
-}
 
 /// Three processes take one fenced lock over and over through three sentinels while the
 /// primary is killed and its replica promoted: no two ever hold it at once, and fencing
@@ -36,17 +27,7 @@ async fn three_processes_never_overlap_and_tokens_grow_across_a_failover() {
     let sentinels = Sentinel::three(SERVICE, &primary, 1).await;
     let url = Sentinel::url(&sentinels, SERVICE);
 
-    let workers: Vec<_> = (0..3)
-        .map(|_| {
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_lock-loop"))
-                .args([url.as_str(), "shared", "12", "1000"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("spawn lock-loop")
-        })
-        .collect();
+    let workers = LockLoops::spawn(env!("CARGO_BIN_EXE_lock-loop"), &url, 3, 12, 1000);
     // Let them take the lock for a while (the primary's count of fence updates says so).
     let fence_key = "lock:{shared}:fence";
     assert!(
@@ -57,10 +38,7 @@ async fn three_processes_never_overlap_and_tokens_grow_across_a_failover() {
         "no worker took the lock before the failover"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let killed_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_micros();
+    let killed_at = now_us();
     primary.kill();
     assert!(
         eventually(Duration::from_secs(60), || sentinels
@@ -70,41 +48,7 @@ async fn three_processes_never_overlap_and_tokens_grow_across_a_failover() {
         "the sentinels never promoted the replica"
     );
 
-    let mut holdings = Vec::new();
-    for worker in workers {
-        let output = worker.wait_with_output().await.expect("lock-loop");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "lock-loop failed: {stderr}");
-        eprintln!("worker: {}", stderr.trim());
-        for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            assert_eq!(fields.len(), 3, "a holding that outlived its lease: {line}");
-            holdings.push(Holding {
-                enter: fields[0].parse().expect("enter"),
-                exit: fields[1].parse().expect("exit"),
-                fence: fields[2].parse().expect("fence"),
-            });
-        }
-    }
-    holdings.sort_by_key(|h| h.enter);
-    let before = holdings.iter().filter(|h| h.exit < killed_at).count();
-    let after = holdings.iter().filter(|h| h.enter > killed_at).count();
-    eprintln!(
-        "{} holdings: {before} before the kill, {after} after",
-        holdings.len()
-    );
-    assert!(
-        before > 0 && after > 0,
-        "holdings on both sides of the failover"
-    );
-    for pair in holdings.windows(2) {
-        let (a, b) = (pair[0], pair[1]);
-        assert!(a.exit <= b.enter, "two holders at once: {a:?} and {b:?}");
-        assert!(
-            a.fence < b.fence,
-            "a fencing token did not grow: {a:?} then {b:?}"
-        );
-    }
+    assert_exclusive_around(&workers.holdings().await, killed_at);
 }
 
 /// `SENTINEL FAILOVER` leaves the old primary up, and taking writes, until the sentinels

@@ -7,17 +7,11 @@
 
 use std::{
     collections::BTreeMap,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use lock_runtime::{Backend, LockOptions};
-
-fn now_us() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_micros()
-}
+use lock_tests::now_us;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
