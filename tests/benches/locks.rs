@@ -16,6 +16,7 @@
 //!   `INFO commandstats` (commands inside scripts included).
 //! - S3h x2: the same with the 16 waiters spread over 2 processes.
 //! - S1 through a `#[distributed_lock]` function against the hand API.
+//! - S1, S2 and S3h again against a 3-primary Redis Cluster (`BENCH_ONLY=cluster`).
 
 use std::{
     future::Future,
@@ -155,11 +156,21 @@ where
     (total_a, total_b)
 }
 
-fn commandstats_total(server: &RedisServer) -> u64 {
+/// Commands run by `servers` so far (all of a cluster's nodes, or one server).
+fn commandstats_total(servers: &[&RedisServer]) -> u64 {
+    servers.iter().map(|server| commands_run(server)).sum()
+}
+
+fn commands_run(server: &RedisServer) -> u64 {
     server
         .raw(&["INFO", "commandstats"])
         .lines()
-        .filter(|line| line.starts_with("cmdstat_") && !line.starts_with("cmdstat_info:"))
+        // Health checks (`INFO`; `CLUSTER SLOTS` on a cluster) are not lock commands.
+        .filter(|line| {
+            line.starts_with("cmdstat_")
+                && !line.starts_with("cmdstat_info:")
+                && !line.starts_with("cmdstat_cluster|slots:")
+        })
         .filter_map(|line| {
             line.split("calls=")
                 .nth(1)?
@@ -176,17 +187,67 @@ fn commandstats_total(server: &RedisServer) -> u64 {
 
 #[derive(Clone)]
 struct Floor {
-    conn: MultiplexedConnection,
+    conn: FloorConn,
     script: Arc<Script>,
+}
+
+/// The floor's connection: one multiplexed connection, or the `redis` crate's cluster
+/// connection for a `redis+cluster://host:port,...` URL.
+#[derive(Clone)]
+enum FloorConn {
+    One(MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for FloorConn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::One(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::One(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
 }
 
 impl Floor {
     async fn connect(url: &str) -> Self {
-        let client = redis::Client::open(url).expect("url");
-        let conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("floor connection");
+        let conn = match url.strip_prefix("redis+cluster://") {
+            Some(nodes) => {
+                let nodes: Vec<String> = nodes.split(',').map(|n| format!("redis://{n}")).collect();
+                let client = redis::cluster::ClusterClient::new(nodes).expect("cluster seeds");
+                FloorConn::Cluster(
+                    client
+                        .get_async_connection()
+                        .await
+                        .expect("floor cluster connection"),
+                )
+            }
+            None => FloorConn::One(
+                redis::Client::open(url)
+                    .expect("url")
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("floor connection"),
+            ),
+        };
         Self {
             conn,
             script: Arc::new(Script::new(RELEASE)),
@@ -408,7 +469,7 @@ fn floor_handoff(
 }
 
 async fn s3h(
-    server: &RedisServer,
+    server: &[&RedisServer],
     length: Duration,
     cycle: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Release> + Send>> + Send + Sync + 'static,
 ) -> Measured {
@@ -439,7 +500,7 @@ async fn s3h_two_processes(
         .exec_async(&mut Floor::connect(&coord.url()).await.conn)
         .await;
     let count = Count::shared(&coord.url()).await;
-    let before = commandstats_total(server);
+    let before = commandstats_total(&[server]);
     let child = tokio::process::Command::new(std::env::current_exe().expect("own path"))
         .args([
             "--handoff-child",
@@ -470,7 +531,7 @@ async fn s3h_two_processes(
             }
         }
     }
-    let commands = commandstats_total(server) - before;
+    let commands = commandstats_total(&[server]) - before;
     Measured {
         cycles: holdings.len() as u64,
         elapsed,
@@ -639,28 +700,41 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let (own, theirs) = (process_cpu("self"), process_cpu(server));
+    // `server`: the server's pid, or a cluster's, comma-separated.
+    let servers = || server.split(',').map(process_cpu).sum::<Duration>();
+    let (own, theirs) = (process_cpu("self"), servers());
     let mut measured = run_cycles(tasks, length, cycle).await;
     measured.cpu = process_cpu("self").saturating_sub(own);
-    measured.server_cpu = process_cpu(server).saturating_sub(theirs);
+    measured.server_cpu = servers().saturating_sub(theirs);
     measured
 }
 
+/// Where S1/S2 run: a URL and the pids of the servers behind it.
+struct Target {
+    url: String,
+    pids: String,
+}
+
+impl Target {
+    fn of(servers: &[&RedisServer], url: String) -> Self {
+        let pids: Vec<String> = servers.iter().map(|s| s.pid().to_string()).collect();
+        Self {
+            url,
+            pids: pids.join(","),
+        }
+    }
+}
+
 /// One slice of S1/S2 for `side`, in a child process.
-async fn cycles_in_child(
-    side: &str,
-    server: &RedisServer,
-    tasks: usize,
-    length: Duration,
-) -> Measured {
+async fn cycles_in_child(side: &str, target: &Target, tasks: usize, length: Duration) -> Measured {
     let output = tokio::process::Command::new(std::env::current_exe().expect("bench binary"))
         .args([
             "--cycles-child",
             side,
-            &server.url(),
+            &target.url,
             &tasks.to_string(),
             &length.as_millis().to_string(),
-            &server.pid().to_string(),
+            &target.pids,
         ])
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -691,45 +765,54 @@ async fn cycles_in_child(
     }
 }
 
-/// S1 or S2 for the floor, this library and rslock, each in processes of its own, the
-/// three alternating in `rounds` slices.
+/// S1 or S2 for the floor, this library and rslock (`sides` of them, in that order), each
+/// in processes of its own, alternating in `rounds` slices.
 async fn separate(
     rounds: usize,
-    server: &RedisServer,
+    target: &Target,
+    sides: &[&str],
     tasks: usize,
     slice: Duration,
 ) -> [Measured; 3] {
-    let mut sides: [Measured; 3] = Default::default();
+    let mut totals: [Measured; 3] = Default::default();
     for _ in 0..rounds {
-        for (side, total) in ["floor", "lib", "rslock"].iter().zip(sides.iter_mut()) {
-            total.add(cycles_in_child(side, server, tasks, slice).await);
+        for (side, total) in sides.iter().zip(totals.iter_mut()) {
+            total.add(cycles_in_child(side, target, tasks, slice).await);
         }
     }
-    sides
+    totals
 }
 
 fn separate_row(name: &str, [floor, lib, rslock]: &[Measured; 3]) {
     if floor.cycles == 0 {
         return;
     }
+    // rslock has no cluster support: its columns stay empty there.
+    let rsl = |value: f64, decimals: usize| {
+        if rslock.cycles == 0 {
+            "-".to_owned()
+        } else {
+            format!("{value:.decimals$}")
+        }
+    };
     println!(
-        "{:<24} {:>9.0} {:>9.0} {:>9.0} {:>7.2}x {:>7.2}x {:>6} {:>6} {:>6} {:>7.1} {:>7.1} {:>7.1} {:>7.2}x {:>7.1} {:>7.1} {:>7.1} {:>7.2}x",
+        "{:<24} {:>9.0} {:>9.0} {:>9} {:>7.2}x {:>8} {:>6} {:>6} {:>6} {:>7.1} {:>7.1} {:>7} {:>7.2}x {:>7.1} {:>7.1} {:>7} {:>7.2}x",
         name,
         floor.per_second(),
         lib.per_second(),
-        rslock.per_second(),
+        rsl(rslock.per_second(), 0),
         lib.per_second() / floor.per_second(),
-        lib.per_second() / rslock.per_second(),
+        rsl(lib.per_second() / rslock.per_second(), 2) + if rslock.cycles == 0 { "" } else { "x" },
         us(floor.percentile(0.5)),
         us(lib.percentile(0.5)),
         us(rslock.percentile(0.5)),
         floor.cpu_per_cycle_us(),
         lib.cpu_per_cycle_us(),
-        rslock.cpu_per_cycle_us(),
+        rsl(rslock.cpu_per_cycle_us(), 1),
         lib.cpu_per_cycle_us() / floor.cpu_per_cycle_us(),
         floor.server_cpu_per_cycle_us(),
         lib.server_cpu_per_cycle_us(),
-        rslock.server_cpu_per_cycle_us(),
+        rsl(rslock.server_cpu_per_cycle_us(), 1),
         lib.server_cpu_per_cycle_us() / floor.server_cpu_per_cycle_us(),
     );
 }
@@ -798,8 +881,35 @@ async fn main() {
     // Zero rounds for a scenario left out: it reports nothing.
     let rounds_of = |name: &str| if wanted(name) { rounds } else { 0 };
     // S1 and S2: the floor, the library and rslock each in processes of their own.
-    let s1 = separate(rounds_of("s1"), &server, 1, slice).await;
-    let s2 = separate(rounds_of("s2"), &server, 64, slice).await;
+    let single = Target::of(&[&server], url.clone());
+    let peers = ["floor", "lib", "rslock"];
+    let s1 = separate(rounds_of("s1"), &single, &peers, 1, slice).await;
+    let s2 = separate(rounds_of("s2"), &single, &peers, 64, slice).await;
+    // The same against a 3-primary Redis Cluster, the floor going through the `redis`
+    // crate's cluster connection (rslock has no cluster support).
+    let cluster = if wanted("cluster") {
+        Some(lock_tests::RedisCluster::start(3, 0).await)
+    } else {
+        None
+    };
+    let (c1, c2, c3) = match &cluster {
+        None => Default::default(),
+        Some(cluster) => {
+            let nodes: Vec<&RedisServer> = cluster.nodes().iter().collect();
+            let target = Target::of(&nodes, cluster.url());
+            let c1 = separate(rounds, &target, &["floor", "lib"], 1, slice).await;
+            let c2 = separate(rounds, &target, &["floor", "lib"], 64, slice).await;
+            let lib = Backend::redis(&target.url)
+                .await
+                .expect("cluster connection");
+            let floor = Floor::connect(&target.url).await;
+            let c3 = (
+                s3h(&nodes, length, floor_handoff(floor)).await,
+                s3h(&nodes, length, lib_handoff(lib)).await,
+            );
+            (c1, c2, c3)
+        }
+    };
     // The hand API on one key, as the annotated function below uses one key.
     let hand = {
         let lib_cycle = lib_cycle.clone();
@@ -819,8 +929,8 @@ async fn main() {
         (Measured::default(), Measured::default())
     } else {
         (
-            s3h(&server, length, floor_handoff(floor.clone())).await,
-            s3h(&server, length, lib_handoff(backend.clone())).await,
+            s3h(&[&server], length, floor_handoff(floor.clone())).await,
+            s3h(&[&server], length, lib_handoff(backend.clone())).await,
         )
     };
     let (s3x2_floor, s3x2_lib) = if !wanted("s3x2") {
@@ -876,6 +986,8 @@ async fn main() {
     );
     separate_row("S1   1 task, 1 key", &s1);
     separate_row("S2   64 tasks, 64 keys", &s2);
+    separate_row("S1   cluster", &c1);
+    separate_row("S2   cluster", &c2);
     println!("cpu: client CPU per cycle (us), user + system, all threads of the side's process;");
     println!("srv: the Redis server's CPU per cycle (us) over the same measurement");
     println!();
@@ -894,6 +1006,9 @@ async fn main() {
     );
     row("S3h  16 waiters, 1 process", &s3_floor, &s3_lib);
     row("S3h  16 waiters, 2 processes", &s3x2_floor, &s3x2_lib);
+    if cluster.is_some() {
+        row("S3h  16 waiters, cluster", &c3.0, &c3.1);
+    }
     println!(
         "{:<30} {:>10} {:>10} {:>7}",
         "", "hand/s", "attr/s", "ratio"
