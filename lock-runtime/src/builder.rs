@@ -135,7 +135,8 @@ impl BackendBuilder {
 
     /// Grants a lock (and counts an extension) only once `replicas` replicas of the Redis
     /// primary confirmed the write, waiting at most `timeout` for them (`WAIT`, sent in the
-    /// same round trip as the common `SET`). If fewer confirm, the acquire takes the key back
+    /// same round trip as the common `SET`; on a cluster, sent to the lock's primary right
+    /// after). If fewer confirm, the acquire takes the key back
     /// and fails with [`LockError::NotReplicated`], and an extend fails so too. Off by
     /// default.
     ///
@@ -206,28 +207,14 @@ impl BackendBuilder {
                 "the health check interval must not be zero",
             ));
         }
+        self.check_replicas()?;
         if url.starts_with("redis+cluster://") {
-            if self.redis.replicas.is_some() {
-                return Err(LockError::invalid(
-                    "replicas_acknowledge is not available on Redis Cluster yet",
-                ));
-            }
             let settings = RedisSettings {
                 bound: self.op_timeout,
                 ..self.redis.clone()
             };
             let store = crate::store::redis::cluster(url, &settings).await?;
             return self.boxed_store(store);
-        }
-        if let Some((replicas, timeout)) = self.redis.replicas {
-            if replicas == 0 || timeout.is_zero() || timeout >= self.op_timeout {
-                return Err(LockError::invalid(format!(
-                    "replicas_acknowledge({replicas}, {timeout:?}): the replica count and the \
-                     timeout must not be zero, and the timeout must be shorter than the time \
-                     bound ({:?})",
-                    self.op_timeout
-                )));
-            }
         }
         let endpoint = crate::store::redis::endpoint(url, self.tls_root.clone())?;
         let settings = RedisSettings {
@@ -304,6 +291,22 @@ impl BackendBuilder {
     fn boxed_store(self, store: Box<dyn Store>) -> Result<Backend, LockError> {
         self.check()?;
         Ok(Backend::new(store, self.prefix.into(), self.op_timeout))
+    }
+
+    fn check_replicas(&self) -> Result<(), LockError> {
+        match self.redis.replicas {
+            Some((replicas, timeout))
+                if replicas == 0 || timeout.is_zero() || timeout >= self.op_timeout =>
+            {
+                Err(LockError::invalid(format!(
+                    "replicas_acknowledge({replicas}, {timeout:?}): the replica count and the \
+                     timeout must not be zero, and the timeout must be shorter than the time \
+                     bound ({:?})",
+                    self.op_timeout
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn check(&self) -> Result<(), LockError> {

@@ -403,3 +403,74 @@ async fn three_processes_never_overlap_across_a_moved_slot_and_a_failover() {
     assert!(promoted, "the replica never took over");
     assert_exclusive_around(&workers.holdings().await, moved_at);
 }
+
+/// `replicas_acknowledge` on a cluster: grants and extensions count only once the replica of
+/// the lock's own shard confirmed them; a stopped replica stops its shard's grants only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_acknowledgements_are_asked_of_the_locks_own_shard() {
+    let cluster = RedisCluster::start(3, 1).await;
+    let client = Backend::builder()
+        .op_timeout(Duration::from_secs(1))
+        .replicas_acknowledge(1, Duration::from_millis(200))
+        .redis(&cluster.url())
+        .await
+        .expect("connect");
+    let options = LockOptions::new(Duration::from_secs(30));
+    let shard = cluster.node_for(&client.key_for("a")).port();
+    let b = (0..)
+        .map(|i| format!("b{i}"))
+        .find(|b| cluster.node_for(&client.key_for(b)).port() != shard)
+        .expect("a lock on another shard");
+    let primary = cluster.node_for(&client.key_for("a"));
+    let replica = cluster.replica_of(primary);
+
+    let mut guard = client.acquire("a", &options).await.expect("acquire");
+    // A cluster replica redirects keyed reads; its key count shows the lock arrived.
+    assert_ne!(replica.raw(&["DBSIZE"]).trim(), ":0");
+
+    lock_tests::signal(replica.pid(), "-STOP");
+    let extended = guard.extend(Duration::from_secs(40)).await;
+    let fenced = client.acquire("a2", &options.clone().fencing(true)).await;
+    let same_shard = (0..)
+        .map(|i| format!("a{i}"))
+        .find(|a| cluster.node_for(&client.key_for(a)).port() == shard && a != "a")
+        .expect("another lock on the shard");
+    let refused = client.acquire(&same_shard, &options).await;
+    let other = client.acquire(&b, &options).await;
+    lock_tests::signal(replica.pid(), "-CONT");
+
+    assert!(
+        matches!(
+            extended,
+            Err(LockError::NotReplicated {
+                operation: "extend",
+                ..
+            })
+        ),
+        "{extended:?}"
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(LockError::NotReplicated {
+                acknowledged: 0,
+                wanted: 1,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        primary
+            .raw(&["EXISTS", &client.key_for(&same_shard)])
+            .trim(),
+        ":0",
+        "a refused grant left its key"
+    );
+    // "a2" may live on either shard: refused on the stopped one's, granted elsewhere.
+    let a2_shard = cluster.node_for(&client.key_for("a2")).port();
+    assert_eq!(fenced.is_ok(), a2_shard != shard, "{fenced:?}");
+    let other = other.expect("the other shard's replica confirms");
+    other.release().await.expect("release");
+    guard.release().await.expect("release");
+}

@@ -6,7 +6,9 @@
 //! wakes only the shard that holds the lock, one subscription per process per lock.
 //!
 //! A shard that restarts or fails over holds back grants on its own slots (`shards.rs`).
-//! Not yet here (the single-server store has it): replica acknowledgements.
+//! With replica acknowledgements, each grant and extension is followed by a `WAIT` sent to
+//! the primary that serves the lock (a second round trip: the cluster connection cannot
+//! pipeline a keyless `WAIT` behind a keyed command to the same node).
 
 use std::{
     collections::HashMap,
@@ -15,7 +17,10 @@ use std::{
 };
 
 use redis::{
-    cluster::ClusterClientBuilder, cluster_async::ClusterConnection, PushInfo, PushKind, Value,
+    cluster::ClusterClientBuilder,
+    cluster_async::ClusterConnection,
+    cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
+    PushInfo, PushKind, Value,
 };
 use tokio::sync::{mpsc, Notify};
 
@@ -27,7 +32,8 @@ use crate::{
     error::LockError,
     redact,
     store::{
-        ttl_millis, AcquireRequest, Attempt, CallTimedOut, Store, StoreError, StoreFuture, Watch,
+        ttl_millis, AcquireRequest, Attempt, CallTimedOut, NotAcknowledged, Store, StoreError,
+        StoreFuture, Watch,
     },
     token::Token,
 };
@@ -38,6 +44,7 @@ pub(crate) struct ClusterStore {
     scripts: Scripts,
     channels: Arc<Channels>,
     shards: Arc<Shards>,
+    replicas: Option<(u32, Duration)>,
 }
 
 impl std::fmt::Debug for ClusterStore {
@@ -112,10 +119,59 @@ impl ClusterStore {
         ));
         Ok(Self {
             shards,
+            replicas: settings.replicas,
             conn,
             scripts: Scripts::new(),
             channels,
         })
+    }
+
+    /// With replica acknowledgements: `WAIT` on the primary that serves `key`; what fell
+    /// short, if the replicas that confirmed were too few.
+    async fn replicated(
+        &self,
+        conn: &mut ClusterConnection,
+        key: &str,
+    ) -> Result<Option<NotAcknowledged>, StoreError> {
+        let Some((wanted, timeout)) = self.replicas else {
+            return Ok(None);
+        };
+        let route = Route::with_key(key, SlotAddr::Master);
+        let reply = conn
+            .route_command(
+                super::wait(wanted, timeout),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+            )
+            .await
+            .map_err(Self::failed)?;
+        let acknowledged: u32 = redis::from_redis_value(reply)?;
+        Ok((acknowledged < wanted).then_some(NotAcknowledged {
+            acknowledged,
+            wanted,
+            timeout,
+        }))
+    }
+
+    /// After taking `key` for `token`: fine unless too few replicas confirmed it; then the
+    /// key is deleted again and the grant fails with [`NotAcknowledged`].
+    async fn confirmed(
+        &self,
+        conn: &mut ClusterConnection,
+        key: &str,
+        token: &Token,
+    ) -> Result<(), StoreError> {
+        let Some(short) = self.replicated(conn, key).await? else {
+            return Ok(());
+        };
+        let mut call = self.scripts.release.call(1, key.len() + Token::LEN + 8);
+        call.arg(key).arg(token.as_bytes()).arg("SPUBLISH");
+        let _: i64 = self
+            .scripts
+            .release
+            .run(&call, conn)
+            .await
+            .map_err(Self::failed)?;
+        Err(Box::new(short))
     }
 
     fn failed(error: redis::RedisError) -> StoreError {
@@ -195,7 +251,11 @@ impl Store for ClusterStore {
                     .arg(ttl);
                 let reply: Value = set.query_async(&mut conn).await.map_err(Self::failed)?;
                 return match reply {
-                    Value::Okay => Ok(Attempt::Acquired { fence: None }),
+                    Value::Okay => {
+                        self.confirmed(&mut conn, request.key, request.token)
+                            .await?;
+                        Ok(Attempt::Acquired { fence: None })
+                    }
                     Value::Nil => Ok(Attempt::Busy),
                     other => Err(format!("unexpected reply to SET NX: {other:?}").into()),
                 };
@@ -219,6 +279,10 @@ impl Store for ClusterStore {
                 .run(&call, &mut conn)
                 .await
                 .map_err(Self::failed)?;
+            if reply >= 0 {
+                self.confirmed(&mut conn, request.key, request.token)
+                    .await?;
+            }
             Ok(super::attempt(reply, request.fence_key.is_some()))
         })
     }
@@ -247,12 +311,20 @@ impl Store for ClusterStore {
         Box::pin(async move {
             let mut call = self.scripts.extend.call(1, key.len() + Token::LEN + 20);
             call.arg(key).arg(token.as_bytes()).arg(ttl_millis(ttl));
+            let mut conn = self.conn.clone();
             let extended: i64 = self
                 .scripts
                 .extend
-                .run(&call, &mut self.conn.clone())
+                .run(&call, &mut conn)
                 .await
                 .map_err(Self::failed)?;
+            if extended == 1 {
+                if let Some(short) = self.replicated(&mut conn, key).await? {
+                    // The extension does not count: a failover now could bring back the
+                    // old TTL.
+                    return Err(Box::new(short) as StoreError);
+                }
+            }
             Ok(extended == 1)
         })
     }

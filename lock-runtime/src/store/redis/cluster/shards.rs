@@ -254,5 +254,20 @@ mod tests {
         assert_eq!(slot(b"lock:{order:7}:fence"), slot(b"order:7"));
         // An empty tag is no tag.
         assert_eq!(slot(b"{}x"), crc16(b"{}x") % 16384);
+        // As the `redis` crate routes them.
+        for key in [
+            "lock:{order:7}",
+            "plain",
+            "a{b}c{d}",
+            "{}x",
+            "x{",
+            "ünïcödé",
+        ] {
+            assert_eq!(
+                redis::cluster_routing::Slot::new(slot(key.as_bytes())),
+                Some(redis::cluster_routing::Slot::for_key(key)),
+                "{key}"
+            );
+        }
     }
 }
