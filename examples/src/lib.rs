@@ -55,10 +55,7 @@ pub async fn setup(flags: &Flags) -> Result<Ledger, Box<dyn std::error::Error>> 
     match flags.text("redis") {
         Some(url) => {
             lock_runtime::init(Backend::redis(url).await?)?;
-            let conn = redis::Client::open(url)?
-                .get_multiplexed_async_connection()
-                .await?;
-            Ok(Ledger::Redis(conn))
+            Ok(Ledger::Redis(RedisData::connect(url).await?))
         }
         None => {
             lock_runtime::init(Backend::memory())?;
@@ -73,7 +70,81 @@ pub enum Ledger {
     /// This process's memory.
     Memory(Arc<Mutex<HashMap<String, i64>>>),
     /// A Redis server, shared by every process given its URL.
-    Redis(redis::aio::MultiplexedConnection),
+    Redis(RedisData),
+}
+
+/// The examples' own connection to the Redis that `--redis` names: one server (for a
+/// `redis+sentinel://` URL, the primary the sentinels name at start) or a cluster.
+#[derive(Clone)]
+pub enum RedisData {
+    One(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl std::fmt::Debug for RedisData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::One(_) => "RedisData::One",
+            Self::Cluster(_) => "RedisData::Cluster",
+        })
+    }
+}
+
+impl RedisData {
+    /// Connects to what `url` names, as the lock store does.
+    pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
+        if let Some(nodes) = url.strip_prefix("redis+cluster://") {
+            let nodes = nodes.split(',').map(|node| format!("redis://{node}"));
+            let client = redis::cluster::ClusterClient::new(nodes.collect::<Vec<_>>())?;
+            return Ok(Self::Cluster(client.get_async_connection().await?));
+        }
+        let client = match url.strip_prefix("redis+sentinel://") {
+            Some(rest) => {
+                let (sentinels, service) = rest.split_once('/').unwrap_or((rest, "mymaster"));
+                let sentinels = sentinels.split(',').map(|s| format!("redis://{s}"));
+                // An owned `String`: `build` takes one without `redis/tls-rustls`.
+                #[allow(clippy::unnecessary_to_owned)]
+                redis::sentinel::SentinelClient::build(
+                    sentinels.collect::<Vec<_>>(),
+                    service.to_owned(),
+                    None,
+                    redis::sentinel::SentinelServerType::Master,
+                )?
+                .async_get_client()
+                .await?
+            }
+            None => redis::Client::open(url)?,
+        };
+        Ok(Self::One(client.get_multiplexed_async_connection().await?))
+    }
+}
+
+impl redis::aio::ConnectionLike for RedisData {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::One(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::One(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
 }
 
 /// A ledger or lock failure, as the examples report it.

@@ -99,11 +99,34 @@ async fn two_http_instances_never_overdraw_and_answer_busy_with_423() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_jobs_across_3_processes_run_each_tick_exactly_once() {
     let server = RedisServer::start();
+    each_tick_runs_once(&server.url()).await;
+}
+
+/// The examples take the library's URLs for Redis Cluster and Sentinel too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_jobs_run_each_tick_once_through_a_cluster_and_a_sentinel() {
+    let cluster = lock_tests::RedisCluster::start(3, 0).await;
+    each_tick_runs_once(&cluster.url()).await;
+    let primary = RedisServer::start();
+    let sentinel = lock_tests::Sentinel::start("jobs", &primary, 1);
+    each_tick_runs_once(&format!(
+        "redis+sentinel://127.0.0.1:{}/jobs",
+        sentinel.port()
+    ))
+    .await;
+    assert!(
+        primary.raw(&["DBSIZE"]).trim() != ":0",
+        "nothing reached the primary"
+    );
+}
+
+/// Three scheduled-jobs processes on `url`, three ticks: each tick ran exactly once.
+async fn each_tick_runs_once(url: &str) {
     let mut instances = Vec::new();
     for name in ["a", "b", "c"] {
         instances.push(
             tokio::process::Command::new(env!("CARGO_BIN_EXE_scheduled-jobs"))
-                .args(["--redis", &server.url(), "--name", name])
+                .args(["--redis", url, "--name", name])
                 .args(["--ticks", "3", "--period-ms", "1000", "--job", "test"])
                 .stdout(Stdio::piped())
                 .kill_on_drop(true)

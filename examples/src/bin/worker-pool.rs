@@ -48,7 +48,7 @@ impl Job {
 #[derive(Clone)]
 enum Queue {
     Memory(Arc<Mutex<VecDeque<Job>>>),
-    Redis(redis::aio::MultiplexedConnection, String),
+    Redis(lock_examples::RedisData, String),
 }
 
 impl Queue {
