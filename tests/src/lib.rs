@@ -56,6 +56,24 @@ impl RedisServer {
         Self::start_in(args, false)
     }
 
+    /// Starts a replica of `primary` and waits until it has synced.
+    pub fn start_replica_of(primary: &RedisServer) -> Self {
+        let replica = Self::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
+        let deadline = Instant::now() + START_BOUND;
+        while !replica
+            .raw(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the replica never synced; log:\n{}",
+                replica.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        replica
+    }
+
     /// Starts a server that speaks TLS only, with a certificate for 127.0.0.1 signed by a CA
     /// made for it ([`ca_pem`](Self::ca_pem)); [`url`](Self::url) is then `rediss://`.
     pub fn start_tls() -> Self {

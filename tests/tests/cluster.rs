@@ -315,8 +315,16 @@ async fn failover_holds_one_shard(kill: bool) {
     let guard = loop {
         match client.acquire(a, &options).await {
             Ok(guard) if first_refusal.is_some() => break guard,
-            // Not seen yet (health checks run every 200 ms): granted before the hold.
-            Ok(guard) => guard.release().await.expect("release"),
+            // Not seen yet (health checks run every 200 ms): granted before the hold. Its
+            // release may meet the failover still settling (a request to the dead node
+            // times out), so the key is left to its TTL then.
+            Ok(guard) => {
+                let released = guard.release().await;
+                assert!(
+                    released.is_ok() || kill,
+                    "a release failed with no node down: {released:?}"
+                );
+            }
             // The killed primary, until the cluster and the client know its successor.
             // The other shard is not stalled by the lost one.
             Err(LockError::Backend { .. } | LockError::Timeout { .. })

@@ -18,20 +18,6 @@ async fn acknowledged_backend(url: &str) -> Backend {
         .expect("connect")
 }
 
-fn replica_of(primary: &RedisServer) -> RedisServer {
-    RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()])
-}
-
-async fn synced(replica: &RedisServer) {
-    assert!(
-        eventually(Duration::from_secs(20), || replica
-            .raw(&["INFO", "replication"])
-            .contains("master_link_status:up"))
-        .await,
-        "the replica never synced"
-    );
-}
-
 fn assert_not_replicated(result: Result<lock_runtime::LockGuard, LockError>, operation: &str) {
     match result {
         Err(LockError::NotReplicated {
@@ -81,8 +67,7 @@ async fn a_timeout_as_long_as_the_time_bound_is_refused() {
 #[tokio::test]
 async fn grants_and_extensions_count_only_while_the_replica_confirms_them() {
     let primary = RedisServer::start();
-    let replica = replica_of(&primary);
-    synced(&replica).await;
+    let replica = RedisServer::start_replica_of(&primary);
     let backend = acknowledged_backend(&primary.url()).await;
 
     let mut guard = backend.acquire("k", &OPTIONS).await.expect("acquire");
@@ -123,8 +108,7 @@ async fn grants_and_extensions_count_only_while_the_replica_confirms_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_granted_just_before_the_primary_dies_survives_the_failover() {
     let mut primary = RedisServer::start();
-    let replica = replica_of(&primary);
-    synced(&replica).await;
+    let replica = RedisServer::start_replica_of(&primary);
     let sentinels = Sentinel::three(SERVICE, &primary, 1).await;
     let url = Sentinel::url(&sentinels, SERVICE);
 

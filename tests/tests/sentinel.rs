@@ -15,15 +15,7 @@ const SERVICE: &str = "locks";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_never_overlap_and_tokens_grow_across_a_failover() {
     let mut primary = RedisServer::start();
-    let replica =
-        RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
-    assert!(
-        eventually(Duration::from_secs(20), || replica
-            .raw(&["INFO", "replication"])
-            .contains("master_link_status:up"))
-        .await,
-        "the replica never synced"
-    );
+    let replica = RedisServer::start_replica_of(&primary);
     let sentinels = Sentinel::three(SERVICE, &primary, 1).await;
     let url = Sentinel::url(&sentinels, SERVICE);
 
@@ -58,15 +50,7 @@ async fn three_processes_never_overlap_and_tokens_grow_across_a_failover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_follows_a_sentinel_failover_and_holds_grants_back_after_it() {
     let primary = RedisServer::start();
-    let replica =
-        RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
-    assert!(
-        eventually(Duration::from_secs(20), || replica
-            .raw(&["INFO", "replication"])
-            .contains("master_link_status:up"))
-        .await,
-        "the replica never synced"
-    );
+    let replica = RedisServer::start_replica_of(&primary);
     let sentinel = Sentinel::start(SERVICE, &primary, 1);
     assert!(
         eventually(Duration::from_secs(30), || sentinel.replicas(SERVICE) == 1).await,

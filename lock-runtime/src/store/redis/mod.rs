@@ -198,6 +198,41 @@ fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Client, LockErr
     }
 }
 
+/// Whether `request` can be one plain `SET NX PX` (no fencing, no reclaim, no lease
+/// report for a waiter).
+fn plain(request: &AcquireRequest<'_>) -> bool {
+    !request.reclaim && request.fence_key.is_none() && !request.waiting
+}
+
+/// `SET key token NX PX ttl`.
+fn set_nx(request: &AcquireRequest<'_>) -> redis::Cmd {
+    let mut set = command(6, request.key.len() + Token::LEN + 32);
+    set.arg("SET")
+        .arg(request.key)
+        .arg(request.token.as_bytes())
+        .arg("NX")
+        .arg("PX")
+        .arg(ttl_millis(request.ttl));
+    set
+}
+
+/// Whether `SET NX` took the key, from its reply.
+fn set_nx_taken(reply: Value) -> Result<bool, StoreError> {
+    match reply {
+        Value::Okay => Ok(true),
+        Value::Nil => Ok(false),
+        other => Err(format!("unexpected reply to SET NX: {other:?}").into()),
+    }
+}
+
+fn set_nx_attempt(taken: bool) -> Attempt {
+    if taken {
+        Attempt::Acquired { fence: None }
+    } else {
+        Attempt::Busy
+    }
+}
+
 /// What the acquire script's `reply` means (see `scripts/acquire.lua`).
 fn attempt(reply: i64, fenced: bool) -> Attempt {
     match reply {
@@ -253,8 +288,7 @@ impl RedisStore {
         if acknowledged >= wanted {
             return Ok(());
         }
-        let mut call = self.scripts.release.call(1, key.len() + Token::LEN);
-        call.arg(key).arg(token.as_bytes());
+        let call = self.scripts.release_call(key, token, false);
         let _: i64 = self
             .scripts
             .release
@@ -319,23 +353,15 @@ pub(crate) async fn cluster(
 
 impl Store for RedisStore {
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
-        let ttl = ttl_millis(request.ttl);
         Box::pin(async move {
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
             if let Some(left) = self.conn.hold(request.ttl) {
                 // The store restarted or failed over: a holder from before may still work.
                 return Ok(Attempt::Recovering { left });
             }
-            if !request.reclaim && request.fence_key.is_none() && !request.waiting {
+            if plain(&request) {
                 // The common case: one plain command.
-                let bytes = request.key.len() + Token::LEN + 32;
-                let mut set = command(6, bytes);
-                set.arg("SET")
-                    .arg(request.key)
-                    .arg(request.token.as_bytes())
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl);
+                let set = set_nx(&request);
                 let (reply, acknowledged) = match self.replicas {
                     None => (
                         set.query_async(&mut conn)
@@ -354,32 +380,14 @@ impl Store for RedisStore {
                         (reply, Some(acknowledged))
                     }
                 };
-                return match reply {
-                    Value::Okay => {
-                        if let Some(acknowledged) = acknowledged {
-                            self.confirmed(&mut conn, request.key, request.token, acknowledged)
-                                .await?;
-                        }
-                        Ok(Attempt::Acquired { fence: None })
-                    }
-                    Value::Nil => Ok(Attempt::Busy),
-                    other => Err(format!("unexpected reply to SET NX: {other:?}").into()),
-                };
+                let taken = set_nx_taken(reply)?;
+                if let (true, Some(acknowledged)) = (taken, acknowledged) {
+                    self.confirmed(&mut conn, request.key, request.token, acknowledged)
+                        .await?;
+                }
+                return Ok(set_nx_attempt(taken));
             }
-            let fence_len = request.fence_key.map_or(0, str::len);
-            let bytes = request.key.len() + fence_len + Token::LEN + 48;
-            let mut call = self
-                .scripts
-                .acquire
-                .call(if request.fence_key.is_some() { 2 } else { 1 }, bytes);
-            call.arg(request.key);
-            if let Some(fence_key) = request.fence_key {
-                call.arg(fence_key);
-            }
-            call.arg(request.token.as_bytes())
-                .arg(ttl)
-                .arg(u8::from(request.reclaim))
-                .arg(ttl_millis(FENCE_COUNTER_LIFE));
+            let call = self.scripts.acquire_call(&request);
             let reply: i64 = self
                 .scripts
                 .acquire
@@ -399,8 +407,7 @@ impl Store for RedisStore {
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
-            let mut call = self.scripts.release.call(1, key.len() + Token::LEN);
-            call.arg(key).arg(token.as_bytes());
+            let call = self.scripts.release_call(key, token, false);
             let deleted: i64 = self
                 .scripts
                 .release
@@ -420,8 +427,7 @@ impl Store for RedisStore {
         self.conn.note_ttl(ttl);
         Box::pin(async move {
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
-            let mut call = self.scripts.extend.call(1, key.len() + Token::LEN + 20);
-            call.arg(key).arg(token.as_bytes()).arg(ttl_millis(ttl));
+            let call = self.scripts.extend_call(key, token, ttl);
             let extended: i64 = self
                 .scripts
                 .extend

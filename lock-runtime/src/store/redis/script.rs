@@ -3,7 +3,15 @@
 //! loaded with `SCRIPT LOAD` when the server does not know them (`NOSCRIPT`: after a
 //! restart, a failover, or `SCRIPT FLUSH`).
 
+use std::time::Duration;
+
 use redis::{aio::ConnectionLike, Cmd, ErrorKind, FromRedisValue, RedisResult};
+
+use super::FENCE_COUNTER_LIFE;
+use crate::{
+    store::{ttl_millis, AcquireRequest},
+    token::Token,
+};
 
 /// The store's three scripts (see `scripts/`).
 pub(super) struct Scripts {
@@ -19,6 +27,40 @@ impl Scripts {
             release: LuaScript::new(include_str!("scripts/release.lua")),
             extend: LuaScript::new(include_str!("scripts/extend.lua")),
         }
+    }
+
+    /// The scripted acquire for `request` (see `scripts/acquire.lua`).
+    pub(super) fn acquire_call(&self, request: &AcquireRequest<'_>) -> Cmd {
+        let fence_len = request.fence_key.map_or(0, str::len);
+        let keys = if request.fence_key.is_some() { 2 } else { 1 };
+        let bytes = request.key.len() + fence_len + Token::LEN + 48;
+        let mut call = self.acquire.call(keys, bytes);
+        call.arg(request.key);
+        if let Some(fence_key) = request.fence_key {
+            call.arg(fence_key);
+        }
+        call.arg(request.token.as_bytes())
+            .arg(ttl_millis(request.ttl))
+            .arg(u8::from(request.reclaim))
+            .arg(ttl_millis(FENCE_COUNTER_LIFE));
+        call
+    }
+
+    /// The release of `key` held by `token`, notifying with `SPUBLISH` when `sharded`.
+    pub(super) fn release_call(&self, key: &str, token: &Token, sharded: bool) -> Cmd {
+        let mut call = self.release.call(1, key.len() + Token::LEN + 8);
+        call.arg(key).arg(token.as_bytes());
+        if sharded {
+            call.arg("SPUBLISH");
+        }
+        call
+    }
+
+    /// The extension of `key` held by `token` to `ttl`.
+    pub(super) fn extend_call(&self, key: &str, token: &Token, ttl: Duration) -> Cmd {
+        let mut call = self.extend.call(1, key.len() + Token::LEN + 20);
+        call.arg(key).arg(token.as_bytes()).arg(ttl_millis(ttl));
+        call
     }
 }
 

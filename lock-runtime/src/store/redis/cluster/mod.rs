@@ -25,15 +25,15 @@ use redis::{
 use tokio::sync::{mpsc, Notify};
 
 use self::shards::Shards;
-use super::{command, script::Scripts, RedisSettings, FENCE_COUNTER_LIFE};
+use super::{script::Scripts, RedisSettings};
 
 mod shards;
 use crate::{
     error::LockError,
     redact,
     store::{
-        ttl_millis, AcquireRequest, Attempt, CallTimedOut, NotAcknowledged, Store, StoreError,
-        StoreFuture, Watch,
+        AcquireRequest, Attempt, CallTimedOut, NotAcknowledged, Store, StoreError, StoreFuture,
+        Watch,
     },
     token::Token,
 };
@@ -163,8 +163,7 @@ impl ClusterStore {
         let Some(short) = self.replicated(conn, key).await? else {
             return Ok(());
         };
-        let mut call = self.scripts.release.call(1, key.len() + Token::LEN + 8);
-        call.arg(key).arg(token.as_bytes()).arg("SPUBLISH");
+        let call = self.scripts.release_call(key, token, true);
         let _: i64 = self
             .scripts
             .release
@@ -232,7 +231,6 @@ impl Drop for Registration {
 
 impl Store for ClusterStore {
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
-        let ttl = ttl_millis(request.ttl);
         self.shards.note_ttl(request.ttl);
         Box::pin(async move {
             if let Some(left) = self.shards.hold(request.key) {
@@ -241,38 +239,19 @@ impl Store for ClusterStore {
                 return Ok(Attempt::Recovering { left });
             }
             let mut conn = self.conn.clone();
-            if !request.reclaim && request.fence_key.is_none() && !request.waiting {
-                let mut set = command(6, request.key.len() + Token::LEN + 32);
-                set.arg("SET")
-                    .arg(request.key)
-                    .arg(request.token.as_bytes())
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl);
-                let reply: Value = set.query_async(&mut conn).await.map_err(Self::failed)?;
-                return match reply {
-                    Value::Okay => {
-                        self.confirmed(&mut conn, request.key, request.token)
-                            .await?;
-                        Ok(Attempt::Acquired { fence: None })
-                    }
-                    Value::Nil => Ok(Attempt::Busy),
-                    other => Err(format!("unexpected reply to SET NX: {other:?}").into()),
-                };
+            if super::plain(&request) {
+                let reply: Value = super::set_nx(&request)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(Self::failed)?;
+                let taken = super::set_nx_taken(reply)?;
+                if taken {
+                    self.confirmed(&mut conn, request.key, request.token)
+                        .await?;
+                }
+                return Ok(super::set_nx_attempt(taken));
             }
-            let fence_len = request.fence_key.map_or(0, str::len);
-            let mut call = self.scripts.acquire.call(
-                if request.fence_key.is_some() { 2 } else { 1 },
-                request.key.len() + fence_len + Token::LEN + 48,
-            );
-            call.arg(request.key);
-            if let Some(fence_key) = request.fence_key {
-                call.arg(fence_key);
-            }
-            call.arg(request.token.as_bytes())
-                .arg(ttl)
-                .arg(u8::from(request.reclaim))
-                .arg(ttl_millis(FENCE_COUNTER_LIFE));
+            let call = self.scripts.acquire_call(&request);
             let reply: i64 = self
                 .scripts
                 .acquire
@@ -289,8 +268,7 @@ impl Store for ClusterStore {
 
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let mut call = self.scripts.release.call(1, key.len() + Token::LEN + 8);
-            call.arg(key).arg(token.as_bytes()).arg("SPUBLISH");
+            let call = self.scripts.release_call(key, token, true);
             let deleted: i64 = self
                 .scripts
                 .release
@@ -309,8 +287,7 @@ impl Store for ClusterStore {
     ) -> StoreFuture<'a, bool> {
         self.shards.note_ttl(ttl);
         Box::pin(async move {
-            let mut call = self.scripts.extend.call(1, key.len() + Token::LEN + 20);
-            call.arg(key).arg(token.as_bytes()).arg(ttl_millis(ttl));
+            let call = self.scripts.extend_call(key, token, ttl);
             let mut conn = self.conn.clone();
             let extended: i64 = self
                 .scripts
