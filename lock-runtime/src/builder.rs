@@ -187,13 +187,17 @@ impl BackendBuilder {
         self.store(MemoryStore::new())
     }
 
-    /// Connects to Redis at `url` (`redis://`, `rediss://`, `redis+unix://` or `unix://`), or
-    /// to the primary that Redis Sentinels name
+    /// Connects to Redis at `url` (`redis://`, `rediss://`, `redis+unix://` or `unix://`), to
+    /// the primary that Redis Sentinels name
     /// (`redis+sentinel://[user:password@]host:port,host:port/service-name`; the user and
-    /// password are the primary's), within the time bound.
+    /// password are the primary's), or to a Redis Cluster
+    /// (`redis+cluster://[:password@]host:port,host:port`, any nodes of it;
+    /// `rediss+cluster://` when its nodes speak TLS), within the time bound.
     ///
-    /// `rediss://` needs the crate's `tls` feature and `redis+sentinel://` its `sentinel`
-    /// feature; without them such a URL is [`LockError::InvalidInput`].
+    /// TLS URLs need the crate's `tls` feature, `redis+sentinel://` its `sentinel` feature
+    /// and `redis+cluster://` its `cluster` feature; without them such a URL is
+    /// [`LockError::InvalidInput`]. Over TLS, [`tls_root_certificate`](Self::tls_root_certificate)
+    /// names the CA to trust.
     ///
     /// With Sentinel, every new connection asks the sentinels for the primary again, and the
     /// store follows the sentinels' `+switch-master` announcements: a switch (or a lost
@@ -208,12 +212,12 @@ impl BackendBuilder {
             ));
         }
         self.check_replicas()?;
-        if url.starts_with("redis+cluster://") {
+        if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") {
             let settings = RedisSettings {
                 bound: self.op_timeout,
                 ..self.redis.clone()
             };
-            let store = crate::store::redis::cluster(url, &settings).await?;
+            let store = crate::store::redis::cluster(url, self.tls_root.clone(), &settings).await?;
             return self.boxed_store(store);
         }
         let endpoint = crate::store::redis::endpoint(url, self.tls_root.clone())?;
@@ -248,7 +252,8 @@ impl BackendBuilder {
 
     /// Connects to the Redis Cluster that `nodes` (`host:port` each, any nodes of it) belong
     /// to: the same as [`redis`](Self::redis) with `redis+cluster://host:port,host:port`.
-    /// Needs the crate's `cluster` feature.
+    /// Needs the crate's `cluster` feature. For nodes that speak TLS, pass a
+    /// `rediss+cluster://` URL to [`redis`](Self::redis).
     ///
     /// ```no_run
     /// # #[tokio::main]
@@ -272,12 +277,14 @@ impl BackendBuilder {
         match url.split_once("://").map(|(scheme, _)| scheme) {
             Some("memory") => self.memory(),
             Some(
-                "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" | "redis+cluster",
+                "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" | "redis+cluster"
+                | "rediss+cluster",
             ) => self.redis(url).await,
             _ => Err(LockError::invalid(format!(
                 "unsupported lock store URL `{}`: expected `memory://`, `redis://host:port`, \
-                 `rediss://host:port`, `redis+unix:///path` or \
-                 `redis+sentinel://host:port,host:port/service`",
+                 `rediss://host:port`, `redis+unix:///path`, \
+                 `redis+sentinel://host:port,host:port/service` or \
+                 `redis+cluster://host:port,host:port`",
                 crate::redact::url(url)
             ))),
         }

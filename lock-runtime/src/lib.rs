@@ -34,8 +34,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Features: `macros` (default: the attribute), `tls` (`rediss://`), `axum`
-//! (`LockError` as a response).
+//! Features: `macros` (default: the attribute), `tls` (`rediss://`, `rediss+cluster://`),
+//! `axum` (`LockError` as a response), `sentinel` (`redis+sentinel://`), `cluster`
+//! (`redis+cluster://`).
 //!
 //! # The protocol
 //!

@@ -1,34 +1,55 @@
 //! A Redis Cluster made of `redis-server --cluster-enabled yes` processes, joined with
 //! `redis-cli --cluster create`, for the cluster tests.
 
-use std::{process::Command, time::Duration};
+use std::{process::Command, sync::Arc, time::Duration};
 
-use crate::{eventually, RedisServer};
+use crate::{eventually, Certificates, RedisServer};
 
 /// A cluster of primaries on free ports of 127.0.0.1, each node a [`RedisServer`] (stopped
 /// by its pid when dropped).
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    /// For a TLS cluster, the certificates every node presents.
+    tls: Option<Arc<Certificates>>,
 }
 
 impl RedisCluster {
     /// Starts `primaries` nodes (at least 3) and `replicas` replicas of each, joins them,
     /// and waits until every node says `cluster_state:ok` and every replica has synced.
     pub async fn start(primaries: usize, replicas: usize) -> Self {
+        Self::start_in(primaries, replicas, None).await
+    }
+
+    /// [`start`](Self::start) with TLS between clients and nodes and between the nodes
+    /// (`--tls-cluster yes`, `--tls-replication yes`), all on one CA's certificates; each
+    /// node also answers plain RESP on a second port, for the test's own checks.
+    pub async fn start_tls(primaries: usize, replicas: usize) -> Self {
+        Self::start_in(primaries, replicas, Some(Certificates::make())).await
+    }
+
+    async fn start_in(primaries: usize, replicas: usize, tls: Option<Arc<Certificates>>) -> Self {
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+        ];
         let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas))
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "2000",
-                ])
+            .map(|_| match &tls {
+                None => RedisServer::start_with(&args),
+                Some(certificates) => {
+                    let tls_args = ["--tls-cluster", "yes", "--tls-replication", "yes"];
+                    RedisServer::start_tls_with(certificates, &[&args[..], &tls_args].concat())
+                }
             })
             .collect();
         let mut create = Command::new("redis-cli");
+        if let Some(certificates) = &tls {
+            create.args(["--tls", "--cacert", &certificates.file("ca.crt")]);
+        }
         create.arg("--cluster").arg("create");
         for node in &nodes {
             create.arg(format!("127.0.0.1:{}", node.port()));
@@ -43,7 +64,7 @@ impl RedisCluster {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        let cluster = Self { nodes };
+        let cluster = Self { nodes, tls };
         let ready = eventually(Duration::from_secs(30), || {
             cluster.nodes.iter().all(|n| {
                 n.raw(&["CLUSTER", "INFO"]).contains("cluster_state:ok") && {
@@ -58,14 +79,27 @@ impl RedisCluster {
         cluster
     }
 
-    /// `redis+cluster://` URL naming every node.
+    /// `redis+cluster://` URL naming every node (`rediss+cluster://` for a TLS cluster).
     pub fn url(&self) -> String {
         let nodes: Vec<String> = self
             .nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port()))
             .collect();
-        format!("redis+cluster://{}", nodes.join(","))
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}+cluster://{}", nodes.join(","))
+    }
+
+    /// The CA certificate (PEM) of a TLS cluster.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        self.tls
+            .as_ref()
+            .expect("a TLS cluster has certificates")
+            .ca_pem()
     }
 
     /// The node that serves `key` (by asking any node for its slot's owner).
@@ -96,7 +130,13 @@ impl RedisCluster {
         let replicas = primary.raw(&["CLUSTER", "REPLICAS", id]);
         self.nodes
             .iter()
-            .find(|n| replicas.contains(&format!("127.0.0.1:{}@", n.port())))
+            .find(|n| {
+                // A plain connection to a TLS cluster is told the nodes' plain ports.
+                [Some(n.port()), n.plain_port()]
+                    .into_iter()
+                    .flatten()
+                    .any(|port| replicas.contains(&format!("127.0.0.1:{port}@")))
+            })
             .expect("a replica of the primary")
     }
 }

@@ -9,7 +9,10 @@ use std::{
     net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicU16, Ordering},
+    sync::{
+        atomic::{AtomicU16, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -20,9 +23,11 @@ pub const REDIS_SERVER_ENV: &str = "REDIS_SERVER_BIN";
 mod cluster;
 mod holdings;
 mod sentinel;
+mod tls;
 pub use cluster::RedisCluster;
 pub use holdings::{assert_exclusive_around, now_us, Holding, LockLoops};
 pub use sentinel::Sentinel;
+pub use tls::Certificates;
 
 const START_BOUND: Duration = Duration::from_secs(20);
 
@@ -40,8 +45,11 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     args: Vec<String>,
-    /// Serves TLS only, with certificates made in `dir`.
-    tls: bool,
+    /// For a TLS server: its certificates; `port` then speaks TLS.
+    tls: Option<Arc<Certificates>>,
+    /// A plain port beside a TLS one, for the checks that must not go through the code
+    /// under test ([`raw`](Self::raw)).
+    plain_port: Option<u16>,
 }
 
 impl RedisServer {
@@ -53,7 +61,7 @@ impl RedisServer {
     /// Starts a server with extra command-line arguments (for example
     /// `["--requirepass", "secret"]`).
     pub fn start_with(args: &[&str]) -> Self {
-        Self::start_in(args, false)
+        Self::start_in(args, None)
     }
 
     /// Starts a replica of `primary` and waits until it has synced.
@@ -77,28 +85,25 @@ impl RedisServer {
     /// Starts a server that speaks TLS only, with a certificate for 127.0.0.1 signed by a CA
     /// made for it ([`ca_pem`](Self::ca_pem)); [`url`](Self::url) is then `rediss://`.
     pub fn start_tls() -> Self {
-        Self::start_in(&[], true)
+        Self::start_in(&[], Some((Certificates::make(), false)))
     }
 
-    fn start_in(args: &[&str], tls: bool) -> Self {
+    /// Starts a server that speaks TLS with `certificates` on [`port`](Self::port), plus
+    /// plain RESP on a second port that only [`raw`](Self::raw) uses.
+    pub fn start_tls_with(certificates: &Arc<Certificates>, args: &[&str]) -> Self {
+        Self::start_in(args, Some((Arc::clone(certificates), true)))
+    }
+
+    fn start_in(args: &[&str], tls: Option<(Arc<Certificates>, bool)>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("lock-tests-redis-")
             .tempdir()
             .expect("create a temp dir for redis-server");
         let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        if tls {
-            make_certificates(dir.path());
-            let file = |name: &str| dir.path().join(name).display().to_string();
-            args.extend([
-                "--tls-cert-file".into(),
-                file("server.crt"),
-                "--tls-key-file".into(),
-                file("server.key"),
-                "--tls-ca-cert-file".into(),
-                file("ca.crt"),
-                "--tls-auth-clients".into(),
-                "no".into(),
-            ]);
+        let with_plain = tls.as_ref().is_some_and(|(_, plain)| *plain);
+        let tls = tls.map(|(certificates, _)| certificates);
+        if let Some(certificates) = &tls {
+            args.extend(certificates.server_args());
         }
         let mut server = Self {
             child: None,
@@ -106,10 +111,13 @@ impl RedisServer {
             dir,
             args,
             tls,
+            plain_port: None,
         };
         for _ in 0..50 {
-            let port = free_port();
-            server.port = port;
+            server.port = free_port();
+            if with_plain {
+                server.plain_port = Some(free_port());
+            }
             if server.spawn_and_wait() {
                 return server;
             }
@@ -127,13 +135,28 @@ impl RedisServer {
 
     /// `redis://127.0.0.1:<port>` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        let scheme = if self.tls { "rediss" } else { "redis" };
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The CA certificate (PEM) that signed a TLS server's certificate.
     pub fn ca_pem(&self) -> Vec<u8> {
-        std::fs::read(self.dir.path().join("ca.crt")).expect("read ca.crt")
+        self.tls
+            .as_ref()
+            .expect("a TLS server has certificates")
+            .ca_pem()
+    }
+
+    /// The port that speaks plain RESP: [`port`](Self::port), or the one beside a TLS port.
+    pub fn plain_port(&self) -> Option<u16> {
+        match &self.tls {
+            None => Some(self.port),
+            Some(_) => self.plain_port,
+        }
     }
 
     /// The server's process id.
@@ -180,7 +203,8 @@ impl RedisServer {
     /// Sends one command over a fresh connection and returns the raw reply, for checks
     /// that must not go through the code under test.
     pub fn raw(&self, args: &[&str]) -> String {
-        raw_command(self.port, args).unwrap_or_else(|e| panic!("raw command {args:?}: {e}"))
+        let port = self.plain_port().unwrap_or(self.port);
+        raw_command(port, args).unwrap_or_else(|e| panic!("raw command {args:?}: {e}"))
     }
 
     /// How many times the server has run `command` (lower case; commands that scripts
@@ -209,8 +233,11 @@ impl RedisServer {
     fn spawn_and_wait(&mut self) -> bool {
         let binary = std::env::var(REDIS_SERVER_ENV).unwrap_or_else(|_| "redis-server".into());
         let port = self.port.to_string();
-        let ports = if self.tls {
-            ["--port", "0", "--tls-port", &port]
+        let plain = self
+            .plain_port
+            .map_or_else(|| "0".to_owned(), |p| p.to_string());
+        let ports = if self.tls.is_some() {
+            ["--port", &plain, "--tls-port", &port]
         } else {
             ["--port", &port, "--tls-port", "0"]
         };
@@ -234,14 +261,13 @@ impl RedisServer {
                  or set {REDIS_SERVER_ENV} to the path of a redis-server binary."
             ),
         };
-        let tls = self.tls;
-        let ready = || {
-            if tls {
-                self.log().contains("Ready to accept connections")
-            } else {
-                let answer = raw_command(self.port, &["PING"]);
+        let plain_port = self.plain_port();
+        let ready = || match plain_port {
+            Some(port) => {
+                let answer = raw_command(port, &["PING"]);
                 matches!(&answer, Ok(reply) if reply.starts_with("+PONG") || reply.contains("NOAUTH"))
             }
+            None => self.log().contains("Ready to accept connections"),
         };
         match await_ready(child, "redis-server", self.port, ready, || self.log()) {
             Some(child) => {
@@ -264,73 +290,6 @@ impl Drop for RedisServer {
             );
         }
     }
-}
-
-/// Makes `ca.crt` and a `server.crt`/`server.key` for 127.0.0.1 signed by it, with openssl.
-fn make_certificates(dir: &std::path::Path) {
-    let run = |args: &[&str]| {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("cannot run openssl ({e}); install it (apt-get install openssl)")
-            });
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .expect("write san.ext");
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=lock-tests CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
 }
 
 /// Waits until the server process `child` (`what`, on `port`) is `ready`: `Some(child)`
@@ -477,7 +436,7 @@ pub struct Stores {
 impl Stores {
     /// Two backends over one in-memory store.
     pub fn memory() -> Self {
-        let shared = std::sync::Arc::new(lock_runtime::store::MemoryStore::new());
+        let shared = Arc::new(lock_runtime::store::MemoryStore::new());
         let client = || {
             lock_runtime::Backend::builder()
                 .store(shared.clone())
@@ -594,7 +553,7 @@ return 0
 #[derive(Debug)]
 pub struct Proxy {
     port: u16,
-    control: std::sync::Arc<ProxyControl>,
+    control: Arc<ProxyControl>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -615,7 +574,7 @@ struct ProxyControl {
 impl Proxy {
     /// A proxy on a free port that forwards to `127.0.0.1:<target>`.
     pub fn start(target: u16) -> Self {
-        let control = std::sync::Arc::new(ProxyControl {
+        let control = Arc::new(ProxyControl {
             target: AtomicU16::new(target),
             frozen_from: std::sync::atomic::AtomicU64::new(0),
             frozen_below: std::sync::atomic::AtomicU64::new(0),
@@ -722,7 +681,7 @@ impl Drop for Proxy {
 
 async fn forward(
     mut client: tokio::net::TcpStream,
-    control: std::sync::Arc<ProxyControl>,
+    control: Arc<ProxyControl>,
 ) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let id = control.next_id.fetch_add(1, Ordering::SeqCst);
@@ -780,7 +739,7 @@ async fn forward(
 /// Tracing events recorded while a [`CapturedEvents::install`] guard lives, on this thread.
 #[derive(Debug, Clone, Default)]
 pub struct CapturedEvents {
-    events: std::sync::Arc<std::sync::Mutex<Vec<(tracing::Level, String)>>>,
+    events: Arc<std::sync::Mutex<Vec<(tracing::Level, String)>>>,
 }
 
 impl CapturedEvents {

@@ -1,9 +1,10 @@
-//! `rediss://`: locks over TLS, against a real redis-server that speaks TLS only.
+//! `rediss://` and `rediss+cluster://`: locks over TLS, against a real redis-server that
+//! speaks TLS only, and a Redis Cluster whose nodes talk TLS to clients and to each other.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lock_runtime::{Backend, LockError, LockOptions};
-use lock_tests::RedisServer;
+use lock_tests::{RedisCluster, RedisServer};
 
 #[tokio::test]
 async fn locks_work_over_tls_with_a_trusted_certificate() {
@@ -44,6 +45,98 @@ async fn an_untrusted_certificate_is_a_connect_error() {
                 ..
             }
         ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_and_notifications_work_on_a_tls_cluster() {
+    let cluster = RedisCluster::start_tls(3, 0).await;
+    let url = cluster.url();
+    assert!(url.starts_with("rediss+cluster://"), "{url}");
+    let connect = || async {
+        Backend::builder()
+            .tls_root_certificate(cluster.ca_pem())
+            .redis(&url)
+            .await
+            .expect("connect to the cluster over TLS")
+    };
+    let (a, b) = (connect().await, connect().await);
+    let options = LockOptions::new(Duration::from_secs(30));
+    let mut shards = std::collections::HashSet::new();
+    for i in 0..6 {
+        let name = format!("order:{i}");
+        let guard = a
+            .acquire(&name, &options.clone().fencing(true))
+            .await
+            .expect("acquire over TLS");
+        let key = a.key_for(&name);
+        let node = cluster.node_for(&key);
+        shards.insert(node.port());
+        assert!(node
+            .raw(&["GET", &key])
+            .contains(&guard.token().to_string()));
+        assert!(guard.fencing_token().is_some());
+        match b.acquire(&name, &options).await {
+            Err(LockError::Busy { .. }) => {}
+            other => panic!("a second owner for {name}: {other:?}"),
+        }
+        guard.release().await.expect("release over TLS");
+    }
+    assert!(shards.len() > 1, "6 locks all on one shard: {shards:?}");
+
+    // A waiter is woken by the release's sharded notification, over TLS too.
+    let key = a.key_for("k");
+    let shard = cluster.node_for(&key);
+    let held = a.acquire("k", &options).await.expect("acquire");
+    let waiter = tokio::spawn(async move {
+        let options = LockOptions::new(Duration::from_secs(30)).wait(Duration::from_secs(20));
+        b.acquire("k", &options).await
+    });
+    let subscribed = lock_tests::eventually(Duration::from_secs(10), || {
+        shard.raw(&["PUBSUB", "SHARDNUMSUB", &key]).contains(":1")
+    })
+    .await;
+    assert!(subscribed, "no sharded subscription on the lock's shard");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let released_at = Instant::now();
+    held.release().await.expect("release");
+    let guard = waiter
+        .await
+        .expect("waiter")
+        .expect("the waiter gets the lock");
+    let gap = released_at.elapsed();
+    guard.release().await.expect("release");
+    assert!(gap < Duration::from_millis(500), "woken after {gap:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cluster_with_an_untrusted_certificate_is_a_connect_error() {
+    let cluster = RedisCluster::start_tls(3, 0).await;
+    let err = Backend::builder()
+        .op_timeout(Duration::from_secs(2))
+        .redis(&cluster.url())
+        .await
+        .expect_err("the certificate is not trusted");
+    assert!(
+        matches!(
+            err,
+            LockError::Backend {
+                operation: "connect",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Plain RESP to the TLS ports is no cluster either.
+    let plain = cluster.url().replacen("rediss+", "redis+", 1);
+    let err = Backend::builder()
+        .op_timeout(Duration::from_secs(2))
+        .redis(&plain)
+        .await
+        .expect_err("the nodes' client ports speak TLS only");
+    assert!(
+        matches!(err, LockError::Backend { .. } | LockError::Timeout { .. }),
         "{err:?}"
     );
 }

@@ -178,24 +178,11 @@ fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Client, LockErr
     if !url.starts_with("rediss://") {
         return redis::Client::open(url).map_err(malformed);
     }
+    let certificates = tls_config(url, tls_root)?;
     #[cfg(feature = "tls")]
-    {
-        // One process-wide crypto provider; another part of the program may have set it.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let certificates = redis::TlsCertificates {
-            client_tls: None,
-            root_cert: tls_root,
-        };
-        redis::Client::build_with_tls(url, certificates).map_err(malformed)
-    }
+    return redis::Client::build_with_tls(url, certificates).map_err(malformed);
     #[cfg(not(feature = "tls"))]
-    {
-        let _ = (tls_root, malformed);
-        Err(LockError::invalid(format!(
-            "`{}` asks for TLS: enable lock-runtime's `tls` feature, or use `redis://`",
-            redact::url(url)
-        )))
-    }
+    match certificates {}
 }
 
 /// Whether `request` can be one plain `SET NX PX` (no fencing, no reclaim, no lease
@@ -325,11 +312,15 @@ impl RedisStore {
 /// names, with requests bounded by `bound`.
 pub(crate) async fn cluster(
     url: &str,
+    tls_root: Option<Vec<u8>>,
     settings: &RedisSettings,
 ) -> Result<Box<dyn Store>, LockError> {
+    let (tls, rest) = match url.strip_prefix("rediss+cluster://") {
+        Some(rest) => (true, rest),
+        None => (false, url.trim_start_matches("redis+cluster://")),
+    };
     #[cfg(feature = "cluster")]
     {
-        let rest = url.trim_start_matches("redis+cluster://");
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
         let hosts = authority
             .rsplit_once('@')
@@ -338,14 +329,50 @@ pub(crate) async fn cluster(
         if seeds.iter().any(String::is_empty) {
             return Err(malformed(url, "an empty node address"));
         }
-        let store = cluster::ClusterStore::connect(seeds, redact::password(url), settings).await?;
+        let tls = if tls {
+            Some(tls_config(url, tls_root)?)
+        } else {
+            None
+        };
+        let store =
+            cluster::ClusterStore::connect(seeds, redact::password(url), tls, settings).await?;
         Ok(Box::new(store))
     }
     #[cfg(not(feature = "cluster"))]
     {
-        let _ = settings;
+        let _ = (settings, tls, rest, tls_root);
         Err(LockError::invalid(format!(
             "`{}` names a Redis Cluster: enable lock-runtime's `cluster` feature",
+            redact::url(url)
+        )))
+    }
+}
+
+/// What a TLS connection trusts: the `redis` crate's certificates with the `tls` feature;
+/// nothing can be made without it.
+#[cfg(feature = "tls")]
+pub(crate) type TlsConfig = redis::TlsCertificates;
+#[cfg(not(feature = "tls"))]
+pub(crate) type TlsConfig = std::convert::Infallible;
+
+/// The certificates to trust for a TLS `url` (`root`, else the system's roots); an error
+/// without the `tls` feature.
+fn tls_config(url: &str, root: Option<Vec<u8>>) -> Result<TlsConfig, LockError> {
+    #[cfg(feature = "tls")]
+    {
+        let _ = url;
+        // One process-wide crypto provider; another part of the program may have set it.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: root,
+        })
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = root;
+        Err(LockError::invalid(format!(
+            "`{}` asks for TLS: enable lock-runtime's `tls` feature, or use `redis://`",
             redact::url(url)
         )))
     }

@@ -1,4 +1,4 @@
-//! Redis Cluster (feature `cluster`): the same commands and scripts as one server, sent on
+//! Redis Cluster (feature `cluster`; `rediss+cluster://` over TLS with `tls`): the same commands and scripts as one server, sent on
 //! the `redis` crate's cluster connection, which routes each by its key's hash slot and
 //! follows `MOVED`/`ASK` redirections while slots move. Every key of one lock shares the
 //! lock name's hash tag, so each script runs on one shard. Releases publish with
@@ -25,7 +25,7 @@ use redis::{
 use tokio::sync::{mpsc, Notify};
 
 use self::shards::Shards;
-use super::{script::Scripts, RedisSettings};
+use super::{script::Scripts, RedisSettings, TlsConfig};
 
 mod shards;
 use crate::{
@@ -70,29 +70,39 @@ impl ClusterStore {
     pub(crate) async fn connect(
         seeds: Vec<String>,
         password: Option<&str>,
+        tls: Option<TlsConfig>,
         settings: &RedisSettings,
     ) -> Result<Self, LockError> {
         let bound = settings.bound;
         let (pushes, received) = mpsc::unbounded_channel();
+        let scheme = if tls.is_some() { "rediss" } else { "redis" };
         let nodes: Vec<String> = seeds
             .iter()
             .map(|seed| match password {
-                Some(password) => format!("redis://:{password}@{seed}/?protocol=resp3"),
-                None => format!("redis://{seed}/?protocol=resp3"),
+                Some(password) => format!("{scheme}://:{password}@{seed}/?protocol=resp3"),
+                None => format!("{scheme}://{seed}/?protocol=resp3"),
             })
             .collect();
-        let client = ClusterClientBuilder::new(nodes)
+        let builder = ClusterClientBuilder::new(nodes)
             .use_protocol(redis::ProtocolVersion::RESP3)
             .push_sender(pushes)
             .connection_timeout(bound)
-            .response_timeout(bound)
-            .build()
-            .map_err(|e| {
-                LockError::invalid(format!(
-                    "malformed Redis Cluster seeds: {}",
-                    redact::scrub(&e.to_string(), password)
-                ))
-            })?;
+            .response_timeout(bound);
+        #[cfg(feature = "tls")]
+        let builder = match tls {
+            Some(certificates) => builder.certs(certificates),
+            None => builder,
+        };
+        #[cfg(not(feature = "tls"))]
+        if let Some(never) = tls {
+            match never {}
+        }
+        let client = builder.build().map_err(|e| {
+            LockError::invalid(format!(
+                "malformed Redis Cluster seeds: {}",
+                redact::scrub(&e.to_string(), password)
+            ))
+        })?;
         let conn = match tokio::time::timeout(bound, client.get_async_connection()).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
