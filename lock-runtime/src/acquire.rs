@@ -70,6 +70,11 @@ impl Backend {
         token: Token,
         options: &LockOptions,
     ) -> Result<LockGuard, LockError> {
+        if options.fenced() {
+            if let Some(why) = self.store().fencing_unavailable() {
+                return Err(LockError::invalid(why));
+            }
+        }
         let started = Instant::now();
         let deadline = started.checked_add(options.wait_for());
         let slot = match self.local().enter(&key, started) {

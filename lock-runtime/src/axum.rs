@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | [`Busy`](LockError::Busy) | 423 Locked | `Retry-After: 1` |
 //! | [`Recovering`](LockError::Recovering) | 503 Service Unavailable | `Retry-After`: the hold left, in whole seconds, at least 1 |
-//! | [`Lost`](LockError::Lost), [`Backend`](LockError::Backend), [`Timeout`](LockError::Timeout), [`NotReplicated`](LockError::NotReplicated) | 503 Service Unavailable | |
+//! | [`Lost`](LockError::Lost), [`Backend`](LockError::Backend), [`Timeout`](LockError::Timeout), [`NotReplicated`](LockError::NotReplicated), [`NoQuorum`](LockError::NoQuorum) | 503 Service Unavailable | |
 //! | anything else (a programming or configuration error) | 500 Internal Server Error | |
 //!
 //! The body is the error's message, which names the lock but never a secret.
@@ -39,7 +39,8 @@ impl IntoResponse for LockError {
             LockError::Lost { .. }
             | LockError::Backend { .. }
             | LockError::Timeout { .. }
-            | LockError::NotReplicated { .. } => (StatusCode::SERVICE_UNAVAILABLE, None),
+            | LockError::NotReplicated { .. }
+            | LockError::NoQuorum { .. } => (StatusCode::SERVICE_UNAVAILABLE, None),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
         let mut response = (status, self.to_string()).into_response();

@@ -11,7 +11,7 @@ use crate::{
     builder::{BackendBuilder, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX},
     error::LockError,
     local::LocalQueue,
-    store::{CallTimedOut, MemoryStore, NotAcknowledged, Store, StoreFuture},
+    store::{CallTimedOut, MemoryStore, NoQuorum, NotAcknowledged, Store, StoreFuture},
     token::Token,
 };
 
@@ -122,6 +122,14 @@ impl Backend {
         BackendBuilder::default().redis_cluster(nodes).await
     }
 
+    /// Takes locks on a majority of the independent Redis servers at `urls` (Redlock), with
+    /// the default settings (see [`BackendBuilder::redlock`]).
+    pub async fn redlock<S: AsRef<str>>(
+        urls: impl IntoIterator<Item = S>,
+    ) -> Result<Self, LockError> {
+        BackendBuilder::default().redlock(urls).await
+    }
+
     /// The store key for a lock name: `{prefix}{{name}}`.
     ///
     /// ```
@@ -165,14 +173,23 @@ impl Backend {
             if source.is::<CallTimedOut>() {
                 return LockError::Timeout { operation, after };
             }
-            match source.downcast_ref::<NotAcknowledged>() {
-                Some(not) => LockError::NotReplicated {
+            if let Some(not) = source.downcast_ref::<NotAcknowledged>() {
+                return LockError::NotReplicated {
                     operation,
                     acknowledged: not.acknowledged,
                     wanted: not.wanted,
                     waited: not.timeout,
+                };
+            }
+            match source.downcast::<NoQuorum>() {
+                Ok(no) => LockError::NoQuorum {
+                    operation,
+                    failed: no.failed,
+                    nodes: no.nodes,
+                    needed: no.needed,
+                    source: no.source,
                 },
-                None => LockError::Backend { operation, source },
+                Err(source) => LockError::Backend { operation, source },
             }
         })
     }

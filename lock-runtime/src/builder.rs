@@ -205,13 +205,10 @@ impl BackendBuilder {
     /// like a restarted server (no grant until every earlier lease has ended; see
     /// [`restart_guard`](Self::restart_guard)). The primary must answer `ROLE`.
     pub async fn redis(self, url: &str) -> Result<Backend, LockError> {
-        self.check()?;
-        if self.redis.health_interval.is_zero() {
-            return Err(LockError::invalid(
-                "the health check interval must not be zero",
-            ));
+        if let Some(servers) = redlock_servers(url) {
+            return self.redlock(servers?).await;
         }
-        self.check_replicas()?;
+        self.check_redis()?;
         if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") {
             let settings = RedisSettings {
                 bound: self.op_timeout,
@@ -271,6 +268,66 @@ impl BackendBuilder {
         self.redis(&url).await
     }
 
+    /// Connects to the independent Redis servers at `urls` (each a URL as for
+    /// [`redis`](Self::redis): `redis://`, `rediss://`, `redis+unix://`, or a Sentinel's)
+    /// and takes every lock on a majority of them: the Redlock algorithm. Any minority of
+    /// the servers may fail, stall or restart without losing a lock or stopping grants.
+    /// The same as [`redis`](Self::redis) with `redis+redlock://host:port,host:port,...`.
+    /// Needs the crate's `redlock` feature.
+    ///
+    /// - Every call goes to all servers at once, each within the time bound, and counts as
+    ///   done when a majority (N/2+1) did it; a slow server does not delay a quick majority.
+    /// - The lease runs from before the first request was sent, less the drift margin: an
+    ///   acquire whose majority came later than that is refused and taken back.
+    /// - When too many servers fail for a majority to decide, calls fail with
+    ///   [`LockError::NoQuorum`]. Connecting needs a majority too; the others are connected
+    ///   in the background.
+    /// - A server that restarted grants nothing for the longest TTL, as one server does
+    ///   after a restart ([`restart_guard`](Self::restart_guard)).
+    /// - There are no fencing tokens: an acquire that asks for one fails with
+    ///   [`LockError::InvalidInput`]. Use one Redis or a Redis Cluster for fenced locks.
+    ///
+    /// An even number of servers is allowed (with a warning): it needs more of them to
+    /// agree and tolerates no more failures than one server fewer.
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), lock_runtime::LockError> {
+    /// let backend = lock_runtime::Backend::builder()
+    ///     .redlock(["redis://10.0.0.5:6379", "redis://10.0.1.5:6379", "redis://10.0.2.5:6379"])
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn redlock<S: AsRef<str>>(
+        self,
+        urls: impl IntoIterator<Item = S>,
+    ) -> Result<Backend, LockError> {
+        self.check()?;
+        self.check_redis()?;
+        let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        #[cfg(feature = "redlock")]
+        {
+            let settings = RedisSettings {
+                bound: self.op_timeout,
+                ..self.redis.clone()
+            };
+            let store = crate::store::redlock::RedlockStore::connect(
+                &urls,
+                self.tls_root.clone(),
+                settings,
+            )
+            .await?;
+            self.store(store)
+        }
+        #[cfg(not(feature = "redlock"))]
+        {
+            let _ = urls;
+            Err(LockError::invalid(
+                "Redlock needs lock-runtime's `redlock` feature",
+            ))
+        }
+    }
+
     /// Opens the backend a URL names: `memory://` for [`memory`](Self::memory), any Redis URL
     /// for [`redis`](Self::redis).
     pub async fn connect(self, url: &str) -> Result<Backend, LockError> {
@@ -278,13 +335,14 @@ impl BackendBuilder {
             Some("memory") => self.memory(),
             Some(
                 "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" | "redis+cluster"
-                | "rediss+cluster",
+                | "rediss+cluster" | "redis+redlock" | "rediss+redlock",
             ) => self.redis(url).await,
             _ => Err(LockError::invalid(format!(
                 "unsupported lock store URL `{}`: expected `memory://`, `redis://host:port`, \
                  `rediss://host:port`, `redis+unix:///path`, \
-                 `redis+sentinel://host:port,host:port/service` or \
-                 `redis+cluster://host:port,host:port`",
+                 `redis+sentinel://host:port,host:port/service`, \
+                 `redis+cluster://host:port,host:port` or \
+                 `redis+redlock://host:port,host:port,host:port`",
                 crate::redact::url(url)
             ))),
         }
@@ -298,6 +356,17 @@ impl BackendBuilder {
     fn boxed_store(self, store: Box<dyn Store>) -> Result<Backend, LockError> {
         self.check()?;
         Ok(Backend::new(store, self.prefix.into(), self.op_timeout))
+    }
+
+    /// What every Redis store checks of its settings.
+    fn check_redis(&self) -> Result<(), LockError> {
+        self.check()?;
+        if self.redis.health_interval.is_zero() {
+            return Err(LockError::invalid(
+                "the health check interval must not be zero",
+            ));
+        }
+        self.check_replicas()
     }
 
     fn check_replicas(&self) -> Result<(), LockError> {
@@ -330,6 +399,38 @@ impl BackendBuilder {
         }
         Ok(())
     }
+}
+
+/// For a `redis+redlock://[user:password@]host:port,host:port[/db]` URL (`rediss+redlock://`
+/// over TLS): one URL per server, each with the user, password and database; `None` for
+/// any other URL.
+fn redlock_servers(url: &str) -> Option<Result<Vec<String>, LockError>> {
+    let (scheme, rest) = match url.split_once("://")? {
+        ("redis+redlock", rest) => ("redis", rest),
+        ("rediss+redlock", rest) => ("rediss", rest),
+        _ => return None,
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), authority),
+    };
+    let hosts: Vec<&str> = hosts.split(',').collect();
+    if hosts.iter().any(|h| h.is_empty()) {
+        return Some(Err(LockError::invalid(format!(
+            "malformed Redlock URL `{}`: an empty server address",
+            crate::redact::url(url)
+        ))));
+    }
+    let path = if path.is_empty() {
+        String::new()
+    } else {
+        format!("/{path}")
+    };
+    Some(Ok(hosts
+        .into_iter()
+        .map(|host| format!("{scheme}://{userinfo}{host}{path}"))
+        .collect()))
 }
 
 /// `host:port` addresses joined with commas, for a URL.

@@ -82,6 +82,26 @@ pub enum LockError {
         /// How long the store waited for them.
         waited: Duration,
     },
+    /// Too many servers of a store made of several (Redlock) failed or did not answer in
+    /// time for a majority to decide: the lock may or may not have been taken on the others
+    /// (an acquire that fails so takes back what it got).
+    #[error(
+        "lock store: {failed} of {nodes} servers failed or did not answer during {operation}; \
+         {needed} must agree"
+    )]
+    NoQuorum {
+        /// What was being done: `connect`, `acquire`, `release`, `extend`.
+        operation: &'static str,
+        /// How many servers failed or did not answer in time.
+        failed: u32,
+        /// How many servers the store has.
+        nodes: u32,
+        /// How many must agree (a majority).
+        needed: u32,
+        /// One of the servers' errors, if one answered with an error.
+        #[source]
+        source: Option<StoreError>,
+    },
     /// The store did not answer within the client's time bound.
     #[error("lock store did not answer {operation} within {after:?}")]
     Timeout {
@@ -173,6 +193,19 @@ impl LockError {
                 acknowledged: *acknowledged,
                 wanted: *wanted,
                 waited: *waited,
+            },
+            Self::NoQuorum {
+                operation,
+                failed,
+                nodes,
+                needed,
+                source,
+            } => Self::NoQuorum {
+                operation,
+                failed: *failed,
+                nodes: *nodes,
+                needed: *needed,
+                source: source.as_ref().map(|e| e.to_string().into()),
             },
             Self::Timeout { operation, after } => Self::Timeout {
                 operation,

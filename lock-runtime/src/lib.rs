@@ -36,7 +36,7 @@
 //!
 //! Features: `macros` (default: the attribute), `tls` (`rediss://`, `rediss+cluster://`),
 //! `axum` (`LockError` as a response), `sentinel` (`redis+sentinel://`), `cluster`
-//! (`redis+cluster://`).
+//! (`redis+cluster://`), `redlock` (`redis+redlock://`: a majority of independent servers).
 //!
 //! # The protocol
 //!

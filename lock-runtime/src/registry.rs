@@ -67,8 +67,9 @@ pub fn register(name: &str, backend: Backend) -> Result<(), LockError> {
 ///
 /// The URL is one of `memory://`, `redis://[:password@]host[:port][/db]`, `rediss://...`,
 /// `redis+unix:///path/to/socket`, `redis+sentinel://host:port,host:port/service-name`
-/// (with the `sentinel` feature), or `redis+cluster://host:port,host:port` (with the
-/// `cluster` feature; `rediss+cluster://` over TLS with `tls` too). An unset variable or a malformed URL is
+/// (with the `sentinel` feature), `redis+cluster://host:port,host:port` (with the
+/// `cluster` feature; `rediss+cluster://` over TLS with `tls` too), or
+/// `redis+redlock://host:port,host:port,host:port` (with the `redlock` feature). An unset variable or a malformed URL is
 /// [`LockError::InvalidInput`]; an unreachable store is [`LockError::Backend`] or
 /// [`LockError::Timeout`].
 ///

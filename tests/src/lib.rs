@@ -22,10 +22,12 @@ pub const REDIS_SERVER_ENV: &str = "REDIS_SERVER_BIN";
 /// How long a server may take to start answering.
 mod cluster;
 mod holdings;
+mod redlock;
 mod sentinel;
 mod tls;
 pub use cluster::RedisCluster;
-pub use holdings::{assert_exclusive_around, now_us, Holding, LockLoops};
+pub use holdings::{assert_exclusive_around, assert_no_overlap_around, now_us, Holding, LockLoops};
+pub use redlock::RedlockServers;
 pub use sentinel::Sentinel;
 pub use tls::Certificates;
 
@@ -568,6 +570,8 @@ struct ProxyControl {
     next_id: std::sync::atomic::AtomicU64,
     /// Bumped to move every open connection to `target`.
     epoch: std::sync::atomic::AtomicU64,
+    /// How long each chunk of the server's replies is held back, in microseconds.
+    delay_us: std::sync::atomic::AtomicU64,
     changed: tokio::sync::Notify,
 }
 
@@ -581,6 +585,7 @@ impl Proxy {
             freeze_new: std::sync::atomic::AtomicBool::new(false),
             next_id: std::sync::atomic::AtomicU64::new(0),
             epoch: std::sync::atomic::AtomicU64::new(0),
+            delay_us: std::sync::atomic::AtomicU64::new(0),
             changed: tokio::sync::Notify::new(),
         });
         let port = free_port();
@@ -659,6 +664,13 @@ impl Proxy {
         self.control.target.store(target, Ordering::SeqCst);
     }
 
+    /// Holds back every reply from the server by `delay` (a slow server or link), on the
+    /// connections open now and new ones.
+    pub fn delay_replies(&self, delay: Duration) {
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.control.delay_us.store(us, Ordering::SeqCst);
+    }
+
     /// Moves every open connection, and new ones, to `127.0.0.1:<target>`: each drops its
     /// server side and opens a new one there, keeping its client side open.
     pub fn switch_all(&self, target: u16) {
@@ -729,6 +741,10 @@ async fn forward(
                 let n = n?;
                 if n == 0 {
                     return Ok(());
+                }
+                let delay = control.delay_us.load(Ordering::SeqCst);
+                if delay > 0 {
+                    tokio::time::sleep(Duration::from_micros(delay)).await;
                 }
                 client.write_all(&down[..n]).await?;
             }

@@ -13,6 +13,8 @@ use crate::token::Token;
 
 pub(crate) mod memory;
 pub(crate) mod redis;
+#[cfg(feature = "redlock")]
+pub(crate) mod redlock;
 
 pub use self::{memory::MemoryStore, redis::RedisStore};
 
@@ -111,6 +113,12 @@ impl Watch {
     pub(crate) fn notify(&self) -> &Notify {
         &self.notify
     }
+
+    /// The notify itself, for a watch that merges several.
+    #[cfg_attr(not(feature = "redlock"), allow(dead_code))]
+    pub(crate) fn shared_notify(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
 }
 
 /// A place where locks live.
@@ -178,6 +186,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn bounds_own_calls(&self) -> bool {
         false
     }
+
+    /// Why this store cannot give fencing tokens, if it cannot: an acquire that asks for
+    /// one then fails with [`LockError::InvalidInput`](crate::LockError::InvalidInput)
+    /// saying so, before any store call. By default `None`: it can.
+    fn fencing_unavailable(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The error a store that bounds its own calls ([`Store::bounds_own_calls`]) fails a call
@@ -221,6 +236,37 @@ impl std::fmt::Display for NotAcknowledged {
 
 impl std::error::Error for NotAcknowledged {}
 
+/// The error a store made of several servers (Redlock) fails a call with when too many of
+/// them failed or did not answer for a majority to decide; the runtime reports it as
+/// [`LockError::NoQuorum`](crate::LockError::NoQuorum).
+#[derive(Debug)]
+pub struct NoQuorum {
+    /// How many servers failed or did not answer in time.
+    pub failed: u32,
+    /// How many servers the store has.
+    pub nodes: u32,
+    /// How many must agree.
+    pub needed: u32,
+    /// One of the servers' errors, if one answered with an error.
+    pub source: Option<StoreError>,
+}
+
+impl std::fmt::Display for NoQuorum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} servers failed or did not answer; {} must agree",
+            self.failed, self.nodes, self.needed
+        )
+    }
+}
+
+impl std::error::Error for NoQuorum {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
+
 /// One store shared by several backends (for example two [`Backend`](crate::Backend)s over
 /// one [`MemoryStore`], standing in for two processes in a test).
 ///
@@ -257,6 +303,10 @@ impl<S: Store> Store for Arc<S> {
 
     fn bounds_own_calls(&self) -> bool {
         (**self).bounds_own_calls()
+    }
+
+    fn fencing_unavailable(&self) -> Option<&'static str> {
+        (**self).fencing_unavailable()
     }
 }
 

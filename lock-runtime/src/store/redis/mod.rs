@@ -22,7 +22,8 @@ use std::{sync::Arc, time::Duration};
 
 use redis::{aio::MultiplexedConnection, Value};
 
-use self::{conn::Connection, endpoint::Endpoint, pubsub::Subscriber, script::Scripts};
+pub(crate) use self::endpoint::Endpoint;
+use self::{conn::Connection, pubsub::Subscriber, script::Scripts};
 use super::{
     ttl_millis, AcquireRequest, Attempt, CallTimedOut, NotAcknowledged, Store, StoreError,
     StoreFuture, Watch,
