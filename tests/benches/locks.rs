@@ -17,6 +17,9 @@
 //! - S3h x2: the same with the 16 waiters spread over 2 processes.
 //! - S1 through a `#[distributed_lock]` function against the hand API.
 //! - S1, S2 and S3h again against a 3-primary Redis Cluster (`BENCH_ONLY=cluster`).
+//! - S1, S2 and S3h with Redlock over 3 independent servers (`BENCH_ONLY=redlock`), against
+//!   a hand-written Redlock floor (all `SET NX PX` at once, majority, compare-and-delete on
+//!   all) and rslock's Redlock.
 
 use std::{
     future::Future,
@@ -25,6 +28,9 @@ use std::{
 };
 
 use lock_runtime::{distributed_lock, Backend, LockError, LockOptions};
+
+#[path = "locks/redlock.rs"]
+mod redlock;
 use lock_tests::RedisServer;
 use redis::{aio::MultiplexedConnection, AsyncCommands as _, Script};
 
@@ -189,6 +195,8 @@ fn commands_run(server: &RedisServer) -> u64 {
 struct Floor {
     conn: FloorConn,
     script: Arc<Script>,
+    /// For a `redis+redlock://` URL: one connection per server (`conn` is the first).
+    redlock: Option<Arc<[MultiplexedConnection]>>,
 }
 
 /// The floor's connection: one multiplexed connection, or the `redis` crate's cluster
@@ -229,6 +237,14 @@ impl redis::aio::ConnectionLike for FloorConn {
 
 impl Floor {
     async fn connect(url: &str) -> Self {
+        if let Some(servers) = redlock::urls(url) {
+            let conns = redlock::connect(&servers).await;
+            return Self {
+                conn: FloorConn::One(conns[0].clone()),
+                script: Arc::new(Script::new(RELEASE)),
+                redlock: Some(conns.into()),
+            };
+        }
         let conn = match url.strip_prefix("redis+cluster://") {
             Some(nodes) => {
                 let nodes: Vec<String> = nodes.split(',').map(|n| format!("redis://{n}")).collect();
@@ -251,11 +267,15 @@ impl Floor {
         Self {
             conn,
             script: Arc::new(Script::new(RELEASE)),
+            redlock: None,
         }
     }
 
     /// `SET NX PX`; with `poll`, retried every millisecond until it succeeds.
     async fn acquire(&self, key: &str, token: &str, poll: bool) {
+        if let Some(conns) = &self.redlock {
+            return redlock::acquire(conns, &self.script, key, token, poll).await;
+        }
         let mut conn = self.conn.clone();
         loop {
             let set: redis::Value = redis::cmd("SET")
@@ -276,6 +296,9 @@ impl Floor {
     }
 
     async fn release(&self, key: &str, token: &str) {
+        if let Some(conns) = &self.redlock {
+            return redlock::release(conns, &self.script, key, token).await;
+        }
         let deleted: i64 = self
             .script
             .key(key)
@@ -463,6 +486,25 @@ fn floor_handoff(
             let release: Release = Box::new(move || {
                 Box::pin(async move { floor.release("lock:{bench:handoff}", &token).await })
             });
+            release
+        })
+    }
+}
+
+fn rslock_handoff(
+    manager: Arc<rslock::LockManager>,
+) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Release> + Send>> + Send + Sync + Clone {
+    move || {
+        let manager = manager.clone();
+        Box::pin(async move {
+            // rslock gives up after its retries (3, up to 200 ms apart): ask again.
+            let lock = loop {
+                if let Ok(lock) = manager.lock(b"rslock:{bench:handoff}", OPTIONS.ttl()).await {
+                    break lock;
+                }
+            };
+            let release: Release =
+                Box::new(move || Box::pin(async move { manager.unlock(&lock).await }));
             release
         })
     }
@@ -656,7 +698,8 @@ async fn cycles_child(args: &[String]) {
             .await
         }
         "rslock" => {
-            let manager = Arc::new(rslock::LockManager::new(vec![url.clone()]));
+            let urls = redlock::urls(url).unwrap_or_else(|| vec![url.clone()]);
+            let manager = Arc::new(rslock::LockManager::new(urls));
             measure(tasks, length, server, move |i| {
                 let manager = manager.clone();
                 async move {
@@ -910,6 +953,32 @@ async fn main() {
             (c1, c2, c3)
         }
     };
+    // Redlock over 3 independent servers: the floor, the library and rslock.
+    let redlock_servers = if wanted("redlock") {
+        Some(lock_tests::RedlockServers::start(3))
+    } else {
+        None
+    };
+    let (r1, r2, r3) = match &redlock_servers {
+        None => Default::default(),
+        Some(servers) => {
+            let nodes: Vec<&RedisServer> = servers.servers().iter().collect();
+            let target = Target::of(&nodes, servers.url());
+            let r1 = separate(rounds, &target, &peers, 1, slice).await;
+            let r2 = separate(rounds, &target, &peers, 64, slice).await;
+            let lib = Backend::redis(&target.url)
+                .await
+                .expect("redlock connection");
+            let floor = Floor::connect(&target.url).await;
+            let rslock = Arc::new(rslock::LockManager::new(servers.urls()));
+            let r3 = (
+                s3h(&nodes, length, floor_handoff(floor)).await,
+                s3h(&nodes, length, lib_handoff(lib)).await,
+                s3h(&nodes, length, rslock_handoff(rslock)).await,
+            );
+            (r1, r2, r3)
+        }
+    };
     // The hand API on one key, as the annotated function below uses one key.
     let hand = {
         let lib_cycle = lib_cycle.clone();
@@ -988,6 +1057,8 @@ async fn main() {
     separate_row("S2   64 tasks, 64 keys", &s2);
     separate_row("S1   cluster", &c1);
     separate_row("S2   cluster", &c2);
+    separate_row("S1   redlock, 3 servers", &r1);
+    separate_row("S2   redlock, 3 servers", &r2);
     println!("cpu: client CPU per cycle (us), user + system, all threads of the side's process;");
     println!("srv: the Redis server's CPU per cycle (us) over the same measurement");
     println!();
@@ -1008,6 +1079,10 @@ async fn main() {
     row("S3h  16 waiters, 2 processes", &s3x2_floor, &s3x2_lib);
     if cluster.is_some() {
         row("S3h  16 waiters, cluster", &c3.0, &c3.1);
+    }
+    if redlock_servers.is_some() {
+        row("S3h  16 waiters, redlock", &r3.0, &r3.1);
+        row("S3h  redlock: rslock vs lib", &r3.2, &r3.1);
     }
     println!(
         "{:<30} {:>10} {:>10} {:>7}",

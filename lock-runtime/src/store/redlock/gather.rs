@@ -3,71 +3,90 @@
 
 use std::{
     future::Future,
-    pin::Pin,
     task::{Context, Poll},
     time::Instant,
 };
 
-use crate::store::StoreError;
+use crate::store::{StoreError, StoreFuture};
 
-/// One server's part of a call; it owns what it needs, so it can finish in the background.
-pub(super) type NodeCall<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
-
-/// What the servers said so far: `answers[i]` is server `i`'s answer, `None` while it has
-/// not answered; `pending` holds the calls still running, by server.
-pub(super) struct Gathered<T> {
+/// One call on every server, running: `answers[i]` is server `i`'s answer, `None` while
+/// it has not answered. Dropped, it drops the calls still running (a command one already
+/// sent still runs on the server, in order with whatever is sent to it next).
+pub(super) struct Gathering<'a, T> {
+    running: Vec<Option<StoreFuture<'a, T>>>,
     pub(super) answers: Vec<Option<Result<T, StoreError>>>,
-    pub(super) pending: Vec<(usize, NodeCall<T>)>,
+    left: usize,
 }
 
-/// Runs `calls` (one per server) at once until `decided` says the answers so far settle the
-/// outcome (it is given them and how many calls still run), every call has answered, or
-/// `deadline` passes. Calls still running then are handed back, not cancelled.
-pub(super) async fn gather<T>(
-    calls: Vec<NodeCall<T>>,
-    deadline: Option<Instant>,
-    mut decided: impl FnMut(&[Option<Result<T, StoreError>>], usize) -> bool,
-) -> Gathered<T> {
-    let mut running: Vec<Option<NodeCall<T>>> = calls.into_iter().map(Some).collect();
-    let mut answers: Vec<Option<Result<T, StoreError>>> = running.iter().map(|_| None).collect();
-    let mut left = running.len();
-    let mut timer = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
-    std::future::poll_fn(|cx: &mut Context<'_>| {
-        for (slot, answer) in running.iter_mut().zip(answers.iter_mut()) {
-            let Some(call) = slot else { continue };
-            if let Poll::Ready(outcome) = call.as_mut().poll(cx) {
-                *answer = Some(outcome);
-                *slot = None;
-                left -= 1;
-            }
+impl<'a, T> Gathering<'a, T> {
+    /// Starts `calls` (one per server) at once.
+    pub(super) fn start(calls: Vec<StoreFuture<'a, T>>) -> Self {
+        let running: Vec<Option<StoreFuture<'a, T>>> = calls.into_iter().map(Some).collect();
+        let answers = running.iter().map(|_| None).collect();
+        let left = running.len();
+        Self {
+            running,
+            answers,
+            left,
         }
-        if left == 0 || decided(&answers, left) {
-            return Poll::Ready(());
-        }
-        match timer.as_mut().map(|timer| timer.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(()),
-            _ => Poll::Pending,
-        }
-    })
-    .await;
-    let pending = running
-        .into_iter()
-        .enumerate()
-        .filter_map(|(index, call)| Some((index, call?)))
-        .collect();
-    Gathered { answers, pending }
-}
-
-/// Lets calls that were still running when the outcome was decided finish on their own.
-pub(super) fn finish_in_background<T: Send + 'static>(pending: Vec<(usize, NodeCall<T>)>) {
-    if pending.is_empty() {
-        return;
     }
-    tokio::spawn(async move {
-        for (_, call) in pending {
-            let _ = call.await;
+
+    /// Gathers answers until `decided` says the answers so far settle the outcome (it is
+    /// given them and how many calls still run), every call has answered, or `deadline`
+    /// passes.
+    pub(super) async fn until(
+        &mut self,
+        deadline: Option<Instant>,
+        mut decided: impl FnMut(&[Option<Result<T, StoreError>>], usize) -> bool,
+    ) {
+        let mut timer = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
+        std::future::poll_fn(|cx: &mut Context<'_>| {
+            for (slot, answer) in self.running.iter_mut().zip(self.answers.iter_mut()) {
+                let Some(call) = slot else { continue };
+                if let Poll::Ready(outcome) = call.as_mut().poll(cx) {
+                    *answer = Some(outcome);
+                    *slot = None;
+                    self.left -= 1;
+                }
+            }
+            if self.left == 0 || decided(&self.answers, self.left) {
+                return Poll::Ready(());
+            }
+            match timer.as_mut().map(|timer| timer.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(()),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+    }
+
+    /// Gives the calls still running until `deadline` to answer: on a refusal or a
+    /// release, a server merely a little slower than the others need not be asked again.
+    pub(super) async fn stragglers(&mut self, deadline: Instant) {
+        if self.left > 0 {
+            self.until(Some(deadline), |_, _| false).await;
         }
-    });
+    }
+
+    /// How many calls still run.
+    pub(super) fn running(&self) -> usize {
+        self.left
+    }
+
+    /// The servers that have not answered.
+    pub(super) fn unanswered(&self) -> Vec<usize> {
+        self.answers
+            .iter()
+            .enumerate()
+            .filter(|(_, answer)| answer.is_none())
+            .map(|(index, _)| index)
+            .collect()
+    }
+}
+
+/// Runs `calls` to the end (or `deadline`), whatever they answer.
+pub(super) async fn all<T>(calls: Vec<StoreFuture<'_, T>>, deadline: Option<Instant>) {
+    Gathering::start(calls).until(deadline, |_, _| false).await;
 }
 
 #[cfg(test)]
@@ -76,7 +95,7 @@ mod tests {
 
     use super::*;
 
-    fn after(ms: u64, value: bool) -> NodeCall<bool> {
+    fn after(ms: u64, value: bool) -> StoreFuture<'static, bool> {
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Ok(value)
@@ -94,11 +113,11 @@ mod tests {
     async fn a_quick_majority_does_not_wait_for_a_slow_server() {
         let started = Instant::now();
         let calls = vec![after(1, true), after(2, true), after(10_000, true)];
-        let gathered = gather(calls, None, |answers, _| yes(answers) >= 2).await;
+        let mut gathered = Gathering::start(calls);
+        gathered.until(None, |answers, _| yes(answers) >= 2).await;
         assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(yes(&gathered.answers), 2);
-        assert_eq!(gathered.pending.len(), 1);
-        assert_eq!(gathered.pending[0].0, 2);
+        assert_eq!(gathered.unanswered(), [2]);
     }
 
     #[tokio::test]
@@ -106,18 +125,39 @@ mod tests {
         let started = Instant::now();
         let calls = vec![after(1, true), after(10_000, true), after(10_000, true)];
         let deadline = Instant::now() + Duration::from_millis(50);
-        let gathered = gather(calls, Some(deadline), |answers, _| yes(answers) >= 2).await;
+        let mut gathered = Gathering::start(calls);
+        gathered
+            .until(Some(deadline), |answers, _| yes(answers) >= 2)
+            .await;
         let waited = started.elapsed();
         assert!(waited >= Duration::from_millis(50) && waited < Duration::from_secs(5));
         assert_eq!(yes(&gathered.answers), 1);
-        assert_eq!(gathered.pending.len(), 2);
+        assert_eq!(gathered.unanswered(), [1, 2]);
     }
 
     #[tokio::test]
     async fn every_answer_is_gathered_when_none_decides() {
         let calls = vec![after(1, false), after(5, true), after(3, false)];
-        let gathered = gather(calls, None, |_, _| false).await;
+        let mut gathered = Gathering::start(calls);
+        gathered.until(None, |_, _| false).await;
         assert!(gathered.answers.iter().all(Option::is_some));
-        assert!(gathered.pending.is_empty());
+        assert!(gathered.unanswered().is_empty());
+    }
+
+    #[tokio::test]
+    async fn stragglers_get_until_their_deadline() {
+        let calls = vec![
+            after(1, true),
+            after(2, true),
+            after(30, true),
+            after(10_000, true),
+        ];
+        let mut gathered = Gathering::start(calls);
+        gathered.until(None, |answers, _| yes(answers) >= 2).await;
+        assert_eq!(gathered.running(), 2);
+        gathered
+            .stragglers(Instant::now() + Duration::from_millis(500))
+            .await;
+        assert_eq!(gathered.unanswered(), [3]);
     }
 }

@@ -24,14 +24,14 @@
 //! servers.
 
 use std::{
-    future::Future as _,
     sync::{Arc, OnceLock, Weak},
     time::{Duration, Instant},
 };
 
-use tokio::sync::Notify;
-
-use self::gather::{finish_in_background, gather, Gathered, NodeCall};
+use self::{
+    gather::{all, Gathering},
+    watch::merged,
+};
 use super::{
     redis::{endpoint, Endpoint, RedisSettings},
     AcquireRequest, Attempt, CallTimedOut, NoQuorum, RedisStore, Store, StoreError, StoreFuture,
@@ -40,6 +40,12 @@ use super::{
 use crate::{error::LockError, lease::drift_margin, redact, token::Token};
 
 mod gather;
+mod watch;
+
+/// The least time a refused acquire or a release gives servers slower than the majority to
+/// answer before asking them to delete the key again (at least as long as the majority
+/// took).
+const STRAGGLER_GRACE: Duration = Duration::from_millis(1);
 
 /// How long a server unreachable at connect waits between two tries.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
@@ -78,11 +84,42 @@ struct Node {
 }
 
 impl Nodes {
-    fn store(&self, index: usize) -> Result<&RedisStore, StoreError> {
-        let node = &self.nodes[index];
-        node.store
-            .get()
-            .ok_or_else(|| format!("Redis server {} is not connected yet", node.address).into())
+    /// `call` on the store of every server in `indices` (all of them: `None`); a server not
+    /// connected yet fails at once.
+    fn each<'a, T: Send + 'a>(
+        &'a self,
+        indices: Option<&[usize]>,
+        call: impl Fn(&'a RedisStore) -> StoreFuture<'a, T>,
+    ) -> Vec<StoreFuture<'a, T>> {
+        let one = |node: &'a Node| match node.store.get() {
+            Some(store) => call(store),
+            None => {
+                let error = format!("Redis server {} is not connected yet", node.address);
+                Box::pin(std::future::ready(Err(error.into()))) as StoreFuture<'a, T>
+            }
+        };
+        match indices {
+            None => self.nodes.iter().map(one).collect(),
+            Some(indices) => indices.iter().map(|&i| one(&self.nodes[i])).collect(),
+        }
+    }
+
+    /// Deletes `key` if it holds `token` on the servers in `indices`, in the background;
+    /// what the servers say is ignored (the next holder's acquire is the judge).
+    fn release_in_background(
+        self: &Arc<Self>,
+        indices: Vec<usize>,
+        key: &str,
+        token: Token,
+    ) -> tokio::task::JoinHandle<()> {
+        let (nodes, key) = (self.clone(), key.to_owned());
+        tokio::spawn(async move {
+            all(
+                nodes.each(Some(&indices), |store| store.release(&key, &token)),
+                None,
+            )
+            .await;
+        })
     }
 
     fn count(&self) -> u32 {
@@ -97,12 +134,6 @@ impl Nodes {
             source,
         })
     }
-}
-
-/// `release` on server `index`, owning what it needs.
-fn release_on(nodes: &Arc<Nodes>, index: usize, key: &Arc<str>, token: Token) -> NodeCall<bool> {
-    let (nodes, key) = (nodes.clone(), key.clone());
-    Box::pin(async move { nodes.store(index)?.release(&key, &token).await })
 }
 
 impl RedlockStore {
@@ -207,41 +238,20 @@ impl RedlockStore {
         })
     }
 
-    /// Takes back a lock that was not granted: on the servers in `taken` (they took it, or
-    /// failed and may have), and on those in `pending` that take it or fail once they
-    /// answer. Waits at most until the time bound of the acquire that `started` runs out;
-    /// the rest goes on in the background.
-    async fn take_back(
-        &self,
-        key: &Arc<str>,
-        token: Token,
-        taken: Vec<usize>,
-        pending: Vec<(usize, NodeCall<Attempt>)>,
-        started: Instant,
-    ) {
-        let mut undo: Vec<NodeCall<bool>> = taken
-            .into_iter()
-            .map(|index| release_on(&self.nodes, index, key, token))
-            .collect();
-        for (index, call) in pending {
-            let release = release_on(&self.nodes, index, key, token);
-            undo.push(Box::pin(async move {
-                match call.await {
-                    Ok(Attempt::Acquired { .. }) | Err(_) => release.await,
-                    Ok(_) => Ok(false),
-                }
-            }));
-        }
-        if undo.is_empty() {
+    /// Takes back a lock that was not granted, on the servers in `taken` (they took it,
+    /// failed, or had not answered, and may have). Waits at most until the time bound of the
+    /// acquire that `started` runs out; the rest goes on in the background.
+    async fn take_back(&self, key: &str, token: Token, taken: Vec<usize>, started: Instant) {
+        if taken.is_empty() {
             return;
         }
-        let task = tokio::spawn(gather(undo, None, |_, _| false));
+        let task = self.nodes.release_in_background(taken, key, token);
         let left = (started + self.bound).saturating_duration_since(Instant::now());
         let _ = tokio::time::timeout(left, task).await;
     }
 
     /// Why an acquire that no majority granted was refused, from the servers' answers
-    /// (`late`: the calls that did not answer before the deadline).
+    /// (`late`: how many did not answer before the deadline).
     fn refusal(
         &self,
         answers: Vec<Option<Result<Attempt, StoreError>>>,
@@ -332,21 +342,20 @@ impl RedlockStore {
     /// leave it open.
     fn settled(
         &self,
-        gathered: Gathered<bool>,
+        gathered: &mut Gathering<'_, bool>,
         deadline: Option<Instant>,
     ) -> Result<bool, StoreError> {
         let quorum = self.nodes.quorum;
         let late = deadline.is_some_and(|d| Instant::now() >= d);
-        let running = gathered.pending.len();
-        finish_in_background(gathered.pending);
+        let running = gathered.unanswered().len();
         let done = yes(&gathered.answers);
         if done >= quorum && !late {
             return Ok(true);
         }
         let mut first_error = None;
         let mut failed = if late { running } else { 0 };
-        for answer in gathered.answers.into_iter().flatten() {
-            if let Err(error) = answer {
+        for answer in gathered.answers.iter_mut() {
+            if let Some(Err(error)) = answer.take() {
                 failed += 1;
                 first_error.get_or_insert(error);
             }
@@ -364,25 +373,10 @@ impl Store for RedlockStore {
         Box::pin(async move {
             let started = Instant::now();
             let validity = request.ttl - drift_margin(request.ttl);
-            let key: Arc<str> = request.key.into();
-            let token = *request.token;
-            let (reclaim, waiting, ttl) = (request.reclaim, request.waiting, request.ttl);
-            let calls = (0..self.nodes.nodes.len())
-                .map(|index| {
-                    let (nodes, key) = (self.nodes.clone(), key.clone());
-                    Box::pin(async move {
-                        let request = AcquireRequest {
-                            key: &key,
-                            token: &token,
-                            ttl,
-                            fence_key: None,
-                            reclaim,
-                            waiting,
-                        };
-                        nodes.store(index)?.try_acquire(request).await
-                    }) as NodeCall<Attempt>
-                })
-                .collect();
+            let request = AcquireRequest {
+                fence_key: None,
+                ..request
+            };
             let quorum = self.nodes.quorum;
             let granted = |answers: &[Option<Result<Attempt, StoreError>>]| {
                 answers
@@ -391,46 +385,65 @@ impl Store for RedlockStore {
                     .count()
             };
             let deadline = started + validity.min(self.bound);
-            let gathered = gather(calls, Some(deadline), |answers, running| {
-                let granted = granted(answers);
-                granted >= quorum || granted + running < quorum
-            })
-            .await;
+            let mut gathered =
+                Gathering::start(self.nodes.each(None, |store| store.try_acquire(request)));
+            gathered
+                .until(Some(deadline), |answers, running| {
+                    let granted = granted(answers);
+                    granted >= quorum || granted + running < quorum
+                })
+                .await;
+            // A server still answering may take the lock later: it is ours until released.
             if granted(&gathered.answers) >= quorum && started.elapsed() < validity {
-                finish_in_background(gathered.pending);
                 return Ok(Attempt::Acquired { fence: None });
             }
-            let Gathered { answers, pending } = gathered;
-            let taken = answers
-                .iter()
-                .enumerate()
-                .filter(|(_, a)| matches!(a, Some(Ok(Attempt::Acquired { .. }) | Err(_))))
-                .map(|(index, _)| index)
-                .collect();
             let late = if Instant::now() >= deadline {
-                pending.len()
+                gathered.running()
             } else {
+                // Refused before the deadline: a server a little slower than the others
+                // answers before it is asked to take back what it may not have taken.
+                let grace = started.elapsed().max(STRAGGLER_GRACE);
+                gathered
+                    .stragglers((Instant::now() + grace).min(deadline))
+                    .await;
                 0
             };
+            let taken: Vec<usize> = gathered
+                .answers
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| matches!(a, None | Some(Ok(Attempt::Acquired { .. }) | Err(_))))
+                .map(|(index, _)| index)
+                .collect();
+            let answers = std::mem::take(&mut gathered.answers);
+            drop(gathered);
             let refusal = self.refusal(answers, late);
-            self.take_back(&key, token, taken, pending, started).await;
+            self.take_back(request.key, *request.token, taken, started)
+                .await;
             refusal
         })
     }
 
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let key: Arc<str> = key.into();
-            let calls = (0..self.nodes.nodes.len())
-                .map(|index| release_on(&self.nodes, index, &key, *token))
-                .collect();
+            let started = Instant::now();
             let quorum = self.nodes.quorum;
-            let gathered = gather(calls, None, |answers, running| {
-                let done = yes(answers);
-                done >= quorum || done + running < quorum
-            })
-            .await;
-            self.settled(gathered, None)
+            let mut gathered =
+                Gathering::start(self.nodes.each(None, |store| store.release(key, token)));
+            gathered
+                .until(None, |answers, running| {
+                    let done = yes(answers);
+                    done >= quorum || done + running < quorum
+                })
+                .await;
+            let grace = started.elapsed().max(STRAGGLER_GRACE);
+            gathered.stragglers(Instant::now() + grace).await;
+            let unanswered = gathered.unanswered();
+            if !unanswered.is_empty() {
+                // Their calls are dropped with the outcome decided: ask them again.
+                self.nodes.release_in_background(unanswered, key, *token);
+            }
+            self.settled(&mut gathered, None)
         })
     }
 
@@ -443,44 +456,34 @@ impl Store for RedlockStore {
         Box::pin(async move {
             let started = Instant::now();
             let validity = ttl - drift_margin(ttl);
-            let key: Arc<str> = key.into();
-            let token = *token;
-            let calls = (0..self.nodes.nodes.len())
-                .map(|index| {
-                    let (nodes, key) = (self.nodes.clone(), key.clone());
-                    Box::pin(async move { nodes.store(index)?.extend(&key, &token, ttl).await })
-                        as NodeCall<bool>
-                })
-                .collect();
             let quorum = self.nodes.quorum;
             let deadline = started + validity.min(self.bound);
-            let gathered = gather(calls, Some(deadline), |answers, running| {
-                let done = yes(answers);
-                done >= quorum || done + running < quorum
-            })
-            .await;
-            self.settled(gathered, Some(deadline))
+            let mut gathered =
+                Gathering::start(self.nodes.each(None, |store| store.extend(key, token, ttl)));
+            gathered
+                .until(Some(deadline), |answers, running| {
+                    let done = yes(answers);
+                    done >= quorum || done + running < quorum
+                })
+                .await;
+            self.settled(&mut gathered, Some(deadline))
         })
     }
 
     fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
         Box::pin(async move {
-            let calls = (0..self.nodes.nodes.len())
-                .map(|index| {
-                    let (nodes, key) = (self.nodes.clone(), key.to_owned());
-                    Box::pin(async move { nodes.store(index)?.watch(&key).await })
-                        as NodeCall<Watch>
-                })
-                .collect();
             // A release that counts deletes the key on a majority, and publishes on each of
             // them: a majority of watches hears at least one of those. A server slow to
             // subscribe (or stalled) is left out.
             let quorum = self.nodes.quorum;
-            let gathered = gather(calls, None, |answers, _| {
-                answers.iter().filter(|a| matches!(a, Some(Ok(_)))).count() >= quorum
-            })
-            .await;
-            let watches: Vec<Watch> = gathered.answers.into_iter().flatten().flatten().collect();
+            let mut gathered = Gathering::start(self.nodes.each(None, |store| store.watch(key)));
+            gathered
+                .until(None, |answers, _| {
+                    answers.iter().filter(|a| matches!(a, Some(Ok(_)))).count() >= quorum
+                })
+                .await;
+            let answers = std::mem::take(&mut gathered.answers);
+            let watches: Vec<Watch> = answers.into_iter().flatten().flatten().collect();
             Ok(merged(watches))
         })
     }
@@ -493,45 +496,5 @@ impl Store for RedlockStore {
 
     fn fencing_unavailable(&self) -> Option<&'static str> {
         Some(NO_FENCING)
-    }
-}
-
-/// One watch that fires when any of `watches` does: a task forwards their notifications
-/// for as long as the merged watch lives.
-fn merged(mut watches: Vec<Watch>) -> Watch {
-    if watches.len() <= 1 {
-        return watches.pop().unwrap_or_else(Watch::none);
-    }
-    let merged = Arc::new(Notify::new());
-    let sources: Vec<Arc<Notify>> = watches.iter().map(Watch::shared_notify).collect();
-    let forward = tokio::spawn(forward(sources, merged.clone()));
-    Watch::new(merged, (watches, AbortOnDrop(forward.abort_handle())))
-}
-
-/// Notifies `merged`'s waiters each time one of `sources` is notified.
-async fn forward(sources: Vec<Arc<Notify>>, merged: Arc<Notify>) {
-    loop {
-        let mut notified: Vec<_> = sources.iter().map(|n| Box::pin(n.notified())).collect();
-        for one in &mut notified {
-            one.as_mut().enable();
-        }
-        std::future::poll_fn(|cx| {
-            if notified.iter_mut().any(|n| n.as_mut().poll(cx).is_ready()) {
-                std::task::Poll::Ready(())
-            } else {
-                std::task::Poll::Pending
-            }
-        })
-        .await;
-        merged.notify_waiters();
-    }
-}
-
-/// Stops a task when dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
