@@ -70,10 +70,8 @@ impl Backend {
         token: Token,
         options: &LockOptions,
     ) -> Result<LockGuard, LockError> {
-        if options.fenced() {
-            if let Some(why) = self.store().fencing_unavailable() {
-                return Err(LockError::invalid(why));
-            }
+        if let Some(why) = self.store().refuses(options.ttl(), options.fenced()) {
+            return Err(LockError::invalid(why));
         }
         let started = Instant::now();
         let deadline = started.checked_add(options.wait_for());
@@ -113,6 +111,7 @@ impl Backend {
                     lease_end,
                     acquired_at: sent_at,
                     client: options.client_label(),
+                    session: self.store().session(&key, &token),
                 };
                 return Ok(LockGuard::new(self.clone(), key, held));
             }
@@ -144,6 +143,9 @@ impl Backend {
         deadline: Option<Instant>,
     ) -> Result<Result<(Option<u64>, Instant), Refused>, LockError> {
         let mut unknown = InFlight::new(self, request.key, request.token);
+        // A store that keeps a busy contender queued: leaving without the lock leaves the
+        // queue (`unknown` stays armed, and releases when dropped).
+        let queued = self.store().queues_contenders();
         // Release notifications, subscribed to only once the lock was found busy: the
         // uncontended path pays for none of it.
         let mut watch: Option<Watch> = None;
@@ -182,12 +184,16 @@ impl Backend {
                     return Ok(Ok((fence, sent_at)));
                 }
                 Ok(Attempt::Recovering { left }) => {
-                    unknown.disarm();
+                    if !queued {
+                        unknown.disarm();
+                    }
                     slot.record(None);
                     Ok(Refused::Recovering { left })
                 }
                 Ok(busy) => {
-                    unknown.disarm();
+                    if !queued {
+                        unknown.disarm();
+                    }
                     slot.record(None);
                     if let Attempt::BusyFor { left } = busy {
                         lease_left = Some(left);

@@ -122,6 +122,12 @@ impl Backend {
         BackendBuilder::default().redis_cluster(nodes).await
     }
 
+    /// Connects to ZooKeeper at `hosts` (`host:port,host:port[/chroot]`) with the default
+    /// settings (see [`BackendBuilder::zookeeper`]).
+    pub async fn zookeeper(hosts: &str) -> Result<Self, LockError> {
+        BackendBuilder::default().zookeeper(hosts).await
+    }
+
     /// Takes locks on a majority of the independent Redis servers at `urls` (Redlock), with
     /// the default settings (see [`BackendBuilder::redlock`]).
     pub async fn redlock<S: AsRef<str>>(

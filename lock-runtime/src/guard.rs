@@ -10,8 +10,9 @@ use tracing::Instrument as _;
 use crate::{
     backend::{check_ttl, Backend},
     error::LockError,
-    lease::{lease_end, Renewal},
+    lease::{lease_end, session_over, Renewal},
     options::LockOptions,
+    store::SessionWatch,
     token::Token,
 };
 
@@ -50,6 +51,8 @@ pub struct LockGuard {
     acquired_at: Instant,
     /// The client the lock was taken through, for events.
     client: &'static str,
+    /// The store session that holds the lock, for a store whose leases are sessions.
+    session: Option<SessionWatch>,
     settled: bool,
 }
 
@@ -73,6 +76,7 @@ pub(crate) struct Held {
     /// When the winning request was sent.
     pub(crate) acquired_at: Instant,
     pub(crate) client: &'static str,
+    pub(crate) session: Option<SessionWatch>,
 }
 
 impl LockGuard {
@@ -86,6 +90,7 @@ impl LockGuard {
             lease_end: held.lease_end,
             acquired_at: held.acquired_at,
             client: held.client,
+            session: held.session,
             settled: false,
         }
     }
@@ -120,9 +125,15 @@ impl LockGuard {
         self.lease_end
     }
 
-    /// Whether the lease has run out by this process's clock.
+    /// Whether the lease has run out by this process's clock, or (on a store whose leases
+    /// are sessions) the session that holds the lock ended or was cut off for too long.
     pub fn is_expired(&self) -> bool {
-        Instant::now() >= self.lease_end
+        Instant::now() >= self.lease_end || self.session.as_ref().is_some_and(session_over)
+    }
+
+    /// The session that holds the lock, on a store whose leases are sessions.
+    pub(crate) fn session(&self) -> Option<SessionWatch> {
+        self.session.clone()
     }
 
     /// Resets the lock's time to live to `ttl`, if it is still ours.

@@ -21,6 +21,7 @@ use crate::{
     backend::Backend,
     error::LockError,
     options::{LockOptions, OnLost},
+    store::{SessionState, SessionWatch},
     token::Token,
 };
 
@@ -88,16 +89,59 @@ pub(crate) async fn lost(mut lease: LeaseWatch) {
     }
 }
 
-/// Runs `body` until it ends or the lease is over, reacting as `policy` says: `Err(Lost)`
-/// when the lease ended first.
+/// Whether the store session a lease rests on is over by now: ended, or cut off for longer
+/// than the store can vouch for.
+pub(crate) fn session_over(session: &SessionWatch) -> bool {
+    match *session.borrow() {
+        SessionState::Live => false,
+        SessionState::Suspended { since, for_at_most } => since.elapsed() >= for_at_most,
+        _ => true,
+    }
+}
+
+/// Completes when the store session a lease rests on is over (see [`session_over`]); never
+/// without a session.
+async fn session_lost(session: Option<SessionWatch>) {
+    let Some(mut session) = session else {
+        return std::future::pending().await;
+    };
+    loop {
+        let state = *session.borrow_and_update();
+        match state {
+            SessionState::Live => {
+                if session.changed().await.is_err() {
+                    // The store is gone, and its sessions with it.
+                    return;
+                }
+            }
+            SessionState::Suspended { since, for_at_most } => {
+                tokio::select! {
+                    () = tokio::time::sleep_until((since + for_at_most).into()) => return,
+                    changed = session.changed() => if changed.is_err() { return },
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Runs `body` until it ends or the lease is over (its end passed, renewal found it gone, or
+/// the store session it rests on ended), reacting as `policy` says: `Err(Lost)` when the
+/// lease ended first.
 pub(crate) async fn watch_body<F: Future>(
     lease: LeaseWatch,
+    session: Option<SessionWatch>,
     options: &LockOptions,
     key: &str,
     body: F,
 ) -> Result<F::Output, LockError> {
     let client = options.client_label();
-    let lost = lost(lease);
+    let lost = async {
+        tokio::select! {
+            () = lost(lease) => {}
+            () = session_lost(session) => {}
+        }
+    };
     tokio::pin!(lost);
     let mut body = std::pin::pin!(body);
     let lost_error = || LockError::Lost {

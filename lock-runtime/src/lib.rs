@@ -36,7 +36,8 @@
 //!
 //! Features: `macros` (default: the attribute), `tls` (`rediss://`, `rediss+cluster://`),
 //! `axum` (`LockError` as a response), `sentinel` (`redis+sentinel://`), `cluster`
-//! (`redis+cluster://`), `redlock` (`redis+redlock://`: a majority of independent servers).
+//! (`redis+cluster://`), `redlock` (`redis+redlock://`: a majority of independent servers),
+//! `zookeeper` (`zookeeper://`: fair, session-based locks).
 //!
 //! # The protocol
 //!
@@ -91,7 +92,7 @@ pub use crate::{
     backend::{Backend, MAX_TTL},
     builder::{
         BackendBuilder, DEFAULT_HEALTH_INTERVAL, DEFAULT_NOTIFICATION_IDLE, DEFAULT_OP_TIMEOUT,
-        DEFAULT_PREFIX,
+        DEFAULT_PREFIX, DEFAULT_ZOOKEEPER_SESSION_TIMEOUT,
     },
     error::LockError,
     guard::LockGuard,

@@ -18,6 +18,7 @@ use crate::{
     guard::LockGuard,
     lease::{watch_body, LeaseState, LeaseWatch},
     options::LockOptions,
+    store::SessionWatch,
 };
 
 tokio::task_local! {
@@ -32,6 +33,8 @@ struct Held {
     fence: Option<u64>,
     options: LockOptions,
     lease: LeaseWatch,
+    /// The store session the lease rests on, if the store has sessions.
+    session: Option<SessionWatch>,
     /// Held by a nested call on the same lock while it runs: siblings take turns.
     children: Arc<Mutex<()>>,
 }
@@ -209,10 +212,11 @@ impl Backend {
             fence: guard.fencing_token(),
             options: options.clone(),
             lease: lease.clone(),
+            session: guard.session(),
             children: Arc::default(),
         });
         let body = HELD.scope(held, body);
-        let outcome = watch_body(lease.clone(), options, name, body).await;
+        let outcome = watch_body(lease.clone(), guard.session(), options, name, body).await;
         drop(renewal);
         if let LeaseState::Until(end) = *lease.borrow() {
             guard.set_lease_end(end);
@@ -249,7 +253,7 @@ impl Backend {
             ..outer.clone()
         });
         let body = HELD.scope(held, body);
-        let outcome = watch_body(outer.lease, options, name, body).await;
+        let outcome = watch_body(outer.lease, outer.session, options, name, body).await;
         drop(turn);
         outcome.map_err(Failure::After)
     }

@@ -13,6 +13,8 @@ pub struct Holding {
     pub enter: u128,
     pub exit: u128,
     pub fence: u64,
+    /// Which of the processes held it (their index, from 0).
+    pub process: usize,
 }
 
 /// The wall clock in microseconds since the epoch, as `lock-loop` reports it.
@@ -49,7 +51,7 @@ impl LockLoops {
     /// test if one failed or reports a holding that outlived its lease.
     pub async fn holdings(self) -> Vec<Holding> {
         let mut holdings = Vec::new();
-        for child in self.0 {
+        for (process, child) in self.0.into_iter().enumerate() {
             let output = child.wait_with_output().await.expect("lock-loop");
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert!(output.status.success(), "lock-loop failed: {stderr}");
@@ -61,6 +63,7 @@ impl LockLoops {
                     enter: fields[0].parse().expect("enter"),
                     exit: fields[1].parse().expect("exit"),
                     fence: fields[2].parse().expect("fence"),
+                    process,
                 });
             }
         }

@@ -25,11 +25,13 @@ mod holdings;
 mod redlock;
 mod sentinel;
 mod tls;
+mod zookeeper;
 pub use cluster::RedisCluster;
 pub use holdings::{assert_exclusive_around, assert_no_overlap_around, now_us, Holding, LockLoops};
 pub use redlock::RedlockServers;
 pub use sentinel::Sentinel;
 pub use tls::Certificates;
+pub use zookeeper::{ZooKeeperServer, ZOOKEEPER_CLASSPATH_ENV};
 
 const START_BOUND: Duration = Duration::from_secs(20);
 
@@ -271,7 +273,9 @@ impl RedisServer {
             }
             None => self.log().contains("Ready to accept connections"),
         };
-        match await_ready(child, "redis-server", self.port, ready, || self.log()) {
+        match await_ready(child, "redis-server", self.port, START_BOUND, ready, || {
+            self.log()
+        }) {
             Some(child) => {
                 self.child = Some(child);
                 true
@@ -301,10 +305,11 @@ fn await_ready(
     mut child: Child,
     what: &str,
     port: u16,
+    bound: Duration,
     ready: impl Fn() -> bool,
     log: impl Fn() -> String,
 ) -> Option<Child> {
-    let deadline = Instant::now() + START_BOUND;
+    let deadline = Instant::now() + bound;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return None;
@@ -317,7 +322,7 @@ fn await_ready(
     let _ = child.kill();
     let _ = child.wait();
     panic!(
-        "{what} on port {port} did not become ready within {START_BOUND:?}; log:\n{}",
+        "{what} on port {port} did not become ready within {bound:?}; log:\n{}",
         log()
     );
 }
@@ -572,6 +577,8 @@ struct ProxyControl {
     epoch: std::sync::atomic::AtomicU64,
     /// How long each chunk of the server's replies is held back, in microseconds.
     delay_us: std::sync::atomic::AtomicU64,
+    /// Bumped to close every open connection, both sides.
+    cut: std::sync::atomic::AtomicU64,
     changed: tokio::sync::Notify,
 }
 
@@ -586,6 +593,7 @@ impl Proxy {
             next_id: std::sync::atomic::AtomicU64::new(0),
             epoch: std::sync::atomic::AtomicU64::new(0),
             delay_us: std::sync::atomic::AtomicU64::new(0),
+            cut: std::sync::atomic::AtomicU64::new(0),
             changed: tokio::sync::Notify::new(),
         });
         let port = free_port();
@@ -635,6 +643,11 @@ impl Proxy {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// `127.0.0.1:<port>`, for a ZooKeeper client.
+    pub fn hosts(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
     /// Stops forwarding on every connection open now (they stay open, silent).
     pub fn freeze_existing(&self) {
         self.freeze(0..self.connections());
@@ -671,6 +684,13 @@ impl Proxy {
         self.control.delay_us.store(us, Ordering::SeqCst);
     }
 
+    /// Closes every open connection, client side and server side (a network that drops
+    /// them); new ones are forwarded as before.
+    pub fn cut_all(&self) {
+        self.control.cut.fetch_add(1, Ordering::SeqCst);
+        self.control.changed.notify_waiters();
+    }
+
     /// Moves every open connection, and new ones, to `127.0.0.1:<target>`: each drops its
     /// server side and opens a new one there, keeping its client side open.
     pub fn switch_all(&self, target: u16) {
@@ -705,6 +725,7 @@ async fn forward(
                 .contains(&id)
     };
     let mut epoch = control.epoch.load(Ordering::SeqCst);
+    let cut = control.cut.load(Ordering::SeqCst);
     let mut server =
         tokio::net::TcpStream::connect(("127.0.0.1", control.target.load(Ordering::SeqCst)))
             .await?;
@@ -713,6 +734,9 @@ async fn forward(
         let changed = control.changed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
+        if control.cut.load(Ordering::SeqCst) != cut {
+            return Ok(());
+        }
         let now = control.epoch.load(Ordering::SeqCst);
         if now != epoch {
             epoch = now;

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{await_ready, free_port, raw_command, RedisServer, REDIS_SERVER_ENV};
+use crate::{await_ready, free_port, raw_command, RedisServer, REDIS_SERVER_ENV, START_BOUND};
 
 /// `redis-server --sentinel` on a free port of 127.0.0.1, with a config file of its own
 /// (Sentinel rewrites it), monitoring one primary. Killed on drop.
@@ -143,7 +143,9 @@ impl Sentinel {
             .unwrap_or_else(|e| panic!("cannot run `{binary}` ({e})"));
         let ready =
             || matches!(raw_command(self.port, &["PING"]), Ok(reply) if reply.starts_with("+PONG"));
-        match await_ready(child, "the sentinel", self.port, ready, || self.log()) {
+        match await_ready(child, "the sentinel", self.port, START_BOUND, ready, || {
+            self.log()
+        }) {
             Some(child) => {
                 self.child = Some(child);
                 true

@@ -15,6 +15,8 @@ pub(crate) mod memory;
 pub(crate) mod redis;
 #[cfg(feature = "redlock")]
 pub(crate) mod redlock;
+#[cfg(feature = "zookeeper")]
+pub(crate) mod zookeeper;
 
 pub use self::{memory::MemoryStore, redis::RedisStore};
 
@@ -187,12 +189,54 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         false
     }
 
-    /// Why this store cannot give fencing tokens, if it cannot: an acquire that asks for
-    /// one then fails with [`LockError::InvalidInput`](crate::LockError::InvalidInput)
-    /// saying so, before any store call. By default `None`: it can.
-    fn fencing_unavailable(&self) -> Option<&'static str> {
+    /// Why this store cannot take a lock with a lease of `ttl` (and a fencing token, if
+    /// `fenced`), if it cannot: the acquire then fails with
+    /// [`LockError::InvalidInput`](crate::LockError::InvalidInput) saying so, before any store
+    /// call. By default `None`: it can.
+    fn refuses(&self, ttl: Duration, fenced: bool) -> Option<String> {
+        let _ = (ttl, fenced);
         None
     }
+
+    /// `true` for a store where a contender that found the lock busy stays in a queue
+    /// (ZooKeeper's sequential nodes) until it gets the lock or gives up: the runtime then
+    /// calls [`release`](Self::release) with the contender's token whenever an acquire ends
+    /// without the lock (given up, failed or cancelled), to leave the queue. By default
+    /// `false`: a busy answer leaves nothing behind.
+    fn queues_contenders(&self) -> bool {
+        false
+    }
+
+    /// For a store whose leases are sessions (ZooKeeper): the state of the session that
+    /// holds the lock `key` (taken with `token`), which the runtime follows to tell the
+    /// holder its lease is over as soon as the session is. By default `None`: the lease is
+    /// the TTL alone.
+    fn session(&self, key: &str, token: &Token) -> Option<SessionWatch> {
+        let _ = (key, token);
+        None
+    }
+}
+
+/// What the runtime follows of a store session (see [`Store::session`]).
+pub type SessionWatch = tokio::sync::watch::Receiver<SessionState>;
+
+/// The state of a store session that holds locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionState {
+    /// Connected: the locks it holds are held.
+    Live,
+    /// Cut off from the store since `since`: the locks it holds are safe only until
+    /// `since + for_at_most` (the store may end the session after that), unless the
+    /// session is live again first.
+    Suspended {
+        /// When the connection was lost.
+        since: std::time::Instant,
+        /// How long after that the locks are surely still held.
+        for_at_most: Duration,
+    },
+    /// Ended: every lock it held is gone.
+    Ended,
 }
 
 /// The error a store that bounds its own calls ([`Store::bounds_own_calls`]) fails a call
@@ -305,8 +349,16 @@ impl<S: Store> Store for Arc<S> {
         (**self).bounds_own_calls()
     }
 
-    fn fencing_unavailable(&self) -> Option<&'static str> {
-        (**self).fencing_unavailable()
+    fn refuses(&self, ttl: Duration, fenced: bool) -> Option<String> {
+        (**self).refuses(ttl, fenced)
+    }
+
+    fn queues_contenders(&self) -> bool {
+        (**self).queues_contenders()
+    }
+
+    fn session(&self, key: &str, token: &Token) -> Option<SessionWatch> {
+        (**self).session(key, token)
     }
 }
 

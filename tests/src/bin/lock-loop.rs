@@ -27,7 +27,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .fencing(!url.starts_with("redis+redlock://"));
     let backend = Backend::builder()
         .op_timeout(Duration::from_millis(500))
-        .redis(url)
+        // On ZooKeeper the TTL must cover the session.
+        .zookeeper_session_timeout(Duration::from_millis(ttl_ms.parse()?))
+        .connect(url)
         .await?;
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     while Instant::now() < until {

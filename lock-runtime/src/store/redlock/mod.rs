@@ -494,7 +494,7 @@ impl Store for RedlockStore {
         true
     }
 
-    fn fencing_unavailable(&self) -> Option<&'static str> {
-        Some(NO_FENCING)
+    fn refuses(&self, _ttl: Duration, fenced: bool) -> Option<String> {
+        fenced.then(|| NO_FENCING.to_owned())
     }
 }

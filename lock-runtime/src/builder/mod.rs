@@ -1,4 +1,5 @@
-//! [`BackendBuilder`]: the settings of a [`Backend`], and opening its store.
+//! [`BackendBuilder`]: the settings of a [`Backend`], and opening its store (ZooKeeper's in
+//! `zookeeper.rs`).
 
 use std::time::Duration;
 
@@ -7,6 +8,10 @@ use crate::{
     error::LockError,
     store::{redis::RedisSettings, MemoryStore, RedisStore, Store},
 };
+
+mod zookeeper;
+
+pub use self::zookeeper::DEFAULT_ZOOKEEPER_SESSION_TIMEOUT;
 
 /// The prefix put before every lock name unless configured otherwise.
 pub const DEFAULT_PREFIX: &str = "lock:";
@@ -36,6 +41,7 @@ pub struct BackendBuilder {
     op_timeout: Duration,
     redis: RedisSettings,
     tls_root: Option<Vec<u8>>,
+    zookeeper: zookeeper::Settings,
 }
 
 impl std::fmt::Debug for BackendBuilder {
@@ -63,6 +69,7 @@ impl Default for BackendBuilder {
                 replicas: None,
             },
             tls_root: None,
+            zookeeper: zookeeper::Settings::default(),
         }
     }
 }
@@ -329,7 +336,8 @@ impl BackendBuilder {
     }
 
     /// Opens the backend a URL names: `memory://` for [`memory`](Self::memory), any Redis URL
-    /// for [`redis`](Self::redis).
+    /// for [`redis`](Self::redis), `zookeeper://host:port,host:port[/chroot]` for
+    /// [`zookeeper`](Self::zookeeper).
     pub async fn connect(self, url: &str) -> Result<Backend, LockError> {
         match url.split_once("://").map(|(scheme, _)| scheme) {
             Some("memory") => self.memory(),
@@ -337,12 +345,14 @@ impl BackendBuilder {
                 "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" | "redis+cluster"
                 | "rediss+cluster" | "redis+redlock" | "rediss+redlock",
             ) => self.redis(url).await,
+            Some("zookeeper") => self.zookeeper(&url["zookeeper://".len()..]).await,
             _ => Err(LockError::invalid(format!(
                 "unsupported lock store URL `{}`: expected `memory://`, `redis://host:port`, \
                  `rediss://host:port`, `redis+unix:///path`, \
                  `redis+sentinel://host:port,host:port/service`, \
-                 `redis+cluster://host:port,host:port` or \
-                 `redis+redlock://host:port,host:port,host:port`",
+                 `redis+cluster://host:port,host:port`, \
+                 `redis+redlock://host:port,host:port,host:port` or \
+                 `zookeeper://host:port,host:port[/chroot]`",
                 crate::redact::url(url)
             ))),
         }

@@ -1,0 +1,118 @@
+//! The ZooKeeper part of [`BackendBuilder`].
+
+use std::time::Duration;
+
+use super::BackendBuilder;
+use crate::{backend::Backend, error::LockError};
+
+/// The ZooKeeper session timeout unless configured otherwise. It is also the shortest TTL a
+/// lock on ZooKeeper may ask for.
+pub const DEFAULT_ZOOKEEPER_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// The directory locks live under unless configured otherwise.
+const DEFAULT_ROOT: &str = "/locks";
+
+#[derive(Debug, Clone)]
+pub(super) struct Settings {
+    session_timeout: Duration,
+    root: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            session_timeout: DEFAULT_ZOOKEEPER_SESSION_TIMEOUT,
+            root: DEFAULT_ROOT.to_owned(),
+        }
+    }
+}
+
+impl BackendBuilder {
+    /// The session timeout a ZooKeeper backend asks for
+    /// ([`DEFAULT_ZOOKEEPER_SESSION_TIMEOUT`] by default; the server may grant another within
+    /// its `minSessionTimeout`/`maxSessionTimeout`). A holder whose process dies keeps its
+    /// locks until ZooKeeper ends its session, this long after it last heard from it; every
+    /// lock's TTL must therefore be at least the granted timeout, or the acquire fails with
+    /// [`LockError::InvalidInput`].
+    #[must_use]
+    pub fn zookeeper_session_timeout(mut self, timeout: Duration) -> Self {
+        self.zookeeper.session_timeout = timeout;
+        self
+    }
+
+    /// The ZooKeeper directory every lock has its own directory under (`/locks` by default):
+    /// the lock `order:7` is `/locks/order:7` (below the connect string's chroot, if any).
+    /// The key prefix ([`prefix`](Self::prefix)) is not used on ZooKeeper: separate
+    /// applications with a root or a chroot of their own.
+    #[must_use]
+    pub fn zookeeper_root(mut self, root: impl Into<String>) -> Self {
+        self.zookeeper.root = root.into();
+        self
+    }
+
+    /// Connects to ZooKeeper at `hosts` (`host:port,host:port[/chroot]`, as ZooKeeper's own
+    /// clients take it) within the time bound; the same as [`connect`](Self::connect) with
+    /// `zookeeper://host:port,host:port[/chroot]`. Needs the crate's `zookeeper` feature.
+    ///
+    /// Locks are taken as ZooKeeper's lock recipe and Apache Curator's `InterProcessMutex`
+    /// take them, with Curator's node names, so a Java service using `InterProcessMutex` on
+    /// `/locks/order:7` and a Rust service locking `order:7` here exclude each other:
+    /// - waiting is a queue: waiters get the lock first come first served, across processes,
+    ///   each woken only by the contender just before it;
+    /// - the lease is the ZooKeeper session: when it ends, every lock it held is lost (the
+    ///   body is told at once, as when a Redis lease runs out); while the connection is down,
+    ///   locks count as held for a third of the session timeout. `ttl` still bounds a hold
+    ///   that is not renewed, and must be at least the session timeout; `renew` asks
+    ///   ZooKeeper only whether the node is still there;
+    /// - fencing tokens are the zxid that created the holder's node, increasing across
+    ///   server restarts and leader changes.
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), lock_runtime::LockError> {
+    /// use std::time::Duration;
+    ///
+    /// let backend = lock_runtime::Backend::builder()
+    ///     .zookeeper_session_timeout(Duration::from_secs(10))
+    ///     .zookeeper("10.0.0.5:2181,10.0.0.6:2181,10.0.0.7:2181/billing")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn zookeeper(self, hosts: &str) -> Result<Backend, LockError> {
+        self.check()?;
+        if self.zookeeper.session_timeout.is_zero() {
+            return Err(LockError::invalid(
+                "the ZooKeeper session timeout must not be zero",
+            ));
+        }
+        if hosts.is_empty()
+            || hosts.starts_with('/')
+            || hosts
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .split(',')
+                .any(str::is_empty)
+        {
+            return Err(LockError::invalid(format!(
+                "malformed ZooKeeper address `{hosts}`: expected `host:port,host:port[/chroot]`"
+            )));
+        }
+        #[cfg(feature = "zookeeper")]
+        {
+            use crate::store::zookeeper::{ZooKeeperSettings, ZooKeeperStore};
+            let store = ZooKeeperStore::connect(ZooKeeperSettings {
+                hosts: hosts.to_owned(),
+                root: self.zookeeper.root.clone(),
+                session_timeout: self.zookeeper.session_timeout,
+                bound: self.op_timeout,
+            })
+            .await?;
+            self.store(store)
+        }
+        #[cfg(not(feature = "zookeeper"))]
+        Err(LockError::invalid(
+            "ZooKeeper needs lock-runtime's `zookeeper` feature",
+        ))
+    }
+}

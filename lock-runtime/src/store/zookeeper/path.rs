@@ -1,0 +1,85 @@
+//! Where a lock lives in ZooKeeper, and what its contenders' nodes are called.
+//!
+//! The lock `order:7` is the directory `{root}/order:7` (a container node, removed by
+//! ZooKeeper once empty); each contender is an ephemeral sequential node in it named as
+//! Apache Curator's `InterProcessMutex` names its own, `_c_{uuid}-lock-{sequence}`, so that
+//! a Java service locking the same path with Curator and a Rust service using this crate
+//! exclude each other. The uuid is the contender's owner token, so a client that lost its
+//! connection while creating its node finds it again by name.
+
+use crate::token::Token;
+
+/// The part of a contender's node name after its uuid, before the sequence number.
+pub(super) const LOCK_NAME: &str = "-lock-";
+
+/// The directory of the lock whose store key is `key` (`{prefix}{{name}}`): `root/name`,
+/// the name escaped so that any lock name is one valid path segment.
+pub(super) fn lock_dir(root: &str, key: &str) -> String {
+    let name = match (key.find('{'), key.rfind('}')) {
+        (Some(open), Some(close)) if open < close => &key[open + 1..close],
+        _ => key,
+    };
+    let mut dir = String::with_capacity(root.len() + name.len() + 1);
+    dir.push_str(root);
+    dir.push('/');
+    if name == "." || name == ".." || name.is_empty() {
+        for _ in 0..name.len().max(1) {
+            dir.push_str(if name.is_empty() { "%00" } else { "%2E" });
+        }
+        return dir;
+    }
+    for c in name.chars() {
+        match c {
+            '/' | '%' => dir.push_str(&format!("%{:02X}", c as u32)),
+            c if c.is_control() => {
+                for byte in c.to_string().bytes() {
+                    dir.push_str(&format!("%{byte:02X}"));
+                }
+            }
+            c => dir.push(c),
+        }
+    }
+    dir
+}
+
+/// `_c_{uuid}-lock-`: the name of `token`'s contender node before the sequence number.
+pub(super) fn node_prefix(token: &Token) -> String {
+    let hex = token.as_str();
+    format!(
+        "_c_{}-{}-{}-{}-{}{LOCK_NAME}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// The sequence number at the end of a contender's node name, if it is one.
+pub(super) fn sequence(name: &str) -> Option<i64> {
+    let at = name.rfind(LOCK_NAME)?;
+    name[at + LOCK_NAME.len()..].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_name_is_one_segment_under_the_root() {
+        assert_eq!(lock_dir("/locks", "lock:{order:7}"), "/locks/order:7");
+        assert_eq!(lock_dir("/locks", "lock:{a/b%c}"), "/locks/a%2Fb%25c");
+        assert_eq!(lock_dir("/locks", "lock:{..}"), "/locks/%2E%2E");
+        assert_eq!(lock_dir("/x", "p:{{inner}}"), "/x/{inner}");
+    }
+
+    #[test]
+    fn node_names_are_curators() {
+        let token = Token::generate().expect("token");
+        let prefix = node_prefix(&token);
+        assert!(prefix.starts_with("_c_") && prefix.ends_with("-lock-"));
+        assert_eq!(prefix.len(), 3 + 36 + 6);
+        assert_eq!(sequence(&format!("{prefix}0000000042")), Some(42));
+        assert_eq!(sequence("_c_x-latch-0000000001"), None);
+    }
+}

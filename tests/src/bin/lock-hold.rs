@@ -1,0 +1,41 @@
+//! Takes one fenced lock and holds it for a while inside `with_lock`, for tests that stop,
+//! kill or cut off a holder process: prints `held <fencing token>` once it holds the lock,
+//! then `outcome ok` when the body finished under the lock or `outcome lost` when the lease
+//! ended first.
+//!
+//! Usage: `lock-hold <url> <lock name> <ttl ms> <ZooKeeper session ms> <hold ms>`.
+
+use std::{io::Write as _, time::Duration};
+
+use lock_runtime::{Backend, LockError, LockOptions};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [url, name, ttl_ms, session_ms, hold_ms] = args.as_slice() else {
+        return Err("usage: lock-hold <url> <name> <ttl ms> <session ms> <hold ms>".into());
+    };
+    let ms = |text: &str| text.parse().map(Duration::from_millis);
+    let backend = Backend::builder()
+        .zookeeper_session_timeout(ms(session_ms)?)
+        .connect(url)
+        .await?;
+    let options = LockOptions::new(ms(ttl_ms)?)
+        .wait(Duration::from_secs(30))
+        .fencing(true);
+    let hold = ms(hold_ms)?;
+    let outcome = backend
+        .with_lock(name, &options, async {
+            let fence = lock_runtime::fencing_token().unwrap_or(0);
+            println!("held {fence}");
+            let _ = std::io::stdout().flush();
+            tokio::time::sleep(hold).await;
+        })
+        .await;
+    match outcome {
+        Ok(()) => println!("outcome ok"),
+        Err(LockError::Lost { .. }) => println!("outcome lost"),
+        Err(e) => println!("outcome error {e}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! A standalone ZooKeeper server (Debian's `zookeeper` package, run with `java` directly,
+//! no systemd) on a free port of 127.0.0.1, with its data in a temporary directory; stopped
+//! by its pid when dropped.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddrV4, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::{await_ready, free_port};
+
+/// The environment variable naming the Java class path of the ZooKeeper server (default:
+/// Debian's `/usr/share/java/zookeeper.jar`, whose manifest names its dependencies).
+pub const ZOOKEEPER_CLASSPATH_ENV: &str = "ZOOKEEPER_CLASSPATH";
+
+/// A JVM may take a while to start on a busy 2-core machine.
+const START_BOUND: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+pub struct ZooKeeperServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl ZooKeeperServer {
+    /// Starts a server and waits for `ruok`. `tickTime=100`, so that sessions end within
+    /// 100 ms of their timeout (ZooKeeper checks them once a tick); sessions of 1 to 60 s.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("lock-tests-zookeeper-")
+            .tempdir()
+            .expect("create a temp dir for ZooKeeper");
+        let mut server = Self {
+            child: None,
+            port: 0,
+            dir,
+        };
+        for _ in 0..20 {
+            server.port = free_port();
+            if server.spawn_and_wait() {
+                return server;
+            }
+        }
+        panic!(
+            "ZooKeeper did not start on any of 20 ports; last log:\n{}",
+            server.log()
+        );
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:<port>`, as ZooKeeper clients take it.
+    pub fn hosts(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `zookeeper://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("zookeeper://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Kills the server (SIGKILL) and reaps it; its data stays.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server and starts it again on the same port with the same data (sessions
+    /// included), on a blocking thread so the clients under test keep running.
+    pub async fn restarted(mut self) -> Self {
+        tokio::task::spawn_blocking(move || {
+            self.kill();
+            let deadline = Instant::now() + START_BOUND;
+            while Instant::now() < deadline {
+                if self.spawn_and_wait() {
+                    return self;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            panic!("ZooKeeper did not restart; log:\n{}", self.log());
+        })
+        .await
+        .expect("restart ZooKeeper")
+    }
+
+    /// Sends a four-letter word (`ruok`, `srvr`, `stat`, `mntr`) and returns the answer.
+    pub fn four_letters(&self, word: &str) -> String {
+        four_letters(self.port, word).unwrap_or_default()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_else(|e| format!("(no log: {e})"))
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("zookeeper.log")
+    }
+
+    fn spawn_and_wait(&mut self) -> bool {
+        let data = self.dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("ZooKeeper data dir");
+        let config = self.dir.path().join("zoo.cfg");
+        std::fs::write(
+            &config,
+            format!(
+                "tickTime=100\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+                 admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,stat,mntr\n\
+                 minSessionTimeout=1000\nmaxSessionTimeout=60000\n\
+                 znode.container.checkIntervalMs=1000\n",
+                data.display(),
+                self.port
+            ),
+        )
+        .expect("write zoo.cfg");
+        let classpath = std::env::var(ZOOKEEPER_CLASSPATH_ENV)
+            .unwrap_or_else(|_| "/usr/share/java/zookeeper.jar".into());
+        let log = std::fs::File::create(self.log_path()).expect("ZooKeeper log file");
+        let spawned = Command::new("java")
+            .args(["-Xmx256m", "-XX:+UseSerialGC", "-cp", &classpath])
+            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+            .arg(&config)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) => panic!(
+                "cannot run `java` ({e}). Install ZooKeeper and a JRE \
+                 (`apt-get install zookeeper`), or set {ZOOKEEPER_CLASSPATH_ENV}."
+            ),
+        };
+        let port = self.port;
+        let ready = || four_letters(port, "ruok").is_ok_and(|answer| answer == "imok");
+        match await_ready(child, "ZooKeeper", port, START_BOUND, ready, || self.log()) {
+            Some(child) => {
+                self.child = Some(child);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for ZooKeeperServer {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- ZooKeeper log (port {}) ----\n{}",
+                self.port,
+                self.log()
+            );
+        }
+    }
+}
+
+fn four_letters(port: u16, word: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(
+        &SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into(),
+        Duration::from_secs(1),
+    )?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(word.as_bytes())?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
+}

@@ -1,0 +1,386 @@
+//! The ZooKeeper store against a real standalone ZooKeeper server: Curator's lock recipe,
+//! a fair queue across processes, the session as the lease.
+
+use std::time::{Duration, Instant};
+
+use lock_runtime::{Backend, LockError, LockOptions};
+use lock_tests::ZooKeeperServer;
+use zookeeper_client as zk;
+
+const SESSION: Duration = Duration::from_secs(2);
+
+/// One test at a time: each runs a ZooKeeper server (a JVM) of its own, and a 2-core machine
+/// starting several at once makes their first sessions time out.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn backend(server: &ZooKeeperServer) -> Backend {
+    Backend::builder()
+        .zookeeper_session_timeout(SESSION)
+        .connect(&server.url())
+        .await
+        .expect("connect to ZooKeeper")
+}
+
+/// A client of our own, to look at the nodes past the code under test.
+async fn look(server: &ZooKeeperServer) -> zk::Client {
+    zk::Client::connect(&server.hosts())
+        .await
+        .expect("a ZooKeeper client of the test's own")
+}
+
+async fn contenders(client: &zk::Client, lock: &str) -> Vec<String> {
+    let mut children = match client.list_children(&format!("/locks/{lock}")).await {
+        Ok(children) => children,
+        Err(zk::Error::NoNode) => Vec::new(),
+        Err(e) => panic!("list /locks/{lock}: {e}"),
+    };
+    children.sort_by_key(|c| c.rsplit('-').next().map(str::to_owned));
+    children
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_is_a_curator_node_and_a_busy_contender_leaves_the_queue() {
+    let _serial = SERIAL.lock().await;
+    let server = ZooKeeperServer::start();
+    let (a, b) = (backend(&server).await, backend(&server).await);
+    let zk = look(&server).await;
+    let options = LockOptions::new(Duration::from_secs(5)).fencing(true);
+    let guard = a.acquire("order:7", &options).await.expect("acquire");
+    let nodes = contenders(&zk, "order:7").await;
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    assert!(
+        nodes[0].starts_with("_c_") && nodes[0].contains("-lock-"),
+        "{nodes:?}"
+    );
+    // The fencing token is the zxid that created the node.
+    let (_, stat) = zk
+        .get_data(&format!("/locks/order:7/{}", nodes[0]))
+        .await
+        .expect("the holder's node");
+    assert_eq!(guard.fencing_token(), u64::try_from(stat.czxid).ok());
+
+    let started = Instant::now();
+    match b.acquire("order:7", &options).await {
+        Err(LockError::Busy { .. }) => {}
+        other => panic!("a second owner: {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The busy contender's node goes (in the background).
+    let gone = until(Duration::from_secs(5), || async {
+        contenders(&zk, "order:7").await.len() == 1
+    })
+    .await;
+    assert!(gone, "the busy contender's node stayed");
+    guard.release().await.expect("release");
+    assert!(contenders(&zk, "order:7").await.is_empty());
+    let again = b.acquire("order:7", &options).await.expect("free again");
+    assert!(again.fencing_token() > Some(u64::try_from(stat.czxid).unwrap_or(0)));
+    again.release().await.expect("release");
+}
+
+/// Polls an async `condition` every 20 ms until it holds or `bound` passes.
+async fn until<F, Fut>(bound: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + bound;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `lock-hold` process holding `name` for `hold`; its output lines come through the
+/// returned receiver.
+struct Holder {
+    child: tokio::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Holder {
+    fn spawn(url: &str, name: &str, ttl: Duration, session: Duration, hold: Duration) -> Self {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lock-hold"))
+            .args([
+                url,
+                name,
+                &ttl.as_millis().to_string(),
+                &session.as_millis().to_string(),
+                &hold.as_millis().to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn lock-hold");
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let _ = send.send(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The next line it prints, within `bound`.
+    async fn line(&mut self, bound: Duration) -> String {
+        tokio::time::timeout(bound, self.lines.recv())
+            .await
+            .expect("lock-hold said nothing in time")
+            .expect("lock-hold ended")
+    }
+
+    /// Its fencing token, once it holds the lock.
+    async fn held(&mut self) -> u64 {
+        let line = self.line(Duration::from_secs(30)).await;
+        line.strip_prefix("held ")
+            .and_then(|f| f.parse().ok())
+            .unwrap_or_else(|| panic!("expected `held <token>`, got {line:?}"))
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+}
+
+/// Three processes take one lock over and over: no two ever hold it at once, and waiting is
+/// a fair queue: with all three contending, a process that just released goes to the back,
+/// so it (almost) never holds the lock twice in a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_take_turns_first_come_first_served() {
+    let _serial = SERIAL.lock().await;
+    let server = ZooKeeperServer::start();
+    let workers =
+        lock_tests::LockLoops::spawn(env!("CARGO_BIN_EXE_lock-loop"), &server.url(), 3, 6, 2000);
+    let holdings = workers.holdings().await;
+    let middle = holdings[holdings.len() / 2].enter;
+    lock_tests::assert_exclusive_around(&holdings, middle);
+    // Count repeats only while all three were contending (the middle 80 %).
+    let steady = &holdings[holdings.len() / 10..holdings.len() * 9 / 10];
+    let repeats = steady
+        .windows(2)
+        .filter(|w| w[0].process == w[1].process)
+        .count();
+    eprintln!("{} holdings, {repeats} repeats", steady.len());
+    assert!(steady.len() > 30, "too few holdings: {}", steady.len());
+    assert!(
+        repeats * 20 <= steady.len(),
+        "{repeats} of {} holdings went to the process that held just before",
+        steady.len()
+    );
+}
+
+/// A holder frozen (`SIGSTOP`) past its session timeout: the next contender gets the lock
+/// once ZooKeeper ended the frozen session and not before; the frozen holder, resumed, is
+/// told `Lost`, and its fencing token is below the new holder's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_holder_loses_the_lock_when_its_session_expires() {
+    let _serial = SERIAL.lock().await;
+    let server = ZooKeeperServer::start();
+    let session = Duration::from_secs(2);
+    let mut holder = Holder::spawn(
+        &server.url(),
+        "frozen",
+        Duration::from_secs(30),
+        session,
+        Duration::from_secs(20),
+    );
+    let frozen_fence = holder.held().await;
+    lock_tests::signal(holder.pid(), "-STOP");
+    let stopped = Instant::now();
+    let next = backend(&server).await;
+    let options = LockOptions::new(Duration::from_secs(5))
+        .wait(Duration::from_secs(20))
+        .fencing(true);
+    let guard = next
+        .acquire("frozen", &options)
+        .await
+        .expect("acquire after expiry");
+    let waited = stopped.elapsed();
+    assert!(
+        waited >= session - Duration::from_millis(200),
+        "granted {waited:?} after the holder froze: before its session could expire"
+    );
+    assert!(guard.fencing_token() > Some(frozen_fence));
+    lock_tests::signal(holder.pid(), "-CONT");
+    assert_eq!(holder.line(Duration::from_secs(10)).await, "outcome lost");
+    guard.release().await.expect("release");
+}
+
+/// A holder killed (`SIGKILL`): the next contender, already waiting, gets the lock within the
+/// session timeout (plus 100 ms: ZooKeeper checks sessions once a tick).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_holders_lock_passes_on_within_the_session_timeout() {
+    let _serial = SERIAL.lock().await;
+    let server = ZooKeeperServer::start();
+    let session = Duration::from_secs(2);
+    let mut holder = Holder::spawn(
+        &server.url(),
+        "killed",
+        Duration::from_secs(30),
+        session,
+        Duration::from_secs(20),
+    );
+    holder.held().await;
+    let next = backend(&server).await;
+    let waiter = tokio::spawn(async move {
+        let options = LockOptions::new(Duration::from_secs(5)).wait(Duration::from_secs(20));
+        let guard = next.acquire("killed", &options).await;
+        (Instant::now(), guard)
+    });
+    // The waiter is queued behind the holder before the kill.
+    let zk = look(&server).await;
+    assert!(
+        until(Duration::from_secs(10), || async {
+            contenders(&zk, "killed").await.len() == 2
+        })
+        .await
+    );
+    lock_tests::signal(holder.pid(), "-KILL");
+    let killed = Instant::now();
+    let (granted, guard) = waiter.await.expect("waiter");
+    let guard = guard.expect("the lock passes on");
+    let after = granted - killed;
+    assert!(
+        after <= session + Duration::from_millis(100),
+        "granted {after:?} after the kill"
+    );
+    guard.release().await.expect("release");
+}
+
+/// The server restarted quickly (its data, and so its sessions, kept): holders keep their
+/// locks and nobody else gets them. Down for longer than a third of the session timeout:
+/// every holder is told `Lost`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_keeps_locks_when_quick_and_loses_them_when_not() {
+    let _serial = SERIAL.lock().await;
+    let server = ZooKeeperServer::start();
+    // A long session: the restart (a JVM start) must fit in a third of it.
+    let client = Backend::builder()
+        .zookeeper_session_timeout(Duration::from_secs(45))
+        .connect(&server.url())
+        .await
+        .expect("connect");
+    let options = LockOptions::new(Duration::from_secs(60));
+    let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+    let (started, running) = tokio::sync::oneshot::channel::<()>();
+    let holding = {
+        let client = client.clone();
+        let options = options.clone();
+        tokio::spawn(async move {
+            client
+                .with_lock("kept", &options, async {
+                    let _ = started.send(());
+                    let _ = finished.await;
+                })
+                .await
+        })
+    };
+    running.await.expect("the body started");
+    let server = server.restarted().await;
+    // Connected again within the session: still held, and by nobody else.
+    let other = backend_with(&server, Duration::from_secs(45)).await;
+    match other.acquire("kept", &options).await {
+        Err(LockError::Busy { .. }) => {}
+        other => panic!("a second holder after a quick restart: {other:?}"),
+    }
+    assert!(
+        !holding.is_finished(),
+        "the holder was told its lock was lost"
+    );
+    let _ = finish.send(());
+    holding
+        .await
+        .expect("holder")
+        .expect("the body ran under the lock to the end");
+
+    // Now down for longer than a third of a short session: the holder is told `Lost`.
+    let short = backend_with(&server, Duration::from_secs(3)).await;
+    let (_finish, finished) = tokio::sync::oneshot::channel::<()>();
+    let (started, running) = tokio::sync::oneshot::channel::<()>();
+    let holding = tokio::spawn(async move {
+        short
+            .with_lock("lost", &LockOptions::new(Duration::from_secs(60)), async {
+                let _ = started.send(());
+                let _ = finished.await;
+            })
+            .await
+    });
+    running.await.expect("the body started");
+    let mut server = server;
+    server.kill();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), holding)
+        .await
+        .expect("the holder was never told")
+        .expect("holder");
+    assert!(
+        matches!(outcome, Err(LockError::Lost { .. })),
+        "{outcome:?}"
+    );
+}
+
+/// The connection drops while the contender's node is being created (the request reached
+/// the server, its answer did not): the client finds its own node by name instead of
+/// making a second, and leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_during_create_finds_its_own_node() {
+    let _serial = SERIAL.lock().await;
+    let server = ZooKeeperServer::start();
+    let proxy = lock_tests::Proxy::start(server.port());
+    let client = Backend::builder()
+        .zookeeper_session_timeout(Duration::from_secs(10))
+        .zookeeper(&proxy.hosts())
+        .await
+        .expect("connect through the proxy");
+    let zk = look(&server).await;
+    // Make the directory first, so the create below is the only request in flight.
+    client
+        .acquire("cut", &LockOptions::new(Duration::from_secs(10)))
+        .await
+        .expect("acquire")
+        .release()
+        .await
+        .expect("release");
+    proxy.delay_replies(Duration::from_secs(3));
+    let acquiring = tokio::spawn(async move {
+        let options = LockOptions::new(Duration::from_secs(10)).wait(Duration::from_secs(20));
+        let guard = client.acquire("cut", &options).await;
+        (client, guard)
+    });
+    // The create reached the server; cut the connection before its answer comes back.
+    assert!(
+        until(Duration::from_secs(10), || async {
+            contenders(&zk, "cut").await.len() == 1
+        })
+        .await
+    );
+    proxy.delay_replies(Duration::ZERO);
+    proxy.cut_all();
+    let (_client, guard) = tokio::time::timeout(Duration::from_secs(20), acquiring)
+        .await
+        .expect("the acquire finished")
+        .expect("task");
+    let guard = guard.expect("the lock, after the lost connection");
+    assert_eq!(
+        contenders(&zk, "cut").await.len(),
+        1,
+        "a second contender node"
+    );
+    guard.release().await.expect("release");
+    assert!(contenders(&zk, "cut").await.is_empty(), "an orphaned node");
+}
+
+async fn backend_with(server: &ZooKeeperServer, session: Duration) -> Backend {
+    Backend::builder()
+        .zookeeper_session_timeout(session)
+        .connect(&server.url())
+        .await
+        .expect("connect to ZooKeeper")
+}
