@@ -49,19 +49,35 @@ impl Flags {
     }
 }
 
-/// Opens the lock store (`--redis URL`, or the in-memory backend) and makes it the default
-/// client; returns the matching ledger.
+/// The ZooKeeper session timeout the examples ask for: no longer than their shortest TTL
+/// (the worker pool's 1 s), which the server must allow (`minSessionTimeout`).
+pub const ZOOKEEPER_SESSION: Duration = Duration::from_secs(1);
+
+/// Opens the lock store and makes it the default client: ZooKeeper with
+/// `--zookeeper HOST:PORT[,HOST:PORT][/chroot]`, else Redis with `--redis URL`, else the
+/// in-memory backend. Returns the ledger: Redis when `--redis` is given (beside ZooKeeper
+/// too), else this process's memory.
 pub async fn setup(flags: &Flags) -> Result<Ledger, Box<dyn std::error::Error>> {
+    let backend = match (flags.text("zookeeper"), flags.text("redis")) {
+        (Some(hosts), _) => {
+            Backend::builder()
+                .zookeeper_session_timeout(ZOOKEEPER_SESSION)
+                .zookeeper(hosts)
+                .await?
+        }
+        (None, Some(url)) => Backend::redis(url).await?,
+        (None, None) => Backend::memory(),
+    };
+    lock_runtime::init(backend)?;
     match flags.text("redis") {
-        Some(url) => {
-            lock_runtime::init(Backend::redis(url).await?)?;
-            Ok(Ledger::Redis(RedisData::connect(url).await?))
-        }
-        None => {
-            lock_runtime::init(Backend::memory())?;
-            Ok(Ledger::Memory(Arc::default()))
-        }
+        Some(url) => Ok(Ledger::Redis(RedisData::connect(url).await?)),
+        None => Ok(Ledger::Memory(Arc::default())),
     }
+}
+
+/// Whether the locks are shared with other processes (`--redis` or `--zookeeper`).
+pub fn shared(flags: &Flags) -> bool {
+    flags.text("redis").is_some() || flags.text("zookeeper").is_some()
 }
 
 /// Where the examples keep their own data: numbers under names.

@@ -120,13 +120,36 @@ async fn scheduled_jobs_run_each_tick_once_through_a_cluster_and_a_sentinel() {
     );
 }
 
+/// `--zookeeper`: the locks in ZooKeeper, the ledger in Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_jobs_run_each_tick_once_with_locks_in_zookeeper() {
+    let zookeeper = lock_tests::ZooKeeperServer::start();
+    let ledger = RedisServer::start();
+    each_tick_runs_once_with(&["--zookeeper", &zookeeper.hosts(), "--redis", &ledger.url()]).await;
+    assert!(
+        zookeeper.four_letters("mntr").contains("zk_znode_count"),
+        "ZooKeeper answers"
+    );
+    assert_eq!(
+        ledger.calls("set"),
+        3,
+        "one ledger write per tick, and no lock in Redis"
+    );
+}
+
 /// Three scheduled-jobs processes on `url`, three ticks: each tick ran exactly once.
 async fn each_tick_runs_once(url: &str) {
+    each_tick_runs_once_with(&["--redis", url]).await;
+}
+
+/// [`each_tick_runs_once`] with the store flags `store`.
+async fn each_tick_runs_once_with(store: &[&str]) {
     let mut instances = Vec::new();
     for name in ["a", "b", "c"] {
         instances.push(
             tokio::process::Command::new(env!("CARGO_BIN_EXE_scheduled-jobs"))
-                .args(["--redis", url, "--name", name])
+                .args(store)
+                .args(["--name", name])
                 .args(["--ticks", "3", "--period-ms", "1000", "--job", "test"])
                 .stdout(Stdio::piped())
                 .kill_on_drop(true)

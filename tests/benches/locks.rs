@@ -20,6 +20,9 @@
 //! - S1, S2 and S3h with Redlock over 3 independent servers (`BENCH_ONLY=redlock`), against
 //!   a hand-written Redlock floor (all `SET NX PX` at once, majority, compare-and-delete on
 //!   all) and rslock's Redlock.
+//! - S1, S2 and S3h on a standalone ZooKeeper (`BENCH_ONLY=zookeeper`), against the
+//!   `zookeeper-client` crate's own lock recipe (Curator's); "cmd" there counts the packets
+//!   the server received (`mntr`), pings included.
 
 use std::{
     future::Future,
@@ -31,6 +34,8 @@ use lock_runtime::{distributed_lock, Backend, LockError, LockOptions};
 
 #[path = "locks/redlock.rs"]
 mod redlock;
+#[path = "locks/zookeeper.rs"]
+mod zookeeper;
 use lock_tests::RedisServer;
 use redis::{aio::MultiplexedConnection, AsyncCommands as _, Script};
 
@@ -515,12 +520,21 @@ async fn s3h(
     length: Duration,
     cycle: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Release> + Send>> + Send + Sync + 'static,
 ) -> Measured {
-    let before = commandstats_total(server);
+    s3h_counting(&|| commandstats_total(server), length, cycle).await
+}
+
+/// [`s3h`], counting the store's operations with `operations` (a running total).
+async fn s3h_counting(
+    operations: &dyn Fn() -> u64,
+    length: Duration,
+    cycle: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Release> + Send>> + Send + Sync + 'static,
+) -> Measured {
+    let before = operations();
     let started = Instant::now();
     let count = Count::Local(Arc::new(tokio::sync::watch::channel(0).0));
     let holdings = handoff_tasks(HANDOFF_TASKS, length, count, cycle).await;
     let elapsed = started.elapsed();
-    let commands = commandstats_total(server) - before;
+    let commands = operations() - before;
     Measured {
         cycles: holdings.len() as u64,
         elapsed,
@@ -690,10 +704,21 @@ async fn cycles_child(args: &[String]) {
             .await
         }
         "lib" => {
-            let backend = Backend::redis(url).await.expect("lib connection");
+            let backend = Backend::builder()
+                .connect(url)
+                .await
+                .expect("lib connection");
             measure(tasks, length, server, move |i| {
                 let backend = backend.clone();
                 async move { lib_cycle(&backend, i).await }
+            })
+            .await
+        }
+        "zkfloor" => {
+            let floor = zookeeper::Floor::connect(url).await;
+            measure(tasks, length, server, move |i| {
+                let floor = floor.clone();
+                async move { floor.cycle(&format!("/bench/{i}")).await }
             })
             .await
         }
@@ -979,6 +1004,35 @@ async fn main() {
             (r1, r2, r3)
         }
     };
+    // ZooKeeper: the library against the `zookeeper-client` crate's own lock recipe.
+    let zk_server = if wanted("zookeeper") {
+        Some(lock_tests::ZooKeeperServer::start())
+    } else {
+        None
+    };
+    let (z1, z2, z3) = match &zk_server {
+        None => Default::default(),
+        Some(server) => {
+            let target = Target {
+                url: server.url(),
+                pids: server.pid().to_string(),
+            };
+            let sides = ["zkfloor", "lib"];
+            let z1 = separate(rounds, &target, &sides, 1, slice).await;
+            let z2 = separate(rounds, &target, &sides, 64, slice).await;
+            let lib = Backend::builder()
+                .connect(&target.url)
+                .await
+                .expect("ZooKeeper connection");
+            let floor = zookeeper::Floor::connect(&target.url).await;
+            let operations = || zookeeper::packets_received(server);
+            let z3 = (
+                s3h_counting(&operations, length, zookeeper::handoff(floor)).await,
+                s3h_counting(&operations, length, lib_handoff(lib)).await,
+            );
+            (z1, z2, z3)
+        }
+    };
     // The hand API on one key, as the annotated function below uses one key.
     let hand = {
         let lib_cycle = lib_cycle.clone();
@@ -1059,6 +1113,8 @@ async fn main() {
     separate_row("S2   cluster", &c2);
     separate_row("S1   redlock, 3 servers", &r1);
     separate_row("S2   redlock, 3 servers", &r2);
+    separate_row("S1   zookeeper", &z1);
+    separate_row("S2   zookeeper", &z2);
     println!("cpu: client CPU per cycle (us), user + system, all threads of the side's process;");
     println!("srv: the Redis server's CPU per cycle (us) over the same measurement");
     println!();
@@ -1083,6 +1139,9 @@ async fn main() {
     if redlock_servers.is_some() {
         row("S3h  16 waiters, redlock", &r3.0, &r3.1);
         row("S3h  redlock: rslock vs lib", &r3.2, &r3.1);
+    }
+    if zk_server.is_some() {
+        row("S3h  16 waiters, zookeeper", &z3.0, &z3.1);
     }
     println!(
         "{:<30} {:>10} {:>10} {:>7}",

@@ -384,3 +384,167 @@ async fn backend_with(server: &ZooKeeperServer, session: Duration) -> Backend {
         .await
         .expect("connect to ZooKeeper")
 }
+
+/// Compiles `tests/java/CuratorHold.java` (once per test binary) against Debian's Curator
+/// jars; returns the class path to run it with.
+fn curator_classpath() -> String {
+    static COMPILED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    COMPILED
+        .get_or_init(|| {
+            let jars = "/usr/share/java/curator-recipes.jar:/usr/share/java/curator-framework.jar:\
+                        /usr/share/java/curator-client.jar";
+            let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("curator-hold");
+            std::fs::create_dir_all(&out).expect("a directory for the Java class");
+            let source = concat!(env!("CARGO_MANIFEST_DIR"), "/java/CuratorHold.java");
+            let status = std::process::Command::new("javac")
+                .args(["-cp", jars, "-d"])
+                .arg(&out)
+                .arg(source)
+                .status()
+                .unwrap_or_else(|e| {
+                    panic!("cannot run javac ({e}): apt-get install default-jdk-headless")
+                });
+            assert!(
+                status.success(),
+                "javac failed: is Curator installed (apt-get install libcurator-recipes-java)?"
+            );
+            format!("{}:{jars}", out.display())
+        })
+        .clone()
+}
+
+/// `CuratorHold` taking `/locks/<lock>` with Curator's `InterProcessMutex`.
+fn curator(server: &ZooKeeperServer, lock: &str, wait: Duration, hold: Duration) -> Holder {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new("java")
+        .args(["-cp", &curator_classpath(), "CuratorHold", &server.hosts()])
+        .arg(format!("/locks/{lock}"))
+        .arg(wait.as_millis().to_string())
+        .arg(hold.as_millis().to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run java");
+    let stdout = child.stdout.take().expect("stdout");
+    let (send, lines) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut reader = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            let _ = send.send(line);
+        }
+    });
+    Holder { child, lines }
+}
+
+/// A Java service locking with Curator's `InterProcessMutex` and a Rust one locking the
+/// same name here exclude each other, both ways, and hand the lock over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curators_interprocess_mutex_and_this_crate_exclude_each_other() {
+    let _serial = SERIAL.lock().await;
+    let server = ZooKeeperServer::start();
+    let rust = backend(&server).await;
+    let options = LockOptions::new(Duration::from_secs(10));
+
+    // Java holds it: Rust is refused, then gets it once Java lets go.
+    let mut java = curator(
+        &server,
+        "interop",
+        Duration::from_secs(10),
+        Duration::from_secs(2),
+    );
+    assert_eq!(java.line(Duration::from_secs(30)).await, "held");
+    match rust.acquire("interop", &options).await {
+        Err(LockError::Busy { .. }) => {}
+        other => panic!("Rust got a lock Curator holds: {other:?}"),
+    }
+    let guard = rust
+        .acquire("interop", &options.clone().wait(Duration::from_secs(20)))
+        .await
+        .expect("Rust gets it after Curator");
+    assert_eq!(java.line(Duration::from_secs(5)).await, "released");
+
+    // Rust holds it: Curator is refused within its wait, then gets it once Rust lets go.
+    let mut java = curator(
+        &server,
+        "interop",
+        Duration::from_millis(500),
+        Duration::ZERO,
+    );
+    assert_eq!(java.line(Duration::from_secs(30)).await, "busy");
+    let mut java = curator(&server, "interop", Duration::from_secs(20), Duration::ZERO);
+    let zk = look(&server).await;
+    // Curator is queued behind us before we let go.
+    assert!(
+        until(Duration::from_secs(30), || async {
+            contenders(&zk, "interop").await.len() == 2
+        })
+        .await
+    );
+    guard.release().await.expect("release");
+    assert_eq!(java.line(Duration::from_secs(10)).await, "held");
+}
+
+/// A waiter cancelled while queued, a guard dropped without release and a body that panics
+/// all leave the queue: no node stays behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_waiters_dropped_guards_and_panics_leave_no_node() {
+    let _serial = SERIAL.lock().await;
+    let server = ZooKeeperServer::start();
+    let (a, b) = (backend(&server).await, backend(&server).await);
+    let zk = look(&server).await;
+    let options = LockOptions::new(Duration::from_secs(10));
+    let guard = a.acquire("left", &options).await.expect("acquire");
+    let waiter = tokio::spawn(async move {
+        b.acquire(
+            "left",
+            &LockOptions::new(Duration::from_secs(10)).wait(Duration::from_secs(60)),
+        )
+        .await
+    });
+    assert!(
+        until(Duration::from_secs(10), || async {
+            contenders(&zk, "left").await.len() == 2
+        })
+        .await
+    );
+    waiter.abort();
+    assert!(
+        until(Duration::from_secs(10), || async {
+            contenders(&zk, "left").await.len() == 1
+        })
+        .await,
+        "the cancelled waiter's node stayed"
+    );
+    drop(guard);
+    assert!(
+        until(Duration::from_secs(10), || async {
+            contenders(&zk, "left").await.is_empty()
+        })
+        .await,
+        "the dropped guard's node stayed"
+    );
+    let panicking = tokio::spawn({
+        let a = a.clone();
+        async move {
+            a.with_lock("left", &LockOptions::new(Duration::from_secs(10)), async {
+                panic!("the body panics");
+            })
+            .await
+        }
+    });
+    assert!(panicking.await.is_err(), "the body panicked");
+    assert!(
+        until(Duration::from_secs(10), || async {
+            contenders(&zk, "left").await.is_empty()
+        })
+        .await,
+        "the panicking body's node stayed"
+    );
+    a.acquire("left", &options)
+        .await
+        .expect("free")
+        .release()
+        .await
+        .expect("release");
+}

@@ -6,6 +6,7 @@
 //! cargo run -p lock-examples                                  # self-demo, in-memory store
 //! cargo run -p lock-examples -- --redis redis://127.0.0.1:6379 # self-demo against Redis
 //! cargo run -p lock-examples -- --serve-for 60 --port 8080 --redis redis://127.0.0.1:6379
+//! cargo run -p lock-examples -- --zookeeper 127.0.0.1:2181     # locks in ZooKeeper
 //! ```
 //!
 //! Routes: `GET /accounts/{id}` (balance), `POST /accounts/{id}/deposit` and
@@ -149,11 +150,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn setup_ledger(flags: &Flags) -> Result<Ledger, Box<dyn std::error::Error>> {
     let ledger = lock_examples::setup(flags).await?;
-    match flags.text("redis") {
-        Some(url) => println!("lock store and ledger: {url}"),
-        None => {
-            println!("lock store and ledger: this process's memory (pass --redis URL for Redis)")
+    match (flags.text("zookeeper"), flags.text("redis")) {
+        (Some(hosts), Some(url)) => println!("lock store: ZooKeeper at {hosts}; ledger: {url}"),
+        (Some(hosts), None) => {
+            println!("lock store: ZooKeeper at {hosts}; ledger: this process's memory")
         }
+        (None, Some(url)) => println!("lock store and ledger: {url}"),
+        (None, None) => println!(
+            "lock store and ledger: this process's memory (pass --redis URL for Redis, \
+             --zookeeper HOST:PORT for ZooKeeper)"
+        ),
     }
     Ok(ledger)
 }

@@ -4,9 +4,12 @@
 //! ```text
 //! cargo run -p lock-examples --bin scheduled-jobs                         # 3 instances in one process
 //! cargo run -p lock-examples --bin scheduled-jobs -- --redis redis://127.0.0.1:6379 --name a
+//! cargo run -p lock-examples --bin scheduled-jobs -- --zookeeper 127.0.0.1:2181 \
+//!     --redis redis://127.0.0.1:6379 --name b   # locks in ZooKeeper, ledger in Redis
 //! ```
 //!
-//! Flags: `--instances N` (default 3 in memory, 1 with Redis: start more processes),
+//! Flags: `--instances N` (default 3 in memory, 1 with Redis or ZooKeeper: start more
+//! processes),
 //! `--name NAME` (instance name prefix), `--period-ms MS` (default 2000), `--ticks N`
 //! (default 5), `--job NAME` (default `report`). Ticks are numbered by the wall clock
 //! (`unix time / period`), so instances in different processes agree on them.
@@ -71,7 +74,7 @@ async fn instance(name: String, job: String, period_ms: u64, ticks: u64, ledger:
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let flags = Flags::from_args()?;
     let ledger = lock_examples::setup(&flags).await?;
-    let default_instances = if flags.text("redis").is_some() { 1 } else { 3 };
+    let default_instances = if lock_examples::shared(&flags) { 1 } else { 3 };
     let instances: usize = flags.number("instances", default_instances)?;
     let period_ms: u64 = flags.number("period-ms", 2000)?;
     let ticks: u64 = flags.number("ticks", 5)?;

@@ -2,8 +2,9 @@
 //! Curator's `InterProcessMutex` implements it, with Curator's node names (`path.rs`).
 //!
 //! - **Acquire** creates the contender's ephemeral sequential node in the lock's directory
-//!   (once per acquire: a waiter keeps its place) and lists the directory: the lowest
-//!   sequence holds the lock. Two round trips uncontended.
+//!   (once per acquire: a waiter keeps its place) and lists the directory, the list sent
+//!   right behind the create: the lowest sequence holds the lock. One round trip
+//!   uncontended; a waiter whose watch saw it become first takes the lock with none.
 //! - **Waiting** is a queue: each waiter watches only the node just before its own and is
 //!   woken when it becomes first, so waiters get the lock first come first served, across
 //!   processes. A waiter that gives up (or is cancelled) deletes its node.
@@ -21,7 +22,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
     time::Duration,
 };
 
@@ -80,6 +84,8 @@ struct Contender {
     /// The zxid that created it: the fencing token if it gets the lock.
     czxid: i64,
     session: Arc<Session>,
+    /// Seen first in the queue (by the waiter's watch): it holds the lock while it lives.
+    first: Arc<AtomicBool>,
 }
 
 fn failed(error: zk::Error) -> StoreError {
@@ -152,31 +158,38 @@ impl ZooKeeperStore {
             .cloned()
     }
 
-    /// Creates `token`'s node for `key`, the directory first if need be. When an earlier
-    /// request may have made it (`unsure`: it failed without an answer), the node is looked
-    /// for by name first; a create that fails without an answer is looked for the same way,
-    /// so a contender never queues twice.
+    /// Creates `token`'s node for `key`, the directory first if need be, and lists the
+    /// queue in the same round trip (the list is sent right behind the create, and the
+    /// server answers in order); the queue is `None` when the node was found rather than
+    /// made. When an earlier request may have made it (`unsure`: it failed without an
+    /// answer), the node is looked for by name first; a create that fails without an answer
+    /// is looked for the same way, so a contender never queues twice.
     async fn enqueue(
         &self,
         session: &Arc<Session>,
         key: &str,
         token: &Token,
         unsure: bool,
-    ) -> Result<Contender, StoreError> {
+    ) -> Result<(Contender, Option<Vec<String>>), StoreError> {
         let client = &session.client;
         let dir = lock_dir(&self.settings.root, key);
         let name = node_prefix(token);
         let prefix = format!("{dir}/{name}");
         let ephemeral = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
         let mut look_first = unsure;
-        let (path, czxid) = loop {
+        let (path, czxid, queue) = loop {
             if std::mem::take(&mut look_first) {
-                if let Some(found) = Self::find(client, &dir, &name).await? {
-                    break found;
+                if let Some((path, czxid)) = Self::find(client, &dir, &name).await? {
+                    break (path, czxid, None);
                 }
             }
-            match client.create(&prefix, &[], &ephemeral).await {
-                Ok((stat, sequence)) => break (format!("{prefix}{sequence}"), stat.czxid),
+            let create = client.create(&prefix, &[], &ephemeral);
+            let list = client.list_children(&dir);
+            let (created, listed) = tokio::join!(create, list);
+            match created {
+                Ok((stat, sequence)) => {
+                    break (format!("{prefix}{sequence}"), stat.czxid, listed.ok());
+                }
                 Err(zk::Error::NoNode) => {
                     let container = zk::CreateMode::Container.with_acls(zk::Acls::anyone_all());
                     match client.create(&dir, &[], &container).await {
@@ -205,9 +218,10 @@ impl ZooKeeperStore {
             path,
             czxid,
             session: session.clone(),
+            first: Arc::default(),
         };
         self.contenders().insert(key.to_owned(), contender.clone());
-        Ok(contender)
+        Ok((contender, queue.map(sorted)))
     }
 
     /// The node named `name…` in `dir`, with the zxid that created it, if there is one.
@@ -233,10 +247,7 @@ impl ZooKeeperStore {
 
     /// The contenders queued for a lock, by sequence.
     async fn queue(client: &zk::Client, dir: &str) -> Result<Vec<String>, StoreError> {
-        let mut children = client.list_children(dir).await.map_err(failed)?;
-        children.retain(|c| sequence(c).is_some());
-        children.sort_by_key(|c| sequence(c));
-        Ok(children)
+        Ok(sorted(client.list_children(dir).await.map_err(failed)?))
     }
 
     /// Forgets `key`'s contender if it is `token`'s.
@@ -252,20 +263,26 @@ impl ZooKeeperStore {
 impl Store for ZooKeeperStore {
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         Box::pin(async move {
-            let contender = match self.contender(request.key, request.token) {
-                Some(contender) => contender,
+            let (contender, queue) = match self.contender(request.key, request.token) {
+                Some(contender) => (contender, None),
                 None => {
                     let session = self.live_session().await?;
                     self.enqueue(&session, request.key, request.token, request.reclaim)
                         .await?
                 }
             };
-            let queue = Self::queue(&contender.session.client, &contender.dir).await?;
+            let fence = request.fence_key.and(u64::try_from(contender.czxid).ok());
+            if contender.first.load(Ordering::Acquire) {
+                // Its watch saw it first: no need to look again.
+                return Ok(Attempt::Acquired { fence });
+            }
+            let queue = match queue {
+                Some(queue) => queue,
+                None => Self::queue(&contender.session.client, &contender.dir).await?,
+            };
             let ours = contender.path.rsplit('/').next().unwrap_or_default();
             match queue.iter().position(|c| c == ours) {
-                Some(0) => Ok(Attempt::Acquired {
-                    fence: request.fence_key.and(u64::try_from(contender.czxid).ok()),
-                }),
+                Some(0) => Ok(Attempt::Acquired { fence }),
                 Some(_) => Ok(Attempt::Busy),
                 None => {
                     // Our node is gone (deleted by hand, or its session ended just now).
@@ -298,6 +315,7 @@ impl Store for ZooKeeperStore {
                         dir,
                         czxid: 0,
                         session,
+                        first: Arc::default(),
                     }
                 }
             };
@@ -379,6 +397,13 @@ impl Store for ZooKeeperStore {
     }
 }
 
+/// The contenders among a lock directory's `children`, by sequence.
+fn sorted(mut children: Vec<String>) -> Vec<String> {
+    children.retain(|c| sequence(c).is_some());
+    children.sort_by_key(|c| sequence(c));
+    children
+}
+
 /// Watches the node just before `contender`'s and notifies once `contender` is first.
 async fn wake_when_first(contender: Contender, notify: Arc<Notify>) {
     let client = &contender.session.client;
@@ -392,7 +417,13 @@ async fn wake_when_first(contender: Contender, notify: Arc<Notify>) {
             }
         };
         let predecessor = match queue.iter().position(|c| c == ours) {
-            Some(0) | None => {
+            Some(0) => {
+                // First now, and first until our node goes: sequences only grow.
+                contender.first.store(true, Ordering::Release);
+                notify.notify_waiters();
+                return;
+            }
+            None => {
                 notify.notify_waiters();
                 return;
             }
