@@ -117,8 +117,7 @@ impl ZooKeeperServer {
             format!(
                 "tickTime=100\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
                  admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,stat,mntr\n\
-                 minSessionTimeout=1000\nmaxSessionTimeout=60000\n\
-                 znode.container.checkIntervalMs=1000\n",
+                 minSessionTimeout=1000\nmaxSessionTimeout=60000\n",
                 data.display(),
                 self.port
             ),
@@ -129,6 +128,8 @@ impl ZooKeeperServer {
         let log = std::fs::File::create(self.log_path()).expect("ZooKeeper log file");
         let spawned = Command::new("java")
             .args(["-Xmx256m", "-XX:+UseSerialGC", "-cp", &classpath])
+            // Empty container nodes (lock directories) are removed within a second.
+            .arg("-Dznode.container.checkIntervalMs=1000")
             .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
             .arg(&config)
             .current_dir(self.dir.path())

@@ -363,3 +363,43 @@ async fn passwords_stay_out_of_redlock_errors() {
         .expect_err("an empty address");
     assert!(matches!(err, LockError::InvalidInput(_)), "{err:?}");
 }
+
+/// Renewal extends on every server at once and counts with a majority: a lock held past its
+/// TTL survives one of three servers dying, and is lost once a second one dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_needs_a_majority() {
+    let mut servers = RedlockServers::start(3);
+    let backend = backend(&servers.url(), Duration::from_millis(300)).await;
+    let ttl = Duration::from_millis(600);
+    let options = LockOptions::new(ttl).renew(true);
+    servers.kill(2);
+    let outcome = backend
+        .with_lock("renewed", &options, async {
+            tokio::time::sleep(ttl * 3).await;
+        })
+        .await;
+    assert!(outcome.is_ok(), "two of three keep it: {outcome:?}");
+
+    let (started, running) = tokio::sync::oneshot::channel::<()>();
+    let held = {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            backend
+                .with_lock("renewed", &options, async {
+                    let _ = started.send(());
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                })
+                .await
+        })
+    };
+    running.await.expect("the body started");
+    servers.kill(1);
+    let outcome = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("told within a lease")
+        .expect("task");
+    assert!(
+        matches!(outcome, Err(LockError::Lost { .. })),
+        "{outcome:?}"
+    );
+}

@@ -105,19 +105,26 @@ struct Holder {
 
 impl Holder {
     fn spawn(url: &str, name: &str, ttl: Duration, session: Duration, hold: Duration) -> Self {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_lock-hold"));
+        command.args([
+            url,
+            name,
+            &ttl.as_millis().to_string(),
+            &session.as_millis().to_string(),
+            &hold.as_millis().to_string(),
+        ]);
+        Self::start(&mut command)
+    }
+
+    /// Runs `command`, its output lines coming through [`line`](Self::line).
+    fn start(command: &mut tokio::process::Command) -> Self {
         use tokio::io::AsyncBufReadExt as _;
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lock-hold"))
-            .args([
-                url,
-                name,
-                &ttl.as_millis().to_string(),
-                &session.as_millis().to_string(),
-                &hold.as_millis().to_string(),
-            ])
+        let mut child = command
             .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("spawn lock-hold");
+            .expect("spawn a holder process");
         let stdout = child.stdout.take().expect("stdout");
         let (send, lines) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -415,26 +422,13 @@ fn curator_classpath() -> String {
 
 /// `CuratorHold` taking `/locks/<lock>` with Curator's `InterProcessMutex`.
 fn curator(server: &ZooKeeperServer, lock: &str, wait: Duration, hold: Duration) -> Holder {
-    use tokio::io::AsyncBufReadExt as _;
-    let mut child = tokio::process::Command::new("java")
+    let mut command = tokio::process::Command::new("java");
+    command
         .args(["-cp", &curator_classpath(), "CuratorHold", &server.hosts()])
         .arg(format!("/locks/{lock}"))
         .arg(wait.as_millis().to_string())
-        .arg(hold.as_millis().to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run java");
-    let stdout = child.stdout.take().expect("stdout");
-    let (send, lines) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut reader = tokio::io::BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = reader.next_line().await {
-            let _ = send.send(line);
-        }
-    });
-    Holder { child, lines }
+        .arg(hold.as_millis().to_string());
+    Holder::start(&mut command)
 }
 
 /// A Java service locking with Curator's `InterProcessMutex` and a Rust one locking the
@@ -547,4 +541,39 @@ async fn cancelled_waiters_dropped_guards_and_panics_leave_no_node() {
         .release()
         .await
         .expect("release");
+}
+
+/// `ttl` on ZooKeeper: at least the session timeout (a dead holder keeps its lock until its
+/// session expires), else a clear error before any node is made; renewal keeps a lock past
+/// its TTL while the session lives; an empty lock directory goes away by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_covers_the_session_renewal_keeps_the_lock_and_empty_directories_go() {
+    let _serial = SERIAL.lock().await;
+    let server = ZooKeeperServer::start();
+    let client = backend(&server).await;
+    let zk = look(&server).await;
+    let err = client
+        .acquire("short", &LockOptions::new(SESSION / 2))
+        .await
+        .expect_err("a TTL shorter than the session");
+    match &err {
+        LockError::InvalidInput(why) => assert!(why.contains("session timeout"), "{why}"),
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+    assert!(contenders(&zk, "short").await.is_empty());
+
+    let renewed = LockOptions::new(SESSION).renew(true);
+    let outcome = client
+        .with_lock("renewed", &renewed, async {
+            tokio::time::sleep(SESSION * 2).await;
+            "finished"
+        })
+        .await
+        .expect("renewal keeps the lock past its TTL");
+    assert_eq!(outcome, "finished");
+    let gone = until(Duration::from_secs(20), || async {
+        matches!(zk.check_stat("/locks/renewed").await, Ok(None))
+    })
+    .await;
+    assert!(gone, "the empty lock directory stayed");
 }
