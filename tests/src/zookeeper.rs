@@ -27,8 +27,8 @@ pub struct ZooKeeperServer {
 }
 
 impl ZooKeeperServer {
-    /// Starts a server and waits for `ruok`. `tickTime=100`, so that sessions end within
-    /// 100 ms of their timeout (ZooKeeper checks them once a tick); sessions of 1 to 60 s.
+    /// Starts a server and waits for `ruok`. `tickTime=50`, so that sessions end within
+    /// 50 ms of their timeout (ZooKeeper checks them once a tick); sessions of 1 to 60 s.
     pub fn start() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("lock-tests-zookeeper-")
@@ -115,7 +115,7 @@ impl ZooKeeperServer {
         std::fs::write(
             &config,
             format!(
-                "tickTime=100\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+                "tickTime=50\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
                  admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,stat,mntr\n\
                  minSessionTimeout=1000\nmaxSessionTimeout=60000\n",
                 data.display(),

@@ -211,8 +211,11 @@ async fn a_frozen_holder_loses_the_lock_when_its_session_expires() {
         .await
         .expect("acquire after expiry");
     let waited = stopped.elapsed();
+    // ZooKeeper ends the session a whole timeout after it last heard from the holder, whose
+    // client pings when idle for 3/8 of its 1 s connection timeout: not before 3/4 of the
+    // session after the freeze.
     assert!(
-        waited >= session - Duration::from_millis(200),
+        waited >= session * 3 / 4,
         "granted {waited:?} after the holder froze: before its session could expire"
     );
     assert!(guard.fencing_token() > Some(frozen_fence));
@@ -535,7 +538,9 @@ async fn cancelled_waiters_dropped_guards_and_panics_leave_no_node() {
         .await,
         "the panicking body's node stayed"
     );
-    a.acquire("left", &options)
+    // The panicking body's background release passes this process's turn on once the
+    // store answered, a moment after the node is gone: wait for it.
+    a.acquire("left", &options.clone().wait(Duration::from_secs(5)))
         .await
         .expect("free")
         .release()

@@ -12,9 +12,9 @@
 //!   it: a holder whose process dies loses the lock when ZooKeeper expires its session. The
 //!   runtime follows the session (`session.rs`): when it ends, every lock it held is lost at
 //!   once; while the connection is down, a lock counts as held only for a third of the
-//!   session timeout after the loss (ZooKeeper clients notice a silent server after two
-//!   thirds of it, and the server ends the session a whole timeout after it last heard from
-//!   the client).
+//!   session timeout after the loss (the client notices a silent connection within three
+//!   fifths of the timeout, Java's within two thirds, and the server ends the session a
+//!   whole timeout after it last heard from the client).
 //! - **Fencing tokens** are the zxid that created the holder's node: ZooKeeper's own total
 //!   order of writes, increasing across the ensemble's restarts and leader changes.
 //! - **Release** deletes exactly our node (version-checked). Lock directories are container
