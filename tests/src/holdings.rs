@@ -101,3 +101,24 @@ pub fn assert_no_overlap_around(holdings: &[Holding], at: u128) {
         assert!(a.exit <= b.enter, "two holders at once: {a:?} and {b:?}");
     }
 }
+
+/// How long a waiter took to get a lock after its holder let go: lets `waiter` (an acquire
+/// already waiting for the lock `held` holds) settle into its re-check pause, releases
+/// `held`, and measures until the waiter has the lock (which it then releases). A gap well
+/// under the re-check timer's 100-200 ms means a release notification woke it.
+pub async fn handoff_gap(
+    held: lock_runtime::LockGuard,
+    waiter: tokio::task::JoinHandle<Result<lock_runtime::LockGuard, lock_runtime::LockError>>,
+) -> std::time::Duration {
+    // Nothing observable tells that the waiter went to sleep: give it the time.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let released_at = std::time::Instant::now();
+    held.release().await.expect("release");
+    let guard = waiter
+        .await
+        .expect("waiter")
+        .expect("the waiter gets the lock");
+    let gap = released_at.elapsed();
+    guard.release().await.expect("release");
+    gap
+}

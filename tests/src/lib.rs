@@ -27,7 +27,9 @@ mod sentinel;
 mod tls;
 mod zookeeper;
 pub use cluster::RedisCluster;
-pub use holdings::{assert_exclusive_around, assert_no_overlap_around, now_us, Holding, LockLoops};
+pub use holdings::{
+    assert_exclusive_around, assert_no_overlap_around, handoff_gap, now_us, Holding, LockLoops,
+};
 pub use redlock::RedlockServers;
 pub use sentinel::Sentinel;
 pub use tls::Certificates;

@@ -75,16 +75,7 @@ async fn a_release_wakes_a_waiter_through_the_shard_that_holds_the_lock() {
     })
     .await;
     assert!(subscribed, "no sharded subscription on the lock's shard");
-    // Let the waiter go to sleep on a long re-check pause (the lease ends in 30 s).
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let released_at = Instant::now();
-    held.release().await.expect("release");
-    let guard = waiter
-        .await
-        .expect("waiter")
-        .expect("the waiter gets the lock");
-    let gap = released_at.elapsed();
-    guard.release().await.expect("release");
+    let gap = lock_tests::handoff_gap(held, waiter).await;
     assert!(
         gap < Duration::from_millis(50),
         "woken after {gap:?}: no notification?"

@@ -93,13 +93,7 @@ async fn a_release_wakes_a_waiter_through_every_servers_notifications() {
     })
     .await;
     assert!(subscribed, "not subscribed on every server");
-    // Let the waiter settle on its longest re-check pause (the lease ends in 30 s).
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let released_at = Instant::now();
-    held.release().await.expect("release");
-    let guard = waiter.await.expect("waiter").expect("the waiter gets it");
-    let gap = released_at.elapsed();
-    guard.release().await.expect("release");
+    let gap = lock_tests::handoff_gap(held, waiter).await;
     assert!(gap < Duration::from_millis(100), "woken after {gap:?}");
 }
 

@@ -1,7 +1,7 @@
 //! `rediss://` and `rediss+cluster://`: locks over TLS, against a real redis-server that
 //! speaks TLS only, and a Redis Cluster whose nodes talk TLS to clients and to each other.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lock_runtime::{Backend, LockError, LockOptions};
 use lock_tests::{RedisCluster, RedisServer};
@@ -103,15 +103,7 @@ async fn locks_and_notifications_work_on_a_tls_cluster() {
     })
     .await;
     assert!(subscribed, "no sharded subscription on the lock's shard");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let released_at = Instant::now();
-    held.release().await.expect("release");
-    let guard = waiter
-        .await
-        .expect("waiter")
-        .expect("the waiter gets the lock");
-    let gap = released_at.elapsed();
-    guard.release().await.expect("release");
+    let gap = lock_tests::handoff_gap(held, waiter).await;
     assert!(gap < Duration::from_millis(500), "woken after {gap:?}");
 }
 
