@@ -47,6 +47,20 @@ async fn a_majority_grants_the_lock_on_every_server_and_a_second_owner_is_refuse
         .all(|s| s.raw(&["EXISTS", &key]).contains(":0")));
     let again = b.acquire("order:7", &options).await.expect("free again");
     again.release().await.expect("release");
+
+    // A guard dropped without release deletes the lock on every server, in the background
+    // (rslock's dropped guard keeps it for its whole TTL).
+    let dropped = a.acquire("dropped", &options).await.expect("acquire");
+    let key = a.key_for("dropped");
+    drop(dropped);
+    let cleared = eventually(Duration::from_secs(5), || {
+        servers
+            .servers()
+            .iter()
+            .all(|s| s.raw(&["EXISTS", &key]).contains(":0"))
+    })
+    .await;
+    assert!(cleared, "a dropped guard left the lock on a server");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

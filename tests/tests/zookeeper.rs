@@ -294,6 +294,10 @@ async fn a_server_restart_keeps_locks_when_quick_and_loses_them_when_not() {
         })
     };
     running.await.expect("the body started");
+    let fenced = LockOptions::new(Duration::from_secs(60)).fencing(true);
+    let before = client.acquire("fenced", &fenced).await.expect("acquire");
+    let fence_before = before.fencing_token();
+    before.release().await.expect("release");
     let server = server.restarted().await;
     // Connected again within the session: still held, and by nobody else.
     let other = backend_with(&server, Duration::from_secs(45)).await;
@@ -305,6 +309,14 @@ async fn a_server_restart_keeps_locks_when_quick_and_loses_them_when_not() {
         !holding.is_finished(),
         "the holder was told its lock was lost"
     );
+    // Fencing tokens keep growing across the restart (zxids carry the server's epoch).
+    let after = other.acquire("fenced", &fenced).await.expect("acquire");
+    assert!(
+        after.fencing_token() > fence_before,
+        "{fence_before:?} then {:?}",
+        after.fencing_token()
+    );
+    after.release().await.expect("release");
     let _ = finish.send(());
     holding
         .await
