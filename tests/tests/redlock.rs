@@ -28,13 +28,10 @@ async fn a_majority_grants_the_lock_on_every_server_and_a_second_owner_is_refuse
     let guard = a.acquire("order:7", &options).await.expect("acquire");
     let key = a.key_for("order:7");
     let token = guard.token().to_string();
-    // Granted on a majority; the last server's answer may still be on its way.
+    // Granted on a majority. The grant does not wait for the last server: its request
+    // lands if it was already sent, and is dropped if it was not (either is safe: the
+    // release below goes to every server).
     assert!(servers.holding(&key, &token) >= 2);
-    let everywhere = eventually(Duration::from_secs(5), || {
-        servers.holding(&key, &token) == 3
-    })
-    .await;
-    assert!(everywhere, "the token never reached every server");
     assert_eq!(guard.fencing_token(), None);
     match b.acquire("order:7", &options).await {
         Err(LockError::Busy { .. }) => {}
@@ -213,11 +210,7 @@ async fn with_three_of_five_down_acquires_fail_fast_with_no_quorum_and_recover()
     };
     let key = backend.key_for("k");
     let token = guard.token().to_string();
-    let four = eventually(Duration::from_secs(5), || {
-        servers.holding(&key, &token) == 4
-    })
-    .await;
-    assert!(four, "the lock did not reach the four servers up");
+    assert!(servers.holding(&key, &token) >= 3, "not on a majority");
     guard.release().await.expect("release");
 }
 

@@ -36,16 +36,7 @@ async fn a_release_wakes_a_waiter_of_another_client_at_once(stores: Stores) {
             .await
     });
     is_waiting.await.expect("waiter started");
-    // Give the waiter time to subscribe and go to sleep: nothing observable to await.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let released_at = Instant::now();
-    held.release().await.expect("release");
-    let guard = waiter
-        .await
-        .expect("waiter")
-        .expect("the waiter gets the lock");
-    let gap = released_at.elapsed();
-    guard.release().await.expect("release");
+    let gap = lock_tests::handoff_gap(held, waiter).await;
     // The re-check timer alone would take up to 200 ms; a notification takes a round trip.
     assert!(
         gap < Duration::from_millis(50),
