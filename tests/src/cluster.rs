@@ -123,6 +123,48 @@ impl RedisCluster {
         }
     }
 
+    /// Takes `locks` fenced locks through `a`, one after the other, and checks each: the
+    /// key holds `a`'s token on the shard its slot belongs to, its fencing counter lives
+    /// there too, `b` cannot take it, and the release deletes it; and that the locks spread
+    /// over more than one shard.
+    pub async fn assert_locks_live_on_their_shards(
+        &self,
+        a: &lock_runtime::Backend,
+        b: &lock_runtime::Backend,
+        locks: usize,
+    ) {
+        let options = lock_runtime::LockOptions::new(Duration::from_secs(30));
+        let mut shards = std::collections::HashSet::new();
+        for i in 0..locks {
+            let name = format!("order:{i}");
+            let guard = a
+                .acquire(&name, &options.clone().fencing(true))
+                .await
+                .expect("acquire");
+            let key = a.key_for(&name);
+            let node = self.node_for(&key);
+            shards.insert(node.port());
+            assert!(node
+                .raw(&["GET", &key])
+                .contains(&guard.token().to_string()));
+            // The fencing counter shares the lock's hash tag, so its shard too.
+            assert!(node
+                .raw(&["EXISTS", &format!("{key}:fence")])
+                .contains(":1"));
+            assert!(guard.fencing_token().is_some());
+            match b.acquire(&name, &options).await {
+                Err(lock_runtime::LockError::Busy { .. }) => {}
+                other => panic!("a second owner for {name}: {other:?}"),
+            }
+            guard.release().await.expect("release");
+            assert!(node.raw(&["EXISTS", &key]).contains(":0"));
+        }
+        assert!(
+            shards.len() > 1,
+            "{locks} locks all on one shard: {shards:?}"
+        );
+    }
+
     /// A replica of `primary`.
     pub fn replica_of(&self, primary: &RedisServer) -> &RedisServer {
         let id = primary.raw(&["CLUSTER", "MYID"]);

@@ -26,33 +26,7 @@ async fn each_lock_lives_on_its_slots_shard_and_excludes_a_second_owner() {
     let b = Backend::redis_cluster([format!("127.0.0.1:{}", cluster.nodes()[2].port())])
         .await
         .expect("connect by method");
-    let options = LockOptions::new(Duration::from_secs(30));
-    let mut shards = std::collections::HashSet::new();
-    for i in 0..12 {
-        let name = format!("order:{i}");
-        let guard = a
-            .acquire(&name, &options.clone().fencing(true))
-            .await
-            .expect("acquire");
-        let key = a.key_for(&name);
-        let node = cluster.node_for(&key);
-        shards.insert(node.port());
-        assert!(node
-            .raw(&["GET", &key])
-            .contains(&guard.token().to_string()));
-        // The fencing counter shares the lock's hash tag, so its shard too.
-        assert!(node
-            .raw(&["EXISTS", &format!("{key}:fence")])
-            .contains(":1"));
-        assert!(guard.fencing_token().is_some());
-        match b.acquire(&name, &options).await {
-            Err(LockError::Busy { .. }) => {}
-            other => panic!("a second owner for {name}: {other:?}"),
-        }
-        guard.release().await.expect("release");
-        assert!(node.raw(&["EXISTS", &key]).contains(":0"));
-    }
-    assert!(shards.len() > 1, "12 locks all on one shard: {shards:?}");
+    cluster.assert_locks_live_on_their_shards(&a, &b, 12).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,27 +68,7 @@ async fn locks_and_notifications_work_on_a_tls_cluster() {
     };
     let (a, b) = (connect().await, connect().await);
     let options = LockOptions::new(Duration::from_secs(30));
-    let mut shards = std::collections::HashSet::new();
-    for i in 0..6 {
-        let name = format!("order:{i}");
-        let guard = a
-            .acquire(&name, &options.clone().fencing(true))
-            .await
-            .expect("acquire over TLS");
-        let key = a.key_for(&name);
-        let node = cluster.node_for(&key);
-        shards.insert(node.port());
-        assert!(node
-            .raw(&["GET", &key])
-            .contains(&guard.token().to_string()));
-        assert!(guard.fencing_token().is_some());
-        match b.acquire(&name, &options).await {
-            Err(LockError::Busy { .. }) => {}
-            other => panic!("a second owner for {name}: {other:?}"),
-        }
-        guard.release().await.expect("release over TLS");
-    }
-    assert!(shards.len() > 1, "6 locks all on one shard: {shards:?}");
+    cluster.assert_locks_live_on_their_shards(&a, &b, 6).await;
 
     // A waiter is woken by the release's sharded notification, over TLS too.
     let key = a.key_for("k");

@@ -298,8 +298,12 @@ impl Store for ZooKeeperStore {
             let contender = match self.forget(key, token) {
                 Some(contender) => contender,
                 None => {
-                    // No record (a release retried in the background): look for the node.
-                    let session = self.live_session().await?;
+                    // No record (a release retried in the background): look for the node,
+                    // in the current session only: one that ended took its nodes along.
+                    let session = self.session.lock().await.clone();
+                    if session.ended() {
+                        return Ok(false);
+                    }
                     let dir = lock_dir(&self.settings.root, key);
                     let name = node_prefix(token);
                     let children = match session.client.list_children(&dir).await {

@@ -81,10 +81,15 @@ async fn follow(
     sure: Duration,
 ) {
     loop {
+        let current = *publish.borrow();
         let state = match states.changed().await {
             zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
                 tracing::info!("the ZooKeeper connection is back");
                 SessionState::Live
+            }
+            // Still cut off: the window keeps counting from the first loss.
+            zk::SessionState::Disconnected if matches!(current, SessionState::Suspended { .. }) => {
+                continue
             }
             zk::SessionState::Disconnected => {
                 tracing::warn!(
