@@ -31,6 +31,12 @@ async fn http_service(redis_url: &str) -> (tokio::process::Child, String) {
     (child, addr)
 }
 
+/// The value of `metric` for the account locks on a Prometheus page (0 if absent).
+fn sample(page: &str, metric: &str) -> f64 {
+    let labels = [r#"name="account:{id}""#, r#"backend="redis""#];
+    lock_tests::prometheus_value(page, metric, &labels)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_http_instances_never_overdraw_and_answer_busy_with_423() {
     let server = RedisServer::start();
@@ -76,6 +82,42 @@ async fn two_http_instances_never_overdraw_and_answer_busy_with_423() {
         balance,
         100 - withdrawn,
         "money appeared or vanished: {statuses:?}"
+    );
+
+    // The two instances' metrics add up to what happened: every deposit and withdrawal
+    // that ran took the lock once, every 423 gave up busy, and nothing is held now.
+    let mut pages = Vec::new();
+    for addr in [&addr_a, &addr_b] {
+        let page = http(addr, "GET", "/metrics", "").await.expect("scrape");
+        assert_eq!(page.status, 200, "{page:?}");
+        pages.push(page.body);
+    }
+    let total = |metric: &str| -> f64 { pages.iter().map(|page| sample(page, metric)).sum() };
+    let ran =
+        1 + statuses.get(&200).copied().unwrap_or(0) + statuses.get(&409).copied().unwrap_or(0);
+    let busy = statuses.get(&423).copied().unwrap_or(0);
+    let shown = pages.join("\n");
+    assert_eq!(
+        total("distributed_lock_acquisitions_total"),
+        ran as f64,
+        "{shown}"
+    );
+    assert_eq!(
+        total("distributed_lock_wait_seconds_count"),
+        ran as f64,
+        "{shown}"
+    );
+    assert_eq!(
+        total("distributed_lock_held_seconds_count"),
+        ran as f64,
+        "{shown}"
+    );
+    assert_eq!(total("distributed_lock_busy_total"), busy as f64, "{shown}");
+    assert_eq!(total("distributed_lock_held"), 0.0, "{shown}");
+    assert_eq!(total("distributed_lock_lost_total"), 0.0, "{shown}");
+    assert!(
+        shown.contains("distributed_lock_store_call_seconds_count{"),
+        "{shown}"
     );
 
     // Busy, for sure: hold the account's lock from here, as a third instance would.

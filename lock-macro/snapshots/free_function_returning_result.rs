@@ -19,7 +19,11 @@ impl Snapshot {
                     &::lock_runtime::LockOptions::new(
                             ::core::time::Duration::from_millis(10000u64),
                         )
-                        .wait(::core::time::Duration::from_millis(90000u64)),
+                        .wait(::core::time::Duration::from_millis(90000u64))
+                        .name_template("order:{order_id}:{customer.id}")
+                        .function(
+                            ::core::concat!(::core::module_path!(), "::", "charge"),
+                        ),
                     async move {
                         #[allow(
                             unreachable_code,

@@ -15,7 +15,11 @@ impl Snapshot {
                             ::core::time::Duration::from_millis(500u64),
                         )
                         .wait(::core::time::Duration::from_millis(0u64))
-                        .client("reports"),
+                        .client("reports")
+                        .name_template("{self.tenant}:report")
+                        .function(
+                            ::core::concat!(::core::module_path!(), "::", "nightly"),
+                        ),
                     async move {
                         #[allow(
                             unreachable_code,

@@ -97,7 +97,7 @@ fn guard_future(
     let rt = &plan.krate;
     let key = Ident::mixed("__lock_key");
     let key_value = key_expr(plan);
-    let options = options_expr(plan);
+    let options = options_expr(plan, &sig.ident);
     let output = Ident::mixed("__lock_output");
     let error = Ident::mixed("__lock_error");
     let guarded = quote! { (&#key, &#options, #future).await };
@@ -222,8 +222,10 @@ fn placeholder_expr(placeholder: &Placeholder, span: Span) -> TokenStream {
     quote! { #root #(. #fields)* }
 }
 
-fn options_expr(plan: &Plan) -> TokenStream {
+fn options_expr(plan: &Plan, function: &syn::Ident) -> TokenStream {
     let rt = &plan.krate;
+    let template = &plan.key;
+    let function = function.to_string();
     let (ttl, wait) = (plan.ttl_ms, plan.wait_ms);
     let client = plan
         .client
@@ -242,6 +244,8 @@ fn options_expr(plan: &Plan) -> TokenStream {
         #rt::LockOptions::new(::core::time::Duration::from_millis(#ttl))
             .wait(::core::time::Duration::from_millis(#wait))
             #client #renew #fencing #on_lost
+            .name_template(#template)
+            .function(::core::concat!(::core::module_path!(), "::", #function))
     }
 }
 

@@ -12,10 +12,11 @@ use crate::{
     backend::{check_ttl, Backend},
     error::LockError,
     guard::{Held, LockGuard},
+    holder,
     lease::lease_end,
     local::{Entry, Slot},
     options::LockOptions,
-    store::{AcquireRequest, Attempt, Watch},
+    store::{fence_key, AcquireRequest, Attempt, Watch},
     token::Token,
 };
 
@@ -74,6 +75,7 @@ impl Backend {
             return Err(LockError::invalid(why));
         }
         let started = Instant::now();
+        let metrics = self.lock_metrics(options);
         let deadline = started.checked_add(options.wait_for());
         let slot = match self.local().enter(&key, started) {
             Entry::Owner(slot) => slot,
@@ -81,10 +83,14 @@ impl Backend {
                 Ok(slot) => slot,
                 // The task ahead met a store failure: that is the answer, not "busy".
                 Err(Some(failure)) => return Err(failure),
-                Err(None) => return Err(self.busy(&key, started)),
+                Err(None) => {
+                    metrics.busy();
+                    return Err(self.busy(&key, started));
+                }
             },
         };
         let fence_key = options.fenced().then(|| fence_key(&key));
+        let holder = holder::record(options.function_name());
         let request = AcquireRequest {
             key: &key,
             token: &token,
@@ -92,6 +98,7 @@ impl Backend {
             fence_key: fence_key.as_deref(),
             reclaim: false,
             waiting: false,
+            holder: &holder,
         };
         let outcome = self.contend(request, &slot, deadline).await;
         let refused = match outcome {
@@ -99,6 +106,7 @@ impl Backend {
                 let lease_end = lease_end(sent_at, options.ttl());
                 let generation = slot.generation();
                 slot.keep(lease_end);
+                metrics.acquired(sent_at.saturating_duration_since(started));
                 tracing::debug!(
                     outcome = "acquired",
                     waited_us = (sent_at - started).as_micros() as u64,
@@ -112,15 +120,22 @@ impl Backend {
                     acquired_at: sent_at,
                     client: options.client_label(),
                     session: self.store().session(&key, &token),
+                    metrics,
                 };
                 return Ok(LockGuard::new(self.clone(), key, held));
             }
-            Ok(Err(Refused::Busy)) => self.busy(&key, started),
-            Ok(Err(Refused::Recovering { left })) => LockError::Recovering {
-                key: self.name_in(&key).to_owned(),
-                waited: started.elapsed(),
-                left,
-            },
+            Ok(Err(Refused::Busy)) => {
+                metrics.busy();
+                self.busy(&key, started)
+            }
+            Ok(Err(Refused::Recovering { left })) => {
+                metrics.recovering();
+                LockError::Recovering {
+                    key: self.name_in(&key).to_owned(),
+                    waited: started.elapsed(),
+                    left,
+                }
+            }
             Err(error) => error,
         };
         drop(slot);
@@ -316,14 +331,6 @@ impl Drop for InFlight<'_> {
                 .release_in_background(self.key.into(), *self.token, None, expires);
         }
     }
-}
-
-/// Where the fencing counter of the lock at `key` lives: beside it, in the same hash slot.
-fn fence_key(key: &str) -> String {
-    let mut fence = String::with_capacity(key.len() + 6);
-    fence.push_str(key);
-    fence.push_str(":fence");
-    fence
 }
 
 /// Spreads retry pauses so waiters on one key do not retry in lockstep.

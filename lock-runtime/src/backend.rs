@@ -11,6 +11,8 @@ use crate::{
     builder::{BackendBuilder, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX},
     error::LockError,
     local::LocalQueue,
+    metrics::{ErrorKind, LockMetrics, Metrics},
+    options::LockOptions,
     store::{CallTimedOut, MemoryStore, NoQuorum, NotAcknowledged, Store, StoreFuture},
     token::Token,
 };
@@ -59,6 +61,7 @@ struct Inner {
     prefix: Box<str>,
     op_timeout: Duration,
     local: LocalQueue,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Backend {
@@ -81,6 +84,7 @@ impl Backend {
         Self {
             inner: Arc::new(Inner {
                 self_bounded: store.bounds_own_calls(),
+                metrics: Metrics::new(store.kind()),
                 store,
                 prefix,
                 op_timeout,
@@ -167,14 +171,29 @@ impl Backend {
         call: StoreFuture<'_, T>,
     ) -> Result<T, LockError> {
         let after = self.inner.op_timeout;
+        let started = Instant::now();
         let outcome = if self.inner.self_bounded {
             call.await
         } else {
             match tokio::time::timeout(after, call).await {
                 Ok(outcome) => outcome,
-                Err(_) => return Err(LockError::Timeout { operation, after }),
+                Err(_) => Err(Box::new(CallTimedOut) as _),
             }
         };
+        let failed = outcome.as_ref().err().map(|source| {
+            if source.is::<CallTimedOut>() {
+                ErrorKind::Timeout
+            } else if source.is::<NotAcknowledged>() {
+                ErrorKind::NotReplicated
+            } else if source.is::<NoQuorum>() {
+                ErrorKind::NoQuorum
+            } else {
+                ErrorKind::Backend
+            }
+        });
+        self.inner
+            .metrics
+            .called(operation, started.elapsed(), failed);
         outcome.map_err(|source| {
             if source.is::<CallTimedOut>() {
                 return LockError::Timeout { operation, after };
@@ -198,6 +217,18 @@ impl Backend {
                 Err(source) => LockError::Backend { operation, source },
             }
         })
+    }
+
+    /// The time bound on one store call.
+    pub(crate) fn op_timeout(&self) -> Duration {
+        self.inner.op_timeout
+    }
+
+    /// The instruments of the locks `options` take.
+    pub(crate) fn lock_metrics(&self, options: &LockOptions) -> Arc<LockMetrics> {
+        self.inner
+            .metrics
+            .lock(options.template(), options.client_label())
     }
 
     pub(crate) fn store(&self) -> &dyn Store {

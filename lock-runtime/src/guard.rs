@@ -11,6 +11,7 @@ use crate::{
     backend::{check_ttl, Backend},
     error::LockError,
     lease::{lease_end, session_over, Renewal},
+    metrics::LockMetrics,
     options::LockOptions,
     store::SessionWatch,
     token::Token,
@@ -54,6 +55,9 @@ pub struct LockGuard {
     /// The store session that holds the lock, for a store whose leases are sessions.
     session: Option<SessionWatch>,
     settled: bool,
+    metrics: Arc<LockMetrics>,
+    /// The loss of the lease was counted.
+    lost_counted: bool,
 }
 
 /// The owner token is left out: whoever has it can release the lock.
@@ -77,6 +81,7 @@ pub(crate) struct Held {
     pub(crate) acquired_at: Instant,
     pub(crate) client: &'static str,
     pub(crate) session: Option<SessionWatch>,
+    pub(crate) metrics: Arc<LockMetrics>,
 }
 
 impl LockGuard {
@@ -92,6 +97,8 @@ impl LockGuard {
             client: held.client,
             session: held.session,
             settled: false,
+            metrics: held.metrics,
+            lost_counted: false,
         }
     }
 
@@ -149,6 +156,7 @@ impl LockGuard {
             .extend(&self.store_key, &self.token, ttl);
         match self.backend.bounded("extend", call).await? {
             true => {
+                self.metrics.renewed();
                 self.lease_end = lease_end(sent_at, ttl);
                 let local = self.backend.local();
                 local.set_lease(&self.store_key, self.generation, self.lease_end);
@@ -174,6 +182,7 @@ impl LockGuard {
             .await;
         // Only now: if this future is dropped before the answer, `Drop` releases again.
         self.settled = true;
+        self.metrics.ended(held);
         self.backend.local().pass(&self.store_key, self.generation);
         let _entered = span.enter();
         match outcome {
@@ -218,6 +227,7 @@ impl LockGuard {
             generation: self.generation,
             ttl: options.ttl(),
             client: self.client,
+            metrics: self.metrics.clone(),
             // `None` (an unbounded `max_hold`) renews for as long as the body runs.
             until: self.acquired_at.checked_add(options.max_hold_for()),
         }
@@ -242,7 +252,11 @@ impl LockGuard {
         self.key().to_owned()
     }
 
-    fn lost(&self) -> LockError {
+    /// The lease is lost: counted once, however many calls find out.
+    pub(crate) fn lost(&mut self) -> LockError {
+        if !std::mem::replace(&mut self.lost_counted, true) {
+            self.metrics.lost();
+        }
         LockError::Lost {
             key: self.key_string(),
         }
@@ -252,6 +266,7 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if !self.settled {
+            self.metrics.ended(self.acquired_at.elapsed());
             self.backend.release_in_background(
                 self.store_key.clone(),
                 self.token,

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use crate::{
     backend::Backend,
     error::LockError,
+    metrics::LockMetrics,
     options::{LockOptions, OnLost},
     store::{SessionState, SessionWatch},
     token::Token,
@@ -174,6 +175,7 @@ pub(crate) struct Renewal {
     pub(crate) generation: u64,
     pub(crate) ttl: Duration,
     pub(crate) client: &'static str,
+    pub(crate) metrics: Arc<LockMetrics>,
     /// Renewal stops here; `None`: no bound.
     pub(crate) until: Option<Instant>,
 }
@@ -229,6 +231,7 @@ impl Renewal {
             };
             match outcome {
                 Ok(true) => {
+                    self.metrics.renewed();
                     let new_end = lease_end(sent_at, self.ttl);
                     let local = self.backend.local();
                     local.set_lease(&self.store_key, self.generation, new_end);

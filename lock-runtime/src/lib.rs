@@ -34,10 +34,16 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Features: `macros` (default: the attribute), `tls` (`rediss://`, `rediss+cluster://`),
+//! Features: `macros` (default: the attribute), `metrics` (default: counters, histograms
+//! and a gauge per lock on the `metrics` facade), `tls` (`rediss://`, `rediss+cluster://`),
 //! `axum` (`LockError` as a response), `sentinel` (`redis+sentinel://`), `cluster`
 //! (`redis+cluster://`), `redlock` (`redis+redlock://`: a majority of independent servers),
 //! `zookeeper` (`zookeeper://`: fair, session-based locks).
+//!
+//! For operators: every acquisition records its holder (host, process, function, time,
+//! fencing token) in the same write; [`inspect`], [`Backend::inspect`], [`Backend::list`],
+//! [`Backend::watch_lock`] and [`Backend::force_release`] read and clear locks, and the
+//! `lockctl` command-line tool is built on them.
 //!
 //! # The protocol
 //!
@@ -79,8 +85,11 @@ mod backend;
 mod builder;
 mod error;
 mod guard;
+mod holder;
+mod inspect;
 mod lease;
 mod local;
+mod metrics;
 mod options;
 mod redact;
 mod registry;
@@ -96,6 +105,9 @@ pub use crate::{
     },
     error::LockError,
     guard::LockGuard,
+    holder::{Holder, LockInfo, MAX_FUNCTION, MAX_HOST},
+    inspect::{inspect, LockWatch, DEFAULT_WATCH_INTERVAL},
+    metrics::UNNAMED,
     options::{LockOptions, OnLost, DEFAULT_MAX_HOLD},
     registry::{client, init, init_from_env, register, URL_ENV},
     run::{fencing_token, with_lock},

@@ -34,6 +34,8 @@ pub struct LockOptions {
     max_hold: Duration,
     fencing: bool,
     on_lost: OnLost,
+    function: Option<&'static str>,
+    template: Option<&'static str>,
 }
 
 /// What [`with_lock`](crate::with_lock) (and so `#[distributed_lock]`) does with a body
@@ -86,6 +88,8 @@ impl LockOptions {
             max_hold: DEFAULT_MAX_HOLD,
             fencing: false,
             on_lost: OnLost::Cancel,
+            function: None,
+            template: None,
         }
     }
 
@@ -141,6 +145,35 @@ impl LockOptions {
     pub const fn on_lost(mut self, on_lost: OnLost) -> Self {
         self.on_lost = on_lost;
         self
+    }
+
+    /// The function taking the lock, recorded with each acquisition so operators see who
+    /// holds it ([`Holder::function`](crate::Holder::function)); `#[distributed_lock]` sets
+    /// the annotated function's module path and name.
+    #[must_use]
+    pub const fn function(mut self, path: &'static str) -> Self {
+        self.function = Some(path);
+        self
+    }
+
+    /// The lock name's template, the label of this lock's metrics: `#[distributed_lock]`
+    /// sets its `key` literal (`"order:{order_id}"`), never the filled-in name, so the
+    /// number of label values stays bounded. Without one, metrics carry the label
+    /// `"unnamed"` rather than each lock's name.
+    #[must_use]
+    pub const fn name_template(mut self, template: &'static str) -> Self {
+        self.template = Some(template);
+        self
+    }
+
+    /// The function recorded as the holder, if any.
+    pub const fn function_name(&self) -> Option<&'static str> {
+        self.function
+    }
+
+    /// The lock name's template, if any.
+    pub const fn template(&self) -> Option<&'static str> {
+        self.template
     }
 
     /// The time to live.

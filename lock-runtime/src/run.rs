@@ -289,7 +289,11 @@ fn check_nested(name: &str, outer: &Held, options: &LockOptions) -> Result<(), L
     Ok(())
 }
 /// Releases after the body and decides what the caller sees.
-async fn finish<T>(guard: LockGuard, outcome: Result<T, LockError>) -> Result<T, LockError> {
+async fn finish<T>(mut guard: LockGuard, outcome: Result<T, LockError>) -> Result<T, LockError> {
+    if outcome.is_err() {
+        // The body's lease was lost (the one error it gets here): counted once.
+        let _ = guard.lost();
+    }
     let lease_end = guard.lease_end();
     let finished = Instant::now();
     let key = guard.key().to_owned();

@@ -16,6 +16,8 @@
 //!   `INFO commandstats` (commands inside scripts included).
 //! - S3h x2: the same with the 16 waiters spread over 2 processes.
 //! - S1 through a `#[distributed_lock]` function against the hand API.
+//! - S1 and S2 with no metrics recorder and with `metrics-exporter-prometheus` installed
+//!   (`BENCH_ONLY=metrics`), each side in its own process, against the floor.
 //! - S1, S2 and S3h again against a 3-primary Redis Cluster (`BENCH_ONLY=cluster`).
 //! - S1, S2 and S3h with Redlock over 3 independent servers (`BENCH_ONLY=redlock`), against
 //!   a hand-written Redlock floor (all `SET NX PX` at once, majority, compare-and-delete on
@@ -703,7 +705,13 @@ async fn cycles_child(args: &[String]) {
             })
             .await
         }
-        "lib" => {
+        "lib" | "lib+metrics" => {
+            if side == "lib+metrics" {
+                // A real recorder, installed before the first lock, as the README says.
+                metrics_exporter_prometheus::PrometheusBuilder::new()
+                    .install_recorder()
+                    .expect("install the Prometheus recorder");
+            }
             let backend = Backend::builder()
                 .connect(url)
                 .await
@@ -885,6 +893,30 @@ fn separate_row(name: &str, [floor, lib, rslock]: &[Measured; 3]) {
     );
 }
 
+/// The library without and with a metrics recorder (`metrics` feature on in both), each
+/// against the floor.
+fn metrics_row(name: &str, [floor, lib, recorded]: &[Measured; 3]) {
+    if floor.cycles == 0 {
+        return;
+    }
+    println!(
+        "{:<24} {:>9.0} {:>9.0} {:>9.0} {:>7.2}x {:>7.2}x {:>6} {:>6} {:>6} {:>7.1} {:>7.1} {:>7.1} rec/lib {:.3}x",
+        name,
+        floor.per_second(),
+        lib.per_second(),
+        recorded.per_second(),
+        lib.per_second() / floor.per_second(),
+        recorded.per_second() / floor.per_second(),
+        us(floor.percentile(0.5)),
+        us(lib.percentile(0.5)),
+        us(recorded.percentile(0.5)),
+        floor.cpu_per_cycle_us(),
+        lib.cpu_per_cycle_us(),
+        recorded.cpu_per_cycle_us(),
+        recorded.per_second() / lib.per_second(),
+    );
+}
+
 /// Drains a queue of `waiters` tasks of one process, all waiting for one key held by
 /// another, on the in-memory store: the time per acquisition once the holder lets go.
 async fn drain_local_queue(waiters: usize) -> Duration {
@@ -953,6 +985,10 @@ async fn main() {
     let peers = ["floor", "lib", "rslock"];
     let s1 = separate(rounds_of("s1"), &single, &peers, 1, slice).await;
     let s2 = separate(rounds_of("s2"), &single, &peers, 64, slice).await;
+    // The library with no metrics recorder and with Prometheus' installed.
+    let with_metrics = ["floor", "lib", "lib+metrics"];
+    let m1 = separate(rounds_of("metrics"), &single, &with_metrics, 1, slice).await;
+    let m2 = separate(rounds_of("metrics"), &single, &with_metrics, 64, slice).await;
     // The same against a 3-primary Redis Cluster, the floor going through the `redis`
     // crate's cluster connection (rslock has no cluster support).
     let cluster = if wanted("cluster") {
@@ -1115,6 +1151,8 @@ async fn main() {
     separate_row("S2   redlock, 3 servers", &r2);
     separate_row("S1   zookeeper", &z1);
     separate_row("S2   zookeeper", &z2);
+    metrics_row("S1   no recorder / Prometheus", &m1);
+    metrics_row("S2   no recorder / Prometheus", &m2);
     println!("cpu: client CPU per cycle (us), user + system, all threads of the side's process;");
     println!("srv: the Redis server's CPU per cycle (us) over the same measurement");
     println!();

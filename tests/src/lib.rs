@@ -351,6 +351,21 @@ pub fn signal(pid: u32, which: &str) {
     assert!(status.success(), "kill {which} {pid}");
 }
 
+/// The value of `metric` on a Prometheus text page, summed over the series whose labels
+/// include every one of `labels` (`name="job"`); 0 when there is none.
+pub fn prometheus_value(page: &str, metric: &str, labels: &[&str]) -> f64 {
+    page.lines()
+        .filter(|line| line.starts_with(&format!("{metric}{{")))
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .map(|line| {
+            let value = line.rsplit(' ').next().unwrap_or_default();
+            value
+                .parse::<f64>()
+                .unwrap_or_else(|e| panic!("not a sample: {line}: {e}"))
+        })
+        .sum()
+}
+
 /// Sends one command in RESP over a fresh TCP connection and returns the first reply line
 /// (and the bulk payload, if any) as text.
 pub fn raw_command(port: u16, args: &[&str]) -> std::io::Result<String> {

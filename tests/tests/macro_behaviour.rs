@@ -155,8 +155,17 @@ async fn the_key_is_formatted_as_documented() {
     let reply = read_own_key(User { id: 7 }, (0, "x"), server.port())
         .await
         .expect("call");
-    // A bulk reply with the 32-hex-digit token: the lock existed under exactly that name.
-    assert!(reply.starts_with("$32\r\n"), "{reply:?}");
+    // The token (32 hex digits) and the holder's record: the lock existed under exactly
+    // that name, taken by this function.
+    let value = reply.lines().nth(1).expect("a bulk reply");
+    let (token, record) = value.split_at(32);
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{reply:?}");
+    let pid = std::process::id();
+    assert!(record.starts_with(";h="), "{reply:?}");
+    assert!(
+        record.contains(&format!(";p={pid};f=macro_behaviour::read_own_key;t=")),
+        "{reply:?}"
+    );
     assert!(!exists(&server, "lock:{user:7:cart:{v2}:x}"));
 }
 

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Routes: `GET /accounts/{id}` (balance), `POST /accounts/{id}/deposit` and
-//! `POST /accounts/{id}/withdraw` (body: a whole amount). A withdrawal answers 200 with the
+//! `POST /accounts/{id}/withdraw` (body: a whole amount), and `GET /metrics`: the locks'
+//! metrics in Prometheus' text format (see the README's "Operating it"). A withdrawal answers 200 with the
 //! new balance, 409 when funds are insufficient, 423 Locked with `Retry-After` when another
 //! withdrawal on the account held the lock for longer than the 100 ms this one waits, and
 //! 503 when the lock was lost mid-way (the withdrawal was cancelled).
@@ -26,6 +27,7 @@ use axum::{
 };
 use lock_examples::{AppError, Flags, Ledger};
 use lock_runtime::{distributed_lock, LockError};
+use metrics_exporter_prometheus::PrometheusBuilder;
 
 #[derive(Clone)]
 struct App {
@@ -124,9 +126,22 @@ async fn balance(State(app): State<App>, Path(id): Path<u64>) -> Result<String, 
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Before the first lock: the library registers each lock's instruments once.
+    let metrics = PrometheusBuilder::new().install_recorder()?;
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
     let flags = Flags::from_args()?;
     let ledger = setup_ledger(&flags).await?;
     let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        )
         .route("/accounts/{id}", get(balance))
         .route("/accounts/{id}/deposit", post(deposit))
         .route("/accounts/{id}/withdraw", post(withdraw))

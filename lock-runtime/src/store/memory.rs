@@ -10,7 +10,7 @@ use std::{
 
 use tokio::sync::Notify;
 
-use super::{AcquireRequest, Attempt, Store, StoreFuture, Watch};
+use super::{glob_matches, AcquireRequest, Attempt, Store, StoreFuture, StoredLock, Watch};
 use crate::token::Token;
 
 /// Locks kept in this process's memory.
@@ -44,6 +44,25 @@ struct State {
 struct Entry {
     token: Token,
     expires_at: Instant,
+    /// The holder's record, and its fencing token.
+    holder: Box<str>,
+    fence: Option<u64>,
+}
+
+impl Entry {
+    fn stored(&self, key: &str, now: Instant, counter: Option<u64>) -> StoredLock {
+        let mut value = String::with_capacity(Token::LEN + self.holder.len() + 24);
+        value.push_str(self.token.as_str());
+        value.push_str(&self.holder);
+        if let Some(fence) = self.fence {
+            value.push_str(";fence=");
+            value.push_str(&fence.to_string());
+        }
+        let mut stored = StoredLock::new(key, value);
+        stored.remaining = Some(self.expires_at.saturating_duration_since(now));
+        stored.fence = counter;
+        stored
+    }
 }
 
 impl MemoryStore {
@@ -65,6 +84,19 @@ impl State {
             self.locks.remove(key);
         }
         self.locks.get_mut(key)
+    }
+
+    /// Deletes `key` and wakes its waiters.
+    fn remove(&mut self, key: &str) {
+        self.locks.remove(key);
+        if let Some(notify) = self.watchers.get(key).and_then(Weak::upgrade) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// The fencing counter of the lock at `key`, if it issued a token.
+    fn counter(&self, key: &str) -> Option<u64> {
+        self.fences.get(&super::fence_key(key)).copied()
     }
 
     /// Drops expired entries and dead watchers now and then, so they do not pile up.
@@ -95,16 +127,18 @@ impl Store for MemoryStore {
             }
             None => {}
         }
-        let entry = Entry {
-            token: *request.token,
-            expires_at: now + request.ttl,
-        };
-        state.locks.insert(request.key.to_owned(), entry);
         let fence = request.fence_key.map(|fence_key| {
             let counter = state.fences.entry(fence_key.to_owned()).or_insert(0);
             *counter += 1;
             *counter
         });
+        let entry = Entry {
+            token: *request.token,
+            expires_at: now + request.ttl,
+            holder: request.holder.into(),
+            fence,
+        };
+        state.locks.insert(request.key.to_owned(), entry);
         ready(Attempt::Acquired { fence })
     }
 
@@ -113,10 +147,7 @@ impl Store for MemoryStore {
         let mut state = self.state();
         let ours = state.live(key, now).is_some_and(|e| e.token == *token);
         if ours {
-            state.locks.remove(key);
-            if let Some(notify) = state.watchers.get(key).and_then(Weak::upgrade) {
-                notify.notify_waiters();
-            }
+            state.remove(key);
         }
         ready(ours)
     }
@@ -153,5 +184,40 @@ impl Store for MemoryStore {
         };
         // The `Arc` kept by the watch is the registration: the map only holds a `Weak`.
         ready(Watch::new(notify.clone(), notify))
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        let now = Instant::now();
+        let mut state = self.state();
+        let counter = state.counter(key);
+        ready(state.live(key, now).map(|e| e.stored(key, now, counter)))
+    }
+
+    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
+        let now = Instant::now();
+        let state = self.state();
+        let mut found: Vec<StoredLock> = state
+            .locks
+            .iter()
+            .filter(|(key, entry)| entry.expires_at > now && glob_matches(pattern, key))
+            .map(|(key, entry)| entry.stored(key, now, state.counter(key)))
+            .collect();
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        ready(found)
+    }
+
+    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        let now = Instant::now();
+        let mut state = self.state();
+        let counter = state.counter(key);
+        let held = state.live(key, now).map(|e| e.stored(key, now, counter));
+        if held.is_some() {
+            state.remove(key);
+        }
+        ready(held)
     }
 }

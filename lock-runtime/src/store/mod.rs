@@ -41,6 +41,92 @@ pub struct AcquireRequest<'a> {
     /// has left, if it is busy ([`Attempt::BusyFor`]), to try again right when it ends. A
     /// store for which that costs more than a plain attempt answers it only when asked.
     pub waiting: bool,
+    /// Who takes the lock, to store right after the token in the same write (see
+    /// [`Holder`](crate::Holder)): `;h=<host>;p=<pid>[;f=<function>];t=<unix ms>`. A store
+    /// that keeps no such record ignores it.
+    pub holder: &'a str,
+}
+
+/// A lock as a store holds it, for operators ([`Store::inspect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredLock {
+    /// The full key.
+    pub key: String,
+    /// The owner token, followed by the holder's record if it wrote one.
+    pub value: String,
+    /// The lease's remaining time; `None` where leases are sessions.
+    pub remaining: Option<Duration>,
+    /// The fencing counter of the lock (or the holder's own token, where it is not a
+    /// counter), if there is one.
+    pub fence: Option<u64>,
+}
+
+impl StoredLock {
+    /// A stored lock with the given key and value, and no lease or fence known.
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            value: value.into(),
+            remaining: None,
+            fence: None,
+        }
+    }
+}
+
+/// The error of a [`Store`] that cannot show or change its locks for operators (the
+/// default [`Store::inspect`], [`Store::list`] and [`Store::force_release`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsupported;
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("this store cannot show or change its locks from outside")
+    }
+}
+
+impl std::error::Error for Unsupported {}
+
+/// Whether `text` matches the glob `pattern` (`*` any run, `?` any one character, `\`
+/// quotes the next), as Redis' `SCAN MATCH` does.
+pub(crate) fn glob_matches(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut back: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                back = Some((pi, ti));
+                pi += 1;
+                continue;
+            }
+            Some('?') => {
+                pi += 1;
+                ti += 1;
+                continue;
+            }
+            Some('\\') if p.get(pi + 1) == Some(&t[ti]) => {
+                pi += 2;
+                ti += 1;
+                continue;
+            }
+            Some(c) if *c == t[ti] && *c != '\\' => {
+                pi += 1;
+                ti += 1;
+                continue;
+            }
+            _ => {}
+        }
+        match back {
+            Some((star, at)) => {
+                pi = star + 1;
+                ti = at + 1;
+                back = Some((star, at + 1));
+            }
+            None => return false,
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
 }
 
 /// What an acquire attempt found.
@@ -215,6 +301,35 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         let _ = (key, token);
         None
     }
+
+    /// What kind of store this is, as the `backend` label of the metrics says it (`redis`,
+    /// `redis-cluster`, `redlock`, `zookeeper`, `memory`); by default `custom`.
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
+
+    /// The lock at `key` as the store holds it now, or `None` if it is free. For operators
+    /// (no lock is taken or changed); by default fails with [`Unsupported`].
+    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        let _ = key;
+        Box::pin(std::future::ready(Err(Box::new(Unsupported) as StoreError)))
+    }
+
+    /// Every held lock whose full key matches the glob `pattern` (`*`, `?`), found without
+    /// blocking the store (Redis: `SCAN`, never `KEYS`); by default fails with
+    /// [`Unsupported`].
+    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
+        let _ = pattern;
+        Box::pin(std::future::ready(Err(Box::new(Unsupported) as StoreError)))
+    }
+
+    /// Deletes the lock at `key` whoever holds it, waking its waiters, and returns what
+    /// held it (`None` if it was free). For an operator clearing a stuck lock: its holder
+    /// is not told until it renews or releases. By default fails with [`Unsupported`].
+    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        let _ = key;
+        Box::pin(std::future::ready(Err(Box::new(Unsupported) as StoreError)))
+    }
 }
 
 /// What the runtime follows of a store session (see [`Store::session`]).
@@ -360,10 +475,52 @@ impl<S: Store> Store for Arc<S> {
     fn session(&self, key: &str, token: &Token) -> Option<SessionWatch> {
         (**self).session(key, token)
     }
+
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+
+    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        (**self).inspect(key)
+    }
+
+    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
+        (**self).list(pattern)
+    }
+
+    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        (**self).force_release(key)
+    }
+}
+
+/// Where the fencing counter of the lock at `key` lives: beside it, in the same hash slot.
+pub(crate) fn fence_key(key: &str) -> String {
+    let mut fence = String::with_capacity(key.len() + 6);
+    fence.push_str(key);
+    fence.push_str(":fence");
+    fence
 }
 
 /// A TTL in whole milliseconds, rounded up, as Redis' `PX` takes it.
 pub(crate) fn ttl_millis(ttl: Duration) -> u64 {
     let ms = ttl.as_millis() + u128::from(!ttl.subsec_nanos().is_multiple_of(1_000_000));
     u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_matches;
+
+    #[test]
+    fn globs_match_as_redis_does() {
+        assert!(glob_matches("lock:{*}", "lock:{order:7}"));
+        assert!(!glob_matches("lock:{*}", "lock:{order:7}:fence"));
+        assert!(glob_matches("lock:{order:?}", "lock:{order:7}"));
+        assert!(!glob_matches("lock:{order:?}", "lock:{order:17}"));
+        assert!(glob_matches("*a*b", "xxaxxb"));
+        assert!(glob_matches("a\\*", "a*"));
+        assert!(!glob_matches("a\\*", "ab"));
+        assert!(glob_matches("", ""));
+        assert!(!glob_matches("", "a"));
+    }
 }

@@ -12,7 +12,7 @@
 //! under `scripts/`, which states its contract.
 //!
 //! The commands the library sends, for an ACL user: `SET`, `EVALSHA`, `SCRIPT LOAD`,
-//! `SUBSCRIBE`, `UNSUBSCRIBE`, `PING` and `INFO` (for restart and failover
+//! `SUBSCRIBE`, `UNSUBSCRIBE`, `PING`, `SCAN` (for operators' listings only) and `INFO` (for restart and failover
 //! detection: without it the library works, with a warning, but cannot see a restart
 //! behind an open connection); inside the scripts `GET`, `SET`, `DEL`, `PEXPIRE`,
 //! `PTTL`, `PUBLISH` and `TIME`. Keys: the prefix (`~lock:*` by default); channels: the same
@@ -26,7 +26,7 @@ pub(crate) use self::endpoint::Endpoint;
 use self::{conn::Connection, pubsub::Subscriber, script::Scripts};
 use super::{
     ttl_millis, AcquireRequest, Attempt, CallTimedOut, NotAcknowledged, Store, StoreError,
-    StoreFuture, Watch,
+    StoreFuture, StoredLock, Watch,
 };
 use crate::{error::LockError, redact, token::Token};
 
@@ -34,6 +34,7 @@ use crate::{error::LockError, redact, token::Token};
 mod cluster;
 mod conn;
 mod endpoint;
+mod operate;
 mod pubsub;
 mod script;
 
@@ -192,12 +193,15 @@ fn plain(request: &AcquireRequest<'_>) -> bool {
     !request.reclaim && request.fence_key.is_none() && !request.waiting
 }
 
-/// `SET key token NX PX ttl`.
+/// `SET key <token><holder record> NX PX ttl`.
 fn set_nx(request: &AcquireRequest<'_>) -> redis::Cmd {
-    let mut set = command(6, request.key.len() + Token::LEN + 32);
+    let mut value = Vec::with_capacity(Token::LEN + request.holder.len());
+    value.extend_from_slice(request.token.as_bytes());
+    value.extend_from_slice(request.holder.as_bytes());
+    let mut set = command(6, request.key.len() + value.len() + 32);
     set.arg("SET")
         .arg(request.key)
-        .arg(request.token.as_bytes())
+        .arg(value)
         .arg("NX")
         .arg("PX")
         .arg(ttl_millis(request.ttl));
@@ -483,6 +487,45 @@ impl Store for RedisStore {
 
     fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
         Box::pin(async move { Ok(self.subscriber.watch(key).await) })
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        Box::pin(async move {
+            let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
+            let fence_key = super::fence_key(key);
+            let call = self.scripts.inspect_call(key, &fence_key);
+            let reply = self.scripts.inspect.run(&call, &mut conn).await;
+            operate::stored(key, reply.map_err(|e| self.failed(e))?)
+        })
+    }
+
+    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
+        Box::pin(async move {
+            let conn = self.conn.get().await.map_err(|e| self.failed(e))?;
+            let keys = operate::scan(pattern, |step| {
+                let mut conn = conn.clone();
+                async move {
+                    let reply = step.query_async(&mut conn).await;
+                    reply.map_err(|e| self.failed(e))
+                }
+            })
+            .await?;
+            operate::held(self, keys).await
+        })
+    }
+
+    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        Box::pin(async move {
+            let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
+            let fence_key = super::fence_key(key);
+            let call = self.scripts.force_release_call(key, &fence_key, false);
+            let reply = self.scripts.force_release.run(&call, &mut conn).await;
+            operate::stored(key, reply.map_err(|e| self.failed(e))?)
+        })
     }
 
     /// Every request carries the client's response timeout, set to the time bound; the

@@ -13,11 +13,14 @@ use crate::{
     token::Token,
 };
 
-/// The store's three scripts (see `scripts/`).
+/// The store's scripts (see `scripts/`).
 pub(super) struct Scripts {
     pub(super) acquire: LuaScript,
     pub(super) release: LuaScript,
     pub(super) extend: LuaScript,
+    /// For operators: read a lock, and delete it whoever holds it.
+    pub(super) inspect: LuaScript,
+    pub(super) force_release: LuaScript,
 }
 
 impl Scripts {
@@ -26,6 +29,8 @@ impl Scripts {
             acquire: LuaScript::new(include_str!("scripts/acquire.lua")),
             release: LuaScript::new(include_str!("scripts/release.lua")),
             extend: LuaScript::new(include_str!("scripts/extend.lua")),
+            inspect: LuaScript::new(include_str!("scripts/inspect.lua")),
+            force_release: LuaScript::new(include_str!("scripts/force_release.lua")),
         }
     }
 
@@ -33,7 +38,7 @@ impl Scripts {
     pub(super) fn acquire_call(&self, request: &AcquireRequest<'_>) -> Cmd {
         let fence_len = request.fence_key.map_or(0, str::len);
         let keys = if request.fence_key.is_some() { 2 } else { 1 };
-        let bytes = request.key.len() + fence_len + Token::LEN + 48;
+        let bytes = request.key.len() + fence_len + Token::LEN + request.holder.len() + 48;
         let mut call = self.acquire.call(keys, bytes);
         call.arg(request.key);
         if let Some(fence_key) = request.fence_key {
@@ -42,7 +47,24 @@ impl Scripts {
         call.arg(request.token.as_bytes())
             .arg(ttl_millis(request.ttl))
             .arg(u8::from(request.reclaim))
-            .arg(ttl_millis(FENCE_COUNTER_LIFE));
+            .arg(ttl_millis(FENCE_COUNTER_LIFE))
+            .arg(request.holder);
+        call
+    }
+
+    /// The operator's read of `key` (see `scripts/inspect.lua`).
+    pub(super) fn inspect_call(&self, key: &str, fence_key: &str) -> Cmd {
+        let mut call = self.inspect.call(2, key.len() + fence_key.len());
+        call.arg(key).arg(fence_key);
+        call
+    }
+
+    /// The operator's release of `key` (see `scripts/force_release.lua`).
+    pub(super) fn force_release_call(&self, key: &str, fence_key: &str, sharded: bool) -> Cmd {
+        let mut call = self.force_release.call(2, key.len() + fence_key.len() + 8);
+        call.arg(key)
+            .arg(fence_key)
+            .arg(if sharded { "SPUBLISH" } else { "PUBLISH" });
         call
     }
 

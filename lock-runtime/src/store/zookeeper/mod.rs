@@ -36,9 +36,12 @@ use self::{
     path::{lock_dir, node_prefix, sequence},
     session::Session,
 };
-use super::{AcquireRequest, Attempt, SessionWatch, Store, StoreError, StoreFuture, Watch};
+use super::{
+    AcquireRequest, Attempt, SessionWatch, Store, StoreError, StoreFuture, StoredLock, Watch,
+};
 use crate::{error::LockError, token::Token};
 
+mod operate;
 mod path;
 mod session;
 
@@ -169,6 +172,7 @@ impl ZooKeeperStore {
         session: &Arc<Session>,
         key: &str,
         token: &Token,
+        holder: &str,
         unsure: bool,
     ) -> Result<(Contender, Option<Vec<String>>), StoreError> {
         let client = &session.client;
@@ -183,7 +187,8 @@ impl ZooKeeperStore {
                     break (path, czxid, None);
                 }
             }
-            let create = client.create(&prefix, &[], &ephemeral);
+            // The data is the holder's record, as operators read it (see `holder.rs`).
+            let create = client.create(&prefix, holder.as_bytes(), &ephemeral);
             let list = client.list_children(&dir);
             let (created, listed) = tokio::join!(create, list);
             match created {
@@ -267,7 +272,8 @@ impl Store for ZooKeeperStore {
                 Some(contender) => (contender, None),
                 None => {
                     let session = self.live_session().await?;
-                    self.enqueue(&session, request.key, request.token, request.reclaim)
+                    let (key, token) = (request.key, request.token);
+                    self.enqueue(&session, key, token, request.holder, request.reclaim)
                         .await?
                 }
             };
@@ -398,6 +404,22 @@ impl Store for ZooKeeperStore {
 
     fn session(&self, key: &str, token: &Token) -> Option<SessionWatch> {
         self.contender(key, token).map(|c| c.session.watch())
+    }
+
+    fn kind(&self) -> &'static str {
+        "zookeeper"
+    }
+
+    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        Box::pin(self.holder_of(key, false))
+    }
+
+    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
+        Box::pin(self.held(pattern))
+    }
+
+    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        Box::pin(self.holder_of(key, true))
     }
 }
 

@@ -42,6 +42,42 @@ pub(super) fn lock_dir(root: &str, key: &str) -> String {
     dir
 }
 
+/// The lock name a directory made by [`lock_dir`] stands for.
+pub(super) fn lock_name(dir: &str) -> String {
+    if dir == "%00" {
+        return String::new();
+    }
+    let mut bytes = Vec::with_capacity(dir.len());
+    let mut rest = dir.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        let hex = tail
+            .get(..2)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (byte, hex) {
+            (b'%', Some(decoded)) => {
+                bytes.push(decoded);
+                rest = &tail[2..];
+            }
+            _ => {
+                bytes.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The owner token in a contender node's name (its uuid without dashes), or the name
+/// itself if it is not one.
+pub(super) fn token_of(node: &str) -> String {
+    let uuid = node
+        .strip_prefix("_c_")
+        .and_then(|rest| rest.split(LOCK_NAME).next())
+        .unwrap_or(node);
+    uuid.replace('-', "")
+}
+
 /// `_c_{uuid}-lock-`: the name of `token`'s contender node before the sequence number.
 pub(super) fn node_prefix(token: &Token) -> String {
     let hex = token.as_str();
@@ -71,6 +107,19 @@ mod tests {
         assert_eq!(lock_dir("/locks", "lock:{a/b%c}"), "/locks/a%2Fb%25c");
         assert_eq!(lock_dir("/locks", "lock:{..}"), "/locks/%2E%2E");
         assert_eq!(lock_dir("/x", "p:{{inner}}"), "/x/{inner}");
+    }
+
+    #[test]
+    fn directories_and_nodes_read_back() {
+        for name in ["order:7", "a/b%c", "..", "", "tab\there"] {
+            let dir = lock_dir("/locks", &format!("lock:{{{name}}}"));
+            assert_eq!(lock_name(&dir["/locks/".len()..]), name);
+        }
+        let token = Token::generate().expect("token");
+        assert_eq!(
+            token_of(&format!("{}0000000003", node_prefix(&token))),
+            token.as_str()
+        );
     }
 
     #[test]

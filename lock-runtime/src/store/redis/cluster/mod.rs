@@ -25,15 +25,15 @@ use redis::{
 use tokio::sync::{mpsc, Notify};
 
 use self::shards::Shards;
-use super::{script::Scripts, RedisSettings, TlsConfig};
+use super::{operate, script::Scripts, RedisSettings, TlsConfig};
 
 mod shards;
 use crate::{
     error::LockError,
     redact,
     store::{
-        AcquireRequest, Attempt, CallTimedOut, NotAcknowledged, Store, StoreError, StoreFuture,
-        Watch,
+        fence_key, AcquireRequest, Attempt, CallTimedOut, NotAcknowledged, Store, StoreError,
+        StoreFuture, StoredLock, Watch,
     },
     token::Token,
 };
@@ -347,5 +347,77 @@ impl Store for ClusterStore {
     /// Every request carries the client's response timeout, set to the time bound.
     fn bounds_own_calls(&self) -> bool {
         true
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis-cluster"
+    }
+
+    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        Box::pin(async move {
+            let call = self.scripts.inspect_call(key, &fence_key(key));
+            let reply = self
+                .scripts
+                .inspect
+                .run(&call, &mut self.conn.clone())
+                .await;
+            operate::stored(key, reply.map_err(Self::failed)?)
+        })
+    }
+
+    /// `SCAN` on every primary in turn.
+    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
+        Box::pin(async move {
+            let slots = self
+                .conn
+                .clone()
+                .route_command(
+                    redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                )
+                .await
+                .map_err(Self::failed)?;
+            let mut primaries: Vec<String> = shards::slot_ranges(&slots)
+                .into_iter()
+                .map(|(_, _, address)| address)
+                .collect();
+            primaries.sort();
+            primaries.dedup();
+            let mut found = Vec::new();
+            for primary in primaries {
+                let Some((host, port)) = primary
+                    .rsplit_once(':')
+                    .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
+                else {
+                    continue;
+                };
+                let keys = operate::scan(pattern, |step| {
+                    let mut conn = self.conn.clone();
+                    let node = SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port,
+                    };
+                    async move {
+                        let reply = conn.route_command(step, RoutingInfo::SingleNode(node));
+                        reply.await.map_err(Self::failed)
+                    }
+                })
+                .await?;
+                found.extend(operate::held(self, keys).await?);
+            }
+            Ok(found)
+        })
+    }
+
+    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        Box::pin(async move {
+            let call = self.scripts.force_release_call(key, &fence_key(key), true);
+            let reply = self
+                .scripts
+                .force_release
+                .run(&call, &mut self.conn.clone())
+                .await;
+            operate::stored(key, reply.map_err(Self::failed)?)
+        })
     }
 }

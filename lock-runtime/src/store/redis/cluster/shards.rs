@@ -186,7 +186,7 @@ fn by_address(answers: Value) -> Vec<(String, String)> {
 }
 
 /// `CLUSTER SLOTS`: `[[start, end, [ip, port, ...], replicas...], ...]`.
-fn slot_ranges(reply: &Value) -> Vec<(u16, u16, String)> {
+pub(super) fn slot_ranges(reply: &Value) -> Vec<(u16, u16, String)> {
     let Value::Array(ranges) = reply else {
         return Vec::new();
     };

@@ -7,6 +7,8 @@
 -- ARGV[3]  '1' to reclaim: the lock is also ours if it already holds ARGV[1] (an earlier
 --          request of ours, whose outcome was unknown, took it)
 -- ARGV[4]  how long the fencing counter lives after its last use, in milliseconds
+-- ARGV[5]  (optional) the holder's record, stored right after the token (see `holder.rs`); with a
+--          fencing token, `;fence=<token>` follows it
 --
 -- Returns, when another owner holds the lock, -1 - (its remaining lease in milliseconds,
 -- so a waiter can try again right when it ends):
@@ -15,21 +17,24 @@
 -- one and the server's clock in microseconds, which is stored back. The clock floor keeps
 -- tokens increasing when the counter is missing (expired, never used) or stale (the
 -- server restored an older snapshot, or a replica that lagged behind was promoted).
+local record = ARGV[5] or ''
 local holder = redis.call('GET', KEYS[1])
-if holder and (ARGV[3] ~= '1' or holder ~= ARGV[1]) then
+if holder and (ARGV[3] ~= '1' or string.sub(holder, 1, #ARGV[1]) ~= ARGV[1]) then
     local left = redis.call('PTTL', KEYS[1])
     if left < 0 then
         left = 0
     end
     return -1 - left
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if not KEYS[2] then
+    redis.call('SET', KEYS[1], ARGV[1] .. record, 'PX', ARGV[2])
     return 0
 end
 local now = redis.call('TIME')
 local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local last = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
 local fence = math.max(last + 1, clock)
-redis.call('SET', KEYS[2], string.format('%.0f', fence), 'PX', ARGV[4])
+local text = string.format('%.0f', fence)
+redis.call('SET', KEYS[2], text, 'PX', ARGV[4])
+redis.call('SET', KEYS[1], ARGV[1] .. record .. ';fence=' .. text, 'PX', ARGV[2])
 return fence

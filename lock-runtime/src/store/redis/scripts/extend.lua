@@ -1,11 +1,12 @@
 -- Compare-and-pexpire.
 --
 -- KEYS[1]  the lock key
--- ARGV[1]  the owner token
+-- ARGV[1]  the owner token (the value starts with it; the holder's record follows)
 -- ARGV[2]  the new TTL in milliseconds
 --
 -- Returns 1 when the key held ARGV[1] and its TTL was reset, 0 when it did not.
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local value = redis.call('GET', KEYS[1])
+if value and string.sub(value, 1, #ARGV[1]) == ARGV[1] then
     return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0

@@ -1,13 +1,14 @@
 -- Compare-and-delete, then wake the waiters of other processes.
 --
 -- KEYS[1]  the lock key (also the name of its notification channel)
--- ARGV[1]  the owner token
+-- ARGV[1]  the owner token (the value starts with it; the holder's record follows)
 -- ARGV[2]  (optional) how to publish: 'SPUBLISH' in a cluster (the notification reaches
 --          only the shard that holds the lock), else 'PUBLISH'
 --
 -- Returns 1 when the key held ARGV[1] and was deleted, 0 when it did not (expired, or
 -- another owner's): then nothing is changed.
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local value = redis.call('GET', KEYS[1])
+if value and string.sub(value, 1, #ARGV[1]) == ARGV[1] then
     redis.call('DEL', KEYS[1])
     redis.call(ARGV[2] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', KEYS[1], '')
     return 1

@@ -1,0 +1,217 @@
+//! Who holds a lock: the record every acquisition writes next to its owner token, in the
+//! same write, and what [`Backend::inspect`](crate::Backend::inspect) reads back.
+//!
+//! In Redis a lock's value is the token followed by the record,
+//! `<token>;h=<host>;p=<pid>;f=<function>;t=<unix ms>[;fence=<n>]`, readable in
+//! `redis-cli`; the store's scripts compare only the token in front. ZooKeeper keeps the
+//! record as the contender node's data. Host and function are cut to
+//! [`MAX_HOST`] and [`MAX_FUNCTION`] bytes, so a record stays under 256 bytes.
+
+use std::{
+    sync::OnceLock,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+/// The longest host name a record keeps, in bytes.
+pub const MAX_HOST: usize = 64;
+/// The longest function path a record keeps, in bytes.
+pub const MAX_FUNCTION: usize = 96;
+
+/// Who holds a lock, as the holder recorded it when it took the lock.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), lock_runtime::LockError> {
+/// use lock_runtime::{Backend, LockOptions};
+/// use std::time::Duration;
+///
+/// let backend = Backend::memory();
+/// let options = LockOptions::new(Duration::from_secs(10)).function("billing::charge");
+/// let guard = backend.acquire("order:7", &options).await?;
+/// let info = backend.inspect("order:7").await?.expect("held");
+/// let holder = info.holder.expect("a record");
+/// assert_eq!(holder.pid, std::process::id());
+/// assert_eq!(holder.function.as_deref(), Some("billing::charge"));
+/// assert_eq!(info.token, guard.token().as_str());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Holder {
+    /// The holder's host name.
+    pub host: String,
+    /// The holder's process id.
+    pub pid: u32,
+    /// The annotated function (its module path and name), when the lock was taken through
+    /// `#[distributed_lock]` or options naming one.
+    pub function: Option<String>,
+    /// When the holder took the lock, by its own clock.
+    pub taken_at: SystemTime,
+    /// The fencing token it was given, if it asked for one.
+    pub fence: Option<u64>,
+}
+
+/// A held lock, as [`Backend::inspect`](crate::Backend::inspect) and
+/// [`Backend::list`](crate::Backend::list) find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockInfo {
+    /// The lock's name (without the backend's prefix).
+    pub name: String,
+    /// The holder's owner token.
+    pub token: String,
+    /// The holder's record; `None` when the lock was written without one (by an older
+    /// version of this library, or by another client of the same store, such as Curator).
+    pub holder: Option<Holder>,
+    /// How long the lease has left unless renewed; `None` on a store whose leases are
+    /// sessions (ZooKeeper).
+    pub remaining: Option<Duration>,
+    /// The lock's fencing counter: the last fencing token issued for it, if any is kept.
+    pub fence_counter: Option<u64>,
+}
+
+impl LockInfo {
+    /// How long ago the holder took the lock, by this machine's clock (zero if the
+    /// holder's clock is ahead); `None` without a record.
+    pub fn age(&self) -> Option<Duration> {
+        let holder = self.holder.as_ref()?;
+        Some(
+            SystemTime::now()
+                .duration_since(holder.taken_at)
+                .unwrap_or_default(),
+        )
+    }
+}
+
+/// The record of an acquisition made now by this process from `function`:
+/// `;h=<host>;p=<pid>[;f=<function>];t=<unix ms>`, to store right after the token.
+pub(crate) fn record(function: Option<&str>) -> String {
+    let prefix = process_part();
+    let mut record = String::with_capacity(prefix.len() + MAX_FUNCTION + 24);
+    record.push_str(prefix);
+    if let Some(function) = function {
+        record.push_str(";f=");
+        push_clean(&mut record, function, MAX_FUNCTION);
+    }
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    record.push_str(";t=");
+    record.push_str(&millis.to_string());
+    record
+}
+
+/// `;h=<host>;p=<pid>`, made once per process (and again after a `fork`).
+fn process_part() -> &'static str {
+    static PART: OnceLock<(u32, String)> = OnceLock::new();
+    let pid = std::process::id();
+    let (made_in, part) = PART.get_or_init(|| (pid, process_part_for(pid)));
+    if *made_in == pid {
+        return part;
+    }
+    // A forked child: rare enough to leak one string for.
+    Box::leak(process_part_for(pid).into_boxed_str())
+}
+
+fn process_part_for(pid: u32) -> String {
+    let mut part = String::from(";h=");
+    push_clean(&mut part, &host_name(), MAX_HOST);
+    part.push_str(";p=");
+    part.push_str(&pid.to_string());
+    part
+}
+
+/// This machine's host name: the kernel's, else `$HOSTNAME`, else `unknown`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Appends `text` cut to `max` bytes, with the record's separators and control characters
+/// replaced by `_`.
+fn push_clean(out: &mut String, text: &str, max: usize) {
+    let mut room = max;
+    for c in text.chars() {
+        if c.len_utf8() > room {
+            break;
+        }
+        room -= c.len_utf8();
+        out.push(if c == ';' || c == '=' || c.is_control() {
+            '_'
+        } else {
+            c
+        });
+    }
+}
+
+/// Splits a stored value into its token and holder record (`None` without one).
+pub(crate) fn parse(value: &str) -> (String, Option<Holder>) {
+    let mut parts = value.split(';');
+    let token = parts.next().unwrap_or_default().to_owned();
+    let (mut host, mut pid, mut function, mut taken_at, mut fence) = (None, None, None, None, None);
+    for part in parts {
+        let Some((field, text)) = part.split_once('=') else {
+            continue;
+        };
+        match field {
+            "h" => host = Some(text.to_owned()),
+            "p" => pid = text.parse().ok(),
+            "f" => function = Some(text.to_owned()),
+            "t" => {
+                taken_at = text
+                    .parse()
+                    .ok()
+                    .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+            }
+            "fence" => fence = text.parse().ok(),
+            _ => {}
+        }
+    }
+    let holder = match (host, pid, taken_at) {
+        (Some(host), Some(pid), Some(taken_at)) => Some(Holder {
+            host,
+            pid,
+            function,
+            taken_at,
+            fence,
+        }),
+        _ => None,
+    };
+    (token, holder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_reads_back() {
+        let value = format!("{}{};fence=42", "a".repeat(32), record(Some("app::job")));
+        let (token, holder) = parse(&value);
+        assert_eq!(token, "a".repeat(32));
+        let holder = holder.expect("a record");
+        assert_eq!(holder.pid, std::process::id());
+        assert_eq!(holder.function.as_deref(), Some("app::job"));
+        assert_eq!(holder.fence, Some(42));
+        assert!(!holder.host.is_empty());
+        let age = SystemTime::now().duration_since(holder.taken_at).unwrap();
+        assert!(age < Duration::from_secs(5), "{age:?}");
+    }
+
+    #[test]
+    fn a_bare_token_has_no_record_and_fields_are_cleaned_and_cut() {
+        assert_eq!(parse("abc"), ("abc".to_owned(), None));
+        let long = format!("a;b=c\n{}", "é".repeat(100));
+        let (_, holder) = parse(&format!("t{}", record(Some(&long))));
+        let function = holder.and_then(|h| h.function).expect("a function");
+        assert!(function.starts_with("a_b_c_é"), "{function}");
+        assert!(function.len() <= MAX_FUNCTION);
+        // Token (32), record, `;fence=` and a u64 (27): under 256 bytes.
+        assert!(32 + record(Some(&"x".repeat(1000))).len() + 27 < 256);
+    }
+}

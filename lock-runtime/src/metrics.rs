@@ -1,0 +1,302 @@
+//! Metrics on the `metrics` facade (feature `metrics`, on by default): the application
+//! installs a recorder (Prometheus, StatsD, ...) and sees every lock's acquisitions,
+//! waits, holds, losses and store calls. The names follow Prometheus' conventions (base
+//! units, `_total` counters); the README lists them.
+//!
+//! Handles are registered once per lock template, client and backend, on first use, and
+//! kept: an acquisition only bumps them, and with no recorder installed every handle is a
+//! no-op. So install the recorder before the first lock is taken. Without the feature,
+//! everything here is an empty type whose methods do nothing.
+
+/// The label value of a lock taken without a name template ([`LockOptions::name_template`]
+/// (crate::LockOptions::name_template)): each lock's own name would make one time series
+/// per name.
+pub const UNNAMED: &str = "unnamed";
+
+#[cfg(feature = "metrics")]
+/// The operations whose store calls are timed, as the `operation` label says them.
+const OPERATIONS: [&str; 8] = [
+    "acquire",
+    "release",
+    "extend",
+    "watch",
+    "inspect",
+    "list",
+    "force_release",
+    "other",
+];
+
+/// The kinds of store errors, as the `kind` label says them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ErrorKind {
+    Timeout,
+    Backend,
+    NotReplicated,
+    NoQuorum,
+}
+
+#[cfg(feature = "metrics")]
+impl ErrorKind {
+    const ALL: [&'static str; 4] = ["timeout", "backend", "not_replicated", "no_quorum"];
+}
+
+#[cfg(feature = "metrics")]
+mod enabled {
+    use std::{
+        collections::HashMap,
+        sync::{Arc, Once, OnceLock, PoisonError, RwLock},
+        time::Duration,
+    };
+
+    use metrics::{Counter, Gauge, Histogram, Label};
+
+    use super::{ErrorKind, OPERATIONS, UNNAMED};
+
+    /// One lock template's instruments, in one client and backend.
+    pub(crate) struct LockMetrics {
+        acquired: Counter,
+        busy: Counter,
+        recovering: Counter,
+        lost: Counter,
+        renewed: Counter,
+        waited: Histogram,
+        held_for: Histogram,
+        holding: Gauge,
+    }
+
+    impl LockMetrics {
+        fn register(labels: &[Label]) -> Self {
+            let counter = |name: &'static str| metrics::counter!(name, labels.iter());
+            Self {
+                acquired: counter("distributed_lock_acquisitions_total"),
+                busy: counter("distributed_lock_busy_total"),
+                recovering: counter("distributed_lock_recovering_total"),
+                lost: counter("distributed_lock_lost_total"),
+                renewed: counter("distributed_lock_renewals_total"),
+                waited: metrics::histogram!("distributed_lock_wait_seconds", labels.iter()),
+                held_for: metrics::histogram!("distributed_lock_held_seconds", labels.iter()),
+                holding: metrics::gauge!("distributed_lock_held", labels.iter()),
+            }
+        }
+
+        pub(crate) fn acquired(&self, waited: Duration) {
+            self.acquired.increment(1);
+            self.waited.record(waited);
+            self.holding.increment(1.0);
+        }
+
+        pub(crate) fn busy(&self) {
+            self.busy.increment(1);
+        }
+
+        pub(crate) fn recovering(&self) {
+            self.recovering.increment(1);
+        }
+
+        pub(crate) fn lost(&self) {
+            self.lost.increment(1);
+        }
+
+        pub(crate) fn renewed(&self) {
+            self.renewed.increment(1);
+        }
+
+        /// The holder let the lock go (released, dropped, or lost) after `held`.
+        pub(crate) fn ended(&self, held: Duration) {
+            self.held_for.record(held);
+            self.holding.decrement(1.0);
+        }
+    }
+
+    /// Tells the recorder each metric's unit and meaning, once per process.
+    fn describe() {
+        static DESCRIBED: Once = Once::new();
+        DESCRIBED.call_once(|| {
+            use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+            describe_counter!(
+                "distributed_lock_acquisitions_total",
+                Unit::Count,
+                "Locks taken."
+            );
+            describe_counter!(
+                "distributed_lock_busy_total",
+                Unit::Count,
+                "Acquires that gave up because another owner held the lock."
+            );
+            describe_counter!(
+                "distributed_lock_recovering_total",
+                Unit::Count,
+                "Acquires refused while the store was held back after a restart or failover."
+            );
+            describe_counter!(
+                "distributed_lock_lost_total",
+                Unit::Count,
+                "Leases lost while held: the body was not protected to its end."
+            );
+            describe_counter!(
+                "distributed_lock_renewals_total",
+                Unit::Count,
+                "Leases extended."
+            );
+            describe_counter!(
+                "distributed_lock_store_errors_total",
+                Unit::Count,
+                "Store calls that failed, by operation and kind."
+            );
+            describe_histogram!(
+                "distributed_lock_wait_seconds",
+                Unit::Seconds,
+                "Time from asking for a lock to getting it."
+            );
+            describe_histogram!(
+                "distributed_lock_held_seconds",
+                Unit::Seconds,
+                "Time a lock was held, from acquisition to release, drop or loss."
+            );
+            describe_histogram!(
+                "distributed_lock_store_call_seconds",
+                Unit::Seconds,
+                "Latency of store calls, by operation."
+            );
+            describe_gauge!(
+                "distributed_lock_held",
+                Unit::Count,
+                "Locks this process holds now."
+            );
+        });
+    }
+
+    /// A backend's instruments: its store calls', and each lock template's.
+    pub(crate) struct Metrics {
+        backend: &'static str,
+        calls: [OnceLock<CallMetrics>; OPERATIONS.len()],
+        locks: RwLock<HashMap<(&'static str, &'static str), Arc<LockMetrics>>>,
+    }
+
+    struct CallMetrics {
+        took: Histogram,
+        errors: [Counter; ErrorKind::ALL.len()],
+    }
+
+    impl Metrics {
+        pub(crate) fn new(backend: &'static str) -> Self {
+            Self {
+                backend,
+                calls: Default::default(),
+                locks: RwLock::default(),
+            }
+        }
+
+        /// The instruments of the locks named by `template` (`None`: [`UNNAMED`]) in
+        /// `client`.
+        pub(crate) fn lock(
+            &self,
+            template: Option<&'static str>,
+            client: &'static str,
+        ) -> Arc<LockMetrics> {
+            let template = template.unwrap_or(UNNAMED);
+            let found = self
+                .locks
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&(template, client))
+                .cloned();
+            if let Some(found) = found {
+                return found;
+            }
+            let labels = [
+                Label::from_static_parts("name", template),
+                Label::from_static_parts("client", client),
+                Label::from_static_parts("backend", self.backend),
+            ];
+            describe();
+            let mut locks = self.locks.write().unwrap_or_else(PoisonError::into_inner);
+            locks
+                .entry((template, client))
+                .or_insert_with(|| Arc::new(LockMetrics::register(&labels)))
+                .clone()
+        }
+
+        fn call(&self, operation: &'static str) -> &CallMetrics {
+            let at = OPERATIONS
+                .iter()
+                .position(|o| *o == operation)
+                .unwrap_or(OPERATIONS.len() - 1);
+            self.calls[at].get_or_init(|| {
+                let labels = [
+                    Label::from_static_parts("operation", OPERATIONS[at]),
+                    Label::from_static_parts("backend", self.backend),
+                ];
+                CallMetrics {
+                    took: metrics::histogram!("distributed_lock_store_call_seconds", labels.iter()),
+                    errors: ErrorKind::ALL.map(|kind| {
+                        let mut labels = labels.to_vec();
+                        labels.push(Label::from_static_parts("kind", kind));
+                        metrics::counter!("distributed_lock_store_errors_total", labels.iter())
+                    }),
+                }
+            })
+        }
+
+        /// One store call for `operation` took `took`, failing as `failed` says.
+        pub(crate) fn called(
+            &self,
+            operation: &'static str,
+            took: Duration,
+            failed: Option<ErrorKind>,
+        ) {
+            let call = self.call(operation);
+            call.took.record(took);
+            if let Some(kind) = failed {
+                call.errors[kind as usize].increment(1);
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+mod disabled {
+    use std::{
+        sync::{Arc, OnceLock},
+        time::Duration,
+    };
+
+    use super::ErrorKind;
+
+    pub(crate) struct LockMetrics;
+
+    #[allow(clippy::unused_self)]
+    impl LockMetrics {
+        pub(crate) fn acquired(&self, _waited: Duration) {}
+        pub(crate) fn busy(&self) {}
+        pub(crate) fn recovering(&self) {}
+        pub(crate) fn lost(&self) {}
+        pub(crate) fn renewed(&self) {}
+        pub(crate) fn ended(&self, _held: Duration) {}
+    }
+
+    pub(crate) struct Metrics;
+
+    #[allow(clippy::unused_self)]
+    impl Metrics {
+        pub(crate) fn new(_backend: &'static str) -> Self {
+            Self
+        }
+
+        pub(crate) fn lock(
+            &self,
+            _template: Option<&'static str>,
+            _client: &'static str,
+        ) -> Arc<LockMetrics> {
+            static NONE: OnceLock<Arc<LockMetrics>> = OnceLock::new();
+            NONE.get_or_init(|| Arc::new(LockMetrics)).clone()
+        }
+
+        pub(crate) fn called(&self, _: &'static str, _: Duration, _: Option<ErrorKind>) {}
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+pub(crate) use self::disabled::{LockMetrics, Metrics};
+#[cfg(feature = "metrics")]
+pub(crate) use self::enabled::{LockMetrics, Metrics};

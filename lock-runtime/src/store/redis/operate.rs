@@ -1,0 +1,77 @@
+//! What operators do with Redis locks (`lockctl`, [`Backend::inspect`](crate::Backend::inspect)):
+//! read one, list them with `SCAN` (never `KEYS`, which blocks the server), and delete one
+//! whoever holds it. One server's and a cluster's stores share these.
+
+use std::time::Duration;
+
+use redis::Value;
+
+use crate::store::{Store, StoreError, StoredLock};
+
+/// How many keys one `SCAN` step looks at.
+const SCAN_COUNT: usize = 1000;
+
+/// The lock `{ value, pttl, counter }` (the reply of `inspect.lua` and
+/// `force_release.lua`) describes, if it is held.
+pub(super) fn stored(key: &str, reply: Value) -> Result<Option<StoredLock>, StoreError> {
+    let Value::Array(parts) = reply else {
+        return Err(format!("unexpected reply to the inspect script: {reply:?}").into());
+    };
+    let mut parts = parts.into_iter();
+    let value: Option<String> = redis::from_redis_value(parts.next().unwrap_or(Value::Nil))?;
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let left: i64 = redis::from_redis_value(parts.next().unwrap_or(Value::Nil))?;
+    let counter: Option<String> = redis::from_redis_value(parts.next().unwrap_or(Value::Nil))?;
+    let mut lock = StoredLock::new(key, value);
+    // -1: no expiry (written by hand); -2 cannot happen with a value.
+    lock.remaining = u64::try_from(left).ok().map(Duration::from_millis);
+    lock.fence = counter.and_then(|c| c.parse().ok());
+    Ok(Some(lock))
+}
+
+/// The locks at `keys` that are still held once looked at (one may be released between
+/// the listing and the look).
+pub(super) async fn held(
+    store: &impl Store,
+    keys: Vec<String>,
+) -> Result<Vec<StoredLock>, StoreError> {
+    let mut found = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Some(lock) = store.inspect(&key).await? {
+            found.push(lock);
+        }
+    }
+    Ok(found)
+}
+
+/// Every lock key on the server `send` talks to that matches `pattern`, without fencing
+/// counters: `SCAN` steps until the cursor comes back to 0.
+pub(super) async fn scan<F, Fut>(pattern: &str, mut send: F) -> Result<Vec<String>, StoreError>
+where
+    F: FnMut(redis::Cmd) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, StoreError>>,
+{
+    let mut keys = Vec::new();
+    let mut cursor = 0_u64;
+    loop {
+        let mut step = redis::cmd("SCAN");
+        step.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .arg("TYPE")
+            .arg("string");
+        let (next, batch): (u64, Vec<String>) = redis::from_redis_value(send(step).await?)?;
+        keys.extend(batch.into_iter().filter(|k| !k.ends_with(":fence")));
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
+}

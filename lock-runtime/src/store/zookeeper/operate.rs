@@ -1,0 +1,72 @@
+//! What operators do with ZooKeeper locks: read the holder (the first contender node, its
+//! data the holder's record), list the lock directories, and delete a stuck holder's node.
+
+use zookeeper_client as zk;
+
+use super::{
+    failed,
+    path::{lock_dir, lock_name, token_of},
+    sorted, ZooKeeperStore,
+};
+use crate::store::{glob_matches, StoreError, StoredLock};
+
+impl ZooKeeperStore {
+    /// The holder of the lock at `key`, its node deleted first if `delete`.
+    pub(super) async fn holder_of(
+        &self,
+        key: &str,
+        delete: bool,
+    ) -> Result<Option<StoredLock>, StoreError> {
+        let session = self.live_session().await?;
+        let client = &session.client;
+        let dir = lock_dir(&self.settings.root, key);
+        loop {
+            let queue = match client.list_children(&dir).await {
+                Err(zk::Error::NoNode) => return Ok(None),
+                other => sorted(other.map_err(failed)?),
+            };
+            let Some(first) = queue.first() else {
+                return Ok(None);
+            };
+            let path = format!("{dir}/{first}");
+            let (data, stat) = match client.get_data(&path).await {
+                // Released in between: look again.
+                Err(zk::Error::NoNode) => continue,
+                other => other.map_err(failed)?,
+            };
+            if delete {
+                match client.delete(&path, None).await {
+                    Err(zk::Error::NoNode) => continue,
+                    other => other.map_err(failed)?,
+                }
+            }
+            let mut value = token_of(first);
+            value.push_str(&String::from_utf8_lossy(&data));
+            let mut lock = StoredLock::new(key, value);
+            // The holder's fencing token: the zxid that created its node.
+            lock.fence = u64::try_from(stat.czxid).ok();
+            return Ok(Some(lock));
+        }
+    }
+
+    /// The held locks whose full key (`{prefix}{{name}}`) matches `pattern`.
+    pub(super) async fn held(&self, pattern: &str) -> Result<Vec<StoredLock>, StoreError> {
+        let session = self.live_session().await?;
+        let prefix = pattern.split('{').next().unwrap_or_default();
+        let dirs = match session.client.list_children(&self.settings.root).await {
+            Err(zk::Error::NoNode) => Vec::new(),
+            other => other.map_err(failed)?,
+        };
+        let mut found = Vec::new();
+        for dir in dirs {
+            let key = format!("{prefix}{{{}}}", lock_name(&dir));
+            if !glob_matches(pattern, &key) {
+                continue;
+            }
+            if let Some(lock) = self.holder_of(&key, false).await? {
+                found.push(lock);
+            }
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,348 @@
+//! The real `lockctl` binary against real stores: what it prints and how it exits.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use lock_runtime::{Backend, LockError, LockOptions};
+use lock_tests::{RedisCluster, RedisServer, RedlockServers, ZooKeeperServer};
+
+const LOCKCTL: &str = env!("CARGO_BIN_EXE_lockctl");
+
+/// Runs `lockctl --url <url> <args>` to its end, with `stdin` as its input.
+fn lockctl(url: &str, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(LOCKCTL)
+        .arg("--url")
+        .arg(url)
+        .args(args)
+        .env_remove("LOCK_RUNTIME_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run lockctl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write lockctl's input");
+    child.wait_with_output().expect("lockctl's output")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn options(function: &'static str) -> LockOptions {
+    LockOptions::new(Duration::from_secs(30))
+        .fencing(true)
+        .function(function)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_and_show_print_each_holder_and_its_lease() {
+    let server = RedisServer::start();
+    let backend = Backend::redis(&server.url()).await.expect("connect");
+    let a = backend
+        .acquire("order:1", &options("billing::charge"))
+        .await
+        .expect("order:1");
+    let _b = backend
+        .acquire("order:2", &LockOptions::new(Duration::from_secs(20)))
+        .await
+        .expect("order:2");
+    let _c = backend
+        .acquire("invoice:1", &options("billing::invoice"))
+        .await
+        .expect("invoice:1");
+
+    let listed = lockctl(&server.url(), &["list", "order:*"], "");
+    let (out, err) = text(&listed);
+    assert_eq!(listed.status.code(), Some(0), "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("REMAINING"),
+        "{out}"
+    );
+    let pid = std::process::id().to_string();
+    assert!(lines[1].starts_with("order:1 "), "{out}");
+    assert!(lines[1].contains(&format!(":{pid} ")), "{out}");
+    assert!(lines[1].contains("billing::charge"), "{out}");
+    let fence = a.fencing_token().expect("a fence").to_string();
+    assert!(lines[1].ends_with(&fence), "{out}");
+    assert!(
+        lines[2].starts_with("order:2 ") && lines[2].ends_with(" -"),
+        "{out}"
+    );
+    assert!(!out.contains("invoice"), "{out}");
+
+    let everything = lockctl(&server.url(), &["list"], "");
+    assert_eq!(text(&everything).0.lines().count(), 4);
+
+    let shown = lockctl(&server.url(), &["show", "order:1"], "");
+    let (out, err) = text(&shown);
+    assert_eq!(shown.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains(&format!("token:     {}", a.token())), "{out}");
+    assert!(out.contains(&format!("pid:       {pid}")), "{out}");
+    assert!(out.contains("function:  billing::charge"), "{out}");
+    assert!(out.contains(&format!("fence:     {fence}")), "{out}");
+    let remaining = out
+        .lines()
+        .find_map(|l| l.strip_prefix("remaining: "))
+        .expect("a remaining line");
+    let seconds: f64 = remaining.trim_end_matches('s').parse().expect("seconds");
+    assert!((25.0..=30.0).contains(&seconds), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_by_force_says_who_held_the_lock_and_wakes_its_waiter() {
+    let server = RedisServer::start();
+    let backend = Backend::redis(&server.url()).await.expect("connect");
+    let held = backend
+        .acquire("stuck", &options("jobs::nightly"))
+        .await
+        .expect("stuck");
+
+    let without_force = lockctl(&server.url(), &["release", "stuck"], "");
+    assert_eq!(without_force.status.code(), Some(2));
+    assert!(text(&without_force).1.contains("--force"));
+    let declined = lockctl(&server.url(), &["release", "stuck", "--force"], "n\n");
+    let (out, err) = text(&declined);
+    assert_eq!(declined.status.code(), Some(1), "{out}{err}");
+    assert!(
+        out.contains("jobs::nightly") && err.contains("not released"),
+        "{out}{err}"
+    );
+    assert!(backend.inspect("stuck").await.expect("inspect").is_some());
+
+    // A waiter in another backend (another process, as far as the store is concerned).
+    let other = Backend::redis(&server.url()).await.expect("connect");
+    let waiter = tokio::spawn(async move {
+        let waiting = LockOptions::new(Duration::from_secs(5)).wait(Duration::from_secs(20));
+        let guard = other.acquire("stuck", &waiting).await;
+        (Instant::now(), guard.map(|g| g.token().to_string()))
+    });
+    // Released once the waiter listens for the release.
+    while server
+        .raw(&["PUBSUB", "NUMSUB", "lock:{stuck}"])
+        .trim_end()
+        .ends_with(":0")
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let released = lockctl(&server.url(), &["release", "stuck", "--force"], "y\n");
+    let released_at = Instant::now();
+    let (out, err) = text(&released);
+    assert_eq!(released.status.code(), Some(0), "{out}{err}");
+    let pid = std::process::id();
+    assert!(
+        out.contains("released `stuck`, held by ")
+            && out.contains(&format!(":{pid} (jobs::nightly) token {}", held.token())),
+        "{out}"
+    );
+    let (woken_at, next) = waiter.await.expect("the waiter");
+    let next = next.expect("the waiter got the lock");
+    assert_ne!(next, held.token().to_string());
+    assert!(
+        woken_at.saturating_duration_since(released_at) < Duration::from_secs(2),
+        "the waiter got the lock long before the 30 s lease would have ended"
+    );
+    // The old holder finds out when it releases.
+    assert!(matches!(held.release().await, Err(LockError::Lost { .. })));
+
+    let again = lockctl(
+        &server.url(),
+        &["release", "nothing", "--force", "--yes"],
+        "",
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again).1.contains("lock `nothing` is not held"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_prints_each_holder_and_release_as_they_happen() {
+    let server = RedisServer::start();
+    let backend = Backend::redis(&server.url()).await.expect("connect");
+    let mut child = Command::new(LOCKCTL)
+        .args(["--url", &server.url(), "watch", "job", "--count", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run lockctl watch");
+    let (lines_in, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_in.send(line);
+        }
+    });
+    let mut next_line = async || {
+        tokio::time::timeout(Duration::from_secs(10), lines.recv())
+            .await
+            .expect("lockctl watch printed a line in time")
+            .expect("lockctl watch is still running")
+    };
+    // --count 4: free, held, free, held.
+    assert!(next_line().await.ends_with(" job free"));
+    let options = LockOptions::new(Duration::from_secs(10)).function("jobs::run");
+    let pid = std::process::id();
+    let first = backend.acquire("job", &options).await.expect("job");
+    let held = next_line().await;
+    assert!(held.contains(" job held by "), "{held}");
+    assert!(
+        held.contains(&format!(":{pid} (jobs::run) token {}", first.token())),
+        "{held}"
+    );
+    first.release().await.expect("release");
+    let freed = next_line().await;
+    assert!(freed.ends_with(" job free"), "{freed}");
+    let second = backend.acquire("job", &options).await.expect("job");
+    let held = next_line().await;
+    assert!(held.contains(second.token().as_str()), "{held}");
+    let status = child
+        .wait()
+        .expect("lockctl watch ends after --count lines");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_urls_unreachable_stores_and_unknown_locks_are_clear_errors() {
+    let not_a_url = lockctl("redis://:hunter2@[::1", &["list"], "");
+    let (out, err) = text(&not_a_url);
+    assert_eq!(not_a_url.status.code(), Some(2), "{out}{err}");
+    assert!(
+        err.contains("malformed Redis URL") && !err.contains("hunter2"),
+        "{err}"
+    );
+
+    let unknown = lockctl("postgres://nowhere/db", &["list"], "");
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown).1.contains("unsupported lock store URL"));
+
+    let memory = lockctl("memory://", &["list"], "");
+    assert_eq!(memory.status.code(), Some(2));
+    assert!(text(&memory).1.contains("inside one process"));
+
+    let mut gone = RedisServer::start();
+    let url = format!("redis://:hunter2@127.0.0.1:{}", gone.port());
+    gone.kill();
+    let started = Instant::now();
+    let unreachable = lockctl(&url, &["--timeout-ms", "500", "show", "x"], "");
+    let (out, err) = text(&unreachable);
+    assert_eq!(unreachable.status.code(), Some(3), "{out}{err}");
+    assert!(err.contains("connect") && !err.contains("hunter2"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let server = RedisServer::start();
+    let missing = lockctl(&server.url(), &["show", "never-taken"], "");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing).1.contains("lock `never-taken` is not held"));
+    let none = lockctl(&server.url(), &["list", "nothing:*"], "");
+    assert_eq!(none.status.code(), Some(0));
+    assert_eq!(text(&none).0.lines().count(), 1, "a header alone");
+
+    let usage = Command::new(LOCKCTL)
+        .args(["--url", &server.url(), "frobnicate"])
+        .output()
+        .expect("run lockctl");
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_stores_list_show_and_release_too() {
+    // Redis Cluster: keys on every shard are listed.
+    let cluster = RedisCluster::start(3, 0).await;
+    let backend = Backend::redis(&cluster.url()).await.expect("cluster");
+    let names: Vec<String> = (0..12).map(|i| format!("shard:{i}")).collect();
+    let mut guards = Vec::new();
+    for name in &names {
+        guards.push(
+            backend
+                .acquire(name, &options("cluster::job"))
+                .await
+                .expect(name),
+        );
+    }
+    let listed = lockctl(&cluster.url(), &["list", "shard:*"], "");
+    let (out, err) = text(&listed);
+    assert_eq!(listed.status.code(), Some(0), "{out}{err}");
+    assert_eq!(out.lines().count(), 1 + names.len(), "{out}");
+    let released = lockctl(
+        &cluster.url(),
+        &["release", "shard:3", "--force", "--yes"],
+        "",
+    );
+    assert_eq!(released.status.code(), Some(0), "{}", text(&released).1);
+    assert!(backend.inspect("shard:3").await.expect("inspect").is_none());
+    drop(guards);
+
+    // Redlock: a lock is held where a majority holds it.
+    let servers = RedlockServers::start(3);
+    let backend = Backend::redis(&servers.url()).await.expect("redlock");
+    let guard = backend
+        .acquire(
+            "majority",
+            &LockOptions::new(Duration::from_secs(30)).function("redlock::job"),
+        )
+        .await
+        .expect("majority");
+    let shown = lockctl(&servers.url(), &["show", "majority"], "");
+    let (out, err) = text(&shown);
+    assert_eq!(shown.status.code(), Some(0), "{out}{err}");
+    assert!(
+        out.contains(guard.token().as_str()) && out.contains("redlock::job"),
+        "{out}"
+    );
+    servers.servers()[0].raw(&["DEL", "lock:{majority}"]);
+    servers.servers()[1].raw(&["DEL", "lock:{majority}"]);
+    let minority = lockctl(&servers.url(), &["show", "majority"], "");
+    assert_eq!(minority.status.code(), Some(1), "{}", text(&minority).0);
+
+    // ZooKeeper: the holder is the first contender node; its lease is its session.
+    let zookeeper = ZooKeeperServer::start();
+    let backend = Backend::builder()
+        .zookeeper_session_timeout(Duration::from_secs(2))
+        .connect(&zookeeper.url())
+        .await
+        .expect("zookeeper");
+    let guard = backend
+        .acquire(
+            "zk:1",
+            &LockOptions::new(Duration::from_secs(5))
+                .fencing(true)
+                .function("zk::job"),
+        )
+        .await
+        .expect("zk:1");
+    let listed = lockctl(&zookeeper.url(), &["list", "zk:*"], "");
+    let (out, err) = text(&listed);
+    assert_eq!(listed.status.code(), Some(0), "{out}{err}");
+    assert!(
+        out.contains("zk::job") && out.contains("while its session lives"),
+        "{out}"
+    );
+    let shown = lockctl(&zookeeper.url(), &["show", "zk:1"], "");
+    let out = text(&shown).0;
+    assert!(out.contains(guard.token().as_str()), "{out}");
+    let fence = guard.fencing_token().expect("a fence").to_string();
+    assert!(out.contains(&format!("counter:   {fence}")), "{out}");
+    let released = lockctl(
+        &zookeeper.url(),
+        &["release", "zk:1", "--force", "--yes"],
+        "",
+    );
+    assert_eq!(released.status.code(), Some(0), "{}", text(&released).1);
+    assert!(backend.inspect("zk:1").await.expect("inspect").is_none());
+    assert!(matches!(guard.release().await, Err(LockError::Lost { .. })));
+}
