@@ -90,7 +90,7 @@ impl Backend {
             },
         };
         let fence_key = options.fenced().then(|| fence_key(&key));
-        let holder = holder::record(options.function_name());
+        let holder = holder::Record::now(options.function_name());
         let request = AcquireRequest {
             key: &key,
             token: &token,
@@ -98,7 +98,7 @@ impl Backend {
             fence_key: fence_key.as_deref(),
             reclaim: false,
             waiting: false,
-            holder: &holder,
+            holder: holder.as_str(),
         };
         let outcome = self.contend(request, &slot, deadline).await;
         let refused = match outcome {

@@ -13,7 +13,7 @@ use crate::{
     local::LocalQueue,
     metrics::{ErrorKind, LockMetrics, Metrics},
     options::LockOptions,
-    store::{CallTimedOut, MemoryStore, NoQuorum, NotAcknowledged, Store, StoreFuture},
+    store::{CallTimedOut, MemoryStore, NoQuorum, NotAcknowledged, Store, StoreError, StoreFuture},
     token::Token,
 };
 
@@ -171,7 +171,7 @@ impl Backend {
         call: StoreFuture<'_, T>,
     ) -> Result<T, LockError> {
         let after = self.inner.op_timeout;
-        let started = Instant::now();
+        let started = self.inner.metrics.start(operation);
         let outcome = if self.inner.self_bounded {
             call.await
         } else {
@@ -180,43 +180,9 @@ impl Backend {
                 Err(_) => Err(Box::new(CallTimedOut) as _),
             }
         };
-        let failed = outcome.as_ref().err().map(|source| {
-            if source.is::<CallTimedOut>() {
-                ErrorKind::Timeout
-            } else if source.is::<NotAcknowledged>() {
-                ErrorKind::NotReplicated
-            } else if source.is::<NoQuorum>() {
-                ErrorKind::NoQuorum
-            } else {
-                ErrorKind::Backend
-            }
-        });
-        self.inner
-            .metrics
-            .called(operation, started.elapsed(), failed);
-        outcome.map_err(|source| {
-            if source.is::<CallTimedOut>() {
-                return LockError::Timeout { operation, after };
-            }
-            if let Some(not) = source.downcast_ref::<NotAcknowledged>() {
-                return LockError::NotReplicated {
-                    operation,
-                    acknowledged: not.acknowledged,
-                    wanted: not.wanted,
-                    waited: not.timeout,
-                };
-            }
-            match source.downcast::<NoQuorum>() {
-                Ok(no) => LockError::NoQuorum {
-                    operation,
-                    failed: no.failed,
-                    nodes: no.nodes,
-                    needed: no.needed,
-                    source: no.source,
-                },
-                Err(source) => LockError::Backend { operation, source },
-            }
-        })
+        let failed = outcome.as_ref().err().map(error_kind);
+        self.inner.metrics.called(operation, started, failed);
+        outcome.map_err(|source| store_failure(operation, after, source))
     }
 
     /// The time bound on one store call.
@@ -225,7 +191,7 @@ impl Backend {
     }
 
     /// The instruments of the locks `options` take.
-    pub(crate) fn lock_metrics(&self, options: &LockOptions) -> Arc<LockMetrics> {
+    pub(crate) fn lock_metrics(&self, options: &LockOptions) -> &'static LockMetrics {
         self.inner
             .metrics
             .lock(options.template(), options.client_label())
@@ -283,6 +249,49 @@ impl Backend {
                 pause = (pause * 2).min(LONGEST_CLEANUP_RETRY);
             }
         });
+    }
+}
+
+/// What kind of failure a store error is, for the metrics.
+fn error_kind(source: &StoreError) -> ErrorKind {
+    if source.is::<CallTimedOut>() {
+        ErrorKind::Timeout
+    } else if source.is::<NotAcknowledged>() {
+        ErrorKind::NotReplicated
+    } else if source.is::<NoQuorum>() {
+        ErrorKind::NoQuorum
+    } else {
+        ErrorKind::Backend
+    }
+}
+
+/// The error a store call for `operation`, bounded by `after`, failed with, as the caller
+/// sees it.
+pub(crate) fn store_failure(
+    operation: &'static str,
+    after: Duration,
+    source: StoreError,
+) -> LockError {
+    if source.is::<CallTimedOut>() {
+        return LockError::Timeout { operation, after };
+    }
+    if let Some(not) = source.downcast_ref::<NotAcknowledged>() {
+        return LockError::NotReplicated {
+            operation,
+            acknowledged: not.acknowledged,
+            wanted: not.wanted,
+            waited: not.timeout,
+        };
+    }
+    match source.downcast::<NoQuorum>() {
+        Ok(no) => LockError::NoQuorum {
+            operation,
+            failed: no.failed,
+            nodes: no.nodes,
+            needed: no.needed,
+            source: no.source,
+        },
+        Err(source) => LockError::Backend { operation, source },
     }
 }
 

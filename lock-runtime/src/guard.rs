@@ -55,7 +55,7 @@ pub struct LockGuard {
     /// The store session that holds the lock, for a store whose leases are sessions.
     session: Option<SessionWatch>,
     settled: bool,
-    metrics: Arc<LockMetrics>,
+    metrics: &'static LockMetrics,
     /// The loss of the lease was counted.
     lost_counted: bool,
 }
@@ -81,7 +81,7 @@ pub(crate) struct Held {
     pub(crate) acquired_at: Instant,
     pub(crate) client: &'static str,
     pub(crate) session: Option<SessionWatch>,
-    pub(crate) metrics: Arc<LockMetrics>,
+    pub(crate) metrics: &'static LockMetrics,
 }
 
 impl LockGuard {
@@ -182,7 +182,7 @@ impl LockGuard {
             .await;
         // Only now: if this future is dropped before the answer, `Drop` releases again.
         self.settled = true;
-        self.metrics.ended(held);
+        self.metrics.ended(self.acquired_at);
         self.backend.local().pass(&self.store_key, self.generation);
         let _entered = span.enter();
         match outcome {
@@ -227,7 +227,7 @@ impl LockGuard {
             generation: self.generation,
             ttl: options.ttl(),
             client: self.client,
-            metrics: self.metrics.clone(),
+            metrics: self.metrics,
             // `None` (an unbounded `max_hold`) renews for as long as the body runs.
             until: self.acquired_at.checked_add(options.max_hold_for()),
         }
@@ -266,7 +266,7 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if !self.settled {
-            self.metrics.ended(self.acquired_at.elapsed());
+            self.metrics.ended(self.acquired_at);
             self.backend.release_in_background(
                 self.store_key.clone(),
                 self.token,

@@ -8,7 +8,7 @@
 //! [`MAX_HOST`] and [`MAX_FUNCTION`] bytes, so a record stays under 256 bytes.
 
 use std::{
-    sync::OnceLock,
+    sync::{Mutex, OnceLock, PoisonError},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -83,23 +83,70 @@ impl LockInfo {
     }
 }
 
+/// The longest record: `;h=` host `;p=` pid `;f=` function `;t=` milliseconds.
+const RECORD_MAX: usize = 3 + MAX_HOST + 3 + 10 + 3 + MAX_FUNCTION + 3 + 20;
+
 /// The record of an acquisition made now by this process from `function`:
-/// `;h=<host>;p=<pid>[;f=<function>];t=<unix ms>`, to store right after the token.
-pub(crate) fn record(function: Option<&str>) -> String {
-    let prefix = process_part();
-    let mut record = String::with_capacity(prefix.len() + MAX_FUNCTION + 24);
-    record.push_str(prefix);
-    if let Some(function) = function {
-        record.push_str(";f=");
-        push_clean(&mut record, function, MAX_FUNCTION);
+/// `;h=<host>;p=<pid>[;f=<function>];t=<unix ms>`, to store right after the token. Built
+/// on the stack, with no allocation and no formatting machinery: it is made for every
+/// acquisition.
+pub(crate) struct Record {
+    bytes: [u8; RECORD_MAX],
+    len: usize,
+}
+
+impl Record {
+    pub(crate) fn now(function: Option<&str>) -> Self {
+        let mut record = Self {
+            bytes: [0; RECORD_MAX],
+            len: 0,
+        };
+        record.push(process_part().as_bytes());
+        if let Some(function) = function {
+            record.push(b";f=");
+            if function.len() <= MAX_FUNCTION && !function.bytes().any(needs_cleaning) {
+                record.push(function.as_bytes());
+            } else {
+                let mut clean = String::with_capacity(MAX_FUNCTION);
+                push_clean(&mut clean, function, MAX_FUNCTION);
+                record.push(clean.as_bytes());
+            }
+        }
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        record.push(b";t=");
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = u64::try_from(millis).unwrap_or(u64::MAX);
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        record.push(&digits[at..]);
+        record
     }
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
-    record.push_str(";t=");
-    record.push_str(&millis.to_string());
-    record
+
+    fn push(&mut self, bytes: &[u8]) {
+        let end = (self.len + bytes.len()).min(RECORD_MAX);
+        self.bytes[self.len..end].copy_from_slice(&bytes[..end - self.len]);
+        self.len = end;
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Made of whole UTF-8 strings, each cut at a character boundary.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+/// A byte the record cannot hold as it is: a separator or a control character.
+fn needs_cleaning(byte: u8) -> bool {
+    byte == b';' || byte == b'=' || byte.is_ascii_control()
 }
 
 /// `;h=<host>;p=<pid>`, made once per process (and again after a `fork`).
@@ -110,8 +157,17 @@ fn process_part() -> &'static str {
     if *made_in == pid {
         return part;
     }
-    // A forked child: rare enough to leak one string for.
-    Box::leak(process_part_for(pid).into_boxed_str())
+    // A forked child: one string per process it ran as, kept for the process's life.
+    static FORKED: Mutex<Option<(u32, &'static str)>> = Mutex::new(None);
+    let mut forked = FORKED.lock().unwrap_or_else(PoisonError::into_inner);
+    match *forked {
+        Some((made_in, part)) if made_in == pid => part,
+        _ => {
+            let part: &'static str = Box::leak(process_part_for(pid).into_boxed_str());
+            *forked = Some((pid, part));
+            part
+        }
+    }
 }
 
 fn process_part_for(pid: u32) -> String {
@@ -141,11 +197,13 @@ fn push_clean(out: &mut String, text: &str, max: usize) {
             break;
         }
         room -= c.len_utf8();
-        out.push(if c == ';' || c == '=' || c.is_control() {
-            '_'
-        } else {
-            c
-        });
+        out.push(
+            if c.is_control() || (c.is_ascii() && needs_cleaning(c as u8)) {
+                '_'
+            } else {
+                c
+            },
+        );
     }
 }
 
@@ -191,7 +249,11 @@ mod tests {
 
     #[test]
     fn a_record_reads_back() {
-        let value = format!("{}{};fence=42", "a".repeat(32), record(Some("app::job")));
+        let value = format!(
+            "{}{};fence=42",
+            "a".repeat(32),
+            Record::now(Some("app::job")).as_str()
+        );
         let (token, holder) = parse(&value);
         assert_eq!(token, "a".repeat(32));
         let holder = holder.expect("a record");
@@ -207,11 +269,18 @@ mod tests {
     fn a_bare_token_has_no_record_and_fields_are_cleaned_and_cut() {
         assert_eq!(parse("abc"), ("abc".to_owned(), None));
         let long = format!("a;b=c\n{}", "é".repeat(100));
-        let (_, holder) = parse(&format!("t{}", record(Some(&long))));
+        let (_, holder) = parse(&format!("t{}", Record::now(Some(&long)).as_str()));
         let function = holder.and_then(|h| h.function).expect("a function");
         assert!(function.starts_with("a_b_c_é"), "{function}");
         assert!(function.len() <= MAX_FUNCTION);
         // Token (32), record, `;fence=` and a u64 (27): under 256 bytes.
-        assert!(32 + record(Some(&"x".repeat(1000))).len() + 27 < 256);
+        let longest = Record::now(Some(&"x".repeat(1000)));
+        assert!(32 + longest.as_str().len() + 27 < 256);
+        // Cut, the function still leaves room for the time.
+        let (_, holder) = parse(&format!("t{}", longest.as_str()));
+        let holder = holder.expect("a record");
+        assert_eq!(holder.function.map(|f| f.len()), Some(MAX_FUNCTION));
+        let age = SystemTime::now().duration_since(holder.taken_at).unwrap();
+        assert!(age < Duration::from_secs(5), "{age:?}");
     }
 }

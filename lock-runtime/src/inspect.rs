@@ -7,7 +7,7 @@ use std::{
 };
 
 use crate::{
-    backend::Backend,
+    backend::{store_failure, Backend},
     error::LockError,
     holder::{self, LockInfo},
     store::{StoredLock, Watch},
@@ -65,10 +65,9 @@ impl Backend {
         let all = self.op_timeout().saturating_mul(20);
         let listing = tokio::time::timeout(all, self.store().list(&keys));
         let stored = match listing.await {
-            Ok(stored) => stored.map_err(|source| LockError::Backend {
-                operation: "list",
-                source,
-            })?,
+            Ok(stored) => {
+                stored.map_err(|source| store_failure("list", self.op_timeout(), source))?
+            }
             Err(_) => {
                 return Err(LockError::Timeout {
                     operation: "list",

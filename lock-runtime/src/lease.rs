@@ -175,7 +175,7 @@ pub(crate) struct Renewal {
     pub(crate) generation: u64,
     pub(crate) ttl: Duration,
     pub(crate) client: &'static str,
-    pub(crate) metrics: Arc<LockMetrics>,
+    pub(crate) metrics: &'static LockMetrics,
     /// Renewal stops here; `None`: no bound.
     pub(crate) until: Option<Instant>,
 }

@@ -43,17 +43,30 @@ impl ErrorKind {
 #[cfg(feature = "metrics")]
 mod enabled {
     use std::{
+        cell::RefCell,
         collections::HashMap,
-        sync::{Arc, Once, OnceLock, PoisonError, RwLock},
-        time::Duration,
+        sync::{Once, OnceLock, PoisonError, RwLock},
+        time::{Duration, Instant},
     };
 
+    use foldhash::fast::FixedState;
     use metrics::{Counter, Gauge, Histogram, Label};
+
+    /// When a store call started, if it is timed.
+    pub(crate) struct Started(Option<Instant>);
+
+    /// Whether a recorder is installed: the facade's stand-in when none is, `NoopRecorder`,
+    /// is the one recorder without state (an exporter keeps its series in itself).
+    fn recording() -> bool {
+        metrics::with_recorder(|recorder| size_of_val(recorder) != 0)
+    }
 
     use super::{ErrorKind, OPERATIONS, UNNAMED};
 
     /// One lock template's instruments, in one client and backend.
     pub(crate) struct LockMetrics {
+        /// A recorder was installed when these were registered (see `CallMetrics`).
+        timed: bool,
         acquired: Counter,
         busy: Counter,
         recovering: Counter,
@@ -68,6 +81,7 @@ mod enabled {
         fn register(labels: &[Label]) -> Self {
             let counter = |name: &'static str| metrics::counter!(name, labels.iter());
             Self {
+                timed: recording(),
                 acquired: counter("distributed_lock_acquisitions_total"),
                 busy: counter("distributed_lock_busy_total"),
                 recovering: counter("distributed_lock_recovering_total"),
@@ -101,9 +115,12 @@ mod enabled {
             self.renewed.increment(1);
         }
 
-        /// The holder let the lock go (released, dropped, or lost) after `held`.
-        pub(crate) fn ended(&self, held: Duration) {
-            self.held_for.record(held);
+        /// The holder let go of the lock it took at `acquired_at` (released, dropped, or
+        /// lost).
+        pub(crate) fn ended(&self, acquired_at: Instant) {
+            if self.timed {
+                self.held_for.record(acquired_at.elapsed());
+            }
             self.holding.decrement(1.0);
         }
     }
@@ -166,14 +183,85 @@ mod enabled {
         });
     }
 
-    /// A backend's instruments: its store calls', and each lock template's.
+    /// The label values of one lock's instruments: template, client and backend.
+    type Labels = (&'static str, &'static str, &'static str);
+
+    /// Every lock's instruments in the process, one per set of label values (a number
+    /// bounded by the program's lock templates, clients and stores), kept for the process's
+    /// life so that a guard holds a plain reference.
+    static LOCKS: OnceLock<RwLock<HashMap<Labels, &'static LockMetrics, FixedState>>> =
+        OnceLock::new();
+
+    thread_local! {
+        /// The instruments this thread used last, by the label strings' addresses: an
+        /// acquisition finds its own without a lock or a shared counter.
+        static RECENT: RefCell<Vec<(Addresses, &'static LockMetrics)>> =
+            const { RefCell::new(Vec::new()) };
+    }
+
+    /// Where a lock's label strings are: the key of a thread's own cache.
+    type Addresses = (usize, usize, usize);
+
+    /// How many instruments a thread keeps at hand.
+    const RECENT_LEN: usize = 16;
+
+    fn lock_metrics(
+        template: &'static str,
+        client: &'static str,
+        backend: &'static str,
+    ) -> &'static LockMetrics {
+        let address = (
+            template.as_ptr() as usize,
+            client.as_ptr() as usize,
+            backend.as_ptr() as usize,
+        );
+        let recent = RECENT.with_borrow(|recent| {
+            recent
+                .iter()
+                .find(|(at, _)| *at == address)
+                .map(|(_, metrics)| *metrics)
+        });
+        if let Some(metrics) = recent {
+            return metrics;
+        }
+        let labels = (template, client, backend);
+        let locks = LOCKS.get_or_init(|| RwLock::new(HashMap::with_hasher(FixedState::default())));
+        let found = locks
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&labels)
+            .copied();
+        let metrics = found.unwrap_or_else(|| {
+            describe();
+            let mut locks = locks.write().unwrap_or_else(PoisonError::into_inner);
+            *locks.entry(labels).or_insert_with(|| {
+                let labels = [
+                    Label::from_static_parts("name", template),
+                    Label::from_static_parts("client", client),
+                    Label::from_static_parts("backend", backend),
+                ];
+                Box::leak(Box::new(LockMetrics::register(&labels)))
+            })
+        });
+        RECENT.with_borrow_mut(|recent| {
+            if recent.len() == RECENT_LEN {
+                recent.remove(0);
+            }
+            recent.push((address, metrics));
+        });
+        metrics
+    }
+
+    /// A backend's instruments for its store calls.
     pub(crate) struct Metrics {
         backend: &'static str,
         calls: [OnceLock<CallMetrics>; OPERATIONS.len()],
-        locks: RwLock<HashMap<(&'static str, &'static str), Arc<LockMetrics>>>,
     }
 
     struct CallMetrics {
+        /// A recorder was installed when these were registered: time the calls. Without
+        /// one, no clock is read.
+        timed: bool,
         took: Histogram,
         errors: [Counter; ErrorKind::ALL.len()],
     }
@@ -183,38 +271,17 @@ mod enabled {
             Self {
                 backend,
                 calls: Default::default(),
-                locks: RwLock::default(),
             }
         }
 
         /// The instruments of the locks named by `template` (`None`: [`UNNAMED`]) in
-        /// `client`.
+        /// `client`, on this backend's kind of store.
         pub(crate) fn lock(
             &self,
             template: Option<&'static str>,
             client: &'static str,
-        ) -> Arc<LockMetrics> {
-            let template = template.unwrap_or(UNNAMED);
-            let found = self
-                .locks
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(&(template, client))
-                .cloned();
-            if let Some(found) = found {
-                return found;
-            }
-            let labels = [
-                Label::from_static_parts("name", template),
-                Label::from_static_parts("client", client),
-                Label::from_static_parts("backend", self.backend),
-            ];
-            describe();
-            let mut locks = self.locks.write().unwrap_or_else(PoisonError::into_inner);
-            locks
-                .entry((template, client))
-                .or_insert_with(|| Arc::new(LockMetrics::register(&labels)))
-                .clone()
+        ) -> &'static LockMetrics {
+            lock_metrics(template.unwrap_or(UNNAMED), client, self.backend)
         }
 
         fn call(&self, operation: &'static str) -> &CallMetrics {
@@ -228,6 +295,7 @@ mod enabled {
                     Label::from_static_parts("backend", self.backend),
                 ];
                 CallMetrics {
+                    timed: recording(),
                     took: metrics::histogram!("distributed_lock_store_call_seconds", labels.iter()),
                     errors: ErrorKind::ALL.map(|kind| {
                         let mut labels = labels.to_vec();
@@ -238,15 +306,23 @@ mod enabled {
             })
         }
 
-        /// One store call for `operation` took `took`, failing as `failed` says.
+        /// A store call for `operation` starts now.
+        pub(crate) fn start(&self, operation: &'static str) -> Started {
+            Started(self.call(operation).timed.then(Instant::now))
+        }
+
+        /// One store call for `operation`, started at `started`, ended now, failing as
+        /// `failed` says.
         pub(crate) fn called(
             &self,
             operation: &'static str,
-            took: Duration,
+            started: Started,
             failed: Option<ErrorKind>,
         ) {
             let call = self.call(operation);
-            call.took.record(took);
+            if let Some(started) = started.0 {
+                call.took.record(started.elapsed());
+            }
             if let Some(kind) = failed {
                 call.errors[kind as usize].increment(1);
             }
@@ -256,10 +332,7 @@ mod enabled {
 
 #[cfg(not(feature = "metrics"))]
 mod disabled {
-    use std::{
-        sync::{Arc, OnceLock},
-        time::Duration,
-    };
+    use std::time::Duration;
 
     use super::ErrorKind;
 
@@ -272,10 +345,13 @@ mod disabled {
         pub(crate) fn recovering(&self) {}
         pub(crate) fn lost(&self) {}
         pub(crate) fn renewed(&self) {}
-        pub(crate) fn ended(&self, _held: Duration) {}
+        pub(crate) fn ended(&self, _acquired_at: std::time::Instant) {}
     }
 
     pub(crate) struct Metrics;
+
+    /// Nothing: without the feature no clock is read.
+    pub(crate) struct Started;
 
     #[allow(clippy::unused_self)]
     impl Metrics {
@@ -287,12 +363,15 @@ mod disabled {
             &self,
             _template: Option<&'static str>,
             _client: &'static str,
-        ) -> Arc<LockMetrics> {
-            static NONE: OnceLock<Arc<LockMetrics>> = OnceLock::new();
-            NONE.get_or_init(|| Arc::new(LockMetrics)).clone()
+        ) -> &'static LockMetrics {
+            &LockMetrics
         }
 
-        pub(crate) fn called(&self, _: &'static str, _: Duration, _: Option<ErrorKind>) {}
+        pub(crate) fn start(&self, _: &'static str) -> Started {
+            Started
+        }
+
+        pub(crate) fn called(&self, _: &'static str, _: Started, _: Option<ErrorKind>) {}
     }
 }
 

@@ -195,17 +195,25 @@ fn plain(request: &AcquireRequest<'_>) -> bool {
 
 /// `SET key <token><holder record> NX PX ttl`.
 fn set_nx(request: &AcquireRequest<'_>) -> redis::Cmd {
-    let mut value = Vec::with_capacity(Token::LEN + request.holder.len());
-    value.extend_from_slice(request.token.as_bytes());
-    value.extend_from_slice(request.holder.as_bytes());
-    let mut set = command(6, request.key.len() + value.len() + 32);
-    set.arg("SET")
-        .arg(request.key)
-        .arg(value)
-        .arg("NX")
-        .arg("PX")
-        .arg(ttl_millis(request.ttl));
+    let mut set = command(
+        6,
+        request.key.len() + Token::LEN + request.holder.len() + 32,
+    );
+    set.arg("SET").arg(request.key);
+    // The value written straight into the command: the token, then the holder's record.
+    redis::RedisWrite::write_arg_fmt(&mut set, LockValue(request.token, request.holder));
+    set.arg("NX").arg("PX").arg(ttl_millis(request.ttl));
     set
+}
+
+/// A lock's value: the owner token followed by the holder's record.
+struct LockValue<'a>(&'a Token, &'a str);
+
+impl std::fmt::Display for LockValue<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_str())?;
+        f.write_str(self.1)
+    }
 }
 
 /// Whether `SET NX` took the key, from its reply.

@@ -19,7 +19,7 @@
 -- server restored an older snapshot, or a replica that lagged behind was promoted).
 local record = ARGV[5] or ''
 local holder = redis.call('GET', KEYS[1])
-if holder and (ARGV[3] ~= '1' or string.sub(holder, 1, #ARGV[1]) ~= ARGV[1]) then
+if holder and (ARGV[3] ~= '1' or string.find(holder, ARGV[1], 1, true) ~= 1) then
     local left = redis.call('PTTL', KEYS[1])
     if left < 0 then
         left = 0

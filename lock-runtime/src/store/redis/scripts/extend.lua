@@ -6,7 +6,7 @@
 --
 -- Returns 1 when the key held ARGV[1] and its TTL was reset, 0 when it did not.
 local value = redis.call('GET', KEYS[1])
-if value and string.sub(value, 1, #ARGV[1]) == ARGV[1] then
+if value and string.find(value, ARGV[1], 1, true) == 1 then
     return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
