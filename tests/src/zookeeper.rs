@@ -27,8 +27,12 @@ pub struct ZooKeeperServer {
 }
 
 impl ZooKeeperServer {
-    /// Starts a server and waits for `ruok`. `tickTime=50`, so that sessions end within
-    /// 50 ms of their timeout (ZooKeeper checks them once a tick); sessions of 1 to 60 s.
+    /// Starts a server and waits until it answers `ruok` and has opened (and closed) a
+    /// session of its own: a server that has just started may take longer than a client's
+    /// connect bound for its first session on a loaded machine. `tickTime=50`, so that
+    /// sessions end within 50 ms of their timeout (ZooKeeper checks them once a tick);
+    /// sessions of 1 to 60 s; no `fsync` per write (a test server's data need only survive
+    /// the restarts of `restarted`, which keep the page cache).
     pub fn start() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("lock-tests-zookeeper-")
@@ -42,6 +46,7 @@ impl ZooKeeperServer {
         for _ in 0..20 {
             server.port = free_port();
             if server.spawn_and_wait() {
+                server.await_first_session();
                 return server;
             }
         }
@@ -95,6 +100,36 @@ impl ZooKeeperServer {
         .expect("restart ZooKeeper")
     }
 
+    /// Opens and closes one session, trying for up to [`START_BOUND`].
+    fn await_first_session(&self) {
+        let hosts = self.hosts();
+        let opened = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the first session");
+            runtime.block_on(async {
+                let deadline = Instant::now() + START_BOUND;
+                while Instant::now() < deadline {
+                    let connecting = zookeeper_client::Client::connector()
+                        .with_session_timeout(Duration::from_secs(2))
+                        .with_connection_timeout(Duration::from_secs(5))
+                        .connect(&hosts);
+                    if let Ok(Ok(_client)) =
+                        tokio::time::timeout(Duration::from_secs(10), connecting).await
+                    {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                false
+            })
+        })
+        .join()
+        .unwrap_or(false);
+        assert!(opened, "ZooKeeper opened no session; log:\n{}", self.log());
+    }
+
     /// Sends a four-letter word (`ruok`, `srvr`, `stat`, `mntr`) and returns the answer.
     pub fn four_letters(&self, word: &str) -> String {
         four_letters(self.port, word).unwrap_or_default()
@@ -117,7 +152,7 @@ impl ZooKeeperServer {
             format!(
                 "tickTime=50\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
                  admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,stat,mntr\n\
-                 minSessionTimeout=1000\nmaxSessionTimeout=60000\n",
+                 minSessionTimeout=1000\nmaxSessionTimeout=60000\nforceSync=no\n",
                 data.display(),
                 self.port
             ),
