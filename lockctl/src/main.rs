@@ -172,8 +172,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Release { name, yes, .. } => {
-            let info = held(&backend, &name).await?;
             if !yes {
+                let info = held(&backend, &name).await?;
                 show::details(&mut out, &info);
                 drop(out);
                 eprint!("Release `{name}` by force? [y/N] ");

@@ -385,9 +385,11 @@ async fn three_processes_never_overlap_across_a_moved_slot_and_a_failover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_acknowledgements_are_asked_of_the_locks_own_shard() {
     let cluster = RedisCluster::start(3, 1).await;
+    // A replica that runs confirms within the second even with the whole suite loading
+    // both cores (200 ms was once too short for the first grant); a stopped one never does.
     let client = Backend::builder()
-        .op_timeout(Duration::from_secs(1))
-        .replicas_acknowledge(1, Duration::from_millis(200))
+        .op_timeout(Duration::from_secs(3))
+        .replicas_acknowledge(1, Duration::from_secs(1))
         .redis(&cluster.url())
         .await
         .expect("connect");

@@ -58,7 +58,7 @@ async fn the_record_rides_in_the_acquiring_write_and_reads_back() {
     assert_eq!(backend.inspect("order:7").await.expect("inspect"), None);
 
     // With fencing, the token given is in the record and in the counter.
-    let fenced = options.fencing(true);
+    let fenced = options.clone().fencing(true);
     let guard = backend.acquire("ledger", &fenced).await.expect("ledger");
     let fence = guard.fencing_token().expect("a fence");
     let info = backend
@@ -86,4 +86,11 @@ async fn the_record_rides_in_the_acquiring_write_and_reads_back() {
         .map(|l| l.name)
         .collect();
     assert_eq!(listed, ["foreign"]);
+
+    // `[` is a plain character in a listing's pattern, on every store.
+    let guard = backend.acquire("slot[1]", &options).await.expect("slot[1]");
+    let listed = backend.list("slot[1]*").await.expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(backend.list("slot1").await.expect("list").is_empty());
+    guard.release().await.expect("release");
 }

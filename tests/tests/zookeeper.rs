@@ -467,6 +467,19 @@ async fn curators_interprocess_mutex_and_this_crate_exclude_each_other() {
         Err(LockError::Busy { .. }) => {}
         other => panic!("Rust got a lock Curator holds: {other:?}"),
     }
+    // Curator's node carries its own data (the client's address), not our record: the
+    // holder is shown by its token alone.
+    let held = rust
+        .inspect("interop")
+        .await
+        .expect("inspect")
+        .expect("held");
+    assert_eq!(held.holder, None);
+    assert_eq!(held.token.len(), 32, "{held:?}");
+    assert!(
+        held.token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{held:?}"
+    );
     let guard = rust
         .acquire("interop", &options.clone().wait(Duration::from_secs(20)))
         .await

@@ -46,6 +46,21 @@ pub(super) async fn held(
     Ok(found)
 }
 
+/// `pattern` with `[` and `]` quoted: the runtime's globs know `*`, `?` and `\` only (as
+/// the memory and ZooKeeper stores match them), where Redis would read a character class.
+fn literal_brackets(pattern: &str) -> String {
+    let mut quoted = String::with_capacity(pattern.len() + 4);
+    let mut escaped = false;
+    for c in pattern.chars() {
+        if !escaped && (c == '[' || c == ']') {
+            quoted.push('\\');
+        }
+        escaped = !escaped && c == '\\';
+        quoted.push(c);
+    }
+    quoted
+}
+
 /// Every lock key on the server `send` talks to that matches `pattern`, without fencing
 /// counters: `SCAN` steps until the cursor comes back to 0.
 pub(super) async fn scan<F, Fut>(pattern: &str, mut send: F) -> Result<Vec<String>, StoreError>
@@ -59,7 +74,7 @@ where
         let mut step = redis::cmd("SCAN");
         step.arg(cursor)
             .arg("MATCH")
-            .arg(pattern)
+            .arg(literal_brackets(pattern))
             .arg("COUNT")
             .arg(SCAN_COUNT)
             .arg("TYPE")
@@ -74,4 +89,16 @@ where
     keys.sort();
     keys.dedup();
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal_brackets;
+
+    #[test]
+    fn brackets_are_literal_in_a_scan_pattern() {
+        assert_eq!(literal_brackets("lock:{a[1]*}"), "lock:{a\\[1\\]*}");
+        assert_eq!(literal_brackets("lock:{a\\[1}"), "lock:{a\\[1}");
+        assert_eq!(literal_brackets("lock:{*}"), "lock:{*}");
+    }
 }

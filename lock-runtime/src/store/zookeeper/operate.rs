@@ -41,7 +41,11 @@ impl ZooKeeperStore {
                 }
             }
             let mut value = token_of(first);
-            value.push_str(&String::from_utf8_lossy(&data));
+            // Our record starts with `;`; another client's data (Curator keeps the
+            // client's address there) is not a record and is left out.
+            if data.first() == Some(&b';') {
+                value.push_str(&String::from_utf8_lossy(&data));
+            }
             let mut lock = StoredLock::new(key, value);
             // The holder's fencing token: the zxid that created its node.
             lock.fence = u64::try_from(stat.czxid).ok();
