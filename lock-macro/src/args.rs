@@ -1,17 +1,50 @@
-//! The attribute's arguments: `key = "...", ttl = "...", wait = "...", client = "...",
-//! skip, or_return = <expr>`. Each may be given once; unknown names get a suggestion.
+//! The attributes' arguments: `key = "..."` or `keys = ["...", ...]`, `ttl = "..."`,
+//! `wait = "..."`, `client = "..."`, `mode = "read"`, `permits = N` (semaphores), `skip`,
+//! `or_return = <expr>`, and more. Each may be given once; unknown names get a suggestion.
 
 use syn::{
     ext::IdentExt as _,
     parse::{Parse, ParseStream},
-    Expr, ExprLit, Ident, Lit, LitStr, Token,
+    Expr, ExprLit, Ident, Lit, LitInt, LitStr, Token,
 };
 
-/// Every argument the attribute takes, for messages.
-pub(crate) const VALID: &str =
-    "key, ttl, wait, client, skip, or_return, renew, max_hold, fencing, on_lost, crate";
-const NAMES: [&str; 11] = [
+/// Which attribute the arguments are for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    /// `#[distributed_lock]`.
+    Lock,
+    /// `#[distributed_semaphore]`.
+    Semaphore,
+}
+
+impl Flavor {
+    pub(crate) fn attribute(self) -> &'static str {
+        match self {
+            Self::Lock => "#[distributed_lock]",
+            Self::Semaphore => "#[distributed_semaphore]",
+        }
+    }
+
+    /// Every argument the attribute takes, for messages.
+    pub(crate) fn valid(self) -> &'static str {
+        match self {
+            Self::Lock => {
+                "key, keys, ttl, wait, client, mode, skip, or_return, renew, max_hold, fencing, \
+                 on_lost, crate"
+            }
+            Self::Semaphore => {
+                "key, permits, ttl, wait, client, skip, or_return, renew, max_hold, fencing, \
+                 on_lost, crate"
+            }
+        }
+    }
+}
+
+const NAMES: [&str; 14] = [
     "key",
+    "keys",
+    "mode",
+    "permits",
     "ttl",
     "wait",
     "client",
@@ -25,9 +58,15 @@ const NAMES: [&str; 11] = [
 ];
 
 /// The arguments as written; presence and combinations are checked in `validate`.
-#[derive(Default)]
 pub(crate) struct Args {
+    pub(crate) flavor: Flavor,
     pub(crate) key: Option<LitStr>,
+    /// `keys = ["a:{x}", "b:{y}"]`: several locks at once; the bracket's span.
+    pub(crate) keys: Option<(Ident, Vec<LitStr>)>,
+    /// `mode = "read" | "write"`.
+    pub(crate) mode: Option<LitStr>,
+    /// `permits = 5` (semaphores).
+    pub(crate) permits: Option<LitInt>,
     pub(crate) ttl: Option<LitStr>,
     pub(crate) wait: Option<LitStr>,
     pub(crate) client: Option<LitStr>,
@@ -47,12 +86,74 @@ pub(crate) struct Args {
     pub(crate) krate: Option<LitStr>,
 }
 
+impl Args {
+    fn new(flavor: Flavor) -> Self {
+        Self {
+            flavor,
+            key: None,
+            keys: None,
+            mode: None,
+            permits: None,
+            ttl: None,
+            wait: None,
+            client: None,
+            skip: None,
+            or_return: None,
+            renew: None,
+            max_hold: None,
+            fencing: None,
+            on_lost: None,
+            krate: None,
+        }
+    }
+
+    /// Parses the arguments of the attribute `flavor`.
+    pub(crate) fn parse_for(flavor: Flavor) -> impl FnOnce(ParseStream<'_>) -> syn::Result<Self> {
+        move |input| Self::parse_with(input, flavor)
+    }
+}
+
 impl Parse for Args {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let mut args = Args::default();
+        Self::parse_with(input, Flavor::Lock)
+    }
+}
+
+impl Args {
+    fn parse_with(input: ParseStream<'_>, flavor: Flavor) -> syn::Result<Self> {
+        let mut args = Args::new(flavor);
         while !input.is_empty() {
             let name = input.call(Ident::parse_any)?;
             match name.to_string().as_str() {
+                "keys" if flavor == Flavor::Lock => {
+                    let value = key_list(input, &name)?;
+                    set_once(&mut args.keys, (name.clone(), value), &name)?;
+                }
+                "mode" if flavor == Flavor::Lock => {
+                    let value = string_value(input, &name, Expect::Mode)?;
+                    set_once(&mut args.mode, value, &name)?;
+                }
+                "permits" if flavor == Flavor::Semaphore => {
+                    let value = permits_value(input, &name)?;
+                    set_once(&mut args.permits, value, &name)?;
+                }
+                "keys" | "mode" => {
+                    return Err(syn::Error::new(
+                        name.span(),
+                        format!(
+                            "`{name}` does not apply to a semaphore: its permits are one key's, \
+                             and each permit is alike; use `#[distributed_lock]` for several \
+                             keys or a read-write lock"
+                        ),
+                    ))
+                }
+                "permits" => {
+                    return Err(syn::Error::new(
+                        name.span(),
+                        "`permits` belongs to a semaphore: write \
+                         `#[distributed_semaphore(key = \"...\", permits = 5, ttl = \"...\")]`",
+                    ))
+                }
                 "key" => {
                     let value = string_value(input, &name, Expect::Template)?;
                     set_once(&mut args.key, value, &name)?;
@@ -102,7 +203,7 @@ impl Parse for Args {
                     let value: Expr = input.parse()?;
                     set_once(&mut args.or_return, (name.clone(), value), &name)?;
                 }
-                other => return Err(unknown(&name, other)),
+                other => return Err(unknown(&name, other, flavor)),
             }
             if input.is_empty() {
                 break;
@@ -120,6 +221,68 @@ enum Expect {
     ClientName,
     OnLost,
     CratePath,
+    Mode,
+}
+
+/// Parses `= ["a:{x}", "b:{y}"]`.
+fn key_list(input: ParseStream<'_>, name: &Ident) -> syn::Result<Vec<LitStr>> {
+    let usage = "`keys = [\"account:{from}\", \"account:{to}\"]`";
+    if !input.peek(Token![=]) {
+        return Err(syn::Error::new_spanned(
+            name,
+            format!("`keys` needs a list of key templates: {usage}"),
+        ));
+    }
+    input.parse::<Token![=]>()?;
+    let value: Expr = input.parse()?;
+    let Expr::Array(array) = value else {
+        return Err(syn::Error::new_spanned(
+            value,
+            format!("`keys` expects a list of string literals in brackets: {usage}"),
+        ));
+    };
+    if array.elems.is_empty() {
+        return Err(syn::Error::new_spanned(
+            array,
+            format!("`keys` is empty: name at least one lock, as in {usage}"),
+        ));
+    }
+    array
+        .elems
+        .into_iter()
+        .map(|elem| match elem {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) => Ok(lit),
+            other => Err(syn::Error::new_spanned(
+                other,
+                "each of `keys` must be a string literal key template such as \
+                 \"account:{from}\"",
+            )),
+        })
+        .collect()
+}
+
+/// Parses `= 5`.
+fn permits_value(input: ParseStream<'_>, name: &Ident) -> syn::Result<LitInt> {
+    if !input.peek(Token![=]) {
+        return Err(syn::Error::new_spanned(
+            name,
+            "`permits` needs a value: how many holders at once, such as `permits = 5`",
+        ));
+    }
+    input.parse::<Token![=]>()?;
+    let value: Expr = input.parse()?;
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => Ok(int),
+        other => Err(syn::Error::new_spanned(
+            other,
+            "`permits` expects a whole number such as `permits = 5` (checked at compile time, \
+             so not an expression)",
+        )),
+    }
 }
 
 /// A flag takes no value.
@@ -165,6 +328,7 @@ fn string_value(input: ParseStream<'_>, name: &Ident, expect: Expect) -> syn::Re
                 Expect::Template => "a string literal key template such as \"order:{order_id}\"",
                 Expect::ClientName => "a string literal naming a registered client",
                 Expect::OnLost => "\"cancel\" or \"finish\"",
+                Expect::Mode => "\"read\" or \"write\"",
                 Expect::CratePath => {
                     "a string literal naming the `lock-runtime` dependency, such as \"locks\""
                 }
@@ -184,6 +348,7 @@ fn example(name: &Ident, expect: Expect) -> String {
         Expect::ClientName => format!("`{name} = \"billing\"`"),
         Expect::OnLost => format!("`{name} = \"finish\"`"),
         Expect::CratePath => format!("`{name} = \"locks\"`"),
+        Expect::Mode => format!("`{name} = \"read\"`"),
     }
 }
 
@@ -198,12 +363,13 @@ fn set_once<T>(slot: &mut Option<T>, value: T, name: &Ident) -> syn::Result<()> 
     Ok(())
 }
 
-fn unknown(name: &Ident, text: &str) -> syn::Error {
+fn unknown(name: &Ident, text: &str, flavor: Flavor) -> syn::Error {
+    let valid = flavor.valid();
     let message = match suggest(text) {
         Some(known) => {
-            format!("unknown argument `{text}`; did you mean `{known}`? valid arguments: {VALID}")
+            format!("unknown argument `{text}`; did you mean `{known}`? valid arguments: {valid}")
         }
-        None => format!("unknown argument `{text}`; valid arguments: {VALID}"),
+        None => format!("unknown argument `{text}`; valid arguments: {valid}"),
     };
     syn::Error::new(name.span(), message)
 }
@@ -246,6 +412,17 @@ fn suggest(text: &str) -> Option<&'static str> {
         ("fencing_token", "fencing"),
         ("lost", "on_lost"),
         ("on_lease_lost", "on_lost"),
+        ("names", "keys"),
+        ("locks", "keys"),
+        ("key_list", "keys"),
+        ("read", "mode"),
+        ("write", "mode"),
+        ("shared", "mode"),
+        ("kind", "mode"),
+        ("limit", "permits"),
+        ("max_holders", "permits"),
+        ("concurrency", "permits"),
+        ("size", "permits"),
     ];
     let lower = text.to_ascii_lowercase();
     if let Some((_, known)) = SYNONYMS.iter().find(|(alias, _)| *alias == lower) {

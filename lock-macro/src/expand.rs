@@ -10,23 +10,34 @@ use quote::{format_ident, quote, quote_spanned, ToTokens as _};
 use syn::{spanned::Spanned as _, Expr, ReturnType, Stmt, Type};
 
 use crate::{
-    args::Args,
+    args::{Args, Flavor},
     fallback,
     item::{self, ItemFn},
-    template::{Field, Placeholder},
+    template::{Field, Placeholder, Template},
     validate::{self, OnFail, Plan, Shape},
 };
 
 /// The whole macro on `proc_macro2` tokens, so it can be unit-tested.
 pub(crate) fn distributed_lock(args: TokenStream, item: TokenStream) -> TokenStream {
+    attribute(Flavor::Lock, args, item)
+}
+
+/// `#[distributed_semaphore]`: the same expansion, taking a permit.
+pub(crate) fn distributed_semaphore(args: TokenStream, item: TokenStream) -> TokenStream {
+    attribute(Flavor::Semaphore, args, item)
+}
+
+fn attribute(flavor: Flavor, args: TokenStream, item: TokenStream) -> TokenStream {
     let item_fn: ItemFn = match syn::parse2(item.clone()) {
         Ok(item_fn) => item_fn,
         Err(_) => {
-            let error = item::not_a_function(&item);
+            let error = item::not_a_function(&item, flavor.attribute());
             return fallback::with_error(item, &error);
         }
     };
-    let plan = syn::parse2::<Args>(args).and_then(|args| validate::plan(args, &item_fn));
+    let parser = Args::parse_for(flavor);
+    let plan =
+        syn::parse::Parser::parse2(parser, args).and_then(|args| validate::plan(args, &item_fn));
     match plan {
         Ok(plan) => expand(plan, item_fn),
         Err(error) => fallback::with_error(item, &error),
@@ -101,12 +112,20 @@ fn guard_future(
     let output = Ident::mixed("__lock_output");
     let error = Ident::mixed("__lock_error");
     let guarded = quote! { (&#key, &#options, #future).await };
+    let (key_type, with_lock) = match plan.several {
+        false => (quote! { ::std::string::String }, quote! { with_lock }),
+        true => {
+            let count = plan.keys.len();
+            let ty = quote! { [::std::string::String; #count] };
+            (ty, quote! { with_locks })
+        }
+    };
     let fallback = match &plan.on_fail {
         OnFail::Propagate => {
             let on_error = propagate(rt, sig, declared, &error);
             return quote! {{
-                let #key: ::std::string::String = #key_value;
-                match #rt::with_lock #guarded {
+                let #key: #key_type = #key_value;
+                match #rt::#with_lock #guarded {
                     ::core::result::Result::Ok(#output) => #output,
                     ::core::result::Result::Err(#error) => #on_error,
                 }
@@ -123,8 +142,8 @@ fn guard_future(
     let context = quote! { #name, &#key, #client };
     let lost = lost_after_body(rt, declared, &context, &error, &fallback);
     quote! {{
-        let #key: ::std::string::String = #key_value;
-        match #rt::__private::with_lock #guarded {
+        let #key: #key_type = #key_value;
+        match #rt::__private::#with_lock #guarded {
             ::core::result::Result::Ok(#output) => #output,
             ::core::result::Result::Err(#rt::__private::Failure::Before(#error)) => {
                 #rt::__private::skipped(#context, &#error);
@@ -182,19 +201,30 @@ fn wrapped(plan: &Plan, sig: &syn::Signature, mut block: syn::Block) -> TokenStr
     block.into_token_stream()
 }
 
+/// The key's value, or for `keys = [...]` an array of them.
+fn key_expr(plan: &Plan) -> TokenStream {
+    let each = plan
+        .keys
+        .iter()
+        .map(|(lit, template)| one_key_expr(&plan.krate, lit, template));
+    match plan.several {
+        false => quote! { #(#each)* },
+        true => quote! { [#(#each),*] },
+    }
+}
+
 /// `::std::format!("order:{}", order_id)`, each placeholder passed through a probe that
 /// reports a type without `Display` in words of its own; all spanned at the key literal.
-fn key_expr(plan: &Plan) -> TokenStream {
-    let rt = &plan.krate;
-    let span = plan.key.span();
-    let format = syn::LitStr::new(&plan.template.format_string(), span);
-    if plan.template.placeholders().next().is_none() {
+fn one_key_expr(rt: &syn::Path, lit: &syn::LitStr, template: &Template) -> TokenStream {
+    let span = lit.span();
+    let format = syn::LitStr::new(&template.format_string(), span);
+    if template.placeholders().next().is_none() {
         // No placeholders: the text itself, `{{` and `}}` being braces.
         let text = format.value().replace("{{", "{").replace("}}", "}");
         let text = syn::LitStr::new(&text, span);
         return quote_spanned! {span=> ::std::string::String::from(#text) };
     }
-    let values = plan.template.placeholders().map(|p| {
+    let values = template.placeholders().map(|p| {
         let value = placeholder_expr(p, span);
         quote_spanned! {span=> (&#rt::__private::Probe::of(&(#value))).key_part(&(#value)) }
     });
@@ -240,10 +270,12 @@ fn options_expr(plan: &Plan, function: &syn::Ident) -> TokenStream {
     let on_lost = plan
         .finish_on_lost
         .then(|| quote! { .on_lost(#rt::OnLost::Finish) });
+    let mode = plan.read.then(|| quote! { .mode(#rt::LockMode::Read) });
+    let permits = plan.permits.map(|permits| quote! { .permits(#permits) });
     quote! {
         #rt::LockOptions::new(::core::time::Duration::from_millis(#ttl))
             .wait(::core::time::Duration::from_millis(#wait))
-            #client #renew #fencing #on_lost
+            #client #renew #fencing #on_lost #mode #permits
             .name_template(#template)
             .function(::core::concat!(::core::module_path!(), "::", #function))
     }
@@ -360,7 +392,11 @@ mod tests {
     use quote::quote;
 
     fn check(name: &str, args: TokenStream, item: TokenStream) {
-        let expanded = super::distributed_lock(args, item);
+        check_flavor(name, super::Flavor::Lock, args, item);
+    }
+
+    fn check_flavor(name: &str, flavor: super::Flavor, args: TokenStream, item: TokenStream) {
+        let expanded = super::attribute(flavor, args, item);
         // Wrap in an impl block so that methods parse as a file too.
         let file: syn::File = syn::parse2(quote! { impl Snapshot { #expanded } })
             .unwrap_or_else(|e| panic!("the expansion of {name} does not parse: {e}\n{expanded}"));
@@ -405,6 +441,42 @@ mod tests {
             quote! {
                 async fn nightly(&self) {
                     self.build().await;
+                }
+            },
+        );
+    }
+
+    #[test]
+    fn several_keys() {
+        check(
+            "several_keys",
+            quote! { keys = ["account:{from}", "account:{to}"], ttl = "10s", wait = "2s", fencing },
+            quote! {
+                async fn transfer(from: u32, to: u32) -> Result<(), AppError> {
+                    Ok(())
+                }
+            },
+        );
+    }
+
+    #[test]
+    fn reader_and_semaphore() {
+        check(
+            "reader",
+            quote! { key = "report:{day}", ttl = "30s", mode = "read", skip },
+            quote! {
+                async fn report(day: u32) -> Vec<u8> {
+                    Vec::new()
+                }
+            },
+        );
+        check_flavor(
+            "semaphore",
+            super::Flavor::Semaphore,
+            quote! { key = "exports", permits = 5, ttl = "30s", wait = "10s" },
+            quote! {
+                async fn export() -> Result<u32, AppError> {
+                    Ok(1)
                 }
             },
         );

@@ -38,14 +38,16 @@ impl Parse for ItemFn {
 }
 
 /// The error for an item that is not a function with a body, pointing at its keyword.
-pub(crate) fn not_a_function(item: &TokenStream) -> syn::Error {
-    let message = "`#[distributed_lock]` goes on an `async fn` with a body";
+pub(crate) fn not_a_function(item: &TokenStream, attribute: &str) -> syn::Error {
+    let message = &format!("`{attribute}` goes on an `async fn` with a body");
     match syn::parse2::<syn::Item>(item.clone()) {
         Ok(syn::Item::Struct(s)) => syn::Error::new_spanned(s.struct_token, message),
         Ok(syn::Item::Enum(e)) => syn::Error::new_spanned(e.enum_token, message),
         Ok(syn::Item::Impl(i)) => syn::Error::new_spanned(
             i.impl_token,
-            "`#[distributed_lock]` goes on each `async fn` inside the impl block, not on the block",
+            format!(
+                "`{attribute}` goes on each `async fn` inside the impl block, not on the block"
+            ),
         ),
         Ok(syn::Item::Verbatim(tokens)) if tokens.to_string().ends_with(';') => {
             syn::Error::new_spanned(tokens, format!("{message}; this declaration has none"))

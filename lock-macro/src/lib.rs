@@ -1,5 +1,5 @@
-//! The `#[distributed_lock]` attribute. Use it through `lock-runtime`, which re-exports it
-//! and documents it: `use lock_runtime::distributed_lock;`.
+//! The `#[distributed_lock]` and `#[distributed_semaphore]` attributes. Use them through
+//! `lock-runtime`, which re-exports and documents them: `use lock_runtime::distributed_lock;`.
 //!
 //! The work is split by phase: `args` reads the attribute's arguments, `item` the
 //! function, `template` and `duration` the literals; `validate` checks them together and
@@ -19,4 +19,10 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn distributed_lock(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::distributed_lock(args.into(), item.into()).into()
+}
+
+/// (The attribute is implemented in the `lock-macro` crate.)
+#[proc_macro_attribute]
+pub fn distributed_semaphore(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::distributed_semaphore(args.into(), item.into()).into()
 }

@@ -5,7 +5,7 @@ use proc_macro2::Span;
 use syn::{Block, Expr, FnArg, Ident, LitStr, Pat, ReturnType, Type};
 
 use crate::{
-    args::Args,
+    args::{Args, Flavor},
     duration,
     item::{self, ItemFn},
     template::{self, Template},
@@ -18,8 +18,16 @@ pub(crate) const MAX_TTL_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 
 /// Everything `expand` needs, checked.
 pub(crate) struct Plan {
+    /// The key template (for several keys, all of them, for the metrics' label).
     pub(crate) key: LitStr,
-    pub(crate) template: Template,
+    /// Each key's literal and template: one for `key`, any number for `keys`.
+    pub(crate) keys: Vec<(LitStr, Template)>,
+    /// `keys = [...]`: several locks at once.
+    pub(crate) several: bool,
+    /// `mode = "read"`.
+    pub(crate) read: bool,
+    /// A semaphore's permit count.
+    pub(crate) permits: Option<u32>,
     pub(crate) ttl_ms: u64,
     pub(crate) wait_ms: u64,
     pub(crate) client: Option<LitStr>,
@@ -63,7 +71,8 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
         None => errors = Some(e),
     };
 
-    let shape = match shape(item) {
+    let flavor = args.flavor;
+    let shape = match shape(item, flavor) {
         Ok(shape) => Some(shape),
         Err(e) => {
             report(e);
@@ -71,25 +80,102 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
         }
     };
 
-    let key = args.key.clone();
-    let template = match &key {
-        None => {
+    let several = args.keys.is_some();
+    let literals = match (&args.key, &args.keys) {
+        (Some(_), Some((name, _))) => {
             report(syn::Error::new(
-                Span::call_site(),
-                "missing `key`: name the lock, for example `key = \"order:{order_id}\"`",
+                name.span(),
+                "`key` and `keys` both name what to lock; keep `key` for one lock, or list \
+                 every key in `keys`",
             ));
             None
         }
-        Some(lit) => match template::parse(&lit.value()) {
+        (Some(key), None) => Some(vec![key.clone()]),
+        (None, Some((_, keys))) => Some(keys.clone()),
+        (None, None) => {
+            let also = match flavor {
+                Flavor::Lock => ", or several with `keys = [\"account:{from}\", \"account:{to}\"]`",
+                Flavor::Semaphore => "",
+            };
+            report(syn::Error::new(
+                Span::call_site(),
+                format!(
+                    "missing `key`: name the lock, for example `key = \"order:{{order_id}}\"`{also}"
+                ),
+            ));
+            None
+        }
+    };
+    let mut keys = Vec::new();
+    for lit in literals.iter().flatten() {
+        match template::parse(&lit.value()) {
             Ok(template) => match check_placeholders(&template, item) {
-                Ok(()) => Some(template),
-                Err(message) => {
-                    report(syn::Error::new(lit.span(), message));
-                    None
-                }
+                Ok(()) => keys.push((lit.clone(), template)),
+                Err(message) => report(syn::Error::new(lit.span(), message)),
             },
-            Err(message) => {
-                report(syn::Error::new(lit.span(), message));
+            Err(message) => report(syn::Error::new(lit.span(), message)),
+        }
+    }
+    // The metrics' label: the templates, joined.
+    let key = literals.as_ref().and_then(|literals| {
+        let first = literals.first()?;
+        let text: Vec<String> = literals.iter().map(LitStr::value).collect();
+        Some(LitStr::new(&text.join(", "), first.span()))
+    });
+    let template = (literals.as_ref().map(Vec::len) == Some(keys.len())).then_some(());
+
+    let read = match &args.mode {
+        None => Some(false),
+        Some(lit) => match lit.value().as_str() {
+            "read" => Some(true),
+            "write" => Some(false),
+            other => {
+                let hint = match suggest_mode(other) {
+                    Some(mode) => format!("did you mean \"{mode}\"? "),
+                    None => String::new(),
+                };
+                report(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "unknown `mode` \"{other}\"; {hint}use \"read\" (beside other readers) \
+                         or \"write\" (alone, the default)"
+                    ),
+                ));
+                None
+            }
+        },
+    };
+    if let (Some(true), Some((name, _))) = (read, &args.keys) {
+        report(syn::Error::new(
+            name.span(),
+            "`keys` takes exclusive locks; `mode = \"read\"` takes one key at a time",
+        ));
+    }
+
+    let permits = match (&args.permits, flavor) {
+        (None, Flavor::Semaphore) => {
+            report(syn::Error::new(
+                Span::call_site(),
+                "missing `permits`: how many holders the semaphore admits at once, for example \
+                 `permits = 5`",
+            ));
+            None
+        }
+        (None, Flavor::Lock) => Some(None),
+        (Some(lit), _) => match lit.base10_parse::<u32>() {
+            Ok(0) => {
+                report(syn::Error::new(
+                    lit.span(),
+                    "`permits = 0` admits nobody: a semaphore needs at least one permit",
+                ));
+                None
+            }
+            Ok(permits) => Some(Some(permits)),
+            Err(_) => {
+                report(syn::Error::new(
+                    lit.span(),
+                    format!("`permits` must be a whole number from 1 to {}", u32::MAX),
+                ));
                 None
             }
         },
@@ -250,8 +336,7 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
         return Err(errors);
     }
     match (
-        key,
-        template,
+        (key, template, read, permits),
         ttl_ms,
         wait_ms,
         on_fail,
@@ -261,8 +346,7 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
         krate,
     ) {
         (
-            Some(key),
-            Some(template),
+            (Some(key), Some(()), Some(read), Some(permits)),
             Some(ttl_ms),
             Some(wait_ms),
             Some(on_fail),
@@ -272,7 +356,10 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
             Some(krate),
         ) => Ok(Plan {
             key,
-            template,
+            keys,
+            several,
+            read,
+            permits,
             ttl_ms,
             wait_ms,
             client: args.client,
@@ -286,12 +373,27 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
         // Every `None` above was reported; this arm only keeps the macro panic-free.
         _ => Err(syn::Error::new(
             Span::call_site(),
-            "`#[distributed_lock]`: invalid arguments",
+            format!("`{}`: invalid arguments", flavor.attribute()),
         )),
     }
 }
 
-fn shape(item: &ItemFn) -> syn::Result<Shape> {
+/// The mode a wrong one most likely meant.
+fn suggest_mode(text: &str) -> Option<&'static str> {
+    let lower = text.to_ascii_lowercase();
+    match lower.as_str() {
+        "r" | "reader" | "readers" | "shared" | "share" | "ro" | "read_only" | "readonly"
+        | "reed" | "raed" | "rad" | "red" | "reads" => Some("read"),
+        "w" | "writer" | "writers" | "exclusive" | "rw" | "wirte" | "wite" | "writ" | "writes"
+        | "wrte" | "rite" => Some("write"),
+        _ if lower.starts_with("rea") || lower.starts_with("sha") => Some("read"),
+        _ if lower.starts_with("wr") || lower.starts_with("ex") => Some("write"),
+        _ => None,
+    }
+}
+
+fn shape(item: &ItemFn, flavor: Flavor) -> syn::Result<Shape> {
+    let attribute = flavor.attribute();
     let sig = &item.sig;
     if sig.asyncness.is_some() {
         return Ok(Shape::AsyncFn);
@@ -299,7 +401,7 @@ fn shape(item: &ItemFn) -> syn::Result<Shape> {
     if let Some(constness) = &sig.constness {
         return Err(syn::Error::new_spanned(
             constness,
-            "`#[distributed_lock]` needs an `async fn`; a `const fn` cannot wait for a lock",
+            format!("`{attribute}` needs an `async fn`; a `const fn` cannot wait for a lock"),
         ));
     }
     if let Some(block) = item::wrapped_async_body(item) {
@@ -311,7 +413,7 @@ fn shape(item: &ItemFn) -> syn::Result<Shape> {
     Err(syn::Error::new_spanned(
         sig.fn_token,
         format!(
-            "`#[distributed_lock]` needs an `async fn`: taking the lock awaits the store; \
+            "`{attribute}` needs an `async fn`: taking the lock awaits the store; \
              write `async fn {}`",
             sig.ident
         ),

@@ -16,7 +16,7 @@ use crate::{
     lease::lease_end,
     local::{Entry, Slot},
     options::LockOptions,
-    store::{fence_key, AcquireRequest, Attempt, Watch},
+    store::{fence_key, AcquireRequest, Attempt, LockKind, Watch},
     token::Token,
 };
 
@@ -65,6 +65,43 @@ impl Backend {
         self.acquire_key(key, token, options).instrument(span).await
     }
 
+    /// Takes one of `permits` permits of the semaphore `name`: at most `permits` holders at
+    /// once, each with a lease and token of its own, so a holder that vanished gives its
+    /// permit back when its TTL runs out. Waiting, renewal, fencing and release are as for
+    /// [`acquire`](Self::acquire); the guard releases this permit only.
+    ///
+    /// Every process must name the same `permits` for a name: while the semaphore has
+    /// holders, a request with another count fails with [`LockError::InvalidInput`] rather
+    /// than admitting a different number. Fails the same way for `permits == 0`, and on a
+    /// store without semaphores (`Store::supports`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), lock_runtime::LockError> {
+    /// use lock_runtime::{Backend, LockError, LockOptions};
+    /// use std::time::Duration;
+    ///
+    /// let backend = Backend::memory();
+    /// let options = LockOptions::new(Duration::from_secs(30));
+    /// let one = backend.acquire_permit("exports", 2, &options).await?;
+    /// let two = backend.acquire_permit("exports", 2, &options).await?;
+    /// let third = backend.acquire_permit("exports", 2, &options).await;
+    /// assert!(matches!(third, Err(LockError::Busy { .. })));
+    /// let other_count = backend.acquire_permit("exports", 3, &options).await;
+    /// assert!(matches!(other_count, Err(LockError::InvalidInput(_))));
+    /// one.release().await?;
+    /// two.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn acquire_permit(
+        &self,
+        name: &str,
+        permits: u32,
+        options: &LockOptions,
+    ) -> Result<LockGuard, LockError> {
+        self.acquire(name, &options.clone().permits(permits)).await
+    }
+
     async fn acquire_key(
         &self,
         key: Arc<str>,
@@ -74,10 +111,18 @@ impl Backend {
         if let Some(why) = self.store().refuses(options.ttl(), options.fenced()) {
             return Err(LockError::invalid(why));
         }
+        let kind = options.kind();
+        if kind != LockKind::Exclusive {
+            self.check_kind(kind)?;
+        }
         let started = Instant::now();
         let metrics = self.lock_metrics(options);
         let deadline = started.checked_add(options.wait_for());
-        let slot = match self.local().enter(&key, started) {
+        // Shared holders of this process do not queue behind one another.
+        let slot = match match kind.is_shared() {
+            true => Entry::Owner(self.local().alone(&key)),
+            false => self.local().enter(&key, started),
+        } {
             Entry::Owner(slot) => slot,
             Entry::Queued(ticket) => match ticket.wait(deadline).await {
                 Ok(slot) => slot,
@@ -99,6 +144,7 @@ impl Backend {
             reclaim: false,
             waiting: false,
             holder: holder.as_str(),
+            kind,
         };
         let outcome = self.contend(request, &slot, deadline).await;
         let refused = match outcome {
@@ -121,6 +167,7 @@ impl Backend {
                     client: options.client_label(),
                     session: self.store().session(&key, &token),
                     metrics,
+                    shared: kind.is_shared(),
                 };
                 return Ok(LockGuard::new(self.clone(), key, held));
             }
@@ -158,6 +205,7 @@ impl Backend {
         deadline: Option<Instant>,
     ) -> Result<Result<(Option<u64>, Instant), Refused>, LockError> {
         let mut unknown = InFlight::new(self, request.key, request.token);
+        unknown.shared = request.kind.is_shared();
         // A store that keeps a busy contender queued: leaving without the lock leaves the
         // queue (`unknown` stays armed, and releases when dropped).
         let queued = self.store().queues_contenders();
@@ -166,10 +214,12 @@ impl Backend {
         let mut watch: Option<Watch> = None;
         let mut subscribe = false;
         let mut recheck = FIRST_RECHECK;
-        // Made on the first pause: the uncontended path never pauses.
-        let mut jitter: Option<Jitter> = None;
         // Whether the last wake-up was a release notification.
         let mut woken = false;
+        // Whether the store marked the key for this writer (writer preference).
+        let mut marked = false;
+        // Made on the first pause: the uncontended path never pauses.
+        let mut jitter: Option<Jitter> = None;
         loop {
             if std::mem::take(&mut subscribe) {
                 watch = Some(self.subscribe(request.key, deadline).await);
@@ -184,8 +234,9 @@ impl Backend {
             request.reclaim = unknown.armed();
             // Ask for the holder's remaining lease when subscribed and not just woken by a
             // release: a woken waiter most likely finds the lock free, and a plain try is
-            // the cheapest.
-            request.waiting = watch.is_some() && !std::mem::take(&mut woken);
+            // the cheapest. A writer that marked the key against new readers asks as a
+            // waiter every time, so that its winning try clears the mark.
+            request.waiting = watch.is_some() && (marked || !std::mem::take(&mut woken));
             let sent_at = Instant::now();
             unknown.arm(sent_at + request.ttl);
             let answer = self
@@ -210,10 +261,20 @@ impl Backend {
                         unknown.disarm();
                     }
                     slot.record(None);
-                    if let Attempt::BusyFor { left } = busy {
-                        lease_left = Some(left);
+                    match busy {
+                        Attempt::BusyFor { left } => lease_left = Some(left),
+                        Attempt::BusyShared { left } => {
+                            lease_left = Some(left);
+                            marked |= request.waiting;
+                        }
+                        _ => {}
                     }
                     Ok(Refused::Busy)
+                }
+                // Not a passing failure: the key is another kind of lock.
+                Err(e @ LockError::InvalidInput(_)) => {
+                    unknown.disarm();
+                    return Err(e);
                 }
                 Err(e) => {
                     slot.record(Some(&e));
@@ -283,6 +344,29 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Refuses a shared kind this backend's store cannot take, or a semaphore of no permits.
+    fn check_kind(&self, kind: LockKind) -> Result<(), LockError> {
+        if kind == (LockKind::Permit { permits: 0 }) {
+            return Err(LockError::invalid(
+                "a semaphore needs at least one permit; `permits = 0` admits nobody",
+            ));
+        }
+        if self.store().supports(kind) {
+            return Ok(());
+        }
+        let what = match kind {
+            LockKind::Read => "read locks",
+            _ => "semaphores",
+        };
+        Err(LockError::invalid(format!(
+            "the {} store does not support {what}; use Redis (one server, without \
+             `replicas_acknowledge`) or the in-memory store",
+            self.store().kind()
+        )))
+    }
+}
+
 fn check_request(name: &str, ttl: Duration) -> Result<(), LockError> {
     if name.is_empty() {
         return Err(LockError::invalid("the lock key is empty"));
@@ -299,6 +383,8 @@ struct InFlight<'a> {
     token: &'a Token,
     /// While armed: when the key would expire by itself if a request did take it.
     expires: Option<Instant>,
+    /// The request was for a shared lock.
+    shared: bool,
 }
 
 impl<'a> InFlight<'a> {
@@ -308,6 +394,7 @@ impl<'a> InFlight<'a> {
             key,
             token,
             expires: None,
+            shared: false,
         }
     }
 
@@ -327,8 +414,13 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if let Some(expires) = self.expires {
-            self.backend
-                .release_in_background(self.key.into(), *self.token, None, expires);
+            self.backend.release_in_background(
+                self.key.into(),
+                *self.token,
+                self.shared,
+                None,
+                expires,
+            );
         }
     }
 }

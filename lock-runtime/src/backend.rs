@@ -13,7 +13,10 @@ use crate::{
     local::LocalQueue,
     metrics::{ErrorKind, LockMetrics, Metrics},
     options::LockOptions,
-    store::{CallTimedOut, MemoryStore, NoQuorum, NotAcknowledged, Store, StoreError, StoreFuture},
+    store::{
+        CallTimedOut, KindMismatch, MemoryStore, NoQuorum, NotAcknowledged, Store, StoreError,
+        StoreFuture,
+    },
     token::Token,
 };
 
@@ -219,6 +222,7 @@ impl Backend {
         &self,
         key: Arc<str>,
         token: Token,
+        shared: bool,
         slot: Option<u64>,
         until: Instant,
     ) {
@@ -239,7 +243,7 @@ impl Backend {
             let mut pause = CLEANUP_RETRY;
             loop {
                 let outcome = backend
-                    .bounded("release", backend.store().release(&key, &token))
+                    .bounded("release", backend.store_release(&key, &token, shared))
                     .await;
                 tracing::debug!(%key, ?outcome, "background release");
                 if outcome.is_ok() || Instant::now() + pause >= until {
@@ -249,6 +253,36 @@ impl Backend {
                 pause = (pause * 2).min(LONGEST_CLEANUP_RETRY);
             }
         });
+    }
+}
+
+impl Backend {
+    /// The store's release of `key` held by `token`, exclusively or (`shared`) as one of
+    /// several holders.
+    pub(crate) fn store_release<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a Token,
+        shared: bool,
+    ) -> StoreFuture<'a, bool> {
+        match shared {
+            false => self.store().release(key, token),
+            true => self.store().release_shared(key, token),
+        }
+    }
+
+    /// The store's extension of `key` held by `token`, as [`store_release`](Self::store_release).
+    pub(crate) fn store_extend<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a Token,
+        ttl: Duration,
+        shared: bool,
+    ) -> StoreFuture<'a, bool> {
+        match shared {
+            false => self.store().extend(key, token, ttl),
+            true => self.store().extend_shared(key, token, ttl),
+        }
     }
 }
 
@@ -274,6 +308,9 @@ pub(crate) fn store_failure(
 ) -> LockError {
     if source.is::<CallTimedOut>() {
         return LockError::Timeout { operation, after };
+    }
+    if let Some(mismatch) = source.downcast_ref::<KindMismatch>() {
+        return LockError::InvalidInput(mismatch.0.clone());
     }
     if let Some(not) = source.downcast_ref::<NotAcknowledged>() {
         return LockError::NotReplicated {

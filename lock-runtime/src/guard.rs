@@ -58,6 +58,8 @@ pub struct LockGuard {
     metrics: &'static LockMetrics,
     /// The loss of the lease was counted.
     lost_counted: bool,
+    /// Held as one of several holders (a reader or a permit).
+    shared: bool,
 }
 
 /// The owner token is left out: whoever has it can release the lock.
@@ -82,6 +84,7 @@ pub(crate) struct Held {
     pub(crate) client: &'static str,
     pub(crate) session: Option<SessionWatch>,
     pub(crate) metrics: &'static LockMetrics,
+    pub(crate) shared: bool,
 }
 
 impl LockGuard {
@@ -99,6 +102,7 @@ impl LockGuard {
             settled: false,
             metrics: held.metrics,
             lost_counted: false,
+            shared: held.shared,
         }
     }
 
@@ -152,8 +156,7 @@ impl LockGuard {
         let sent_at = Instant::now();
         let call = self
             .backend
-            .store()
-            .extend(&self.store_key, &self.token, ttl);
+            .store_extend(&self.store_key, &self.token, ttl, self.shared);
         match self.backend.bounded("extend", call).await? {
             true => {
                 self.metrics.renewed();
@@ -174,7 +177,9 @@ impl LockGuard {
     pub async fn release(mut self) -> Result<(), LockError> {
         let span = tracing::debug_span!("lock.release", key = self.key());
         let held = self.acquired_at.elapsed();
-        let call = self.backend.store().release(&self.store_key, &self.token);
+        let call = self
+            .backend
+            .store_release(&self.store_key, &self.token, self.shared);
         let outcome = self
             .backend
             .bounded("release", call)
@@ -211,8 +216,13 @@ impl LockGuard {
                 // The delete may not have happened: keep trying in the background, so a
                 // broken connection does not leave the lock orphaned for its whole TTL.
                 let key = self.store_key.clone();
-                self.backend
-                    .release_in_background(key, self.token, None, self.lease_end);
+                self.backend.release_in_background(
+                    key,
+                    self.token,
+                    self.shared,
+                    None,
+                    self.lease_end,
+                );
                 Err(e)
             }
         }
@@ -228,6 +238,7 @@ impl LockGuard {
             ttl: options.ttl(),
             client: self.client,
             metrics: self.metrics,
+            shared: self.shared,
             // `None` (an unbounded `max_hold`) renews for as long as the body runs.
             until: self.acquired_at.checked_add(options.max_hold_for()),
         }
@@ -270,6 +281,7 @@ impl Drop for LockGuard {
             self.backend.release_in_background(
                 self.store_key.clone(),
                 self.token,
+                self.shared,
                 Some(self.generation),
                 self.lease_end,
             );

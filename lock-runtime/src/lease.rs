@@ -176,6 +176,8 @@ pub(crate) struct Renewal {
     pub(crate) ttl: Duration,
     pub(crate) client: &'static str,
     pub(crate) metrics: &'static LockMetrics,
+    /// Held as one of several holders.
+    pub(crate) shared: bool,
     /// Renewal stops here; `None`: no bound.
     pub(crate) until: Option<Instant>,
 }
@@ -183,6 +185,12 @@ pub(crate) struct Renewal {
 /// Stops the renewal task when dropped.
 #[derive(Debug)]
 pub(crate) struct RenewalTask(tokio::task::AbortHandle);
+
+impl RenewalTask {
+    pub(crate) fn new(task: tokio::task::AbortHandle) -> Self {
+        Self(task)
+    }
+}
 
 impl Drop for RenewalTask {
     fn drop(&mut self) {
@@ -217,10 +225,9 @@ impl Renewal {
                 continue;
             }
             let sent_at = Instant::now();
-            let call = self
-                .backend
-                .store()
-                .extend(&self.store_key, &self.token, self.ttl);
+            let call =
+                self.backend
+                    .store_extend(&self.store_key, &self.token, self.ttl, self.shared);
             let outcome = tokio::select! {
                 outcome = self.backend.bounded("extend", call) => outcome,
                 () = tokio::time::sleep_until(end.into()) => {

@@ -90,6 +90,7 @@ mod inspect;
 mod lease;
 mod local;
 mod metrics;
+mod multi;
 mod options;
 mod redact;
 mod registry;
@@ -108,9 +109,10 @@ pub use crate::{
     holder::{Holder, LockInfo, MAX_FUNCTION, MAX_HOST},
     inspect::{inspect, LockWatch, DEFAULT_WATCH_INTERVAL},
     metrics::UNNAMED,
-    options::{LockOptions, OnLost, DEFAULT_MAX_HOLD},
+    multi::MultiGuard,
+    options::{LockMode, LockOptions, OnLost, DEFAULT_MAX_HOLD},
     registry::{client, init, init_from_env, register, URL_ENV},
-    run::{fencing_token, with_lock},
+    run::{fencing_token, fencing_token_of, with_lock, with_locks, with_permit},
     token::Token,
 };
 
@@ -138,6 +140,12 @@ pub async fn acquire(key: &str, options: &LockOptions) -> Result<LockGuard, Lock
 #[doc(inline)]
 #[doc = include_str!("attribute.md")]
 pub use lock_macro::distributed_lock;
+
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+#[doc(inline)]
+#[doc = include_str!("semaphore.md")]
+pub use lock_macro::distributed_semaphore;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -151,6 +151,18 @@ impl LocalQueue {
         }
     }
 
+    /// A slot of its own for a shared holder (a reader or a permit), which does not queue
+    /// behind this process's other holders of `key`: recording, keeping and passing it
+    /// touch nothing.
+    pub(crate) fn alone<'a>(&'a self, key: &'a Arc<str>) -> Slot<'a> {
+        Slot {
+            queue: self,
+            key,
+            generation: self.fresh(),
+            owned: false,
+        }
+    }
+
     /// Records the lease end of the slot's owner (after acquiring or extending).
     pub(crate) fn set_lease(&self, key: &str, generation: u64, lease_end: Instant) {
         if let Some(entry) = self.keys().get_mut(key) {

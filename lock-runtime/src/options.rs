@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::store::LockKind;
+
 /// How long renewal keeps a lease alive unless [`LockOptions::max_hold`] says otherwise.
 pub const DEFAULT_MAX_HOLD: Duration = Duration::from_secs(600);
 
@@ -36,6 +38,41 @@ pub struct LockOptions {
     on_lost: OnLost,
     function: Option<&'static str>,
     template: Option<&'static str>,
+    kind: LockKind,
+}
+
+/// Which side of a read-write lock to take ([`LockOptions::mode`]): many readers may hold a
+/// key at once, a writer holds it alone.
+///
+/// A writer that waits keeps new readers out, so a stream of readers cannot starve it
+/// (writer preference): on finding readers in the way it marks the key for a second after
+/// each try, and readers that come meanwhile wait. Readers already in keep their leases.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), lock_runtime::LockError> {
+/// use lock_runtime::{Backend, LockError, LockMode, LockOptions};
+/// use std::time::Duration;
+///
+/// let backend = Backend::memory();
+/// let read = LockOptions::new(Duration::from_secs(5)).mode(LockMode::Read);
+/// let one = backend.acquire("report", &read).await?;
+/// let two = backend.acquire("report", &read).await?; // readers share
+/// let write = LockOptions::new(Duration::from_secs(5)); // `LockMode::Write`, the default
+/// assert!(matches!(backend.acquire("report", &write).await, Err(LockError::Busy { .. })));
+/// one.release().await?;
+/// two.release().await?;
+/// backend.acquire("report", &write).await?.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LockMode {
+    /// Alone: no reader and no other writer (the default; a plain lock is a writer).
+    #[default]
+    Write,
+    /// Beside other readers, while no writer holds or waits for the key.
+    Read,
 }
 
 /// What [`with_lock`](crate::with_lock) (and so `#[distributed_lock]`) does with a body
@@ -90,7 +127,31 @@ impl LockOptions {
             on_lost: OnLost::Cancel,
             function: None,
             template: None,
+            kind: LockKind::Exclusive,
         }
+    }
+
+    /// Take the lock as a reader or as a writer ([`LockMode`]); a writer by default.
+    #[must_use]
+    pub const fn mode(mut self, mode: LockMode) -> Self {
+        self.kind = match mode {
+            LockMode::Read => LockKind::Read,
+            LockMode::Write => LockKind::Exclusive,
+        };
+        self
+    }
+
+    /// Take one of `permits` permits of a semaphore instead of a lock (see
+    /// [`Backend::acquire_permit`](crate::Backend::acquire_permit)).
+    #[must_use]
+    pub const fn permits(mut self, permits: u32) -> Self {
+        self.kind = LockKind::Permit { permits };
+        self
+    }
+
+    /// What kind of lock these options take.
+    pub const fn kind(&self) -> LockKind {
+        self.kind
     }
 
     /// Keep trying for up to `wait` while another owner holds the lock. Zero means one try.

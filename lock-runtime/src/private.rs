@@ -203,6 +203,34 @@ pub async fn with_lock<F: Future>(
     crate::run::run(key, options, body).await
 }
 
+/// [`with_locks`](crate::with_locks), telling apart failures before and after the body
+/// started.
+pub async fn with_locks<F: Future, const N: usize>(
+    keys: &[String; N],
+    options: &LockOptions,
+    body: F,
+) -> Result<F::Output, Failure> {
+    crate::run::run_all(keys, options, body).await
+}
+
+/// The names of what a guarded function locks, as events show them.
+pub trait Names {
+    /// One name, or several joined with `, `.
+    fn names(&self) -> String;
+}
+
+impl Names for String {
+    fn names(&self) -> String {
+        self.clone()
+    }
+}
+
+impl<const N: usize> Names for [String; N] {
+    fn names(&self) -> String {
+        self.join(", ")
+    }
+}
+
 /// For return types that can carry the error: carry it.
 pub trait CanCarry<R> {
     /// `Ok(value to return)`.
@@ -233,8 +261,15 @@ impl<R> CannotCarry<R> for &Probe<R> {
 /// INFO; anything else (no client registered, a store that fails or does not answer, a
 /// bad key) is a broken setup, logged at ERROR, so a `skip` job cannot silently do
 /// nothing forever.
-pub fn skipped(function: &'static str, key: &str, client: Option<&'static str>, error: &LockError) {
+pub fn skipped(
+    function: &'static str,
+    key: &impl Names,
+    client: Option<&'static str>,
+    error: &LockError,
+) {
     let client = client.unwrap_or("default");
+    let key = key.names();
+    let key = key.as_str();
     match error {
         LockError::Busy { .. } | LockError::Recovering { .. } => {
             tracing::info!(function, key, client, error = %error, "lock busy; skipped");
@@ -255,10 +290,12 @@ pub fn skipped(function: &'static str, key: &str, client: Option<&'static str>, 
 /// protected to the end.
 pub fn lost_after_body(
     function: &'static str,
-    key: &str,
+    key: &impl Names,
     client: Option<&'static str>,
     error: &LockError,
 ) {
+    let key = key.names();
+    let key = key.as_str();
     tracing::error!(
         function,
         key,

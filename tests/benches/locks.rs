@@ -19,6 +19,10 @@
 //! - S1 and S2 with no metrics recorder and with `metrics-exporter-prometheus` installed
 //!   (`BENCH_ONLY=metrics`), each side in its own process, against the floor.
 //! - S1, S2 and S3h again against a 3-primary Redis Cluster (`BENCH_ONLY=cluster`).
+//! - Lock kinds (`BENCH_ONLY=kinds`): a cycle of two keys at once against a hand-written
+//!   floor (one script that sets both keys if both are free, one that deletes both) and
+//!   against the library's one-key cycle; a semaphore permit's and a read lock's cycle
+//!   against the one-key lock's. One task and 64 tasks, each side in its own process.
 //! - S1, S2 and S3h with Redlock over 3 independent servers (`BENCH_ONLY=redlock`), against
 //!   a hand-written Redlock floor (all `SET NX PX` at once, majority, compare-and-delete on
 //!   all) and rslock's Redlock.
@@ -46,6 +50,27 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
 end
 return 0
+";
+
+/// The floor's two-key acquire: both keys if both are free.
+const ACQUIRE_TWO: &str = r"
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then
+    return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+/// The floor's two-key release: compare-and-delete both.
+const RELEASE_TWO: &str = r"
+local n = 0
+for i = 1, 2 do
+    if redis.call('GET', KEYS[i]) == ARGV[1] then
+        n = n + redis.call('DEL', KEYS[i])
+    end
+end
+return n
 ";
 
 const HANDOFF_TASKS: usize = 16;
@@ -722,6 +747,79 @@ async fn cycles_child(args: &[String]) {
             })
             .await
         }
+        "floor2" => {
+            let floor = Floor::connect(url).await;
+            let (acquire, release) = (
+                Arc::new(Script::new(ACQUIRE_TWO)),
+                Arc::new(Script::new(RELEASE_TWO)),
+            );
+            measure(tasks, length, server, move |i| {
+                let (mut conn, acquire, release) =
+                    (floor.conn.clone(), acquire.clone(), release.clone());
+                async move {
+                    let keys = [
+                        format!("lock:{{bench:{i}a}}"),
+                        format!("lock:{{bench:{i}b}}"),
+                    ];
+                    let token = floor_token();
+                    let taken: i64 = acquire
+                        .key(&keys[0])
+                        .key(&keys[1])
+                        .arg(&token)
+                        .arg(10_000)
+                        .invoke_async(&mut conn)
+                        .await
+                        .expect("floor acquire two");
+                    assert_eq!(taken, 1, "floor: a key was taken");
+                    let deleted: i64 = release
+                        .key(&keys[0])
+                        .key(&keys[1])
+                        .arg(&token)
+                        .invoke_async(&mut conn)
+                        .await
+                        .expect("floor release two");
+                    assert_eq!(deleted, 2);
+                }
+            })
+            .await
+        }
+        "lib2" | "libsem" | "libread" => {
+            let backend = Backend::builder()
+                .connect(url)
+                .await
+                .expect("lib connection");
+            let side = side.clone();
+            measure(tasks, length, server, move |i| {
+                let (backend, side) = (backend.clone(), side.clone());
+                async move {
+                    match side.as_str() {
+                        "lib2" => {
+                            let keys = [format!("bench:{i}a"), format!("bench:{i}b")];
+                            let both = backend
+                                .acquire_all(&keys, &OPTIONS)
+                                .await
+                                .expect("acquire two");
+                            both.release().await.expect("release two");
+                        }
+                        "libsem" => {
+                            let key = format!("bench:sem:{i}");
+                            let permit = backend
+                                .acquire_permit(&key, 5, &OPTIONS)
+                                .await
+                                .expect("permit");
+                            permit.release().await.expect("release permit");
+                        }
+                        _ => {
+                            let read = OPTIONS.mode(lock_runtime::LockMode::Read);
+                            let key = format!("bench:read:{i}");
+                            let guard = backend.acquire(&key, &read).await.expect("read lock");
+                            guard.release().await.expect("release read lock");
+                        }
+                    }
+                }
+            })
+            .await
+        }
         "zkfloor" => {
             let floor = zookeeper::Floor::connect(url).await;
             measure(tasks, length, server, move |i| {
@@ -893,6 +991,31 @@ fn separate_row(name: &str, [floor, lib, rslock]: &[Measured; 3]) {
     );
 }
 
+/// Three sides of one lock-kinds measurement (`names` says which), with the second and
+/// third against the first.
+fn kinds_row(name: &str, names: [&str; 3], [first, second, third]: &[Measured; 3]) {
+    if first.cycles == 0 {
+        return;
+    }
+    let [a, b, c] = names;
+    println!(
+        "{:<24} {a} {:.0}/s p50 {} us, srv {:.1} us | {b} {:.0}/s p50 {} us, srv {:.1} us ({b}/{a} {:.2}x) | {c} {:.0}/s p50 {} us, srv {:.1} us ({c}/{a} {:.2}x, {b}/{c} {:.2}x)",
+        name,
+        first.per_second(),
+        us(first.percentile(0.5)),
+        first.server_cpu_per_cycle_us(),
+        second.per_second(),
+        us(second.percentile(0.5)),
+        second.server_cpu_per_cycle_us(),
+        second.per_second() / first.per_second(),
+        third.per_second(),
+        us(third.percentile(0.5)),
+        third.server_cpu_per_cycle_us(),
+        third.per_second() / first.per_second(),
+        second.per_second() / third.per_second(),
+    );
+}
+
 /// The library without and with a metrics recorder (`metrics` feature on in both), each
 /// against the floor.
 fn metrics_row(name: &str, [floor, lib, recorded]: &[Measured; 3]) {
@@ -989,6 +1112,14 @@ async fn main() {
     let with_metrics = ["floor", "lib", "lib+metrics"];
     let m1 = separate(rounds_of("metrics"), &single, &with_metrics, 1, slice).await;
     let m2 = separate(rounds_of("metrics"), &single, &with_metrics, 64, slice).await;
+    // Lock kinds: two keys at once against their floor and one key; a permit and a read
+    // lock against one key.
+    let two = ["floor2", "lib2", "lib"];
+    let k1 = separate(rounds_of("kinds"), &single, &two, 1, slice).await;
+    let k2 = separate(rounds_of("kinds"), &single, &two, 64, slice).await;
+    let shared = ["lib", "libsem", "libread"];
+    let k3 = separate(rounds_of("kinds"), &single, &shared, 1, slice).await;
+    let k4 = separate(rounds_of("kinds"), &single, &shared, 64, slice).await;
     // The same against a 3-primary Redis Cluster, the floor going through the `redis`
     // crate's cluster connection (rslock has no cluster support).
     let cluster = if wanted("cluster") {
@@ -1153,6 +1284,10 @@ async fn main() {
     separate_row("S2   zookeeper", &z2);
     metrics_row("S1   no recorder / Prometheus", &m1);
     metrics_row("S2   no recorder / Prometheus", &m2);
+    kinds_row("2 keys, 1 task", ["floor2", "lib2", "lib1"], &k1);
+    kinds_row("2 keys, 64 tasks", ["floor2", "lib2", "lib1"], &k2);
+    kinds_row("permit/read, 1 task", ["lock", "permit", "read"], &k3);
+    kinds_row("permit/read, 64 tasks", ["lock", "permit", "read"], &k4);
     println!("cpu: client CPU per cycle (us), user + system, all threads of the side's process;");
     println!("srv: the Redis server's CPU per cycle (us) over the same measurement");
     println!();

@@ -425,6 +425,23 @@ pub async fn eventually(bound: Duration, mut condition: impl FnMut() -> bool) ->
     }
 }
 
+/// [`eventually`] with a condition that awaits (a store call, say).
+pub async fn eventually_async<F: std::future::Future<Output = bool>>(
+    bound: Duration,
+    mut condition: impl FnMut() -> F,
+) -> bool {
+    let deadline = Instant::now() + bound;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Runs each scenario (an `async fn(Stores)`) against both stores, as the tests
 /// `<scenario>::memory` and `<scenario>::redis`.
 #[macro_export]

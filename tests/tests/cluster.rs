@@ -452,3 +452,66 @@ async fn replica_acknowledgements_are_asked_of_the_locks_own_shard() {
     other.release().await.expect("release");
     guard.release().await.expect("release");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_keys_on_several_shards_are_taken_in_order_and_readers_are_refused() {
+    let cluster = RedisCluster::start(3, 0).await;
+    let (a, b) = (backend(&cluster).await, backend(&cluster).await);
+    let wait = LockOptions::new(Duration::from_secs(5)).wait(Duration::from_secs(10));
+    // Keys whose slots lie on different shards, named in opposite orders by two clients.
+    let names = ["acct:1", "acct:2", "acct:3", "acct:4"];
+    let balance = Arc::new(AtomicU32::new(0));
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let backend = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let (wait, balance) = (wait.clone(), balance.clone());
+            let mut mine = names;
+            if i % 2 == 1 {
+                mine.reverse();
+            }
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    let balance = balance.clone();
+                    backend
+                        .with_locks(mine, &wait, async move {
+                            let seen = balance.load(Ordering::SeqCst);
+                            tokio::task::yield_now().await;
+                            balance.store(seen + 1, Ordering::SeqCst);
+                        })
+                        .await
+                        .expect("all keys within the wait");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    assert_eq!(balance.load(Ordering::SeqCst), 40, "two bodies overlapped");
+    // Names that share a hash tag (`lock:{user:7}:a}` hashes `user:7`) lie in one slot:
+    // taken together in one script on that slot's shard.
+    let node = cluster.node_for("lock:{user:7}:a}");
+    let options = LockOptions::new(Duration::from_secs(5));
+    let warm = a
+        .acquire_all(["user:7}:a", "user:7}:b"], &options)
+        .await
+        .expect("warm");
+    warm.release().await.expect("release");
+    let before = node.calls("evalsha");
+    let both = a
+        .acquire_all(["user:7}:a", "user:7}:b"], &options)
+        .await
+        .expect("both");
+    assert_eq!(
+        node.calls("evalsha") - before,
+        1,
+        "one script for both keys"
+    );
+    both.release().await.expect("release");
+    let read = LockOptions::new(Duration::from_secs(5)).mode(lock_runtime::LockMode::Read);
+    let refused = a.acquire("acct:1", &read).await;
+    assert!(
+        matches!(&refused, Err(LockError::InvalidInput(m)) if m.contains("redis-cluster")),
+        "{refused:?}"
+    );
+}

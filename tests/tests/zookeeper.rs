@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use lock_runtime::{Backend, LockError, LockOptions};
-use lock_tests::ZooKeeperServer;
+use lock_tests::{eventually_async, ZooKeeperServer};
 use zookeeper_client as zk;
 
 const SESSION: Duration = Duration::from_secs(2);
@@ -66,7 +66,7 @@ async fn a_lock_is_a_curator_node_and_a_busy_contender_leaves_the_queue() {
     }
     assert!(started.elapsed() < Duration::from_secs(2));
     // The busy contender's node goes (in the background).
-    let gone = until(Duration::from_secs(5), || async {
+    let gone = eventually_async(Duration::from_secs(5), || async {
         contenders(&zk, "order:7").await.len() == 1
     })
     .await;
@@ -76,24 +76,6 @@ async fn a_lock_is_a_curator_node_and_a_busy_contender_leaves_the_queue() {
     let again = b.acquire("order:7", &options).await.expect("free again");
     assert!(again.fencing_token() > Some(u64::try_from(stat.czxid).unwrap_or(0)));
     again.release().await.expect("release");
-}
-
-/// Polls an async `condition` every 20 ms until it holds or `bound` passes.
-async fn until<F, Fut>(bound: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + bound;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A `lock-hold` process holding `name` for `hold`; its output lines come through the
@@ -248,7 +230,7 @@ async fn a_killed_holders_lock_passes_on_within_the_session_timeout() {
     // The waiter is queued behind the holder before the kill.
     let zk = look(&server).await;
     assert!(
-        until(Duration::from_secs(10), || async {
+        eventually_async(Duration::from_secs(10), || async {
             contenders(&zk, "killed").await.len() == 2
         })
         .await
@@ -378,7 +360,7 @@ async fn a_connection_lost_during_create_finds_its_own_node() {
     });
     // The create reached the server; cut the connection before its answer comes back.
     assert!(
-        until(Duration::from_secs(10), || async {
+        eventually_async(Duration::from_secs(10), || async {
             contenders(&zk, "cut").await.len() == 1
         })
         .await
@@ -498,7 +480,7 @@ async fn curators_interprocess_mutex_and_this_crate_exclude_each_other() {
     let zk = look(&server).await;
     // Curator is queued behind us before we let go.
     assert!(
-        until(Duration::from_secs(30), || async {
+        eventually_async(Duration::from_secs(30), || async {
             contenders(&zk, "interop").await.len() == 2
         })
         .await
@@ -525,14 +507,14 @@ async fn cancelled_waiters_dropped_guards_and_panics_leave_no_node() {
         .await
     });
     assert!(
-        until(Duration::from_secs(10), || async {
+        eventually_async(Duration::from_secs(10), || async {
             contenders(&zk, "left").await.len() == 2
         })
         .await
     );
     waiter.abort();
     assert!(
-        until(Duration::from_secs(10), || async {
+        eventually_async(Duration::from_secs(10), || async {
             contenders(&zk, "left").await.len() == 1
         })
         .await,
@@ -540,7 +522,7 @@ async fn cancelled_waiters_dropped_guards_and_panics_leave_no_node() {
     );
     drop(guard);
     assert!(
-        until(Duration::from_secs(10), || async {
+        eventually_async(Duration::from_secs(10), || async {
             contenders(&zk, "left").await.is_empty()
         })
         .await,
@@ -557,7 +539,7 @@ async fn cancelled_waiters_dropped_guards_and_panics_leave_no_node() {
     });
     assert!(panicking.await.is_err(), "the body panicked");
     assert!(
-        until(Duration::from_secs(10), || async {
+        eventually_async(Duration::from_secs(10), || async {
             contenders(&zk, "left").await.is_empty()
         })
         .await,
@@ -601,9 +583,33 @@ async fn ttl_covers_the_session_renewal_keeps_the_lock_and_empty_directories_go(
         .await
         .expect("renewal keeps the lock past its TTL");
     assert_eq!(outcome, "finished");
-    let gone = until(Duration::from_secs(20), || async {
+    let gone = eventually_async(Duration::from_secs(20), || async {
         matches!(zk.check_stat("/locks/renewed").await, Ok(None))
     })
     .await;
     assert!(gone, "the empty lock directory stayed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_keys_are_taken_in_order_and_semaphores_are_refused() {
+    let _serial = SERIAL.lock().await;
+    let server = ZooKeeperServer::start();
+    let (a, b) = (backend(&server).await, backend(&server).await);
+    let wait = LockOptions::new(Duration::from_secs(5)).wait(Duration::from_secs(10));
+    let both = a.acquire_all(["k:2", "k:1"], &wait).await.expect("both");
+    assert_eq!(both.keys().collect::<Vec<_>>(), ["k:1", "k:2"]);
+    let waiter = {
+        let (b, wait) = (b.clone(), wait.clone());
+        tokio::spawn(async move { b.acquire_all(["k:1", "k:2"], &wait).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished(), "the second owner got in");
+    both.release().await.expect("release");
+    let next = waiter.await.expect("task").expect("both after the release");
+    next.release().await.expect("release");
+    let permit = a.acquire_permit("k:3", 2, &wait).await;
+    assert!(
+        matches!(&permit, Err(LockError::InvalidInput(m)) if m.contains("zookeeper")),
+        "{permit:?}"
+    );
 }

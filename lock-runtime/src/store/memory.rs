@@ -10,7 +10,10 @@ use std::{
 
 use tokio::sync::Notify;
 
-use super::{glob_matches, AcquireRequest, Attempt, Store, StoreFuture, StoredLock, Watch};
+use super::{
+    glob_matches, AcquireRequest, Attempt, KindMismatch, LockKind, Store, StoreError, StoreFuture,
+    StoredLock, Together, TogetherFuture, Watch, WRITER_WAITING,
+};
 use crate::token::Token;
 
 /// Locks kept in this process's memory.
@@ -36,6 +39,10 @@ struct State {
     locks: HashMap<String, Entry>,
     fences: HashMap<String, u64>,
     watchers: HashMap<String, Weak<Notify>>,
+    /// Keys held by readers or a semaphore's permits.
+    shared: HashMap<String, Shared>,
+    /// Keys a writer waits for, until when: new readers stay out.
+    writer_waiting: HashMap<String, Instant>,
     /// Operations since the last sweep of expired entries.
     since_sweep: usize,
 }
@@ -47,6 +54,26 @@ struct Entry {
     /// The holder's record, and its fencing token.
     holder: Box<str>,
     fence: Option<u64>,
+}
+
+/// The holders of a shared key.
+#[derive(Debug)]
+struct Shared {
+    /// 0 for readers; else the semaphore's permit count.
+    permits: u32,
+    holders: Vec<Entry>,
+}
+
+impl Shared {
+    fn drop_expired(&mut self, now: Instant) {
+        self.holders.retain(|h| h.expires_at > now);
+    }
+
+    /// When the first of its holders' leases ends.
+    fn first_end(&self, now: Instant) -> Duration {
+        let first = self.holders.iter().map(|h| h.expires_at).min();
+        first.map_or(Duration::ZERO, |end| end.saturating_duration_since(now))
+    }
 }
 
 impl Entry {
@@ -89,9 +116,97 @@ impl State {
     /// Deletes `key` and wakes its waiters.
     fn remove(&mut self, key: &str) {
         self.locks.remove(key);
+        self.wake(key);
+    }
+
+    fn wake(&self, key: &str) {
         if let Some(notify) = self.watchers.get(key).and_then(Weak::upgrade) {
             notify.notify_waiters();
         }
+    }
+
+    /// The live shared holders of `key`, if any, dropping expired ones first.
+    fn live_shared(&mut self, key: &str, now: Instant) -> Option<&mut Shared> {
+        if self.shared.is_empty() {
+            return None;
+        }
+        let empty = self.shared.get_mut(key).is_some_and(|s| {
+            s.drop_expired(now);
+            s.holders.is_empty()
+        });
+        if empty {
+            self.shared.remove(key);
+        }
+        self.shared.get_mut(key)
+    }
+
+    /// Whether a writer waits for `key` now.
+    fn writer_waits(&self, key: &str, now: Instant) -> Option<Duration> {
+        let until = *self.writer_waiting.get(key)?;
+        (until > now).then(|| until - now)
+    }
+
+    fn next_fence(&mut self, fence_key: Option<&str>) -> Option<u64> {
+        fence_key.map(|fence_key| {
+            let counter = self.fences.entry(fence_key.to_owned()).or_insert(0);
+            *counter += 1;
+            *counter
+        })
+    }
+
+    /// Takes a shared lock (a reader or a permit) for `request`.
+    fn acquire_shared(
+        &mut self,
+        request: &AcquireRequest<'_>,
+        now: Instant,
+    ) -> Result<Attempt, StoreError> {
+        let permits = match request.kind {
+            LockKind::Permit { permits } => permits,
+            _ => 0,
+        };
+        if let Some(entry) = self.live(request.key, now) {
+            let left = entry.expires_at.saturating_duration_since(now);
+            return Ok(Attempt::BusyFor { left });
+        }
+        if let Some(left) = self.writer_waits(request.key, now).filter(|_| permits == 0) {
+            return Ok(Attempt::BusyFor { left });
+        }
+        if let Some(shared) = self.live_shared(request.key, now) {
+            if shared.permits != permits {
+                return Err(Box::new(mismatch(request.key, shared.permits, permits)));
+            }
+            if let Some(held) = shared
+                .holders
+                .iter_mut()
+                .find(|h| h.token == *request.token)
+            {
+                if request.reclaim {
+                    held.expires_at = now + request.ttl;
+                    return Ok(Attempt::Acquired { fence: held.fence });
+                }
+            }
+            if permits > 0 && shared.holders.len() >= permits as usize {
+                return Ok(Attempt::BusyFor {
+                    left: shared.first_end(now),
+                });
+            }
+        }
+        let fence = self.next_fence(request.fence_key);
+        let holder = Entry {
+            token: *request.token,
+            expires_at: now + request.ttl,
+            holder: request.holder.into(),
+            fence,
+        };
+        self.shared
+            .entry(request.key.to_owned())
+            .or_insert_with(|| Shared {
+                permits,
+                holders: Vec::new(),
+            })
+            .holders
+            .push(holder);
+        Ok(Attempt::Acquired { fence })
     }
 
     /// The fencing counter of the lock at `key`, if it issued a token.
@@ -104,6 +219,11 @@ impl State {
         self.since_sweep += 1;
         if self.since_sweep >= 1024 && self.since_sweep >= self.locks.len() {
             self.locks.retain(|_, e| e.expires_at > now);
+            self.shared.retain(|_, s| {
+                s.drop_expired(now);
+                !s.holders.is_empty()
+            });
+            self.writer_waiting.retain(|_, until| *until > now);
             self.watchers.retain(|_, w| w.strong_count() > 0);
             self.since_sweep = 0;
         }
@@ -114,11 +234,37 @@ fn ready<T: Send + 'static>(value: T) -> StoreFuture<'static, T> {
     Box::pin(std::future::ready(Ok(value)))
 }
 
+/// Why a shared request cannot join the holders of `key`, which hold it with `held`
+/// permits (0: as readers) where the request says `wanted`.
+pub(crate) fn mismatch(key: &str, held: u32, wanted: u32) -> KindMismatch {
+    KindMismatch(match (held, wanted) {
+        (0, _) => format!("`{key}` is held by readers of a read-write lock, not as a semaphore"),
+        (_, 0) => format!("`{key}` is a semaphore of {held} permits; it cannot be read-locked"),
+        _ => format!(
+            "`{key}` is a semaphore of {held} permits, but this request says {wanted}: every \
+             process must name the same count"
+        ),
+    })
+}
+
 impl Store for MemoryStore {
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         let now = Instant::now();
         let mut state = self.state();
         state.maybe_sweep(now);
+        if request.kind.is_shared() {
+            let attempt = state.acquire_shared(&request, now);
+            return Box::pin(std::future::ready(attempt));
+        }
+        if let Some(shared) = state.live_shared(request.key, now) {
+            let left = shared.first_end(now);
+            if request.waiting {
+                // Writer preference: new readers stay out while a writer waits.
+                let until = now + WRITER_WAITING;
+                state.writer_waiting.insert(request.key.to_owned(), until);
+            }
+            return ready(Attempt::BusyShared { left });
+        }
         match state.live(request.key, now) {
             Some(entry) if request.reclaim && entry.token == *request.token => {}
             Some(entry) => {
@@ -127,11 +273,10 @@ impl Store for MemoryStore {
             }
             None => {}
         }
-        let fence = request.fence_key.map(|fence_key| {
-            let counter = state.fences.entry(fence_key.to_owned()).or_insert(0);
-            *counter += 1;
-            *counter
-        });
+        let fence = state.next_fence(request.fence_key);
+        if !state.writer_waiting.is_empty() {
+            state.writer_waiting.remove(request.key);
+        }
         let entry = Entry {
             token: *request.token,
             expires_at: now + request.ttl,
@@ -168,6 +313,81 @@ impl Store for MemoryStore {
             _ => false,
         };
         ready(extended)
+    }
+
+    fn supports(&self, _kind: LockKind) -> bool {
+        true
+    }
+
+    fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+        let now = Instant::now();
+        let mut state = self.state();
+        let Some(shared) = state.live_shared(key, now) else {
+            return ready(false);
+        };
+        let before = shared.holders.len();
+        shared.holders.retain(|h| h.token != *token);
+        let released = shared.holders.len() < before;
+        if shared.holders.is_empty() {
+            state.shared.remove(key);
+        }
+        if released {
+            state.wake(key);
+        }
+        ready(released)
+    }
+
+    fn extend_shared<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        let now = Instant::now();
+        let mut state = self.state();
+        let held = state
+            .live_shared(key, now)
+            .and_then(|s| s.holders.iter_mut().find(|h| h.token == *token));
+        let extended = held.map(|h| h.expires_at = now + ttl).is_some();
+        ready(extended)
+    }
+
+    fn try_acquire_all<'a>(
+        &'a self,
+        keys: &'a [Together<'a>],
+        token: &'a Token,
+        ttl: Duration,
+        holder: &'a str,
+    ) -> TogetherFuture<'a> {
+        let now = Instant::now();
+        let mut state = self.state();
+        state.maybe_sweep(now);
+        for together in keys {
+            let busy = match state.live(together.key, now) {
+                Some(entry) => Some(entry.expires_at.saturating_duration_since(now)),
+                None => state
+                    .live_shared(together.key, now)
+                    .map(|s| s.first_end(now)),
+            };
+            if let Some(left) = busy {
+                return Some(ready(Err(Attempt::BusyFor { left })));
+            }
+        }
+        let fences = keys
+            .iter()
+            .map(|together| {
+                let fence = state.next_fence(together.fence_key);
+                let entry = Entry {
+                    token: *token,
+                    expires_at: now + ttl,
+                    holder: holder.into(),
+                    fence,
+                };
+                state.locks.insert(together.key.to_owned(), entry);
+                fence
+            })
+            .collect();
+        Some(ready(Ok(fences)))
     }
 
     fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {

@@ -45,6 +45,69 @@ pub struct AcquireRequest<'a> {
     /// [`Holder`](crate::Holder)): `;h=<host>;p=<pid>[;f=<function>];t=<unix ms>`. A store
     /// that keeps no such record ignores it.
     pub holder: &'a str,
+    /// What kind of lock: exclusive (the default, and a read-write lock's writer), one of
+    /// many readers, or one of a semaphore's permits. A store is asked only for the kinds it
+    /// [`supports`](Store::supports).
+    pub kind: LockKind,
+}
+
+/// The kind of lock an [`AcquireRequest`] takes.
+///
+/// Shared kinds (readers and permits) are held by many owners at once, each with a lease
+/// and token of its own; they are released and extended with [`Store::release_shared`] and
+/// [`Store::extend_shared`]. A key is either held exclusively or shared, never both: an
+/// exclusive request finds a key with shared holders busy, and the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LockKind {
+    /// One owner at a time: a plain lock, or a read-write lock's writer. A writer that waits
+    /// keeps new readers out (writer preference) on stores that support readers.
+    #[default]
+    Exclusive,
+    /// One of any number of readers, while no writer holds or waits for the key.
+    Read,
+    /// One of at most `permits` holders of a semaphore. Every holder must name the same
+    /// count: a request naming another while the key has holders fails with
+    /// [`KindMismatch`].
+    Permit {
+        /// How many holders the semaphore admits.
+        permits: u32,
+    },
+}
+
+impl LockKind {
+    /// Whether many owners may hold the key at once.
+    pub fn is_shared(self) -> bool {
+        !matches!(self, Self::Exclusive)
+    }
+}
+
+/// The error a store fails an acquire with when the key is held as another kind of lock
+/// (read locks on a semaphore's key, say) or as a semaphore with another permit count; the
+/// runtime reports it as [`LockError::InvalidInput`](crate::LockError::InvalidInput), at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindMismatch(pub String);
+
+impl std::fmt::Display for KindMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for KindMismatch {}
+
+/// What [`Store::try_acquire_all`] returns: `None` when the store cannot take the keys
+/// together; else the fencing tokens of all of them (in order), or what the first busy key
+/// said.
+pub type TogetherFuture<'a> = Option<StoreFuture<'a, Result<Vec<Option<u64>>, Attempt>>>;
+
+/// One of several locks taken together in one atomic step ([`Store::try_acquire_all`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Together<'a> {
+    /// The full key.
+    pub key: &'a str,
+    /// Where its fencing counter lives, when fencing tokens are wanted.
+    pub fence_key: Option<&'a str>,
 }
 
 /// A lock as a store holds it, for operators ([`Store::inspect`]).
@@ -146,6 +209,15 @@ pub enum Attempt {
         /// The holder's remaining lease.
         left: Duration,
     },
+    /// Shared holders (readers, or a semaphore's permits) hold the key, for `left` more
+    /// unless extended; for a request made [`waiting`](AcquireRequest::waiting), the store
+    /// also marked the key so that no new reader joins them (writer preference). A
+    /// writer that got this answer keeps asking as a waiter, so that its winning try
+    /// clears the mark.
+    BusyShared {
+        /// The shared holders' remaining lease, at least.
+        left: Duration,
+    },
     /// The store is held back after a restart or failover, for `left` more: leases granted
     /// before it may still run.
     Recovering {
@@ -218,7 +290,12 @@ impl Watch {
 /// - `release` deletes `key` only if it holds `token`, and says whether it did;
 /// - `extend` resets the time to live of `key` to `ttl` only if it holds `token`, and says
 ///   whether it did;
-/// - `watch` (optional) gives waiters a hint when `key` may have been released.
+/// - `watch` (optional) gives waiters a hint when `key` may have been released;
+/// - for the kinds it [`supports`](Store::supports) beyond exclusive locks, `try_acquire`
+///   adds `token` as one more shared holder when the kind admits it (no exclusive holder,
+///   and for readers no waiting writer; fewer holders than permits), and
+///   `release_shared` / `extend_shared` act on that holder alone;
+/// - `try_acquire_all` (optional) takes several exclusive locks in one atomic step.
 ///
 /// The runtime bounds every call in time; a store need not.
 ///
@@ -260,6 +337,49 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `Ok(false)` means it did not.
     fn extend<'a>(&'a self, key: &'a str, token: &'a Token, ttl: Duration)
         -> StoreFuture<'a, bool>;
+
+    /// Whether this store can take locks of `kind`; by default only
+    /// [`LockKind::Exclusive`]. The runtime refuses the others with
+    /// [`LockError::InvalidInput`](crate::LockError::InvalidInput) before any call.
+    fn supports(&self, kind: LockKind) -> bool {
+        kind == LockKind::Exclusive
+    }
+
+    /// Removes the shared holder `token` (a reader or a permit) of `key`, waking waiters, if
+    /// its lease has not run out. `Ok(false)` means it had. By default fails with
+    /// [`Unsupported`] (see [`supports`](Self::supports)).
+    fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+        let _ = (key, token);
+        Box::pin(std::future::ready(Err(Box::new(Unsupported) as StoreError)))
+    }
+
+    /// Resets the lease of the shared holder `token` of `key` to `ttl`, if it has not run
+    /// out. By default fails with [`Unsupported`].
+    fn extend_shared<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        let _ = (key, token, ttl);
+        Box::pin(std::future::ready(Err(Box::new(Unsupported) as StoreError)))
+    }
+
+    /// For a store that can take several exclusive locks in one atomic step: takes every
+    /// one of `keys` for `token` with a lease of `ttl` if all are free, else none, and
+    /// answers with the fencing tokens (in `keys`' order) or what the first busy key
+    /// said. `None` when it cannot take these keys together (the default; a cluster whose
+    /// keys lie in several slots): the runtime then takes them one by one, in order.
+    fn try_acquire_all<'a>(
+        &'a self,
+        keys: &'a [Together<'a>],
+        token: &'a Token,
+        ttl: Duration,
+        holder: &'a str,
+    ) -> TogetherFuture<'a> {
+        let _ = (keys, token, ttl, holder);
+        None
+    }
 
     /// A hint for waiters on `key`; by default none (waiters re-check on a timer).
     fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
@@ -460,6 +580,33 @@ impl<S: Store> Store for Arc<S> {
         (**self).watch(key)
     }
 
+    fn supports(&self, kind: LockKind) -> bool {
+        (**self).supports(kind)
+    }
+
+    fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+        (**self).release_shared(key, token)
+    }
+
+    fn extend_shared<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        (**self).extend_shared(key, token, ttl)
+    }
+
+    fn try_acquire_all<'a>(
+        &'a self,
+        keys: &'a [Together<'a>],
+        token: &'a Token,
+        ttl: Duration,
+        holder: &'a str,
+    ) -> TogetherFuture<'a> {
+        (**self).try_acquire_all(keys, token, ttl, holder)
+    }
+
     fn bounds_own_calls(&self) -> bool {
         (**self).bounds_own_calls()
     }
@@ -492,6 +639,11 @@ impl<S: Store> Store for Arc<S> {
         (**self).force_release(key)
     }
 }
+
+/// How long a writer that found readers in the way keeps new readers out after its last
+/// try: several of a waiter's longest re-check pauses, so a writer that keeps waiting keeps
+/// its place, and one that gave up blocks readers only this long.
+pub(crate) const WRITER_WAITING: Duration = Duration::from_secs(1);
 
 /// Where the fencing counter of the lock at `key` lives: beside it, in the same hash slot.
 pub(crate) fn fence_key(key: &str) -> String {

@@ -3,7 +3,8 @@
 //! then `outcome ok` when the body finished under the lock or `outcome lost` when the lease
 //! ended first.
 //!
-//! Usage: `lock-hold <url> <lock name> <ttl ms> <ZooKeeper session ms> <hold ms>`.
+//! Usage: `lock-hold <url> <lock name> <ttl ms> <ZooKeeper session ms> <hold ms> [permits]`;
+//! with `permits`, it holds one of that many permits of a semaphore instead of the lock.
 
 use std::{io::Write as _, time::Duration};
 
@@ -12,17 +13,33 @@ use lock_runtime::{Backend, LockError, LockOptions};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [url, name, ttl_ms, session_ms, hold_ms] = args.as_slice() else {
-        return Err("usage: lock-hold <url> <name> <ttl ms> <session ms> <hold ms>".into());
+    let (url, name, ttl_ms, session_ms, hold_ms, permits) = match args.as_slice() {
+        [url, name, ttl_ms, session_ms, hold_ms] => (url, name, ttl_ms, session_ms, hold_ms, None),
+        [url, name, ttl_ms, session_ms, hold_ms, permits] => (
+            url,
+            name,
+            ttl_ms,
+            session_ms,
+            hold_ms,
+            Some(permits.parse()?),
+        ),
+        _ => {
+            return Err(
+                "usage: lock-hold <url> <name> <ttl ms> <session ms> <hold ms> [permits]".into(),
+            )
+        }
     };
     let ms = |text: &str| text.parse().map(Duration::from_millis);
     let backend = Backend::builder()
         .zookeeper_session_timeout(ms(session_ms)?)
         .connect(url)
         .await?;
-    let options = LockOptions::new(ms(ttl_ms)?)
+    let mut options = LockOptions::new(ms(ttl_ms)?)
         .wait(Duration::from_secs(30))
         .fencing(true);
+    if let Some(permits) = permits {
+        options = options.permits(permits);
+    }
     let hold = ms(hold_ms)?;
     let outcome = backend
         .with_lock(name, &options, async {

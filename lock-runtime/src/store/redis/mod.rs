@@ -25,8 +25,8 @@ use redis::{aio::MultiplexedConnection, Value};
 pub(crate) use self::endpoint::Endpoint;
 use self::{conn::Connection, pubsub::Subscriber, script::Scripts};
 use super::{
-    ttl_millis, AcquireRequest, Attempt, CallTimedOut, NotAcknowledged, Store, StoreError,
-    StoreFuture, StoredLock, Watch,
+    ttl_millis, AcquireRequest, Attempt, CallTimedOut, LockKind, NotAcknowledged, Store,
+    StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch,
 };
 use crate::{error::LockError, redact, token::Token};
 
@@ -37,6 +37,7 @@ mod endpoint;
 mod operate;
 mod pubsub;
 mod script;
+mod shared;
 
 /// How long a fencing counter lives after the last acquisition that used it. Tokens stay
 /// increasing after it expires, since every token is at least the server's clock in
@@ -233,12 +234,21 @@ fn set_nx_attempt(taken: bool) -> Attempt {
     }
 }
 
+/// What `scripts/acquire.lua` adds to a busy reply's lease when readers or permits hold
+/// the key.
+const SHARED_BUSY: u64 = 1 << 40;
+
 /// What the acquire script's `reply` means (see `scripts/acquire.lua`).
 fn attempt(reply: i64, fenced: bool) -> Attempt {
     match reply {
-        // -1 - the holder's remaining lease in milliseconds.
-        busy if busy < 0 => Attempt::BusyFor {
-            left: Duration::from_millis(busy.unsigned_abs() - 1),
+        // -1 - the holder's remaining lease in milliseconds (plus `SHARED_BUSY`).
+        busy if busy < 0 => match busy.unsigned_abs() - 1 {
+            shared if shared >= SHARED_BUSY => Attempt::BusyShared {
+                left: Duration::from_millis(shared - SHARED_BUSY),
+            },
+            left => Attempt::BusyFor {
+                left: Duration::from_millis(left),
+            },
         },
         _ if !fenced => Attempt::Acquired { fence: None },
         fence => Attempt::Acquired {
@@ -394,6 +404,9 @@ fn tls_config(url: &str, root: Option<Vec<u8>>) -> Result<TlsConfig, LockError> 
 impl Store for RedisStore {
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         Box::pin(async move {
+            if request.kind.is_shared() {
+                return self.acquire_shared(request).await;
+            }
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
             if let Some(left) = self.conn.hold(request.ttl) {
                 // The store restarted or failed over: a holder from before may still work.
@@ -491,6 +504,40 @@ impl Store for RedisStore {
             }
             Ok(extended == 1)
         })
+    }
+
+    /// Every kind; shared kinds (readers, permits) only without
+    /// [`replicas_acknowledge`](crate::BackendBuilder::replicas_acknowledge).
+    fn supports(&self, kind: LockKind) -> bool {
+        kind == LockKind::Exclusive || self.replicas.is_none()
+    }
+
+    fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+        Box::pin(self.release_one_shared(key, token))
+    }
+
+    fn extend_shared<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(self.extend_one_shared(key, token, ttl))
+    }
+
+    /// One script for all keys, except with `replicas_acknowledge` (one by one, each
+    /// confirmed).
+    fn try_acquire_all<'a>(
+        &'a self,
+        keys: &'a [Together<'a>],
+        token: &'a Token,
+        ttl: Duration,
+        holder: &'a str,
+    ) -> TogetherFuture<'a> {
+        if self.replicas.is_some() {
+            return None;
+        }
+        Some(Box::pin(self.acquire_all(keys, token, ttl, holder)))
     }
 
     fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {

@@ -9,7 +9,7 @@ use redis::{aio::ConnectionLike, Cmd, ErrorKind, FromRedisValue, RedisResult};
 
 use super::FENCE_COUNTER_LIFE;
 use crate::{
-    store::{ttl_millis, AcquireRequest},
+    store::{ttl_millis, AcquireRequest, WRITER_WAITING},
     token::Token,
 };
 
@@ -21,6 +21,11 @@ pub(super) struct Scripts {
     /// For operators: read a lock, and delete it whoever holds it.
     pub(super) inspect: LuaScript,
     pub(super) force_release: LuaScript,
+    /// Readers and permits (`shared.rs`), and several locks at once.
+    pub(super) acquire_shared: LuaScript,
+    pub(super) release_shared: LuaScript,
+    pub(super) extend_shared: LuaScript,
+    pub(super) acquire_all: LuaScript,
 }
 
 impl Scripts {
@@ -31,6 +36,10 @@ impl Scripts {
             extend: LuaScript::new(include_str!("scripts/extend.lua")),
             inspect: LuaScript::new(include_str!("scripts/inspect.lua")),
             force_release: LuaScript::new(include_str!("scripts/force_release.lua")),
+            acquire_shared: LuaScript::new(include_str!("scripts/acquire_shared.lua")),
+            release_shared: LuaScript::new(include_str!("scripts/release_shared.lua")),
+            extend_shared: LuaScript::new(include_str!("scripts/extend_shared.lua")),
+            acquire_all: LuaScript::new(include_str!("scripts/acquire_all.lua")),
         }
     }
 
@@ -49,6 +58,9 @@ impl Scripts {
             .arg(u8::from(request.reclaim))
             .arg(ttl_millis(FENCE_COUNTER_LIFE))
             .arg(request.holder);
+        if request.waiting {
+            call.arg(1).arg(ttl_millis(WRITER_WAITING));
+        }
         call
     }
 

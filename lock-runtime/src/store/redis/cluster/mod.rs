@@ -33,7 +33,7 @@ use crate::{
     redact,
     store::{
         fence_key, AcquireRequest, Attempt, CallTimedOut, NotAcknowledged, Store, StoreError,
-        StoreFuture, StoredLock, Watch,
+        StoreFuture, StoredLock, Together, TogetherFuture, Watch,
     },
     token::Token,
 };
@@ -274,6 +274,40 @@ impl Store for ClusterStore {
             }
             Ok(super::attempt(reply, request.fence_key.is_some()))
         })
+    }
+
+    /// In one script when every key lies in one hash slot (and grants need no replicas'
+    /// confirmation); else `None`: one by one.
+    fn try_acquire_all<'a>(
+        &'a self,
+        keys: &'a [Together<'a>],
+        token: &'a Token,
+        ttl: Duration,
+        holder: &'a str,
+    ) -> TogetherFuture<'a> {
+        let first = shards::slot(keys.first()?.key.as_bytes());
+        let one_slot = keys.iter().all(|k| {
+            shards::slot(k.key.as_bytes()) == first
+                && k.fence_key
+                    .is_none_or(|f| shards::slot(f.as_bytes()) == first)
+        });
+        if !one_slot || self.replicas.is_some() {
+            return None;
+        }
+        self.shards.note_ttl(ttl);
+        Some(Box::pin(async move {
+            if let Some(left) = self.shards.hold(keys[0].key) {
+                return Ok(Err(Attempt::Recovering { left }));
+            }
+            let call = self.scripts.acquire_all_call(keys, token, ttl, holder);
+            let reply: Vec<i64> = self
+                .scripts
+                .acquire_all
+                .run(&call, &mut self.conn.clone())
+                .await
+                .map_err(Self::failed)?;
+            super::shared::all_taken(keys, &reply)
+        }))
     }
 
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {

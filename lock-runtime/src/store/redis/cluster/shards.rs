@@ -213,7 +213,7 @@ pub(super) fn slot_ranges(reply: &Value) -> Vec<(u16, u16, String)> {
 
 /// The hash slot of `key`: CRC16 (XMODEM) of its hash tag (the part between the first `{`
 /// and the next `}`, if not empty) or of the whole key, modulo 16384.
-fn slot(key: &[u8]) -> u16 {
+pub(super) fn slot(key: &[u8]) -> u16 {
     let tagged = key
         .iter()
         .position(|&b| b == b'{')

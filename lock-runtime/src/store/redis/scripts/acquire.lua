@@ -9,6 +9,10 @@
 -- ARGV[4]  how long the fencing counter lives after its last use, in milliseconds
 -- ARGV[5]  (optional) the holder's record, stored right after the token (see `holder.rs`); with a
 --          fencing token, `;fence=<token>` follows it
+-- ARGV[6]  '1' when the caller waits for the lock: if readers or permits hold the key (a
+--          sorted set, see `acquire_shared.lua`), it keeps new readers out for ARGV[7]
+--          milliseconds by setting `<KEYS[1]>:writer` (writer preference; the key shares
+--          the lock's hash slot), and deletes it once it holds the lock
 --
 -- Returns, when another owner holds the lock, -1 - (its remaining lease in milliseconds,
 -- so a waiter can try again right when it ends):
@@ -18,7 +22,19 @@
 -- tokens increasing when the counter is missing (expired, never used) or stale (the
 -- server restored an older snapshot, or a replica that lagged behind was promoted).
 local record = ARGV[5] or ''
-local holder = redis.call('GET', KEYS[1])
+local waiting = ARGV[6] == '1'
+local holder = redis.pcall('GET', KEYS[1])
+if type(holder) == 'table' and holder.err then
+    -- Shared holders: busy for as long as the last of their leases, told apart by 2^40
+    -- (`SHARED_BUSY`) added to it.
+    if waiting then
+        redis.call('SET', KEYS[1] .. ':writer', '1', 'PX', ARGV[7])
+    end
+    return -1 - math.max(redis.call('PTTL', KEYS[1]), 0) - 1099511627776
+end
+if waiting and not holder then
+    redis.call('DEL', KEYS[1] .. ':writer')
+end
 if holder and (ARGV[3] ~= '1' or string.find(holder, ARGV[1], 1, true) ~= 1) then
     local left = redis.call('PTTL', KEYS[1])
     if left < 0 then

@@ -5,8 +5,9 @@
 -- ARGV[2]  the new TTL in milliseconds
 --
 -- Returns 1 when the key held ARGV[1] and its TTL was reset, 0 when it did not.
-local value = redis.call('GET', KEYS[1])
-if value and string.find(value, ARGV[1], 1, true) == 1 then
+-- (A key held by readers or permits is not a string: not ours.)
+local value = redis.pcall('GET', KEYS[1])
+if type(value) == 'string' and string.find(value, ARGV[1], 1, true) == 1 then
     return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0

@@ -7,8 +7,9 @@
 --
 -- Returns 1 when the key held ARGV[1] and was deleted, 0 when it did not (expired, or
 -- another owner's): then nothing is changed.
-local value = redis.call('GET', KEYS[1])
-if value and string.find(value, ARGV[1], 1, true) == 1 then
+-- (A key held by readers or permits is not a string: not ours.)
+local value = redis.pcall('GET', KEYS[1])
+if type(value) == 'string' and string.find(value, ARGV[1], 1, true) == 1 then
     redis.call('DEL', KEYS[1])
     redis.call(ARGV[2] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', KEYS[1], '')
     return 1

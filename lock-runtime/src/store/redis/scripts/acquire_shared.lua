@@ -1,0 +1,78 @@
+-- A shared acquire: one of any number of readers, or one of a semaphore's permits. The
+-- holders live in a sorted set at the lock key, each member the holder's token and
+-- record, scored by when its lease ends (the server's clock, in milliseconds); the set
+-- expires with the last lease, so a plain lock's `SET NX` finds the key taken while any
+-- holder's lease runs.
+--
+-- KEYS[1]  the lock key
+-- KEYS[2]  the semaphore's permit count, kept while it has holders (expiring with the set,
+--          so a reader never finds one left over)
+-- KEYS[3]  set while a writer waits: new readers stay out (see `acquire.lua`)
+-- KEYS[4]  (optional) the lock's fencing counter
+-- ARGV[1]  the owner token
+-- ARGV[2]  the TTL in milliseconds
+-- ARGV[3]  the permit count; 0 for a reader
+-- ARGV[4]  '1' to reclaim: the lock is also ours if ARGV[1] already holds it
+-- ARGV[5]  how long the fencing counter lives after its last use, in milliseconds
+-- ARGV[6]  the holder's record
+--
+-- Returns { 1, fencing token or 0 } when taken; { 0, milliseconds until a holder's lease
+-- ends } when busy; { 2, the count the holders use (0: readers) } when the key is held
+-- with another permit count or as the other kind.
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+-- Drops lapsed holders; fails on a plain lock's string: a writer holds the key.
+local dropped = redis.pcall('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if type(dropped) == 'table' then
+    return { 0, math.max(redis.call('PTTL', KEYS[1]), 0) }
+end
+local permits = tonumber(ARGV[3])
+if permits == 0 then
+    local writer = redis.call('PTTL', KEYS[3])
+    if writer > 0 then
+        return { 0, writer }
+    end
+end
+local count = redis.call('ZCARD', KEYS[1])
+local ttl = tonumber(ARGV[2])
+if count > 0 then
+    local held = tonumber(redis.call('GET', KEYS[2]) or '0')
+    if held ~= permits then
+        return { 2, held }
+    end
+    if ARGV[4] == '1' then
+        for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+            if string.find(member, ARGV[1], 1, true) == 1 then
+                return { 1, tonumber(string.match(member, ';fence=(%d+)') or '0') }
+            end
+        end
+    end
+    if permits > 0 and count >= permits then
+        local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+        return { 0, math.max(tonumber(first[2]) - now, 0) }
+    end
+end
+local member = ARGV[1] .. ARGV[6]
+local fence = 0
+if KEYS[4] then
+    local clock = tonumber(time[1]) * 1000000 + tonumber(time[2])
+    local last = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
+    fence = math.max(last + 1, clock)
+    local text = string.format('%.0f', fence)
+    redis.call('SET', KEYS[4], text, 'PX', ARGV[5])
+    member = member .. ';fence=' .. text
+end
+redis.call('ZADD', KEYS[1], now + ttl, member)
+-- The set (and the permit count) lives as long as its longest lease.
+if count == 0 then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+    if permits > 0 then
+        redis.call('SET', KEYS[2], permits, 'PX', ttl)
+    end
+elseif redis.call('PTTL', KEYS[1]) < ttl then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+    if permits > 0 then
+        redis.call('PEXPIRE', KEYS[2], ttl)
+    end
+end
+return { 1, fence }

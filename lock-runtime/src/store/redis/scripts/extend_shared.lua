@@ -1,0 +1,29 @@
+-- Extends one shared holder's lease (see `acquire_shared.lua`).
+--
+-- KEYS[1]  the lock key
+-- KEYS[2]  the semaphore's permit count
+-- ARGV[1]  the owner token
+-- ARGV[2]  the new TTL in milliseconds
+--
+-- Returns 1 when ARGV[1] held the key with a running lease, now reset; 0 when not.
+local holders = redis.pcall('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+if type(holders) ~= 'table' or holders.err then
+    return 0
+end
+for i = 1, #holders, 2 do
+    if string.find(holders[i], ARGV[1], 1, true) == 1 then
+        local time = redis.call('TIME')
+        local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+        if tonumber(holders[i + 1]) <= now then
+            return 0
+        end
+        local ttl = tonumber(ARGV[2])
+        redis.call('ZADD', KEYS[1], 'XX', now + ttl, holders[i])
+        if redis.call('PTTL', KEYS[1]) < ttl then
+            redis.call('PEXPIRE', KEYS[1], ttl)
+            redis.call('PEXPIRE', KEYS[2], ttl)
+        end
+        return 1
+    end
+end
+return 0

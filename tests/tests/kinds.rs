@@ -1,0 +1,430 @@
+//! Read-write locks, semaphores and several keys at once, on both stores: who may hold a
+//! key beside whom, token-checked release and renewal, leases that run out on their own,
+//! and clear errors for what a store or a key cannot do.
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use lock_runtime::{Backend, LockError, LockMode, LockOptions};
+use lock_tests::{on_both_stores, RedisServer, Stores};
+
+fn options(ttl_ms: u64) -> LockOptions {
+    LockOptions::new(Duration::from_millis(ttl_ms))
+}
+
+fn read(ttl_ms: u64) -> LockOptions {
+    options(ttl_ms).mode(LockMode::Read)
+}
+
+on_both_stores!(
+    readers_share_and_exclude_writers,
+    a_waiting_writer_keeps_new_readers_out,
+    readers_release_and_renew_only_their_own_lease,
+    a_semaphore_admits_at_most_its_permits,
+    a_semaphore_needs_one_permit_count,
+    a_vanished_permit_holder_gives_its_permit_back,
+    several_keys_are_taken_all_or_none,
+    several_keys_in_opposite_orders_never_deadlock,
+    several_keys_fence_and_renew_each_key,
+);
+
+async fn readers_share_and_exclude_writers(stores: Stores) {
+    let (a, b) = (&stores.a, &stores.b);
+    let one = a.acquire("rw", &read(5_000)).await.expect("first reader");
+    let two = b.acquire("rw", &read(5_000)).await.expect("second reader");
+    let writer = b.acquire("rw", &options(5_000)).await;
+    assert!(matches!(writer, Err(LockError::Busy { .. })), "{writer:?}");
+    one.release().await.expect("release one");
+    let writer = a.acquire("rw", &options(5_000)).await;
+    assert!(
+        matches!(writer, Err(LockError::Busy { .. })),
+        "a reader remains"
+    );
+    two.release().await.expect("release two");
+    let writer = a
+        .acquire("rw", &options(5_000))
+        .await
+        .expect("writer alone");
+    let reader = b.acquire("rw", &read(5_000)).await;
+    assert!(matches!(reader, Err(LockError::Busy { .. })), "{reader:?}");
+    // A reader waiting for the writer gets in once it leaves.
+    let waiting = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let wait = read(5_000).wait(Duration::from_secs(5));
+            let guard = b
+                .acquire("rw", &wait)
+                .await
+                .expect("reader after the writer");
+            (started.elapsed(), guard)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    writer.release().await.expect("release writer");
+    let (waited, guard) = waiting.await.expect("task");
+    assert!(waited >= Duration::from_millis(90), "{waited:?}");
+    assert!(waited < Duration::from_secs(2), "woken late: {waited:?}");
+    guard.release().await.expect("release");
+}
+
+async fn a_waiting_writer_keeps_new_readers_out(stores: Stores) {
+    let (a, b) = (&stores.a, &stores.b);
+    let reader = a.acquire("pref", &read(10_000)).await.expect("reader");
+    let writer = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            let wait = options(10_000).wait(Duration::from_secs(10));
+            b.acquire("pref", &wait).await
+        })
+    };
+    // Once the writer waits (it has tried, found the reader and subscribed), a new reader
+    // is turned away although only readers hold the key.
+    let kept_out = lock_tests::eventually_async(Duration::from_secs(5), || async {
+        match a.acquire("pref", &read(10_000)).await {
+            Err(LockError::Busy { .. }) => true,
+            Ok(guard) => {
+                guard.release().await.expect("release extra reader");
+                false
+            }
+            Err(e) => panic!("{e}"),
+        }
+    })
+    .await;
+    assert!(kept_out, "a new reader got in while a writer waited");
+    reader.release().await.expect("release reader");
+    let writer = writer
+        .await
+        .expect("task")
+        .expect("the writer is not starved");
+    writer.release().await.expect("release writer");
+    // The writer gone, readers come in again (its mark lasts at most a second).
+    let again = read(5_000).wait(Duration::from_secs(3));
+    a.acquire("pref", &again)
+        .await
+        .expect("reader after")
+        .release()
+        .await
+        .expect("release");
+}
+
+async fn readers_release_and_renew_only_their_own_lease(stores: Stores) {
+    let (a, b) = (&stores.a, &stores.b);
+    let mut short = a.acquire("own", &read(150)).await.expect("short reader");
+    let long = b.acquire("own", &read(5_000)).await.expect("long reader");
+    short
+        .extend(Duration::from_millis(150))
+        .await
+        .expect("extend while held");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Its lease ran out on its own while the other reader's runs.
+    let extended = short.extend(Duration::from_secs(5)).await;
+    assert!(
+        matches!(extended, Err(LockError::Lost { .. })),
+        "{extended:?}"
+    );
+    let released = short.release().await;
+    assert!(
+        matches!(released, Err(LockError::Lost { .. })),
+        "{released:?}"
+    );
+    let writer = a.acquire("own", &options(5_000)).await;
+    assert!(
+        matches!(writer, Err(LockError::Busy { .. })),
+        "the long reader holds"
+    );
+    long.release()
+        .await
+        .expect("the long reader's release is its own");
+    a.acquire("own", &options(5_000))
+        .await
+        .expect("free")
+        .release()
+        .await
+        .expect("release");
+}
+
+async fn a_semaphore_admits_at_most_its_permits(stores: Stores) {
+    let held = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let backend = if i % 2 == 0 {
+                stores.a.clone()
+            } else {
+                stores.b.clone()
+            };
+            let (held, most) = (held.clone(), most.clone());
+            tokio::spawn(async move {
+                let wait = options(5_000).wait(Duration::from_secs(20));
+                for _ in 0..5 {
+                    backend
+                        .with_permit("sem", 3, &wait, async {
+                            let now = held.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            held.fetch_sub(1, Ordering::SeqCst);
+                        })
+                        .await
+                        .expect("a permit within the wait");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!(most <= 3, "{most} holders of 3 permits");
+    assert_eq!(most, 3, "the permits were never all used at once");
+    let zero = stores.a.acquire_permit("sem", 0, &options(1_000)).await;
+    assert!(matches!(zero, Err(LockError::InvalidInput(_))), "{zero:?}");
+}
+
+async fn a_semaphore_needs_one_permit_count(stores: Stores) {
+    let (a, b) = (&stores.a, &stores.b);
+    let first = a
+        .acquire_permit("count", 2, &options(5_000))
+        .await
+        .expect("permit");
+    let started = Instant::now();
+    let other = b
+        .acquire_permit("count", 5, &options(5_000).wait(Duration::from_secs(5)))
+        .await;
+    let Err(LockError::InvalidInput(message)) = other else {
+        panic!("{other:?}");
+    };
+    assert!(
+        message.contains("2 permits") && message.contains('5'),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "it did not wait for nothing"
+    );
+    let reader = b.acquire("count", &read(5_000)).await;
+    assert!(
+        matches!(reader, Err(LockError::InvalidInput(_))),
+        "{reader:?}"
+    );
+    first.release().await.expect("release");
+    // No holders: the count is the next holder's to set.
+    let five = b
+        .acquire_permit("count", 5, &options(5_000))
+        .await
+        .expect("five now");
+    five.release().await.expect("release");
+}
+
+async fn a_vanished_permit_holder_gives_its_permit_back(stores: Stores) {
+    let (a, b) = (&stores.a, &stores.b);
+    let gone = a
+        .acquire_permit("vanish", 1, &options(300))
+        .await
+        .expect("permit");
+    let taken_at = Instant::now();
+    // A holder that never releases (its process died): nothing but the TTL frees it.
+    std::mem::forget(gone);
+    let wait = options(5_000).wait(Duration::from_secs(5));
+    let next = b
+        .acquire_permit("vanish", 1, &wait)
+        .await
+        .expect("the permit came back");
+    let after = taken_at.elapsed();
+    assert!(
+        after >= Duration::from_millis(290),
+        "before the TTL: {after:?}"
+    );
+    assert!(
+        after < Duration::from_millis(1_500),
+        "long after the TTL: {after:?}"
+    );
+    next.release().await.expect("release");
+}
+
+async fn several_keys_are_taken_all_or_none(stores: Stores) {
+    let (a, b) = (&stores.a, &stores.b);
+    let empty: [&str; 0] = [];
+    let none = a.acquire_all(empty, &options(1_000)).await;
+    assert!(matches!(none, Err(LockError::InvalidInput(_))), "{none:?}");
+    let both = a
+        .acquire_all(["acct:b", "acct:a", "acct:b"], &options(5_000))
+        .await
+        .expect("both");
+    assert_eq!(both.keys().collect::<Vec<_>>(), ["acct:a", "acct:b"]);
+    both.release().await.expect("release both");
+
+    let blocker = b.acquire("acct:d", &options(5_000)).await.expect("blocker");
+    let started = Instant::now();
+    let wait = options(5_000).wait(Duration::from_millis(300));
+    let blocked = a.acquire_all(["acct:c", "acct:d"], &wait).await;
+    assert!(
+        matches!(blocked, Err(LockError::Busy { .. })),
+        "{blocked:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(290));
+    // What it took while waiting for the busy key is given back.
+    b.acquire("acct:c", &options(5_000))
+        .await
+        .expect("c was released")
+        .release()
+        .await
+        .expect("r");
+    // Waiting for the busy key: taken as soon as it is released.
+    let waiter = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let wait = options(5_000).wait(Duration::from_secs(5));
+            a.acquire_all(["acct:d", "acct:c"], &wait).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    blocker.release().await.expect("release blocker");
+    let both = waiter.await.expect("task").expect("both after the release");
+    both.release().await.expect("release");
+}
+
+async fn several_keys_in_opposite_orders_never_deadlock(stores: Stores) {
+    let balances = Arc::new(std::sync::Mutex::new([1_000_i64; 4]));
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let backend = if i % 2 == 0 {
+                stores.a.clone()
+            } else {
+                stores.b.clone()
+            };
+            let balances = balances.clone();
+            tokio::spawn(async move {
+                let wait = options(5_000).wait(Duration::from_secs(20));
+                for round in 0..20_usize {
+                    let (from, to) = ((i + round) % 4, (i + round + 1) % 4);
+                    let names = [format!("bank:{from}"), format!("bank:{to}")];
+                    let names = if round % 2 == 0 {
+                        names
+                    } else {
+                        [names[1].clone(), names[0].clone()]
+                    };
+                    let balances = balances.clone();
+                    backend
+                        .with_locks(&names, &wait, async move {
+                            let amount = balances.lock().unwrap()[from] / 10;
+                            tokio::task::yield_now().await;
+                            balances.lock().unwrap()[from] -= amount;
+                            balances.lock().unwrap()[to] += amount;
+                        })
+                        .await
+                        .expect("both accounts within the wait");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("no deadlock")
+            .expect("task");
+    }
+    assert_eq!(balances.lock().unwrap().iter().sum::<i64>(), 4_000);
+}
+
+async fn several_keys_fence_and_renew_each_key(stores: Stores) {
+    let (a, b) = (&stores.a, &stores.b);
+    let fenced = options(300).fencing(true).renew(true);
+    let (tokens, outlived) = a
+        .with_locks(["f:1", "f:2"], &fenced, async {
+            let tokens = (
+                lock_runtime::fencing_token_of("f:1"),
+                lock_runtime::fencing_token_of("f:2"),
+            );
+            // Longer than the TTL: renewal keeps both.
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            let busy = b.acquire("f:2", &options(1_000)).await;
+            (tokens, matches!(busy, Err(LockError::Busy { .. })))
+        })
+        .await
+        .expect("held throughout");
+    assert!(tokens.0.is_some() && tokens.1.is_some(), "{tokens:?}");
+    assert!(outlived, "renewal kept the second key");
+    // Losing one key is losing the lock: a body past an unrenewed TTL is cancelled.
+    let lost = a
+        .with_locks(
+            ["f:3", "f:4"],
+            &options(200),
+            tokio::time::sleep(Duration::from_secs(2)),
+        )
+        .await;
+    assert!(matches!(lost, Err(LockError::Lost { .. })), "{lost:?}");
+}
+
+#[tokio::test]
+async fn a_store_without_shared_kinds_says_so() {
+    let server = RedisServer::start();
+    let backend = Backend::builder()
+        .replicas_acknowledge(1, Duration::from_millis(50))
+        .redis(&server.url())
+        .await
+        .expect("connect");
+    let reader = backend.acquire("k", &read(1_000)).await;
+    let Err(LockError::InvalidInput(message)) = reader else {
+        panic!("{reader:?}");
+    };
+    assert!(message.contains("read locks"), "{message}");
+    let permit = backend.acquire_permit("k", 2, &options(1_000)).await;
+    let Err(LockError::InvalidInput(message)) = permit else {
+        panic!("{permit:?}");
+    };
+    assert!(message.contains("semaphores"), "{message}");
+}
+
+#[tokio::test]
+async fn two_keys_on_one_redis_take_one_round_trip() {
+    let server = RedisServer::start();
+    let backend = Backend::redis(&server.url()).await.expect("connect");
+    // The first call also loads the script.
+    let warm = backend
+        .acquire_all(["w:1", "w:2"], &options(5_000))
+        .await
+        .expect("warm");
+    warm.release().await.expect("release");
+    let before = server.calls("evalsha");
+    let both = backend
+        .acquire_all(["x:1", "x:2"], &options(5_000))
+        .await
+        .expect("both");
+    assert_eq!(
+        server.calls("evalsha") - before,
+        1,
+        "one script for both keys"
+    );
+    assert_eq!(
+        server.raw(&["EXISTS", "lock:{x:1}", "lock:{x:2}"]).trim(),
+        ":2"
+    );
+    both.release().await.expect("release");
+    assert_eq!(
+        server.raw(&["EXISTS", "lock:{x:1}", "lock:{x:2}"]).trim(),
+        ":0"
+    );
+}
+
+#[tokio::test]
+async fn a_nested_call_cannot_change_the_kind() {
+    let backend = Backend::memory();
+    let outcome = backend
+        .with_lock(
+            "nest",
+            &read(5_000),
+            backend.with_lock("nest", &options(5_000), async {}),
+        )
+        .await
+        .expect("the reader ran");
+    assert!(
+        matches!(outcome, Err(LockError::InvalidInput(_))),
+        "{outcome:?}"
+    );
+}
