@@ -28,6 +28,7 @@ on_both_stores!(
     a_semaphore_admits_at_most_its_permits,
     a_semaphore_needs_one_permit_count,
     a_vanished_permit_holder_gives_its_permit_back,
+    permits_and_readers_renew_and_report_a_lost_lease,
     several_keys_are_taken_all_or_none,
     several_keys_in_opposite_orders_never_deadlock,
     several_keys_fence_and_renew_each_key,
@@ -427,4 +428,39 @@ async fn a_nested_call_cannot_change_the_kind() {
         matches!(outcome, Err(LockError::InvalidInput(_))),
         "{outcome:?}"
     );
+}
+
+async fn permits_and_readers_renew_and_report_a_lost_lease(stores: Stores) {
+    let (a, b) = (&stores.a, &stores.b);
+    let renewed = options(300).renew(true).fencing(true);
+    let (fence, crowded) = a
+        .with_permit("renew", 1, &renewed, async {
+            // Longer than the TTL: renewal keeps the only permit.
+            tokio::time::sleep(Duration::from_millis(900)).await;
+            let other = b.acquire_permit("renew", 1, &options(1_000)).await;
+            (
+                lock_runtime::fencing_token(),
+                matches!(other, Err(LockError::Busy { .. })),
+            )
+        })
+        .await
+        .expect("held throughout");
+    assert!(fence.is_some() && crowded, "{fence:?} {crowded}");
+    let reader = read(300).renew(true);
+    a.with_lock(
+        "renew-r",
+        &reader,
+        tokio::time::sleep(Duration::from_millis(900)),
+    )
+    .await
+    .expect("a renewed reader keeps its lease");
+    // Without renewal the lease runs out under the body: `Lost`.
+    let lost = a
+        .with_lock(
+            "renew-r",
+            &read(200),
+            tokio::time::sleep(Duration::from_secs(2)),
+        )
+        .await;
+    assert!(matches!(lost, Err(LockError::Lost { .. })), "{lost:?}");
 }
