@@ -54,19 +54,24 @@ impl Flags {
 pub const ZOOKEEPER_SESSION: Duration = Duration::from_secs(1);
 
 /// Opens the lock store and makes it the default client: ZooKeeper with
-/// `--zookeeper HOST:PORT[,HOST:PORT][/chroot]`, else Redis with `--redis URL`, else the
-/// in-memory backend. Returns the ledger: Redis when `--redis` is given (beside ZooKeeper
+/// `--zookeeper HOST:PORT[,HOST:PORT][/chroot]`, else PostgreSQL with `--postgres URL`, else
+/// Redis with `--redis URL`, else the in-memory backend. Returns the ledger: Redis when `--redis` is given (beside ZooKeeper
 /// too), else this process's memory.
 pub async fn setup(flags: &Flags) -> Result<Ledger, Box<dyn std::error::Error>> {
-    let backend = match (flags.text("zookeeper"), flags.text("redis")) {
-        (Some(hosts), _) => {
+    let backend = match (
+        flags.text("zookeeper"),
+        flags.text("postgres"),
+        flags.text("redis"),
+    ) {
+        (Some(hosts), _, _) => {
             Backend::builder()
                 .zookeeper_session_timeout(ZOOKEEPER_SESSION)
                 .zookeeper(hosts)
                 .await?
         }
-        (None, Some(url)) => Backend::redis(url).await?,
-        (None, None) => Backend::memory(),
+        (None, Some(url), _) => Backend::postgres(url).await?,
+        (None, None, Some(url)) => Backend::redis(url).await?,
+        (None, None, None) => Backend::memory(),
     };
     lock_runtime::init(backend)?;
     match flags.text("redis") {
@@ -75,9 +80,27 @@ pub async fn setup(flags: &Flags) -> Result<Ledger, Box<dyn std::error::Error>> 
     }
 }
 
-/// Whether the locks are shared with other processes (`--redis` or `--zookeeper`).
+/// `url` with its password, if any, replaced by `***`, for printing.
+pub fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, rest)), Some(_)) => {
+            let (userinfo, host) = rest.rsplit_once('@').unwrap_or(("", rest));
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!(
+                "{scheme}://{user}{}@{host}",
+                if userinfo.contains(':') { ":***" } else { "" }
+            )
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Whether the locks are shared with other processes (`--redis`, `--zookeeper` or
+/// `--postgres`).
 pub fn shared(flags: &Flags) -> bool {
-    flags.text("redis").is_some() || flags.text("zookeeper").is_some()
+    ["redis", "zookeeper", "postgres"]
+        .iter()
+        .any(|store| flags.text(store).is_some())
 }
 
 /// Where the examples keep their own data: numbers under names.

@@ -179,6 +179,19 @@ async fn scheduled_jobs_run_each_tick_once_with_locks_in_zookeeper() {
     );
 }
 
+/// `--postgres`: the locks in PostgreSQL, the ledger in Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_jobs_run_each_tick_once_with_locks_in_postgres() {
+    let ledger = RedisServer::start();
+    let postgres = lock_tests::postgres_url();
+    each_tick_runs_once_with(&["--postgres", &postgres, "--redis", &ledger.url()]).await;
+    assert_eq!(
+        ledger.calls("set"),
+        3,
+        "one ledger write per tick, and no lock in Redis"
+    );
+}
+
 /// Three scheduled-jobs processes on `url`, three ticks: each tick ran exactly once.
 async fn each_tick_runs_once(url: &str) {
     each_tick_runs_once_with(&["--redis", url]).await;

@@ -135,6 +135,12 @@ impl Backend {
         BackendBuilder::default().zookeeper(hosts).await
     }
 
+    /// Connects to PostgreSQL at `url` with the default settings (see
+    /// [`BackendBuilder::postgres`]).
+    pub async fn postgres(url: &str) -> Result<Self, LockError> {
+        BackendBuilder::default().postgres(url).await
+    }
+
     /// Takes locks on a majority of the independent Redis servers at `urls` (Redlock), with
     /// the default settings (see [`BackendBuilder::redlock`]).
     pub async fn redlock<S: AsRef<str>>(

@@ -102,7 +102,7 @@ pub use crate::{
     backend::{Backend, MAX_TTL},
     builder::{
         BackendBuilder, DEFAULT_HEALTH_INTERVAL, DEFAULT_NOTIFICATION_IDLE, DEFAULT_OP_TIMEOUT,
-        DEFAULT_PREFIX, DEFAULT_ZOOKEEPER_SESSION_TIMEOUT,
+        DEFAULT_POSTGRES_TABLE, DEFAULT_PREFIX, DEFAULT_ZOOKEEPER_SESSION_TIMEOUT,
     },
     error::LockError,
     guard::LockGuard,

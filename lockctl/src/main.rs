@@ -23,12 +23,12 @@ use lock_runtime::{Backend, LockError, LockInfo};
 mod show;
 
 /// Look at and clear the locks of lock-runtime in Redis (one server, Sentinel, Cluster,
-/// Redlock) or ZooKeeper.
+/// Redlock), ZooKeeper or PostgreSQL.
 #[derive(Debug, Parser)]
 #[command(name = "lockctl", version)]
 struct Cli {
     /// The store, in the URL forms of LOCK_RUNTIME_URL: redis://, rediss://,
-    /// redis+sentinel://, redis+cluster://, redis+redlock://, zookeeper://.
+    /// redis+sentinel://, redis+cluster://, redis+redlock://, zookeeper://, postgres://.
     #[arg(long, env = "LOCK_RUNTIME_URL", hide_env_values = true)]
     url: String,
     /// The key prefix the services use (`BackendBuilder::prefix`).
@@ -37,6 +37,9 @@ struct Cli {
     /// The ZooKeeper directory the services use (`BackendBuilder::zookeeper_root`).
     #[arg(long, default_value = "/locks")]
     zookeeper_root: String,
+    /// The PostgreSQL table the services use (`BackendBuilder::postgres_table`).
+    #[arg(long, default_value = lock_runtime::DEFAULT_POSTGRES_TABLE)]
+    postgres_table: String,
     /// A PEM file of the certificate authority to trust for rediss:// URLs.
     #[arg(long, value_name = "PEM")]
     tls_root: Option<std::path::PathBuf>,
@@ -199,7 +202,8 @@ async fn connect(cli: &Cli) -> Result<Backend, Failure> {
     let mut builder = Backend::builder()
         .prefix(cli.prefix.clone())
         .op_timeout(Duration::from_millis(cli.timeout_ms.max(1)))
-        .zookeeper_root(cli.zookeeper_root.clone());
+        .zookeeper_root(cli.zookeeper_root.clone())
+        .postgres_table(cli.postgres_table.clone());
     if let Some(path) = &cli.tls_root {
         let pem = std::fs::read(path).map_err(|e| {
             Failure::Usage(format!("cannot read the CA file {}: {e}", path.display()))

@@ -222,7 +222,7 @@ async fn bad_urls_unreachable_stores_and_unknown_locks_are_clear_errors() {
         "{err}"
     );
 
-    let unknown = lockctl("postgres://nowhere/db", &["list"], "");
+    let unknown = lockctl("mysql://nowhere/db", &["list"], "");
     assert_eq!(unknown.status.code(), Some(2));
     assert!(text(&unknown).1.contains("unsupported lock store URL"));
 
@@ -344,5 +344,34 @@ async fn the_other_stores_list_show_and_release_too() {
     );
     assert_eq!(released.status.code(), Some(0), "{}", text(&released).1);
     assert!(backend.inspect("zk:1").await.expect("inspect").is_none());
+    assert!(matches!(guard.release().await, Err(LockError::Lost { .. })));
+
+    // PostgreSQL (the library's default table, keys of this test's own).
+    let url = lock_tests::postgres_url();
+    let backend = Backend::builder().connect(&url).await.expect("postgres");
+    let name = format!("pg:{}", std::process::id());
+    let guard = backend
+        .acquire(
+            &name,
+            &LockOptions::new(Duration::from_secs(20))
+                .fencing(true)
+                .function("pg::job"),
+        )
+        .await
+        .expect("pg lock");
+    let listed = lockctl(&url, &["list", &format!("{name}*")], "");
+    let (out, err) = text(&listed);
+    assert_eq!(listed.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("pg::job") && out.contains(&name), "{out}");
+    let fence = guard.fencing_token().expect("a fence").to_string();
+    let shown = lockctl(&url, &["show", &name], "");
+    let out = text(&shown).0;
+    assert!(
+        out.contains(guard.token().as_str()) && out.contains(&fence),
+        "{out}"
+    );
+    let released = lockctl(&url, &["release", &name, "--force", "--yes"], "");
+    assert_eq!(released.status.code(), Some(0), "{}", text(&released).1);
+    assert!(backend.inspect(&name).await.expect("inspect").is_none());
     assert!(matches!(guard.release().await, Err(LockError::Lost { .. })));
 }

@@ -26,6 +26,10 @@
 //! - S1, S2 and S3h with Redlock over 3 independent servers (`BENCH_ONLY=redlock`), against
 //!   a hand-written Redlock floor (all `SET NX PX` at once, majority, compare-and-delete on
 //!   all) and rslock's Redlock.
+//! - S1, S2 and S3h on PostgreSQL (`BENCH_ONLY=postgres`: the server on 127.0.0.1:5432, or
+//!   `LOCK_TESTS_POSTGRES_URL`), against a floor issuing the library's own statements
+//!   directly with tokio-postgres; "cmd" there counts committed statements
+//!   (`pg_stat_database`), and server CPU is not measured (a backend per connection).
 //! - S1, S2 and S3h on a standalone ZooKeeper (`BENCH_ONLY=zookeeper`), against the
 //!   `zookeeper-client` crate's own lock recipe (Curator's); "cmd" there counts the packets
 //!   the server received (`mntr`), pings included.
@@ -38,6 +42,8 @@ use std::{
 
 use lock_runtime::{distributed_lock, Backend, LockError, LockOptions};
 
+#[path = "locks/postgres.rs"]
+mod postgres;
 #[path = "locks/redlock.rs"]
 mod redlock;
 #[path = "locks/zookeeper.rs"]
@@ -820,6 +826,14 @@ async fn cycles_child(args: &[String]) {
             })
             .await
         }
+        "pgfloor" => {
+            let floor = postgres::Floor::connect(url).await;
+            measure(tasks, length, server, move |i| {
+                let floor = floor.clone();
+                async move { floor.cycle(&format!("lock:{{bench:{i}}}")).await }
+            })
+            .await
+        }
         "zkfloor" => {
             let floor = zookeeper::Floor::connect(url).await;
             measure(tasks, length, server, move |i| {
@@ -1200,6 +1214,31 @@ async fn main() {
             (z1, z2, z3)
         }
     };
+    // PostgreSQL: the library against its own statements issued by hand.
+    let (p1, p2, p3) = if wanted("postgres") {
+        let url = lock_tests::postgres_url();
+        // The library makes the table; the floor uses it.
+        let lib = Backend::builder()
+            .connect(&url)
+            .await
+            .expect("PostgreSQL connection");
+        let target = Target {
+            url: url.clone(),
+            pids: String::new(),
+        };
+        let sides = ["pgfloor", "lib"];
+        let p1 = separate(rounds, &target, &sides, 1, slice).await;
+        let p2 = separate(rounds, &target, &sides, 64, slice).await;
+        let floor = postgres::Floor::connect(&url).await;
+        let statements = || postgres::statements(&url);
+        let p3 = (
+            s3h_counting(&statements, length, postgres::handoff(floor)).await,
+            s3h_counting(&statements, length, lib_handoff(lib)).await,
+        );
+        (p1, p2, p3)
+    } else {
+        Default::default()
+    };
     // The hand API on one key, as the annotated function below uses one key.
     let hand = {
         let lib_cycle = lib_cycle.clone();
@@ -1280,6 +1319,8 @@ async fn main() {
     separate_row("S2   cluster", &c2);
     separate_row("S1   redlock, 3 servers", &r1);
     separate_row("S2   redlock, 3 servers", &r2);
+    separate_row("S1   postgres", &p1);
+    separate_row("S2   postgres", &p2);
     separate_row("S1   zookeeper", &z1);
     separate_row("S2   zookeeper", &z2);
     metrics_row("S1   no recorder / Prometheus", &m1);
@@ -1315,6 +1356,9 @@ async fn main() {
     }
     if zk_server.is_some() {
         row("S3h  16 waiters, zookeeper", &z3.0, &z3.1);
+    }
+    if p3.0.cycles > 0 {
+        row("S3h  16 waiters, postgres", &p3.0, &p3.1);
     }
     println!(
         "{:<30} {:>10} {:>10} {:>7}",

@@ -22,6 +22,7 @@ pub const REDIS_SERVER_ENV: &str = "REDIS_SERVER_BIN";
 /// How long a server may take to start answering.
 mod cluster;
 mod holdings;
+mod postgres;
 mod redlock;
 mod sentinel;
 mod tls;
@@ -29,6 +30,9 @@ mod zookeeper;
 pub use cluster::RedisCluster;
 pub use holdings::{
     assert_exclusive_around, assert_no_overlap_around, handoff_gap, now_us, Holding, LockLoops,
+};
+pub use postgres::{
+    postgres_url, unique_table, PrivateCluster, POSTGRES_URL_ENV, PRIVATE_PASSWORD,
 };
 pub use redlock::RedlockServers;
 pub use sentinel::Sentinel;
@@ -423,6 +427,31 @@ pub async fn eventually(bound: Duration, mut condition: impl FnMut() -> bool) ->
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Runs the `lock-hold` binary (`binary`: the test's `CARGO_BIN_EXE_lock-hold`) with
+/// `args` and `env`, waits (up to 30 s) until it says it holds its lock, then kills it with
+/// SIGKILL; returns when it said so. A dead holder that never released.
+pub async fn kill_holder_once_held(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Instant {
+    let mut holder = tokio::process::Command::new(binary)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn lock-hold");
+    let stdout = holder.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let held = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("lock-hold held in time")
+        .expect("read")
+        .expect("a line");
+    let held_at = Instant::now();
+    assert!(held.starts_with("held "), "{held}");
+    signal(holder.id().expect("running"), "-KILL");
+    let _ = holder.wait().await;
+    held_at
 }
 
 /// [`eventually`] with a condition that awaits (a store call, say).

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use lock_runtime::{Backend, LockError, LockOptions};
-use lock_tests::{signal, RedisServer};
+use lock_tests::RedisServer;
 
 /// Runs `binary` with `args` and returns its standard output; fails the test if it fails.
 async fn run(binary: &str, args: &[String]) -> String {
@@ -206,30 +206,11 @@ async fn a_semaphore_never_has_more_holders_than_permits() {
 async fn a_killed_holders_permit_comes_back_after_its_ttl() {
     let server = RedisServer::start();
     let ttl = Duration::from_millis(1_500);
-    let mut holder = tokio::process::Command::new(env!("CARGO_BIN_EXE_lock-hold"))
-        .args([
-            server.url(),
-            "slot".to_owned(),
-            ttl.as_millis().to_string(),
-            "0".to_owned(),
-            "60000".to_owned(),
-            "1".to_owned(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn lock-hold");
-    let stdout = holder.stdout.take().expect("stdout");
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let held = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("lock-hold held in time")
-        .expect("read")
-        .expect("a line");
-    let held_at = Instant::now();
-    assert!(held.starts_with("held "), "{held}");
-    signal(holder.id().expect("running"), "-KILL");
-    let _ = holder.wait().await;
+    let url = server.url();
+    let ttl_ms = ttl.as_millis().to_string();
+    let args = [url.as_str(), "slot", &ttl_ms, "0", "60000", "1"];
+    let held_at =
+        lock_tests::kill_holder_once_held(env!("CARGO_BIN_EXE_lock-hold"), &args, &[]).await;
 
     let backend = Backend::redis(&server.url()).await.expect("connect");
     let options = LockOptions::new(Duration::from_secs(5));

@@ -7,6 +7,7 @@
 //! cargo run -p lock-examples -- --redis redis://127.0.0.1:6379 # self-demo against Redis
 //! cargo run -p lock-examples -- --serve-for 60 --port 8080 --redis redis://127.0.0.1:6379
 //! cargo run -p lock-examples -- --zookeeper 127.0.0.1:2181     # locks in ZooKeeper
+//! cargo run -p lock-examples -- --postgres postgres://postgres@127.0.0.1/test # in PostgreSQL
 //! ```
 //!
 //! Routes: `GET /accounts/{id}` (balance), `POST /accounts/{id}/deposit` and
@@ -165,6 +166,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn setup_ledger(flags: &Flags) -> Result<Ledger, Box<dyn std::error::Error>> {
     let ledger = lock_examples::setup(flags).await?;
+    if let Some(url) = flags.text("postgres") {
+        println!("lock store: PostgreSQL at {}", lock_examples::redacted(url));
+    }
     match (flags.text("zookeeper"), flags.text("redis")) {
         (Some(hosts), Some(url)) => println!("lock store: ZooKeeper at {hosts}; ledger: {url}"),
         (Some(hosts), None) => {
@@ -173,7 +177,7 @@ async fn setup_ledger(flags: &Flags) -> Result<Ledger, Box<dyn std::error::Error
         (None, Some(url)) => println!("lock store and ledger: {url}"),
         (None, None) => println!(
             "lock store and ledger: this process's memory (pass --redis URL for Redis, \
-             --zookeeper HOST:PORT for ZooKeeper)"
+             --zookeeper HOST:PORT for ZooKeeper, --postgres URL for PostgreSQL)"
         ),
     }
     Ok(ledger)

@@ -9,9 +9,10 @@ use crate::{
     store::{redis::RedisSettings, MemoryStore, RedisStore, Store},
 };
 
+mod postgres;
 mod zookeeper;
 
-pub use self::zookeeper::DEFAULT_ZOOKEEPER_SESSION_TIMEOUT;
+pub use self::{postgres::DEFAULT_POSTGRES_TABLE, zookeeper::DEFAULT_ZOOKEEPER_SESSION_TIMEOUT};
 
 /// The prefix put before every lock name unless configured otherwise.
 pub const DEFAULT_PREFIX: &str = "lock:";
@@ -42,6 +43,7 @@ pub struct BackendBuilder {
     redis: RedisSettings,
     tls_root: Option<Vec<u8>>,
     zookeeper: zookeeper::Settings,
+    postgres_table: String,
 }
 
 impl std::fmt::Debug for BackendBuilder {
@@ -70,6 +72,7 @@ impl Default for BackendBuilder {
             },
             tls_root: None,
             zookeeper: zookeeper::Settings::default(),
+            postgres_table: DEFAULT_POSTGRES_TABLE.to_owned(),
         }
     }
 }
@@ -337,7 +340,8 @@ impl BackendBuilder {
 
     /// Opens the backend a URL names: `memory://` for [`memory`](Self::memory), any Redis URL
     /// for [`redis`](Self::redis), `zookeeper://host:port,host:port[/chroot]` for
-    /// [`zookeeper`](Self::zookeeper).
+    /// [`zookeeper`](Self::zookeeper), `postgres://user@host/database` (or `postgresql://`)
+    /// for [`postgres`](Self::postgres).
     pub async fn connect(self, url: &str) -> Result<Backend, LockError> {
         match url.split_once("://").map(|(scheme, _)| scheme) {
             Some("memory") => self.memory(),
@@ -346,13 +350,15 @@ impl BackendBuilder {
                 | "rediss+cluster" | "redis+redlock" | "rediss+redlock",
             ) => self.redis(url).await,
             Some("zookeeper") => self.zookeeper(&url["zookeeper://".len()..]).await,
+            Some("postgres" | "postgresql") => self.postgres(url).await,
             _ => Err(LockError::invalid(format!(
                 "unsupported lock store URL `{}`: expected `memory://`, `redis://host:port`, \
                  `rediss://host:port`, `redis+unix:///path`, \
                  `redis+sentinel://host:port,host:port/service`, \
                  `redis+cluster://host:port,host:port`, \
-                 `redis+redlock://host:port,host:port,host:port` or \
-                 `zookeeper://host:port,host:port[/chroot]`",
+                 `redis+redlock://host:port,host:port,host:port`, \
+                 `zookeeper://host:port,host:port[/chroot]` or \
+                 `postgres://user@host/database`",
                 crate::redact::url(url)
             ))),
         }

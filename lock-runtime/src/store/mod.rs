@@ -12,6 +12,8 @@ pub use crate::error::StoreError;
 use crate::token::Token;
 
 pub(crate) mod memory;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 pub(crate) mod redis;
 #[cfg(feature = "redlock")]
 pub(crate) mod redlock;

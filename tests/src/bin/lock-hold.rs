@@ -31,6 +31,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let ms = |text: &str| text.parse().map(Duration::from_millis);
     let backend = Backend::builder()
+        // On PostgreSQL, the test's own table.
+        .postgres_table(
+            std::env::var("LOCK_TESTS_TABLE")
+                .unwrap_or_else(|_| lock_runtime::DEFAULT_POSTGRES_TABLE.to_owned()),
+        )
         .zookeeper_session_timeout(ms(session_ms)?)
         .connect(url)
         .await?;

@@ -26,6 +26,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .wait(Duration::from_secs(2))
         .fencing(!url.starts_with("redis+redlock://"));
     let backend = Backend::builder()
+        // On PostgreSQL, the test's own table.
+        .postgres_table(
+            std::env::var("LOCK_TESTS_TABLE")
+                .unwrap_or_else(|_| lock_runtime::DEFAULT_POSTGRES_TABLE.to_owned()),
+        )
         .op_timeout(Duration::from_millis(500))
         // On ZooKeeper the TTL must cover the session.
         .zookeeper_session_timeout(Duration::from_millis(ttl_ms.parse()?))

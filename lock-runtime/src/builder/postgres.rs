@@ -1,0 +1,79 @@
+//! The PostgreSQL part of [`BackendBuilder`].
+
+use super::BackendBuilder;
+use crate::{backend::Backend, error::LockError, redact};
+
+/// The table PostgreSQL locks live in unless configured otherwise, in the connection's
+/// search path.
+pub const DEFAULT_POSTGRES_TABLE: &str = "distributed_locks";
+
+impl BackendBuilder {
+    /// The table PostgreSQL locks live in: `table` or `schema.table`, lowercase letters,
+    /// digits and `_` ([`DEFAULT_POSTGRES_TABLE`] by default). Its fencing sequence is
+    /// `<table>_fence` and its expiry index `<table>_expires`; release notifications go on
+    /// the channel named after the table (`schema_table` with a schema).
+    #[must_use]
+    pub fn postgres_table(mut self, table: impl Into<String>) -> Self {
+        self.postgres_table = table.into();
+        self
+    }
+
+    /// Connects to PostgreSQL at `url` (`postgres://user[:password]@host[:port]/database`,
+    /// or a `key=value` connection string) within the time bound; the same as
+    /// [`connect`](Self::connect) with a `postgres://` URL. Needs the crate's `postgres`
+    /// feature; the connection is not encrypted (no TLS yet).
+    ///
+    /// The lock table, its sequence and its index are created if missing (`IF NOT EXISTS`,
+    /// one process at a time). A role that may not create them gets
+    /// [`LockError::InvalidInput`] with the statements an administrator runs instead.
+    ///
+    /// - a lease is a row: the lock's key, the owner token, the holder's record, when the
+    ///   lease ends by the server's clock, and the fencing token. Acquire is one statement
+    ///   that inserts the row or takes over an expired one; release and extend are one
+    ///   token-checked statement each. Every statement reaches its row by primary key;
+    /// - fencing tokens come from a sequence: strictly increasing, and durable across server
+    ///   restarts (a sequence never goes back, even after a crash);
+    /// - waiters are woken by `NOTIFY` from the release, on a listening connection of the
+    ///   process's own, and re-check on a timer as on Redis;
+    /// - one connection carries every lock's statements (pipelined), and is replaced when
+    ///   it breaks. A lease does not depend on it: a holder whose connection breaks keeps
+    ///   its lock until its TTL ends, and renews it on the next connection.
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), lock_runtime::LockError> {
+    /// let backend = lock_runtime::Backend::builder()
+    ///     .postgres_table("locks.app")
+    ///     .postgres("postgres://app@db.internal/app")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn postgres(self, url: &str) -> Result<Backend, LockError> {
+        self.check()?;
+        #[cfg(feature = "postgres")]
+        {
+            use crate::store::postgres::{check_table, PostgresSettings, PostgresStore};
+            check_table(&self.postgres_table).map_err(LockError::invalid)?;
+            let config: tokio_postgres::Config =
+                url.parse().map_err(|e: tokio_postgres::Error| {
+                    let detail = redact::scrub(&e.to_string(), redact::password(url));
+                    LockError::invalid(format!(
+                        "malformed PostgreSQL URL `{}`: {detail}",
+                        redact::url(url)
+                    ))
+                })?;
+            let store = PostgresStore::connect(PostgresSettings {
+                config,
+                table: self.postgres_table.clone(),
+                bound: self.op_timeout,
+            })
+            .await?;
+            self.store(store)
+        }
+        #[cfg(not(feature = "postgres"))]
+        Err(LockError::invalid(format!(
+            "`{}` names PostgreSQL: enable lock-runtime's `postgres` feature",
+            redact::url(url)
+        )))
+    }
+}

@@ -1,0 +1,325 @@
+//! The PostgreSQL store: a lease is a row of one table, keyed by the lock's full key.
+//!
+//! - acquire: one `INSERT .. ON CONFLICT DO UPDATE .. WHERE` the row has expired (or, to
+//!   reclaim, holds our token), returning the fencing token, drawn from a sequence; a
+//!   waiter whose try found the row taken also reads how long its lease has left;
+//! - release: one `DELETE` of our row that also sends `NOTIFY` with the key, which the
+//!   waiters of every process `LISTEN` for (`listen.rs`);
+//! - extend: one token-checked `UPDATE`.
+//!
+//! Expiry is by the server's clock (`clock_timestamp()`), as on Redis. Every statement
+//! reaches its row by primary key; rows of holders that vanished are taken over by the
+//! next acquire of their key, and swept now and then (through an index on the expiry)
+//! so keys never used again do not pile up. One connection, shared by every lock of the
+//! process (tokio-postgres pipelines concurrent statements on it), replaced when it
+//! breaks; a second one listens.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use arc_swap::ArcSwapOption;
+use tokio_postgres::{Client, NoTls, Statement};
+
+use self::{listen::Listener, sql::Sql};
+use super::{
+    glob_matches, ttl_millis, AcquireRequest, Attempt, Store, StoreError, StoreFuture, StoredLock,
+    Watch,
+};
+use crate::{error::LockError, token::Token};
+
+mod listen;
+mod sql;
+
+pub(crate) use self::sql::check_table;
+
+/// How many acquisitions pass between two sweeps of long-expired rows.
+const SWEEP_EVERY: u64 = 1024;
+
+/// What a PostgreSQL store is set up with.
+#[derive(Debug, Clone)]
+pub(crate) struct PostgresSettings {
+    pub(crate) config: tokio_postgres::Config,
+    /// `table` or `schema.table`, checked by [`check_table`].
+    pub(crate) table: String,
+    /// The time bound on connecting.
+    pub(crate) bound: Duration,
+}
+
+/// One connection with the store's statements prepared on it.
+struct Conn {
+    client: Client,
+    acquire: Statement,
+    lease_left: Statement,
+    release: Statement,
+    extend: Statement,
+}
+
+/// Locks kept in a PostgreSQL table (see the module documentation).
+pub(crate) struct PostgresStore {
+    config: tokio_postgres::Config,
+    sql: Arc<Sql>,
+    current: ArcSwapOption<Conn>,
+    /// Held while a broken connection is being replaced.
+    connecting: tokio::sync::Mutex<()>,
+    listener: Arc<Listener>,
+    acquires: AtomicU64,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("table", &self.sql.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects, creates the table, its sequence and index if they are missing, and
+    /// prepares the statements, within `settings.bound`.
+    pub(crate) async fn connect(settings: PostgresSettings) -> Result<Self, LockError> {
+        let sql = Arc::new(Sql::new(&settings.table));
+        let password = settings
+            .config
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned());
+        let store = Self {
+            listener: Listener::new(settings.config.clone(), sql.clone()),
+            config: settings.config,
+            sql,
+            current: ArcSwapOption::empty(),
+            connecting: tokio::sync::Mutex::new(()),
+            acquires: AtomicU64::new(0),
+        };
+        let first = async {
+            let client = store.open().await?;
+            store.sql.create(&client).await?;
+            store.prepare(client).await
+        };
+        match tokio::time::timeout(settings.bound, first).await {
+            Ok(Ok(conn)) => {
+                store.current.store(Some(Arc::new(conn)));
+                Ok(store)
+            }
+            Ok(Err(error)) => Err(sql::connect_error(&error, password.as_deref(), &store.sql)),
+            Err(_) => Err(LockError::Timeout {
+                operation: "connect",
+                after: settings.bound,
+            }),
+        }
+    }
+
+    /// A new connection, driven by a task of its own until it closes.
+    async fn open(&self) -> Result<Client, tokio_postgres::Error> {
+        let (client, connection) = self.config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "PostgreSQL lock connection ended");
+            }
+        });
+        Ok(client)
+    }
+
+    async fn prepare(&self, client: Client) -> Result<Conn, tokio_postgres::Error> {
+        let acquire = client.prepare(&self.sql.acquire).await?;
+        let lease_left = client.prepare(&self.sql.lease_left).await?;
+        let release = client.prepare(&self.sql.release).await?;
+        let extend = client.prepare(&self.sql.extend).await?;
+        Ok(Conn {
+            client,
+            acquire,
+            lease_left,
+            release,
+            extend,
+        })
+    }
+
+    /// The current connection, or a new one if it broke.
+    async fn conn(&self) -> Result<Arc<Conn>, StoreError> {
+        if let Some(conn) = self.current.load_full() {
+            if !conn.client.is_closed() {
+                return Ok(conn);
+            }
+        }
+        let _one_at_a_time = self.connecting.lock().await;
+        if let Some(conn) = self.current.load_full() {
+            if !conn.client.is_closed() {
+                return Ok(conn);
+            }
+        }
+        tracing::debug!("replacing the PostgreSQL lock connection");
+        let client = self.open().await.map_err(failed)?;
+        let conn = Arc::new(self.prepare(client).await.map_err(failed)?);
+        self.current.store(Some(conn.clone()));
+        Ok(conn)
+    }
+
+    /// Now and then, deletes rows whose lease ended long ago, in the background.
+    fn maybe_sweep(&self, conn: &Arc<Conn>) {
+        if self.acquires.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != SWEEP_EVERY - 1 {
+            return;
+        }
+        let (conn, sql) = (conn.clone(), self.sql.clone());
+        tokio::spawn(async move {
+            if let Err(error) = conn.client.execute(&sql.sweep, &[]).await {
+                tracing::debug!(%error, "sweeping expired lock rows failed");
+            }
+        });
+    }
+}
+
+/// A statement's error as a store error, in the server's own words; the connection is
+/// replaced on the next call if it broke.
+fn failed(error: tokio_postgres::Error) -> StoreError {
+    sql::describe(&error).into()
+}
+
+/// A TTL in milliseconds as the statements take it.
+fn millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl_millis(ttl)).unwrap_or(i64::MAX)
+}
+
+impl Store for PostgresStore {
+    fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
+        Box::pin(async move {
+            let conn = self.conn().await?;
+            self.maybe_sweep(&conn);
+            let ttl = millis(request.ttl);
+            let row = conn
+                .client
+                .query_opt(
+                    &conn.acquire,
+                    &[
+                        &request.key,
+                        &request.token.as_str(),
+                        &request.holder,
+                        &ttl,
+                        &request.reclaim,
+                    ],
+                )
+                .await
+                .map_err(failed)?;
+            if let Some(row) = row {
+                let fence: i64 = row.try_get(0)?;
+                return Ok(Attempt::Acquired {
+                    fence: request.fence_key.and_then(|_| u64::try_from(fence).ok()),
+                });
+            }
+            if !request.waiting {
+                return Ok(Attempt::Busy);
+            }
+            let left = conn
+                .client
+                .query_opt(&conn.lease_left, &[&request.key])
+                .await
+                .map_err(failed)?;
+            let left: i64 = match left {
+                Some(row) => row.try_get(0)?,
+                // Released in between: try again at once.
+                None => 0,
+            };
+            Ok(Attempt::BusyFor {
+                left: Duration::from_millis(left.max(0).unsigned_abs()),
+            })
+        })
+    }
+
+    fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let conn = self.conn().await?;
+            let row = conn
+                .client
+                .query_opt(&conn.release, &[&key, &token.as_str(), &self.sql.channel])
+                .await
+                .map_err(failed)?;
+            Ok(match row {
+                Some(row) => row.try_get(0)?,
+                None => false,
+            })
+        })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let conn = self.conn().await?;
+            let ttl = millis(ttl);
+            let updated = conn
+                .client
+                .execute(&conn.extend, &[&key, &token.as_str(), &ttl])
+                .await
+                .map_err(failed)?;
+            Ok(updated == 1)
+        })
+    }
+
+    fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
+        Box::pin(async move { Ok(self.listener.watch(key).await) })
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        Box::pin(async move {
+            let conn = self.conn().await?;
+            let rows = conn.client.query(&self.sql.inspect, &[&key]).await;
+            rows.map_err(failed)?.first().map(stored).transpose()
+        })
+    }
+
+    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
+        Box::pin(async move {
+            let conn = self.conn().await?;
+            let rows = conn
+                .client
+                .query(&self.sql.list, &[])
+                .await
+                .map_err(failed)?;
+            let mut found = Vec::new();
+            for row in &rows {
+                let lock = stored(row)?;
+                if glob_matches(pattern, &lock.key) {
+                    found.push(lock);
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        Box::pin(async move {
+            let conn = self.conn().await?;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&key, &self.sql.channel];
+            let rows = conn.client.query(&self.sql.force_release, &params).await;
+            rows.map_err(failed)?.first().map(stored).transpose()
+        })
+    }
+}
+
+/// A row as operators see it (see `sql::SHOWN`).
+fn stored(row: &tokio_postgres::Row) -> Result<StoredLock, StoreError> {
+    let key: String = row.try_get(0)?;
+    let value: String = row.try_get(1)?;
+    let left: i64 = row.try_get(2)?;
+    let fence: i64 = row.try_get(3)?;
+    let mut lock = StoredLock::new(key, value);
+    lock.remaining = Some(Duration::from_millis(left.max(0).unsigned_abs()));
+    lock.fence = u64::try_from(fence).ok();
+    Ok(lock)
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.stop();
+    }
+}

@@ -1,0 +1,195 @@
+//! The table, its statements, and what a failure to set them up means to the user.
+
+use tokio_postgres::{error::SqlState, Client};
+
+use crate::error::LockError;
+
+/// Checks a table name: `table` or `schema.table`, each part lowercase letters, digits and
+/// `_`, not starting with a digit, at most 48 bytes (the sequence and index names add to
+/// it, within PostgreSQL's 63).
+pub(crate) fn check_table(table: &str) -> Result<(), String> {
+    let parts: Vec<&str> = table.split('.').collect();
+    let fine = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 48
+            && !part.starts_with(|c: char| c.is_ascii_digit())
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    if parts.len() <= 2 && parts.iter().all(|p| fine(p)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{table}` is not a lock table name: write `table` or `schema.table`, in lowercase \
+             letters, digits and `_`"
+        ))
+    }
+}
+
+/// What an operator sees of a row: the key, the token with the holder's record and fencing
+/// token after it (as on Redis), the lease's remaining milliseconds, the fencing token.
+const SHOWN: &str = "name, token || holder || ';fence=' || fence, \
+    (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint, fence";
+
+/// A row whose lease runs.
+const LIVE: &str = "expires_at > clock_timestamp()";
+
+/// The statements for one table.
+#[derive(Debug)]
+pub(super) struct Sql {
+    pub(super) table: String,
+    /// The `NOTIFY` channel: the table's name, schema included.
+    pub(super) channel: String,
+    schema: Option<String>,
+    create: String,
+    pub(super) acquire: String,
+    pub(super) lease_left: String,
+    pub(super) release: String,
+    pub(super) extend: String,
+    pub(super) sweep: String,
+    /// For operators: one lock, every live lock, and a delete whoever holds it.
+    pub(super) inspect: String,
+    pub(super) list: String,
+    pub(super) force_release: String,
+}
+
+impl Sql {
+    /// The statements for `table` (checked by [`check_table`]).
+    pub(super) fn new(table: &str) -> Self {
+        let (schema, name) = match table.split_once('.') {
+            Some((schema, name)) => (Some(schema.to_owned()), name),
+            None => (None, table),
+        };
+        let prefix = schema
+            .as_ref()
+            .map_or(String::new(), |s| format!("\"{s}\"."));
+        let t = format!("{prefix}\"{name}\"");
+        let sequence = format!("{prefix}\"{name}_fence\"");
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {t} (\n\
+             \x20   name text PRIMARY KEY,\n\
+             \x20   token text NOT NULL,\n\
+             \x20   holder text NOT NULL,\n\
+             \x20   expires_at timestamptz NOT NULL,\n\
+             \x20   fence bigint NOT NULL\n\
+             );\n\
+             CREATE SEQUENCE IF NOT EXISTS {sequence};\n\
+             CREATE INDEX IF NOT EXISTS \"{name}_expires\" ON {t} (expires_at);"
+        );
+        let create = match &schema {
+            Some(schema) => format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\";\n{create}"),
+            None => create,
+        };
+        Self {
+            table: table.to_owned(),
+            channel: table.replace('.', "_"),
+            acquire: format!(
+                "INSERT INTO {t} AS held (name, token, holder, expires_at, fence) \
+                 VALUES ($1, $2, $3, clock_timestamp() + $4::bigint * interval '1 millisecond', \
+                 nextval('{sequence}')) \
+                 ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, \
+                 holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at, \
+                 fence = EXCLUDED.fence \
+                 WHERE held.expires_at <= clock_timestamp() \
+                 OR ($5 AND held.token = EXCLUDED.token) \
+                 RETURNING fence"
+            ),
+            lease_left: format!(
+                "SELECT (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint \
+                 FROM {t} WHERE name = $1"
+            ),
+            release: format!(
+                "WITH gone AS (DELETE FROM {t} WHERE name = $1 AND token = $2 \
+                 RETURNING name, expires_at > clock_timestamp() AS held) \
+                 SELECT gone.held FROM gone, pg_notify($3, gone.name)"
+            ),
+            extend: format!(
+                "UPDATE {t} SET expires_at = clock_timestamp() + $3::bigint * interval '1 millisecond' \
+                 WHERE name = $1 AND token = $2 AND expires_at > clock_timestamp()"
+            ),
+            sweep: format!(
+                "DELETE FROM {t} WHERE name IN (SELECT name FROM {t} \
+                 WHERE expires_at < clock_timestamp() - interval '1 minute' LIMIT 1000)"
+            ),
+            inspect: format!("SELECT {SHOWN} FROM {t} WHERE name = $1 AND {LIVE}"),
+            list: format!("SELECT {SHOWN} FROM {t} WHERE {LIVE} ORDER BY name"),
+            force_release: format!(
+                "WITH gone AS (DELETE FROM {t} WHERE name = $1 RETURNING *) \
+                 SELECT {SHOWN} FROM gone, pg_notify($2, gone.name) WHERE {LIVE}"
+            ),
+            schema,
+            create,
+        }
+    }
+
+    /// The statements an administrator runs for a role that may not create tables.
+    pub(super) fn setup(&self) -> &str {
+        &self.create
+    }
+
+    /// Creates the table, sequence and index unless the table exists; one process at a
+    /// time (concurrent `CREATE .. IF NOT EXISTS` can collide).
+    pub(super) async fn create(&self, client: &Client) -> Result<(), tokio_postgres::Error> {
+        let exists = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&self.regclass()])
+            .await?;
+        if exists.try_get::<_, bool>(0)? {
+            return Ok(());
+        }
+        client
+            .batch_execute(&format!(
+                "BEGIN;\nSELECT pg_advisory_xact_lock(7042351926);\n{}\nCOMMIT;",
+                self.create
+            ))
+            .await
+    }
+
+    fn regclass(&self) -> String {
+        let name = self.table.rsplit('.').next().unwrap_or(&self.table);
+        match &self.schema {
+            Some(schema) => format!("\"{schema}\".\"{name}\""),
+            None => format!("\"{name}\""),
+        }
+    }
+}
+
+/// What a failure to connect or set up the table means, with `password` kept out.
+pub(super) fn connect_error(
+    error: &tokio_postgres::Error,
+    password: Option<&str>,
+    sql: &Sql,
+) -> LockError {
+    let text = crate::redact::scrub(&describe(error), password);
+    if error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+        return LockError::invalid(format!(
+            "the PostgreSQL role may not create the lock table `{}` ({text}); have an \
+             administrator run:\n{}\nand grant the role SELECT, INSERT, UPDATE, DELETE on the \
+             table and USAGE on its sequence",
+            sql.table,
+            sql.setup()
+        ));
+    }
+    LockError::Backend {
+        operation: "connect",
+        source: text.into(),
+    }
+}
+
+/// An error's message with the server's own words, which tokio-postgres keeps in its
+/// source ("db error" alone says nothing).
+pub(super) fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(inner) = source {
+                text.push_str(": ");
+                text.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            text
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The benchmark's PostgreSQL floor: the library's own statements (an `INSERT .. ON
+//! CONFLICT DO UPDATE .. WHERE` expired, returning a fencing token from the sequence; a
+//! token-checked `DELETE` that sends `NOTIFY`), prepared once and issued directly with
+//! tokio-postgres on one pipelined connection; waiting retries every millisecond.
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use tokio_postgres::{Client, NoTls, Statement};
+
+use super::{floor_token, Release};
+
+/// The table both sides use (the library's default).
+const TABLE: &str = "distributed_locks";
+
+#[derive(Clone)]
+pub struct Floor {
+    client: Arc<Client>,
+    acquire: Statement,
+    release: Statement,
+}
+
+impl Floor {
+    /// Connects to `url`; the library made the table beforehand.
+    pub async fn connect(url: &str) -> Self {
+        let (client, connection) = tokio_postgres::connect(url, NoTls)
+            .await
+            .expect("PostgreSQL floor connection");
+        tokio::spawn(connection);
+        let acquire = client
+            .prepare(&format!(
+                "INSERT INTO {TABLE} AS held (name, token, holder, expires_at, fence) \
+                 VALUES ($1, $2, '', clock_timestamp() + interval '10 seconds', \
+                 nextval('{TABLE}_fence')) \
+                 ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, \
+                 holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at, \
+                 fence = EXCLUDED.fence WHERE held.expires_at <= clock_timestamp() \
+                 RETURNING fence"
+            ))
+            .await
+            .expect("prepare the floor's acquire");
+        let release = client
+            .prepare(&format!(
+                "WITH gone AS (DELETE FROM {TABLE} WHERE name = $1 AND token = $2 \
+                 RETURNING name) SELECT 1 FROM gone, pg_notify('{TABLE}', gone.name)"
+            ))
+            .await
+            .expect("prepare the floor's release");
+        Self {
+            client: Arc::new(client),
+            acquire,
+            release,
+        }
+    }
+
+    /// Takes `key` (with `poll`, retrying every millisecond until it is free).
+    async fn acquire(&self, key: &str, token: &str, poll: bool) {
+        loop {
+            let row = self
+                .client
+                .query_opt(&self.acquire, &[&key, &token])
+                .await
+                .expect("floor acquire");
+            if row.is_some() {
+                return;
+            }
+            assert!(poll, "floor: the key was taken");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    async fn release(&self, key: &str, token: &str) {
+        let row = self
+            .client
+            .query_opt(&self.release, &[&key, &token])
+            .await
+            .expect("floor release");
+        assert!(row.is_some(), "floor: the key was not ours");
+    }
+
+    /// One acquire+release of `key`.
+    pub async fn cycle(&self, key: &str) {
+        let token = floor_token();
+        self.acquire(key, &token, false).await;
+        self.release(key, &token).await;
+    }
+}
+
+/// S3h's cycle for the floor: take the handoff key (polling), then the release to run later.
+pub fn handoff(
+    floor: Floor,
+) -> impl Fn() -> Pin<Box<dyn Future<Output = Release> + Send>> + Send + Sync + Clone {
+    move || {
+        let floor = floor.clone();
+        Box::pin(async move {
+            let token = floor_token();
+            floor.acquire("lock:{bench:handoff}", &token, true).await;
+            let release: Release = Box::new(move || {
+                Box::pin(async move { floor.release("lock:{bench:handoff}", &token).await })
+            });
+            release
+        })
+    }
+}
+
+/// Transactions committed in the server so far (each statement outside a transaction is
+/// one), once every backend has reported its count (they do within a second).
+pub fn statements(url: &str) -> u64 {
+    std::thread::sleep(Duration::from_millis(1_500));
+    let output = std::process::Command::new("psql")
+        .args([url, "-tAc", "SELECT sum(xact_commit) FROM pg_stat_database"])
+        .output()
+        .expect("run psql");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}

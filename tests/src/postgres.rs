@@ -1,0 +1,176 @@
+//! PostgreSQL for the tests: the machine's own server on 127.0.0.1:5432 (trust auth,
+//! database `test`), or the one `.ci/run` started where that is missing; and a private
+//! cluster of the test's own (`initdb` into a temp dir, `pg_ctl` on a free port, password auth) for tests
+//! that restart the server or need a password. Each test names a table of its own.
+
+use std::{
+    path::PathBuf,
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use crate::free_port;
+
+/// The superuser password of a private cluster.
+pub const PRIVATE_PASSWORD: &str = "lock-tests-pw-7d1e";
+
+/// Where the tests find a PostgreSQL server they may create tables in, if not on
+/// 127.0.0.1:5432 (`.ci/run` sets it after starting a private cluster on a machine without
+/// one).
+pub const POSTGRES_URL_ENV: &str = "LOCK_TESTS_POSTGRES_URL";
+
+/// A PostgreSQL URL for the tests: [`POSTGRES_URL_ENV`] if set, else the machine's server on
+/// 127.0.0.1:5432 (trust auth, database `test`).
+pub fn postgres_url() -> String {
+    std::env::var(POSTGRES_URL_ENV)
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A table name no other test (or test process) uses.
+pub fn unique_table(what: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "lt_{what}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A PostgreSQL cluster of the test's own, stopped (immediately) when dropped.
+#[derive(Debug)]
+pub struct PrivateCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl PrivateCluster {
+    /// `initdb` (superuser `postgres` with [`PRIVATE_PASSWORD`], password auth over TCP)
+    /// and `pg_ctl start` on a free port; as the `postgres` user when run as root.
+    pub fn start() -> Self {
+        let bin = pg_bin();
+        let dir = tempfile::Builder::new()
+            .prefix("lock-tests-postgres-")
+            .tempdir()
+            .expect("temp dir");
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, PRIVATE_PASSWORD).expect("password file");
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown the cluster directory");
+        }
+        let data = dir.path().join("data");
+        let initdb = as_postgres(bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .args(["--no-sync", "-E", "UTF8"])
+            .output()
+            .expect("run initdb");
+        assert!(
+            initdb.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&initdb.stderr)
+        );
+        let mut cluster = Self { dir, bin, port: 0 };
+        for _ in 0..10 {
+            cluster.port = free_port();
+            if cluster.pg_ctl(&["start"]) {
+                return cluster;
+            }
+        }
+        panic!("PostgreSQL did not start; log:\n{}", cluster.log());
+    }
+
+    fn pg_ctl(&self, action: &[&str]) -> bool {
+        let data = self.dir.path().join("data");
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let output = as_postgres(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-l"])
+            .arg(self.dir.path().join("log"))
+            .args(["-o", &options, "-w", "-t", "60", "-m", "fast"])
+            .args(action)
+            .output()
+            .expect("run pg_ctl");
+        output.status.success()
+    }
+
+    /// `pg_ctl restart` (fast shutdown: sessions are cut, committed data stays).
+    pub fn restart(&self) {
+        assert!(self.pg_ctl(&["restart"]), "restart: {}", self.log());
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The superuser's URL, password included.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres:{PRIVATE_PASSWORD}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = as_postgres(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+/// Runs `program` as the `postgres` user when this process is root (PostgreSQL refuses
+/// root).
+fn as_postgres(program: PathBuf) -> Command {
+    if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The directory of Debian's PostgreSQL programs (the newest installed).
+fn pg_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (apt-get install postgresql)")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().expect("an initdb under /usr/lib/postgresql")
+}

@@ -1,0 +1,256 @@
+//! The PostgreSQL store against a real server: the machine's on 5432 (or the one `.ci/run`
+//! started), each test in a table of its own; and a private cluster for a restart and for
+//! password checks.
+
+use std::time::{Duration, Instant};
+
+use lock_runtime::{Backend, LockError, LockOptions};
+use lock_tests::{
+    assert_exclusive_around, now_us, postgres_url, unique_table, PrivateCluster, PRIVATE_PASSWORD,
+};
+
+async fn backend(url: &str, table: &str) -> Backend {
+    Backend::builder()
+        .postgres_table(table)
+        .postgres(url)
+        .await
+        .expect("connect to PostgreSQL")
+}
+
+/// A connection as the tests' superuser on the shared server.
+async fn admin_client() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+        .await
+        .expect("admin connection");
+    tokio::spawn(connection);
+    client
+}
+
+/// Runs SQL statements as the tests' superuser on the shared server.
+async fn admin(sql: &str) {
+    admin_client().await.batch_execute(sql).await.expect(sql);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_exclude_expire_and_release_only_their_own() {
+    let table = unique_table("lease");
+    let (a, b) = (
+        backend(&postgres_url(), &table).await,
+        backend(&postgres_url(), &table).await,
+    );
+    let options = LockOptions::new(Duration::from_millis(300)).fencing(true);
+    let first = a.acquire("k", &options).await.expect("first");
+    let busy = b.acquire("k", &options).await;
+    assert!(matches!(busy, Err(LockError::Busy { .. })), "{busy:?}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Expired by the server's clock: taken over, with a greater fencing token.
+    let second = b.acquire("k", &options).await.expect("taken over");
+    assert!(second.fencing_token() > first.fencing_token());
+    let late = first.release().await;
+    assert!(matches!(late, Err(LockError::Lost { .. })), "{late:?}");
+    let busy = a.acquire("k", &options).await;
+    assert!(
+        matches!(busy, Err(LockError::Busy { .. })),
+        "the late release took nothing"
+    );
+    // A waiter is woken by the release's notification, well before any re-check timer.
+    let waiter = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let wait = LockOptions::new(Duration::from_secs(10)).wait(Duration::from_secs(10));
+            let guard = a.acquire("k", &wait).await.expect("after the release");
+            (Instant::now(), guard)
+        })
+    };
+    let mut second = second;
+    second
+        .extend(Duration::from_secs(10))
+        .await
+        .expect("extend");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let released_at = Instant::now();
+    second.release().await.expect("release");
+    let (got_at, guard) = waiter.await.expect("task");
+    assert!(
+        got_at - released_at < Duration::from_millis(150),
+        "{:?}",
+        got_at - released_at
+    );
+    guard.release().await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_never_hold_one_lock_at_once() {
+    let table = unique_table("loop");
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_lock-loop"))
+                .args([&postgres_url(), "shared", "4", "1000"])
+                .env("LOCK_TESTS_TABLE", &table)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn lock-loop")
+        })
+        .collect();
+    let started = now_us();
+    let mut holdings = Vec::new();
+    for (process, child) in children.into_iter().enumerate() {
+        let output = child.wait_with_output().await.expect("lock-loop");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(fields.len(), 3, "a holding that outlived its lease: {line}");
+            holdings.push(lock_tests::Holding {
+                enter: fields[0].parse().expect("enter"),
+                exit: fields[1].parse().expect("exit"),
+                fence: fields[2].parse().expect("fence"),
+                process,
+            });
+        }
+    }
+    holdings.sort_by_key(|h| h.enter);
+    assert!(holdings.len() > 100, "only {} holdings", holdings.len());
+    assert_exclusive_around(&holdings, started + 2_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_holders_lock_passes_on_within_its_ttl() {
+    let table = unique_table("kill");
+    let ttl = Duration::from_millis(1_500);
+    let url = postgres_url();
+    let args = [url.as_str(), "held", "1500", "0", "60000"];
+    let env = [("LOCK_TESTS_TABLE", table.as_str())];
+    let held_at =
+        lock_tests::kill_holder_once_held(env!("CARGO_BIN_EXE_lock-hold"), &args, &env).await;
+    let b = backend(&postgres_url(), &table).await;
+    let wait = LockOptions::new(Duration::from_secs(5)).wait(Duration::from_secs(10));
+    let next = b.acquire("held", &wait).await.expect("the lock passed on");
+    let after = held_at.elapsed();
+    assert!(after < ttl + Duration::from_millis(100), "late: {after:?}");
+    next.release().await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_connection_keeps_the_lease_and_renews_on_a_new_one() {
+    let table = unique_table("term");
+    let app = format!("lt_term_{}", std::process::id());
+    let url = format!("{}?application_name={app}", postgres_url());
+    let (a, b) = (
+        backend(&url, &table).await,
+        backend(&postgres_url(), &table).await,
+    );
+    let options = LockOptions::new(Duration::from_millis(600)).renew(true);
+    let outcome = a
+        .with_lock("k", &options, async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let cut = admin_client()
+                .await
+                .query_one(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE application_name = $1",
+                    &[&app],
+                )
+                .await
+                .expect("terminate");
+            let cut: i64 = cut.get(0);
+            assert!(cut >= 1, "no connection of the holder was terminated");
+            // Renewal goes on through a new connection; nobody else gets the lock.
+            for _ in 0..8 {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let other = b
+                    .acquire("k", &LockOptions::new(Duration::from_secs(1)))
+                    .await;
+                assert!(matches!(other, Err(LockError::Busy { .. })), "{other:?}");
+            }
+        })
+        .await;
+    outcome.expect("the lease was kept across the terminated connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_clear_error_without_the_password() {
+    let bad = Backend::postgres("postgres://postgres:s3cret@127.0.0.1:notaport/test").await;
+    let Err(LockError::InvalidInput(message)) = bad else {
+        panic!("{bad:?}");
+    };
+    assert!(
+        message.contains("malformed PostgreSQL URL") && !message.contains("s3cret"),
+        "{message}"
+    );
+
+    let server = postgres_url();
+    let (server, _) = server.rsplit_once('/').expect("a database in the URL");
+    let missing = Backend::postgres(&format!("{server}/no_such_db_lt")).await;
+    let Err(error) = missing else {
+        panic!("connected to a database that does not exist");
+    };
+    assert!(error.to_string().contains("no_such_db_lt"), "{error}");
+
+    let bad_table = Backend::builder()
+        .postgres_table("Bad-Name")
+        .postgres(&postgres_url())
+        .await;
+    assert!(
+        matches!(bad_table, Err(LockError::InvalidInput(_))),
+        "{bad_table:?}"
+    );
+
+    // A role that may not create tables: the statements to run instead.
+    let role = format!("lt_nocreate_{}", std::process::id());
+    admin(&format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; \
+         REVOKE CREATE ON SCHEMA public FROM {role}"
+    ))
+    .await;
+    let url = postgres_url().replace("postgres@", &format!("{role}@"));
+    let denied = Backend::builder()
+        .postgres_table(unique_table("denied"))
+        .postgres(&url)
+        .await;
+    let Err(LockError::InvalidInput(message)) = denied else {
+        panic!("{denied:?}");
+    };
+    assert!(message.contains("CREATE TABLE IF NOT EXISTS"), "{message}");
+    admin(&format!("DROP ROLE IF EXISTS {role}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fencing_tokens_grow_across_a_restart_and_a_wrong_password_is_refused() {
+    let cluster = PrivateCluster::start();
+    let wrong = cluster.url().replace(PRIVATE_PASSWORD, "not-the-password");
+    let refused = Backend::postgres(&wrong).await;
+    let Err(error) = refused else {
+        panic!("a wrong password was accepted");
+    };
+    let text = format!("{error} {error:?}");
+    assert!(text.contains("password authentication failed"), "{text}");
+    assert!(
+        !text.contains("not-the-password") && !text.contains(PRIVATE_PASSWORD),
+        "{text}"
+    );
+
+    let backend = backend(&cluster.url(), "locks").await;
+    let options = LockOptions::new(Duration::from_secs(5)).fencing(true);
+    let mut before = 0;
+    for _ in 0..3 {
+        let guard = backend.acquire("fenced", &options).await.expect("acquire");
+        before = guard.fencing_token().expect("a token");
+        guard.release().await.expect("release");
+    }
+    cluster.restart();
+    // The old connection is gone: the store replaces it on the next calls.
+    let wait = options.clone().wait(Duration::from_secs(10));
+    let guard = backend
+        .acquire("fenced", &wait)
+        .await
+        .expect("after the restart");
+    let after = guard.fencing_token().expect("a token");
+    assert!(after > before, "{after} after {before}");
+    guard.release().await.expect("release");
+}
