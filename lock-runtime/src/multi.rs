@@ -20,7 +20,7 @@ use std::{
 use tokio::sync::watch;
 
 use crate::{
-    backend::Backend,
+    backend::{check_ttl, Backend},
     error::LockError,
     guard::{Held, LockGuard},
     holder,
@@ -128,6 +128,8 @@ impl Backend {
             }
             keys.push((self.key_for(name), name.to_owned()));
         }
+        // The one-step try below does not pass through `acquire`'s checks.
+        check_ttl(options.ttl())?;
         if keys.is_empty() {
             return Err(LockError::invalid("the list of lock keys is empty"));
         }

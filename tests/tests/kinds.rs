@@ -253,6 +253,8 @@ async fn several_keys_are_taken_all_or_none(stores: Stores) {
     let empty: [&str; 0] = [];
     let none = a.acquire_all(empty, &options(1_000)).await;
     assert!(matches!(none, Err(LockError::InvalidInput(_))), "{none:?}");
+    let zero = a.acquire_all(["acct:a", "acct:b"], &options(0)).await;
+    assert!(matches!(zero, Err(LockError::InvalidInput(_))), "{zero:?}");
     let both = a
         .acquire_all(["acct:b", "acct:a", "acct:b"], &options(5_000))
         .await

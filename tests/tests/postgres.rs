@@ -2,7 +2,12 @@
 //! started), each test in a table of its own; and a private cluster for a restart and for
 //! password checks.
 
-use std::time::{Duration, Instant};
+use std::{
+    task::Poll,
+    time::{Duration, Instant},
+};
+
+use tokio_postgres::AsyncMessage;
 
 use lock_runtime::{Backend, LockError, LockOptions};
 use lock_tests::{
@@ -62,6 +67,26 @@ async fn leases_exclude_expire_and_release_only_their_own() {
             (Instant::now(), guard)
         })
     };
+    // A listener of the test's own hears the release name the key.
+    let (listener, mut connection) =
+        tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+            .await
+            .expect("listening connection");
+    let (heard, mut hearing) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(std::future::poll_fn(move |cx| loop {
+        match connection.poll_message(cx) {
+            Poll::Ready(Some(Ok(AsyncMessage::Notification(n)))) => {
+                let _ = heard.send(n.payload().to_owned());
+            }
+            Poll::Ready(Some(Ok(_))) => {}
+            Poll::Ready(_) => return Poll::Ready(()),
+            Poll::Pending => return Poll::Pending,
+        }
+    }));
+    listener
+        .batch_execute(&format!("LISTEN \"{table}\""))
+        .await
+        .expect("LISTEN");
     let mut second = second;
     second
         .extend(Duration::from_secs(10))
@@ -70,6 +95,11 @@ async fn leases_exclude_expire_and_release_only_their_own() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let released_at = Instant::now();
     second.release().await.expect("release");
+    let payload = tokio::time::timeout(Duration::from_secs(5), hearing.recv())
+        .await
+        .expect("a notification")
+        .expect("the listener runs");
+    assert_eq!(payload, "lock:{k}");
     let (got_at, guard) = waiter.await.expect("task");
     assert!(
         got_at - released_at < Duration::from_millis(150),
