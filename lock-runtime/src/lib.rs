@@ -35,10 +35,12 @@
 //! ```
 //!
 //! Features: `macros` (default: the attribute), `metrics` (default: counters, histograms
-//! and a gauge per lock on the `metrics` facade), `tls` (`rediss://`, `rediss+cluster://`),
-//! `axum` (`LockError` as a response), `sentinel` (`redis+sentinel://`), `cluster`
-//! (`redis+cluster://`), `redlock` (`redis+redlock://`: a majority of independent servers),
-//! `zookeeper` (`zookeeper://`: fair, session-based locks).
+//! and a gauge per lock on the `metrics` facade), `tls` (`rediss://`, `rediss+cluster://`,
+//! and PostgreSQL URLs with `sslmode=require`), `axum` (`LockError` as a response),
+//! `sentinel` (`redis+sentinel://`), `cluster` (`redis+cluster://`), `redlock`
+//! (`redis+redlock://`: a majority of independent servers), `zookeeper` (`zookeeper://`:
+//! fair, session-based locks), `postgres` (`postgres://`: leases in a table, fencing tokens
+//! from a sequence).
 //!
 //! For operators: every acquisition records its holder (host, process, function, time,
 //! fencing token) in the same write; [`inspect`], [`Backend::inspect`], [`Backend::list`],

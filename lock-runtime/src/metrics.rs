@@ -8,9 +8,9 @@
 //! no-op. So install the recorder before the first lock is taken. Without the feature,
 //! everything here is an empty type whose methods do nothing.
 
-/// The label value of a lock taken without a name template ([`LockOptions::name_template`]
-/// (crate::LockOptions::name_template)): each lock's own name would make one time series
-/// per name.
+/// The label value of a lock taken without a name template
+/// ([`LockOptions::name_template`](crate::LockOptions::name_template)): each lock's own name
+/// would make one time series per name.
 pub const UNNAMED: &str = "unnamed";
 
 #[cfg(feature = "metrics")]

@@ -9,7 +9,7 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use crate::free_port;
+use crate::{free_port, Certificates};
 
 /// The superuser password of a private cluster.
 pub const PRIVATE_PASSWORD: &str = "lock-tests-pw-7d1e";
@@ -42,12 +42,23 @@ pub struct PrivateCluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
+    tls: bool,
 }
 
 impl PrivateCluster {
     /// `initdb` (superuser `postgres` with [`PRIVATE_PASSWORD`], password auth over TCP)
     /// and `pg_ctl start` on a free port; as the `postgres` user when run as root.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// As [`start`](Self::start), serving TLS with `certificates`' server certificate and
+    /// turning away TCP connections without it (`hostssl` only; the socket stays open).
+    pub fn start_tls(certificates: &Certificates) -> Self {
+        Self::start_with(Some(certificates))
+    }
+
+    fn start_with(certificates: Option<&Certificates>) -> Self {
         let bin = pg_bin();
         let dir = tempfile::Builder::new()
             .prefix("lock-tests-postgres-")
@@ -55,6 +66,18 @@ impl PrivateCluster {
             .expect("temp dir");
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, PRIVATE_PASSWORD).expect("password file");
+        if let Some(certificates) = certificates {
+            for name in ["server.crt", "server.key"] {
+                std::fs::copy(certificates.file(name), dir.path().join(name)).expect(name);
+            }
+            // PostgreSQL refuses a key others may read.
+            let status = Command::new("chmod")
+                .arg("600")
+                .arg(dir.path().join("server.key"))
+                .status()
+                .expect("chmod");
+            assert!(status.success(), "chmod the key");
+        }
         if is_root() {
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -82,7 +105,21 @@ impl PrivateCluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&initdb.stderr)
         );
-        let mut cluster = Self { dir, bin, port: 0 };
+        if certificates.is_some() {
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 scram-sha-256\n\
+                 host all all 127.0.0.1/32 reject\n",
+            )
+            .expect("write pg_hba.conf");
+        }
+        let mut cluster = Self {
+            dir,
+            bin,
+            port: 0,
+            tls: certificates.is_some(),
+        };
         for _ in 0..10 {
             cluster.port = free_port();
             if cluster.pg_ctl(&["start"]) {
@@ -94,11 +131,19 @@ impl PrivateCluster {
 
     fn pg_ctl(&self, action: &[&str]) -> bool {
         let data = self.dir.path().join("data");
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
             self.dir.path().display()
         );
+        if self.tls {
+            let file = |name: &str| self.dir.path().join(name).display().to_string();
+            options += &format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                file("server.crt"),
+                file("server.key")
+            );
+        }
         let output = as_postgres(self.bin.join("pg_ctl"))
             .arg("-D")
             .arg(&data)
@@ -124,6 +169,15 @@ impl PrivateCluster {
     pub fn url(&self) -> String {
         format!(
             "postgres://postgres:{PRIVATE_PASSWORD}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
+    /// The superuser's connection string over the cluster's unix socket (trusted, no TLS).
+    pub fn socket_config(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.dir.path().display(),
             self.port
         )
     }

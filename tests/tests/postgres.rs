@@ -11,7 +11,8 @@ use tokio_postgres::AsyncMessage;
 
 use lock_runtime::{Backend, LockError, LockOptions};
 use lock_tests::{
-    assert_exclusive_around, now_us, postgres_url, unique_table, PrivateCluster, PRIVATE_PASSWORD,
+    assert_exclusive_around, now_us, postgres_url, unique_table, Certificates, PrivateCluster,
+    PRIVATE_PASSWORD,
 };
 
 async fn backend(url: &str, table: &str) -> Backend {
@@ -283,4 +284,87 @@ async fn fencing_tokens_grow_across_a_restart_and_a_wrong_password_is_refused() 
     let after = guard.fencing_token().expect("a token");
     assert!(after > before, "{after} after {before}");
     guard.release().await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_verifies_the_server_and_carries_locks_and_notifications() {
+    let certificates = Certificates::make();
+    let cluster = PrivateCluster::start_tls(&certificates);
+    let app = format!("lt_tls_{}", std::process::id());
+    let tls_url = format!(
+        "{}?sslmode=require&channel_binding=require&application_name={app}",
+        cluster.url()
+    );
+    let secret_free = |error: &LockError| {
+        let text = format!("{error} {error:?}");
+        assert!(!text.contains(PRIVATE_PASSWORD), "{text}");
+        text
+    };
+
+    // The server turns away connections without TLS; a URL without `sslmode` makes one.
+    let plain = Backend::postgres(&cluster.url()).await;
+    let text = secret_free(plain.as_ref().expect_err("plain refused"));
+    assert!(text.contains("no encryption"), "{text}");
+    // Not trusted without its CA (the system's roots do not know it).
+    let untrusted = Backend::postgres(&tls_url).await;
+    let text = secret_free(untrusted.as_ref().expect_err("unknown CA refused"));
+    assert!(text.contains("UnknownIssuer"), "{text}");
+    assert!(text.contains("tls_root_certificate"), "{text}");
+    // Trusted CA, but the certificate does not name the host asked for.
+    let wrong_name = tls_url.replace("@127.0.0.1:", "@wrong-name.invalid:") + "&hostaddr=127.0.0.1";
+    let misnamed = Backend::builder()
+        .tls_root_certificate(certificates.ca_pem())
+        .postgres(&wrong_name)
+        .await;
+    let text = secret_free(misnamed.as_ref().expect_err("wrong host name refused"));
+    assert!(text.contains("wrong-name.invalid"), "{text}");
+
+    // Over TLS with its CA (and the SCRAM login bound to the channel): locks, fencing and
+    // the release notification work as in plain.
+    let connect = || async {
+        Backend::builder()
+            .tls_root_certificate(certificates.ca_pem())
+            .postgres(&tls_url)
+            .await
+            .expect("connect over TLS")
+    };
+    let (a, b) = (connect().await, connect().await);
+    let options = LockOptions::new(Duration::from_secs(10)).fencing(true);
+    let first = a.acquire("k", &options).await.expect("first");
+    let waiter = tokio::spawn(async move {
+        let wait = options.clone().wait(Duration::from_secs(10));
+        let guard = b.acquire("k", &wait).await.expect("after the release");
+        (Instant::now(), guard)
+    });
+    // Until the waiter listens (its listening connection is TLS too) and tries once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let released_at = Instant::now();
+    let token = first.fencing_token().expect("a token");
+    first.release().await.expect("release");
+    let (got_at, second) = waiter.await.expect("task");
+    assert!(second.fencing_token().expect("a token") > token);
+    assert!(
+        got_at - released_at < Duration::from_millis(150),
+        "{:?}",
+        got_at - released_at
+    );
+
+    // Every connection of the two stores is encrypted: two for statements, one listening.
+    let (admin, connection) =
+        tokio_postgres::connect(&cluster.socket_config(), tokio_postgres::NoTls)
+            .await
+            .expect("admin connection over the socket");
+    tokio::spawn(connection);
+    let row = admin
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
+             FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.application_name = $1",
+            &[&app],
+        )
+        .await
+        .expect("pg_stat_ssl");
+    let (encrypted, plain): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!((encrypted, plain), (3, 0));
+    second.release().await.expect("release");
 }

@@ -184,8 +184,9 @@ impl BackendBuilder {
         self
     }
 
-    /// For `rediss://` URLs: trust this CA certificate (PEM) instead of the system's roots,
-    /// for a server with a certificate of your own. Needs the `tls` feature.
+    /// For `rediss://` URLs (and PostgreSQL URLs with `sslmode=require`): trust this CA
+    /// certificate (PEM) instead of the system's roots, for a server with a certificate of
+    /// your own. Needs the `tls` feature.
     #[must_use]
     pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_root = Some(pem.into());

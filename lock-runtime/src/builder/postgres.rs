@@ -21,7 +21,15 @@ impl BackendBuilder {
     /// Connects to PostgreSQL at `url` (`postgres://user[:password]@host[:port]/database`,
     /// or a `key=value` connection string) within the time bound; the same as
     /// [`connect`](Self::connect) with a `postgres://` URL. Needs the crate's `postgres`
-    /// feature; the connection is not encrypted (no TLS yet).
+    /// feature.
+    ///
+    /// TLS: with the `tls` feature too, a URL with `sslmode=require` connects over TLS and
+    /// verifies the server's certificate, chain and host name, against
+    /// [`tls_root_certificate`](Self::tls_root_certificate) or the system's roots (libpq's
+    /// `require` does not check the certificate; this does). SCRAM logins are bound to the
+    /// channel (`channel_binding=require` works). `sslmode=prefer`, the default, and
+    /// `disable` connect in plain; `sslmode=require` without the `tls` feature is
+    /// [`LockError::InvalidInput`].
     ///
     /// The lock table, its sequence and its index are created if missing (`IF NOT EXISTS`,
     /// one process at a time). A role that may not create them gets
@@ -46,6 +54,12 @@ impl BackendBuilder {
     ///     .postgres_table("locks.app")
     ///     .postgres("postgres://app@db.internal/app")
     ///     .await?;
+    /// // Over TLS, trusting a CA of your own (with the `tls` feature):
+    /// let ca = std::fs::read("/etc/ssl/db-ca.pem").expect("the CA certificate");
+    /// let backend = lock_runtime::Backend::builder()
+    ///     .tls_root_certificate(ca)
+    ///     .postgres("postgres://app@db.internal/app?sslmode=require")
+    ///     .await?;
     /// # Ok(()) }
     /// ```
     pub async fn postgres(self, url: &str) -> Result<Backend, LockError> {
@@ -66,6 +80,7 @@ impl BackendBuilder {
                 config,
                 table: self.postgres_table.clone(),
                 bound: self.op_timeout,
+                tls_root: self.tls_root.clone(),
             })
             .await?;
             self.store(store)

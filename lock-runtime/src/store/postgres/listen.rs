@@ -12,9 +12,9 @@ use std::{
 };
 
 use tokio::sync::{mpsc, watch, Notify};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
-use super::sql::Sql;
+use super::{connect::Target, sql::Sql};
 use crate::store::Watch;
 
 /// Pauses between tries to reconnect the listening connection.
@@ -22,7 +22,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const LONGEST_BACKOFF: Duration = Duration::from_secs(2);
 
 pub(super) struct Listener {
-    config: tokio_postgres::Config,
+    target: Target,
     sql: Arc<Sql>,
     waiters: Mutex<HashMap<String, Weak<Notify>>>,
     /// Whether the connection listens now.
@@ -31,9 +31,9 @@ pub(super) struct Listener {
 }
 
 impl Listener {
-    pub(super) fn new(config: tokio_postgres::Config, sql: Arc<Sql>) -> Arc<Self> {
+    pub(super) fn new(target: Target, sql: Arc<Sql>) -> Arc<Self> {
         Arc::new(Self {
-            config,
+            target,
             sql,
             waiters: Mutex::default(),
             live: watch::channel(false).0,
@@ -105,10 +105,10 @@ async fn listen(this: Weak<Listener>) {
         let Some(listener) = this.upgrade() else {
             return;
         };
-        let config = listener.config.clone();
+        let target = listener.target.clone();
         let channel = listener.sql.channel.clone();
         drop(listener);
-        let outcome = listen_once(&this, &config, &channel).await;
+        let outcome = listen_once(&this, &target, &channel).await;
         let Some(listener) = this.upgrade() else {
             return;
         };
@@ -130,10 +130,10 @@ async fn listen(this: Weak<Listener>) {
 /// One listening connection, until it ends.
 async fn listen_once(
     this: &Weak<Listener>,
-    config: &tokio_postgres::Config,
+    target: &Target,
     channel: &str,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = target.connect().await?;
     let (send, mut keys) = mpsc::unbounded_channel::<String>();
     let driver = tokio::spawn(std::future::poll_fn(move |cx| loop {
         match connection.poll_message(cx) {

@@ -23,15 +23,16 @@ use std::{
 };
 
 use arc_swap::ArcSwapOption;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
-use self::{listen::Listener, sql::Sql};
+use self::{connect::Target, listen::Listener, sql::Sql};
 use super::{
     glob_matches, ttl_millis, AcquireRequest, Attempt, Store, StoreError, StoreFuture, StoredLock,
     Watch,
 };
 use crate::{error::LockError, token::Token};
 
+mod connect;
 mod listen;
 mod sql;
 
@@ -48,6 +49,8 @@ pub(crate) struct PostgresSettings {
     pub(crate) table: String,
     /// The time bound on connecting.
     pub(crate) bound: Duration,
+    /// With `sslmode=require`: the CA certificate (PEM) to trust instead of the system's.
+    pub(crate) tls_root: Option<Vec<u8>>,
 }
 
 /// One connection with the store's statements prepared on it.
@@ -61,7 +64,7 @@ struct Conn {
 
 /// Locks kept in a PostgreSQL table (see the module documentation).
 pub(crate) struct PostgresStore {
-    config: tokio_postgres::Config,
+    target: Target,
     sql: Arc<Sql>,
     current: ArcSwapOption<Conn>,
     /// Held while a broken connection is being replaced.
@@ -87,9 +90,11 @@ impl PostgresStore {
             .config
             .get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned());
+        let target = Target::new(settings.config, settings.tls_root.as_deref())
+            .map_err(LockError::invalid)?;
         let store = Self {
-            listener: Listener::new(settings.config.clone(), sql.clone()),
-            config: settings.config,
+            listener: Listener::new(target.clone(), sql.clone()),
+            target,
             sql,
             current: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
@@ -115,7 +120,7 @@ impl PostgresStore {
 
     /// A new connection, driven by a task of its own until it closes.
     async fn open(&self) -> Result<Client, tokio_postgres::Error> {
-        let (client, connection) = self.config.connect(NoTls).await?;
+        let (client, connection) = self.target.connect().await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "PostgreSQL lock connection ended");

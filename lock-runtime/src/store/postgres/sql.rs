@@ -170,9 +170,14 @@ pub(super) fn connect_error(
             sql.setup()
         ));
     }
+    let hint = if text.contains("UnknownIssuer") {
+        "; to trust a CA of your own, give it to `BackendBuilder::tls_root_certificate`"
+    } else {
+        ""
+    };
     LockError::Backend {
         operation: "connect",
-        source: text.into(),
+        source: format!("{text}{hint}").into(),
     }
 }
 
