@@ -368,3 +368,63 @@ async fn tls_verifies_the_server_and_carries_locks_and_notifications() {
     assert_eq!((encrypted, plain), (3, 0));
     second.release().await.expect("release");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_expired_long_ago_are_swept_and_others_kept() {
+    let table = unique_table("sweep");
+    let backend = backend(&postgres_url(), &table).await;
+    let live = backend
+        .acquire("live", &LockOptions::new(Duration::from_secs(60)))
+        .await
+        .expect("a live lock");
+    // 1500 rows of holders gone two minutes ago, 5 gone only just.
+    admin(&format!(
+        "INSERT INTO {table} (name, token, holder, expires_at, fence) \
+         SELECT 'old:' || i, 't', '', clock_timestamp() - interval '2 minutes', i \
+         FROM generate_series(1, 1500) i; \
+         INSERT INTO {table} (name, token, holder, expires_at, fence) \
+         SELECT 'recent:' || i, 't', '', clock_timestamp() - interval '5 seconds', i \
+         FROM generate_series(1, 5) i"
+    ))
+    .await;
+    let client = admin_client().await;
+    let count = |prefix: &'static str| {
+        let (client, table) = (&client, &table);
+        async move {
+            let row = client
+                .query_one(
+                    &format!("SELECT count(*) FROM {table} WHERE name LIKE $1"),
+                    &[&format!("{prefix}%")],
+                )
+                .await
+                .expect("count");
+            row.get::<_, i64>(0)
+        }
+    };
+    let options = LockOptions::new(Duration::from_secs(5));
+    // Each 1024th acquisition sweeps up to 1000 such rows in the background.
+    let mut expected_left = 1500;
+    for _ in 0..2 {
+        for _ in 0..1024 {
+            let guard = backend.acquire("cycle", &options).await.expect("acquire");
+            guard.release().await.expect("release");
+        }
+        expected_left = (expected_left - 1000).max(0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count("old:").await > expected_left {
+            assert!(
+                Instant::now() < deadline,
+                "not swept down to {expected_left}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(count("old:").await, 0);
+    assert_eq!(
+        count("recent:").await,
+        5,
+        "rows expired under a minute ago stay"
+    );
+    assert_eq!(count("lock:{live").await, 1, "a live lock stays");
+    live.release().await.expect("the live lock is still ours");
+}
