@@ -18,7 +18,10 @@ use crate::{
 pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
 impl Backend {
-    /// Who holds the lock `name` and for how long yet, or `None` if it is free.
+    /// Who holds the lock `name` and for how long yet, or `None` if it is free. A key held
+    /// by readers of a read-write lock or by a semaphore's permits is
+    /// [`LockError::InvalidInput`] saying how many hold it: this call, [`list`](Self::list)
+    /// and [`force_release`](Self::force_release) see exclusive locks only.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -43,7 +46,8 @@ impl Backend {
     /// Every held lock whose name matches the glob `pattern` (`*` any run of characters,
     /// `?` one, `\` quotes the next; `*` for all), by name. On Redis this walks the keys
     /// with `SCAN` (never `KEYS`), each step bounded in time, so it does not block the
-    /// server; the whole listing is bounded by twenty time bounds.
+    /// server; the whole listing is bounded by twenty time bounds. Keys held by readers or
+    /// a semaphore's permits are not listed.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -84,7 +88,8 @@ impl Backend {
     /// (`None` if it was free). For an operator clearing a stuck lock: the holder is not
     /// told until its next renewal or release, which then report the lease lost; a body
     /// still running may overlap with the next holder's, so prefer waiting for the lease
-    /// to end when the holder may be alive.
+    /// to end when the holder may be alive. A key held by readers or a semaphore's permits
+    /// is left as it is, with [`LockError::InvalidInput`] saying how many hold it.
     pub async fn force_release(&self, name: &str) -> Result<Option<LockInfo>, LockError> {
         let key = self.key_for(name);
         let stored = self

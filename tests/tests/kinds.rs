@@ -32,6 +32,7 @@ on_both_stores!(
     several_keys_are_taken_all_or_none,
     several_keys_in_opposite_orders_never_deadlock,
     several_keys_fence_and_renew_each_key,
+    operators_are_told_readers_and_permits_hold_a_key,
 );
 
 async fn readers_share_and_exclude_writers(stores: Stores) {
@@ -465,4 +466,43 @@ async fn permits_and_readers_renew_and_report_a_lost_lease(stores: Stores) {
         )
         .await;
     assert!(matches!(lost, Err(LockError::Lost { .. })), "{lost:?}");
+}
+
+async fn operators_are_told_readers_and_permits_hold_a_key(stores: Stores) {
+    let (a, b) = (&stores.a, &stores.b);
+    let plain = a.acquire("plain", &options(5_000)).await.expect("plain");
+    let one = a.acquire("rw", &read(5_000)).await.expect("first reader");
+    let two = b.acquire("rw", &read(5_000)).await.expect("second reader");
+    let permit = b
+        .acquire_permit("sem", 3, &options(5_000))
+        .await
+        .expect("permit");
+    let told = |outcome: Result<Option<lock_runtime::LockInfo>, LockError>, what: &str| {
+        let Err(LockError::InvalidInput(message)) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(message.contains(what), "{message}");
+    };
+    told(a.inspect("rw").await, "`lock:{rw}` is held by 2 readers");
+    told(b.force_release("rw").await, "2 readers");
+    told(a.inspect("sem").await, "1 of a semaphore's 3 permits");
+    told(a.force_release("sem").await, "1 of a semaphore's 3 permits");
+    // The listing shows the exclusive lock only; nothing was released by force.
+    let names: Vec<String> = a
+        .list("*")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|info| info.name)
+        .collect();
+    assert_eq!(names, ["plain"]);
+    let writer = b.acquire("rw", &options(5_000)).await;
+    assert!(matches!(writer, Err(LockError::Busy { .. })), "{writer:?}");
+    one.release().await.expect("first reader still held");
+    told(a.inspect("rw").await, "1 reader of");
+    two.release().await.expect("second reader still held");
+    permit.release().await.expect("permit still held");
+    assert!(a.inspect("rw").await.expect("inspect").is_none());
+    assert!(a.inspect("sem").await.expect("inspect").is_none());
+    plain.release().await.expect("release");
 }

@@ -11,8 +11,8 @@ use std::{
 use tokio::sync::Notify;
 
 use super::{
-    glob_matches, AcquireRequest, Attempt, KindMismatch, LockKind, Store, StoreError, StoreFuture,
-    StoredLock, Together, TogetherFuture, Watch, WRITER_WAITING,
+    glob_matches, shared_held, AcquireRequest, Attempt, KindMismatch, LockKind, Store, StoreError,
+    StoreFuture, StoredLock, Together, TogetherFuture, Watch, WRITER_WAITING,
 };
 use crate::token::Token;
 
@@ -234,6 +234,10 @@ fn ready<T: Send + 'static>(value: T) -> StoreFuture<'static, T> {
     Box::pin(std::future::ready(Ok(value)))
 }
 
+fn failed<T: Send + 'static>(error: KindMismatch) -> StoreFuture<'static, T> {
+    Box::pin(std::future::ready(Err(Box::new(error) as StoreError)))
+}
+
 /// Why a shared request cannot join the holders of `key`, which hold it with `held`
 /// permits (0: as readers) where the request says `wanted`.
 pub(crate) fn mismatch(key: &str, held: u32, wanted: u32) -> KindMismatch {
@@ -413,6 +417,9 @@ impl Store for MemoryStore {
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         let now = Instant::now();
         let mut state = self.state();
+        if let Some(shared) = state.live_shared(key, now) {
+            return failed(shared_held(key, shared.holders.len(), shared.permits));
+        }
         let counter = state.counter(key);
         ready(state.live(key, now).map(|e| e.stored(key, now, counter)))
     }
@@ -433,6 +440,9 @@ impl Store for MemoryStore {
     fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         let now = Instant::now();
         let mut state = self.state();
+        if let Some(shared) = state.live_shared(key, now) {
+            return failed(shared_held(key, shared.holders.len(), shared.permits));
+        }
         let counter = state.counter(key);
         let held = state.live(key, now).map(|e| e.stored(key, now, counter));
         if held.is_some() {

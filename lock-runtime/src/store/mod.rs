@@ -98,6 +98,21 @@ impl std::fmt::Display for KindMismatch {
 
 impl std::error::Error for KindMismatch {}
 
+/// The error an operator's look at, or release of, `key` gets while readers or a
+/// semaphore's permits (`permits`, 0 for readers) hold it: those calls show and release
+/// exclusive locks only, and a shared holder's key is left as it is.
+pub(crate) fn shared_held(key: &str, holders: usize, permits: u32) -> KindMismatch {
+    let who = match (permits, holders) {
+        (0, 1) => "1 reader of a read-write lock".to_owned(),
+        (0, n) => format!("{n} readers of a read-write lock"),
+        (p, n) => format!("{n} of a semaphore's {p} permits"),
+    };
+    KindMismatch(format!(
+        "`{key}` is held by {who}; inspecting and releasing by force see exclusive locks \
+         only"
+    ))
+}
+
 /// What [`Store::try_acquire_all`] returns: `None` when the store cannot take the keys
 /// together; else the fencing tokens of all of them (in order), or what the first busy key
 /// said.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::Value;
 
-use crate::store::{Store, StoreError, StoredLock};
+use crate::store::{shared_held, Store, StoreError, StoredLock};
 
 /// How many keys one `SCAN` step looks at.
 const SCAN_COUNT: usize = 1000;
@@ -17,6 +17,15 @@ pub(super) fn stored(key: &str, reply: Value) -> Result<Option<StoredLock>, Stor
     let Value::Array(parts) = reply else {
         return Err(format!("unexpected reply to the inspect script: {reply:?}").into());
     };
+    if let [Value::Int(holders), permits] = parts.as_slice() {
+        // Readers or a semaphore's permits hold the key.
+        if *holders == 0 {
+            return Ok(None);
+        }
+        let permits: u32 = redis::from_redis_value(permits.clone())?;
+        let holders = usize::try_from(*holders).unwrap_or(usize::MAX);
+        return Err(Box::new(shared_held(key, holders, permits)));
+    }
     let mut parts = parts.into_iter();
     let value: Option<String> = redis::from_redis_value(parts.next().unwrap_or(Value::Nil))?;
     let Some(value) = value else {

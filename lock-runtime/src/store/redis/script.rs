@@ -66,16 +66,22 @@ impl Scripts {
 
     /// The operator's read of `key` (see `scripts/inspect.lua`).
     pub(super) fn inspect_call(&self, key: &str, fence_key: &str) -> Cmd {
-        let mut call = self.inspect.call(2, key.len() + fence_key.len());
-        call.arg(key).arg(fence_key);
+        let permits = super::shared::permits_key(key);
+        let mut call = self
+            .inspect
+            .call(3, key.len() + fence_key.len() + permits.len());
+        call.arg(key).arg(fence_key).arg(permits);
         call
     }
 
     /// The operator's release of `key` (see `scripts/force_release.lua`).
     pub(super) fn force_release_call(&self, key: &str, fence_key: &str, sharded: bool) -> Cmd {
-        let mut call = self.force_release.call(2, key.len() + fence_key.len() + 8);
+        let permits = super::shared::permits_key(key);
+        let size = key.len() + fence_key.len() + permits.len() + 8;
+        let mut call = self.force_release.call(3, size);
         call.arg(key)
             .arg(fence_key)
+            .arg(permits)
             .arg(if sharded { "SPUBLISH" } else { "PUBLISH" });
         call
     }

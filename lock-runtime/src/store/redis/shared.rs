@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// Where the permit count of the semaphore at `key` lives.
-fn permits_key(key: &str) -> String {
+pub(super) fn permits_key(key: &str) -> String {
     format!("{key}:permits")
 }
 
