@@ -578,7 +578,7 @@ impl Store for RedisStore {
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
             let fence_key = super::fence_key(key);
             let call = self.scripts.force_release_call(key, &fence_key, false);
-            let reply = self.scripts.force_release.run(&call, &mut conn).await;
+            let reply = self.scripts.inspect.run(&call, &mut conn).await;
             operate::stored(key, reply.map_err(|e| self.failed(e))?)
         })
     }

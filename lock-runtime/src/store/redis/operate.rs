@@ -11,8 +11,7 @@ use crate::store::{shared_held, Store, StoreError, StoredLock};
 /// How many keys one `SCAN` step looks at.
 const SCAN_COUNT: usize = 1000;
 
-/// The lock `{ value, pttl, counter }` (the reply of `inspect.lua` and
-/// `force_release.lua`) describes, if it is held.
+/// The lock `{ value, pttl, counter }` (the reply of `inspect.lua`) describes, if it is held.
 pub(super) fn stored(key: &str, reply: Value) -> Result<Option<StoredLock>, StoreError> {
     let Value::Array(parts) = reply else {
         return Err(format!("unexpected reply to the inspect script: {reply:?}").into());

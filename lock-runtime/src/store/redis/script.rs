@@ -19,8 +19,8 @@ pub(super) struct Scripts {
     pub(super) release: LuaScript,
     pub(super) extend: LuaScript,
     /// For operators: read a lock, and delete it whoever holds it.
+    /// Also the operator's release.
     pub(super) inspect: LuaScript,
-    pub(super) force_release: LuaScript,
     /// Readers and permits (`shared.rs`), and several locks at once.
     pub(super) acquire_shared: LuaScript,
     pub(super) release_shared: LuaScript,
@@ -35,7 +35,6 @@ impl Scripts {
             release: LuaScript::new(include_str!("scripts/release.lua")),
             extend: LuaScript::new(include_str!("scripts/extend.lua")),
             inspect: LuaScript::new(include_str!("scripts/inspect.lua")),
-            force_release: LuaScript::new(include_str!("scripts/force_release.lua")),
             acquire_shared: LuaScript::new(include_str!("scripts/acquire_shared.lua")),
             release_shared: LuaScript::new(include_str!("scripts/release_shared.lua")),
             extend_shared: LuaScript::new(include_str!("scripts/extend_shared.lua")),
@@ -69,20 +68,16 @@ impl Scripts {
         let permits = super::shared::permits_key(key);
         let mut call = self
             .inspect
-            .call(3, key.len() + fence_key.len() + permits.len());
+            .call(3, key.len() + fence_key.len() + permits.len() + 8);
         call.arg(key).arg(fence_key).arg(permits);
         call
     }
 
-    /// The operator's release of `key` (see `scripts/force_release.lua`).
+    /// The operator's release of `key`, notifying with `SPUBLISH` when `sharded`: the
+    /// inspect script, told to release.
     pub(super) fn force_release_call(&self, key: &str, fence_key: &str, sharded: bool) -> Cmd {
-        let permits = super::shared::permits_key(key);
-        let size = key.len() + fence_key.len() + permits.len() + 8;
-        let mut call = self.force_release.call(3, size);
-        call.arg(key)
-            .arg(fence_key)
-            .arg(permits)
-            .arg(if sharded { "SPUBLISH" } else { "PUBLISH" });
+        let mut call = self.inspect_call(key, fence_key);
+        call.arg(if sharded { "SPUBLISH" } else { "PUBLISH" });
         call
     }
 

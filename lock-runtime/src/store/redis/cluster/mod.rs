@@ -448,7 +448,7 @@ impl Store for ClusterStore {
             let call = self.scripts.force_release_call(key, &fence_key(key), true);
             let reply = self
                 .scripts
-                .force_release
+                .inspect
                 .run(&call, &mut self.conn.clone())
                 .await;
             operate::stored(key, reply.map_err(Self::failed)?)
