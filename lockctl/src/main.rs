@@ -40,7 +40,8 @@ struct Cli {
     /// The PostgreSQL table the services use (`BackendBuilder::postgres_table`).
     #[arg(long, default_value = lock_runtime::DEFAULT_POSTGRES_TABLE)]
     postgres_table: String,
-    /// A PEM file of the certificate authority to trust for rediss:// URLs.
+    /// A PEM file of the certificate authority to trust for rediss:// URLs and PostgreSQL
+    /// URLs with sslmode=require.
     #[arg(long, value_name = "PEM")]
     tls_root: Option<std::path::PathBuf>,
     /// The time bound on each store call, in milliseconds.
