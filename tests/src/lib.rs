@@ -398,19 +398,31 @@ pub fn raw_command(port: u16, args: &[&str]) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&reply).into_owned())
 }
 
-/// Enough of RESP to know a simple, integer, error or bulk reply is complete.
+/// Enough of RESP to know a reply (simple, integer, error, bulk, or an array of them) is
+/// complete.
 fn reply_complete(reply: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(reply);
-    let Some((head, rest)) = text.split_once("\r\n") else {
-        return false;
-    };
+    resp_end(reply, 0).is_some()
+}
+
+/// Where the RESP value starting at `at` ends, if it is all there.
+fn resp_end(reply: &[u8], at: usize) -> Option<usize> {
+    let line_end = at + reply.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+    let head = std::str::from_utf8(&reply[at..line_end]).ok()?;
+    let after = line_end + 2;
+    let count = || head.get(1..).and_then(|n| n.parse::<i64>().ok());
     match head.as_bytes().first() {
-        Some(b'$') => match head[1..].parse::<i64>() {
-            Ok(len) if len < 0 => true,
-            Ok(len) => rest.len() >= usize::try_from(len).unwrap_or(0) + 2,
-            Err(_) => true,
+        Some(b'$') => match count() {
+            Some(len) if len >= 0 => {
+                let end = after + usize::try_from(len).ok()? + 2;
+                (reply.len() >= end).then_some(end)
+            }
+            _ => Some(after),
         },
-        _ => true,
+        Some(b'*') => match count() {
+            Some(n) if n > 0 => (0..n).try_fold(after, |next, _| resp_end(reply, next)),
+            _ => Some(after),
+        },
+        _ => Some(after),
     }
 }
 

@@ -12,7 +12,8 @@
 -- ARGV[1]  the owner token
 -- ARGV[2]  the TTL in milliseconds
 -- ARGV[3]  the permit count; 0 for a reader
--- ARGV[4]  '1' to reclaim: the lock is also ours if ARGV[1] already holds it
+-- ARGV[4]  '1' to reclaim: the lock is also ours if ARGV[1] already holds it (its lease then
+--          restarts from now)
 -- ARGV[5]  how long the fencing counter lives after its last use, in milliseconds
 -- ARGV[6]  the holder's record
 --
@@ -27,6 +28,29 @@ if type(dropped) == 'table' then
     return { 0, math.max(redis.call('PTTL', KEYS[1]), 0) }
 end
 local permits = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[2])
+-- Keeps the set (and the permit count) alive as long as its longest lease.
+local function outlive(lease)
+    if redis.call('PTTL', KEYS[1]) < lease then
+        redis.call('PEXPIRE', KEYS[1], lease)
+        if permits > 0 then
+            redis.call('PEXPIRE', KEYS[2], lease)
+        end
+    end
+end
+-- A reclaim finds our own earlier request's membership (its reply was lost) and restarts
+-- its lease from now, as a fresh grant would: the caller counts the lease from this
+-- request, so the server must not drop the holder earlier. Asked before the writer's
+-- mark, which keeps out new readers only.
+if ARGV[4] == '1' then
+    for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+        if string.find(member, ARGV[1], 1, true) == 1 then
+            redis.call('ZADD', KEYS[1], now + ttl, member)
+            outlive(ttl)
+            return { 1, tonumber(string.match(member, ';fence=(%d+)') or '0') }
+        end
+    end
+end
 if permits == 0 then
     local writer = redis.call('PTTL', KEYS[3])
     if writer > 0 then
@@ -34,18 +58,10 @@ if permits == 0 then
     end
 end
 local count = redis.call('ZCARD', KEYS[1])
-local ttl = tonumber(ARGV[2])
 if count > 0 then
     local held = tonumber(redis.call('GET', KEYS[2]) or '0')
     if held ~= permits then
         return { 2, held }
-    end
-    if ARGV[4] == '1' then
-        for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-            if string.find(member, ARGV[1], 1, true) == 1 then
-                return { 1, tonumber(string.match(member, ';fence=(%d+)') or '0') }
-            end
-        end
     end
     if permits > 0 and count >= permits then
         local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -63,16 +79,12 @@ if KEYS[4] then
     member = member .. ';fence=' .. text
 end
 redis.call('ZADD', KEYS[1], now + ttl, member)
--- The set (and the permit count) lives as long as its longest lease.
 if count == 0 then
     redis.call('PEXPIRE', KEYS[1], ttl)
     if permits > 0 then
         redis.call('SET', KEYS[2], permits, 'PX', ttl)
     end
-elseif redis.call('PTTL', KEYS[1]) < ttl then
-    redis.call('PEXPIRE', KEYS[1], ttl)
-    if permits > 0 then
-        redis.call('PEXPIRE', KEYS[2], ttl)
-    end
+else
+    outlive(ttl)
 end
 return { 1, fence }
