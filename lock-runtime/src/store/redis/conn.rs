@@ -12,9 +12,8 @@
 //! unanswered within the time bound replaces the connection.
 //!
 //! A connection's driver task runs on the Tokio runtime that opened it, and dies with it
-//! (a `#[tokio::test]` drops its runtime at its end, while the registry lives on). A
-//! sentinel task on that runtime says when it is gone; the next call then opens a new
-//! connection on its own runtime before it sends anything, so no call fails for it.
+//! (see `alive.rs`); the next call then opens a new connection on its own runtime before it
+//! sends anything, so no call fails for it.
 
 use std::{
     sync::{
@@ -27,7 +26,7 @@ use std::{
 use arc_swap::ArcSwap;
 use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, RedisError};
 
-use super::{endpoint::Endpoint, RedisSettings};
+use super::{alive::RuntimeAlive, endpoint::Endpoint, RedisSettings};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const LONGEST_BACKOFF: Duration = Duration::from_millis(500);
@@ -56,36 +55,6 @@ pub(crate) struct Connection {
 struct Current {
     conn: MultiplexedConnection,
     runtime: RuntimeAlive,
-}
-
-/// False once the runtime it was made on has shut down: a task on that runtime holds a
-/// guard that clears it when the runtime drops the task.
-#[derive(Clone)]
-struct RuntimeAlive(Arc<AtomicBool>);
-
-struct ClearOnDrop(Arc<AtomicBool>);
-
-impl Drop for ClearOnDrop {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-impl RuntimeAlive {
-    /// Watches the current runtime.
-    fn current() -> Self {
-        let alive = Arc::new(AtomicBool::new(true));
-        let guard = ClearOnDrop(alive.clone());
-        tokio::spawn(async move {
-            let _guard = guard;
-            std::future::pending::<()>().await;
-        });
-        Self(alive)
-    }
-
-    fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
 }
 
 impl Current {

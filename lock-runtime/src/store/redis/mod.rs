@@ -30,6 +30,7 @@ use super::{
 };
 use crate::{error::LockError, redact, token::Token};
 
+mod alive;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod conn;

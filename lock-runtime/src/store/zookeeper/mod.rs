@@ -33,6 +33,7 @@ use tokio::sync::Notify;
 use zookeeper_client as zk;
 
 use self::{
+    home::Home,
     path::{lock_dir, node_prefix, sequence},
     session::Session,
 };
@@ -41,6 +42,7 @@ use super::{
 };
 use crate::{error::LockError, token::Token};
 
+mod home;
 mod operate;
 mod path;
 mod session;
@@ -60,6 +62,8 @@ pub(crate) struct ZooKeeperSettings {
 /// Locks kept in ZooKeeper; see the module documentation.
 pub(crate) struct ZooKeeperStore {
     settings: ZooKeeperSettings,
+    /// Where every session's client runs (see `home.rs`).
+    home: Home,
     /// The session locks are taken in now; replaced when it ends.
     session: tokio::sync::Mutex<Arc<Session>>,
     /// The session timeout the server granted.
@@ -107,7 +111,8 @@ impl ZooKeeperStore {
                 settings.root
             )));
         }
-        let session = Session::open(&settings).await?;
+        let home = Home::start().await?;
+        let session = Self::open(&home, &settings).await?;
         let timeout = session.client.session_timeout();
         let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
         tokio::time::timeout(
@@ -125,10 +130,18 @@ impl ZooKeeperStore {
         })?;
         Ok(Self {
             settings,
+            home,
             session: tokio::sync::Mutex::new(Arc::new(session)),
             timeout,
             contenders: Mutex::default(),
         })
+    }
+
+    /// Opens a session on the store's own runtime.
+    async fn open(home: &Home, settings: &ZooKeeperSettings) -> Result<Session, LockError> {
+        let settings = settings.clone();
+        home.run(async move { Session::open(&settings).await })
+            .await
     }
 
     fn contenders(&self) -> MutexGuard<'_, HashMap<String, Contender>> {
@@ -144,7 +157,7 @@ impl ZooKeeperStore {
         if current.ended() {
             tracing::warn!("the ZooKeeper session ended; starting a new one");
             *current = Arc::new(
-                Session::open(&self.settings)
+                Self::open(&self.home, &self.settings)
                     .await
                     .map_err(|e| Box::new(e) as StoreError)?,
             );

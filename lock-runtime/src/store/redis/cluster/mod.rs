@@ -6,6 +6,9 @@
 //! wakes only the shard that holds the lock, one subscription per process per lock.
 //!
 //! A shard that restarts or fails over holds back grants on its own slots (`shards.rs`).
+//! The cluster connection's driver runs on the runtime that opened it; once that runtime
+//! is gone, the next call opens a new connection on its own (see `alive.rs`), watches the
+//! shards from there and subscribes again to the channels that waiters still watch.
 //! With replica acknowledgements, each grant and extension is followed by a `WAIT` sent to
 //! the primary that serves the lock (a second round trip: the cluster connection cannot
 //! pipeline a keyless `WAIT` behind a keyed command to the same node).
@@ -16,16 +19,17 @@ use std::{
     time::Duration,
 };
 
+use arc_swap::ArcSwap;
 use redis::{
-    cluster::ClusterClientBuilder,
+    cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
     cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
     PushInfo, PushKind, Value,
 };
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use self::shards::Shards;
-use super::{operate, script::Scripts, RedisSettings, TlsConfig};
+use super::{alive::RuntimeAlive, operate, script::Scripts, RedisSettings, TlsConfig};
 
 mod shards;
 use crate::{
@@ -40,7 +44,12 @@ use crate::{
 
 /// Locks kept in a Redis Cluster; see the module documentation.
 pub(crate) struct ClusterStore {
-    conn: ClusterConnection,
+    client: ClusterClient,
+    current: Arc<ArcSwap<Current>>,
+    /// Serialises the replacements of a connection whose runtime is gone.
+    replacing: tokio::sync::Mutex<()>,
+    bound: Duration,
+    health_interval: Duration,
     scripts: Scripts,
     channels: Arc<Channels>,
     shards: Arc<Shards>,
@@ -51,6 +60,12 @@ impl std::fmt::Debug for ClusterStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterStore").finish_non_exhaustive()
     }
+}
+
+/// The connection in use, and whether the runtime that drives it still runs.
+struct Current {
+    conn: ClusterConnection,
+    runtime: RuntimeAlive,
 }
 
 /// The lock channels this process watches: each one's notify and watcher count.
@@ -74,7 +89,13 @@ impl ClusterStore {
         settings: &RedisSettings,
     ) -> Result<Self, LockError> {
         let bound = settings.bound;
-        let (pushes, received) = mpsc::unbounded_channel();
+        let channels = Arc::new(Channels::default());
+        // Delivered on the connection's driver, with no task of ours in between.
+        let watched = Arc::downgrade(&channels);
+        let pushes = move |push: PushInfo| {
+            deliver(&watched, &push);
+            Ok::<(), std::convert::Infallible>(())
+        };
         let scheme = if tls.is_some() { "rediss" } else { "redis" };
         let nodes: Vec<String> = seeds
             .iter()
@@ -118,22 +139,74 @@ impl ClusterStore {
                 })
             }
         };
-        let channels = Arc::new(Channels::default());
-        tokio::spawn(deliver(Arc::downgrade(&channels), received));
         let shards = Arc::new(Shards::new(settings.restart_guard));
-        tokio::spawn(shards::watch(
-            Arc::downgrade(&shards),
-            conn.clone(),
-            settings.health_interval,
+        let this = Self {
+            client,
+            current: Arc::new(ArcSwap::from_pointee(Current {
+                conn: conn.clone(),
+                runtime: RuntimeAlive::current(),
+            })),
+            replacing: tokio::sync::Mutex::new(()),
             bound,
-        ));
-        Ok(Self {
+            health_interval: settings.health_interval,
             shards,
             replicas: settings.replicas,
-            conn,
             scripts: Scripts::new(),
             channels,
-        })
+        };
+        this.watch_shards(conn);
+        Ok(this)
+    }
+
+    fn watch_shards(&self, conn: ClusterConnection) {
+        let shards = Arc::downgrade(&self.shards);
+        tokio::spawn(shards::watch(
+            shards,
+            conn,
+            self.health_interval,
+            self.bound,
+        ));
+    }
+
+    /// The connection to send on; first a new one on this runtime if the runtime that
+    /// drove the current one has shut down.
+    async fn conn(&self) -> Result<ClusterConnection, StoreError> {
+        {
+            let current = self.current.load();
+            if current.runtime.get() {
+                return Ok(current.conn.clone());
+            }
+        }
+        // Boxed: the rare path would otherwise make every request's future larger.
+        Box::pin(self.replace_for_this_runtime()).await
+    }
+
+    async fn replace_for_this_runtime(&self) -> Result<ClusterConnection, StoreError> {
+        let _replacing = self.replacing.lock().await;
+        let current = self.current.load_full();
+        if current.runtime.get() {
+            return Ok(current.conn.clone());
+        }
+        tracing::debug!("the runtime that drove the lock store connection is gone; reconnecting");
+        let mut conn = tokio::time::timeout(self.bound, self.client.get_async_connection())
+            .await
+            .map_err(|_| Box::new(CallTimedOut) as StoreError)?
+            .map_err(Self::failed)?;
+        // Waiters on other runtimes still watch these; a failure leaves them their re-check
+        // timers.
+        let watched: Vec<String> = self.channels.map().keys().cloned().collect();
+        for name in watched {
+            let subscribed = tokio::time::timeout(self.bound, conn.ssubscribe(&name)).await;
+            if !matches!(subscribed, Ok(Ok(()))) {
+                tracing::debug!(?subscribed, "subscribing again to a lock's channel failed");
+            }
+        }
+        self.watch_shards(conn.clone());
+        self.current.store(Arc::new(Current {
+            conn: conn.clone(),
+            runtime: RuntimeAlive::current(),
+        }));
+        Ok(conn)
     }
 
     /// With replica acknowledgements: `WAIT` on the primary that serves `key`; what fell
@@ -191,23 +264,18 @@ impl ClusterStore {
     }
 }
 
-/// Wakes the waiters of each lock whose release notification arrives.
-async fn deliver(
-    channels: std::sync::Weak<Channels>,
-    mut received: mpsc::UnboundedReceiver<PushInfo>,
-) {
-    while let Some(push) = received.recv().await {
-        let Some(channels) = channels.upgrade() else {
-            return;
-        };
-        if push.kind != PushKind::SMessage {
-            continue;
-        }
-        if let Some(Value::BulkString(name)) = push.data.first() {
-            let name = String::from_utf8_lossy(name);
-            if let Some((notify, _)) = channels.map().get(name.as_ref()) {
-                notify.notify_waiters();
-            }
+/// Wakes the waiters of the lock whose release notification `push` is.
+fn deliver(channels: &std::sync::Weak<Channels>, push: &PushInfo) {
+    if push.kind != PushKind::SMessage {
+        return;
+    }
+    let Some(channels) = channels.upgrade() else {
+        return;
+    };
+    if let Some(Value::BulkString(name)) = push.data.first() {
+        let name = String::from_utf8_lossy(name);
+        if let Some((notify, _)) = channels.map().get(name.as_ref()) {
+            notify.notify_waiters();
         }
     }
 }
@@ -215,7 +283,7 @@ async fn deliver(
 /// Keeps one lock's channel watched; the last one dropped unsubscribes.
 struct Registration {
     channels: Arc<Channels>,
-    conn: ClusterConnection,
+    current: Arc<ArcSwap<Current>>,
     name: String,
 }
 
@@ -230,7 +298,12 @@ impl Drop for Registration {
             return;
         }
         map.remove(&self.name);
-        let (mut conn, name) = (self.conn.clone(), std::mem::take(&mut self.name));
+        let current = self.current.load();
+        // A connection whose runtime is gone subscribed to nothing its successor keeps.
+        if !current.runtime.get() {
+            return;
+        }
+        let (mut conn, name) = (current.conn.clone(), std::mem::take(&mut self.name));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let _ = conn.sunsubscribe(name).await;
@@ -248,7 +321,7 @@ impl Store for ClusterStore {
                 // work.
                 return Ok(Attempt::Recovering { left });
             }
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn().await?;
             if super::plain(&request) {
                 let reply: Value = super::set_nx(&request)
                     .query_async(&mut conn)
@@ -303,7 +376,7 @@ impl Store for ClusterStore {
             let reply: Vec<i64> = self
                 .scripts
                 .acquire_all
-                .run(&call, &mut self.conn.clone())
+                .run(&call, &mut self.conn().await?)
                 .await
                 .map_err(Self::failed)?;
             super::shared::all_taken(keys, &reply)
@@ -316,7 +389,7 @@ impl Store for ClusterStore {
             let deleted: i64 = self
                 .scripts
                 .release
-                .run(&call, &mut self.conn.clone())
+                .run(&call, &mut self.conn().await?)
                 .await
                 .map_err(Self::failed)?;
             Ok(deleted == 1)
@@ -332,7 +405,7 @@ impl Store for ClusterStore {
         self.shards.note_ttl(ttl);
         Box::pin(async move {
             let call = self.scripts.extend_call(key, token, ttl);
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn().await?;
             let extended: i64 = self
                 .scripts
                 .extend
@@ -362,14 +435,14 @@ impl Store for ClusterStore {
             };
             let registration = Registration {
                 channels: self.channels.clone(),
-                conn: self.conn.clone(),
+                current: self.current.clone(),
                 name: key.to_owned(),
             };
             if first {
                 // Subscribed before the waiter tries again, so no release in between is
                 // missed; a failure leaves the waiter its re-check timer.
-                self.conn
-                    .clone()
+                self.conn()
+                    .await?
                     .ssubscribe(key)
                     .await
                     .map_err(Self::failed)?;
@@ -393,7 +466,7 @@ impl Store for ClusterStore {
             let reply = self
                 .scripts
                 .inspect
-                .run(&call, &mut self.conn.clone())
+                .run(&call, &mut self.conn().await?)
                 .await;
             operate::stored(key, reply.map_err(Self::failed)?)
         })
@@ -402,8 +475,8 @@ impl Store for ClusterStore {
     /// `SCAN` on every primary in turn.
     fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
         Box::pin(async move {
-            let slots = self
-                .conn
+            let conn = self.conn().await?;
+            let slots = conn
                 .clone()
                 .route_command(
                     redis::cmd("CLUSTER").arg("SLOTS").clone(),
@@ -426,7 +499,7 @@ impl Store for ClusterStore {
                     continue;
                 };
                 let keys = operate::scan(pattern, |step| {
-                    let mut conn = self.conn.clone();
+                    let mut conn = conn.clone();
                     let node = SingleNodeRoutingInfo::ByAddress {
                         host: host.clone(),
                         port,
@@ -449,7 +522,7 @@ impl Store for ClusterStore {
             let reply = self
                 .scripts
                 .inspect
-                .run(&call, &mut self.conn.clone())
+                .run(&call, &mut self.conn().await?)
                 .await;
             operate::stored(key, reply.map_err(Self::failed)?)
         })
