@@ -193,3 +193,27 @@ async fn bad_backend_settings_are_invalid_input() {
     let zero = Backend::builder().op_timeout(Duration::ZERO).memory();
     assert!(matches!(zero, Err(LockError::InvalidInput(_))), "{zero:?}");
 }
+
+/// A restart hold longer than any TTL may be would hold grants for good after a restart:
+/// refused before any connection is made, on every Redis store.
+#[tokio::test]
+async fn a_restart_guard_over_a_year_is_invalid_input() {
+    for url in [
+        "redis://127.0.0.1:1",
+        "redis+cluster://127.0.0.1:1",
+        "redis+redlock://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3",
+    ] {
+        for longest in [
+            Duration::MAX,
+            lock_runtime::MAX_TTL + Duration::from_millis(1),
+        ] {
+            let err = Backend::builder()
+                .restart_guard(Some(longest))
+                .connect(url)
+                .await
+                .expect_err(url);
+            assert!(matches!(err, LockError::InvalidInput(_)), "{url}: {err:?}");
+            assert!(err.to_string().contains("restart_guard"), "{err}");
+        }
+    }
+}

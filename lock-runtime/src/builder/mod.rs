@@ -110,7 +110,8 @@ impl BackendBuilder {
     /// locks (as every caller of one `#[distributed_lock]` function does). Name a longer
     /// TTL here if other programs take the same locks with longer ones. Turn the hold off
     /// only for a server that persists every write (`appendfsync always`) and never fails
-    /// over.
+    /// over. A TTL over a year ([`MAX_TTL`](crate::MAX_TTL)) is refused when connecting,
+    /// with [`LockError::InvalidInput`].
     #[must_use]
     pub fn restart_guard(mut self, longest_ttl: Option<Duration>) -> Self {
         self.redis.restart_guard = longest_ttl;
@@ -132,11 +133,14 @@ impl BackendBuilder {
         self
     }
 
-    /// How often a Redis backend checks its connection ([`DEFAULT_HEALTH_INTERVAL`] by
-    /// default): one `INFO` call, which must answer within the time bound. A connection
-    /// that does not answer is replaced, and a server with a new `run_id` or replication
-    /// id starts the restart hold ([`restart_guard`](Self::restart_guard)). A change behind
-    /// a connection that stays open (a proxy, a virtual IP) is seen within this interval.
+    /// How often a Redis or PostgreSQL backend checks its connections
+    /// ([`DEFAULT_HEALTH_INTERVAL`] by default): one `INFO` call (PostgreSQL: `SELECT 1`,
+    /// on the statement connection and on the listening one), which must answer within the
+    /// time bound. A connection that does not answer is replaced (a connection silenced by
+    /// a network fault would otherwise stay until TCP gives up), and a Redis server with a
+    /// new `run_id` or replication id starts the restart hold
+    /// ([`restart_guard`](Self::restart_guard)). A change behind a connection that stays
+    /// open (a proxy, a virtual IP) is seen within this interval.
     #[must_use]
     pub fn health_interval(mut self, every: Duration) -> Self {
         self.redis.health_interval = every;
@@ -382,6 +386,12 @@ impl BackendBuilder {
             return Err(LockError::invalid(
                 "the health check interval must not be zero",
             ));
+        }
+        if let Some(longest) = self.redis.restart_guard.filter(|t| *t > crate::MAX_TTL) {
+            return Err(LockError::invalid(format!(
+                "restart_guard(Some({longest:?})): the longest TTL may be at most a year (as \
+                 a lock's TTL), or no lock would ever be granted again after a restart"
+            )));
         }
         self.check_replicas()
     }
