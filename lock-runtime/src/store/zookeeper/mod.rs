@@ -4,7 +4,9 @@
 //! - **Acquire** creates the contender's ephemeral sequential node in the lock's directory
 //!   (once per acquire: a waiter keeps its place) and lists the directory, the list sent
 //!   right behind the create: the lowest sequence holds the lock. One round trip
-//!   uncontended; a waiter whose watch saw it become first takes the lock with none.
+//!   uncontended; a waiter woken by its watch lists the queue again before it takes the
+//!   lock (as Curator does), so a node deleted meanwhile (by an operator, or with a session
+//!   the client has not yet heard has expired) is never granted.
 //! - **Waiting** is a queue: each waiter watches only the node just before its own and is
 //!   woken when it becomes first, so waiters get the lock first come first served, across
 //!   processes. A waiter that gives up (or is cancelled) deletes its node.
@@ -17,15 +19,13 @@
 //!   whole timeout after it last heard from the client).
 //! - **Fencing tokens** are the zxid that created the holder's node: ZooKeeper's own total
 //!   order of writes, increasing across the ensemble's restarts and leader changes.
-//! - **Release** deletes exactly our node (version-checked). Lock directories are container
-//!   nodes, which ZooKeeper removes once empty.
+//! - **Release** deletes exactly our node (version-checked), and the lock's directory with
+//!   it when no other contender is left (in the same round trip). Lock directories are
+//!   container nodes too, which ZooKeeper removes once empty, at its own pace.
 
 use std::{
     collections::HashMap,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex, MutexGuard, PoisonError,
-    },
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
@@ -91,8 +91,6 @@ struct Contender {
     /// The zxid that created it: the fencing token if it gets the lock.
     czxid: i64,
     session: Arc<Session>,
-    /// Seen first in the queue (by the waiter's watch): it holds the lock while it lives.
-    first: Arc<AtomicBool>,
 }
 
 fn failed(error: zk::Error) -> StoreError {
@@ -236,7 +234,6 @@ impl ZooKeeperStore {
             path,
             czxid,
             session: session.clone(),
-            first: Arc::default(),
         };
         self.contenders().insert(key.to_owned(), contender.clone());
         Ok((contender, queue.map(sorted)))
@@ -263,9 +260,13 @@ impl ZooKeeperStore {
             .map(|stat| (path, stat.czxid)))
     }
 
-    /// The contenders queued for a lock, by sequence.
+    /// The contenders queued for a lock, by sequence; none when its directory is gone (its
+    /// last contender removed it).
     async fn queue(client: &zk::Client, dir: &str) -> Result<Vec<String>, StoreError> {
-        Ok(sorted(client.list_children(dir).await.map_err(failed)?))
+        match client.list_children(dir).await {
+            Err(zk::Error::NoNode) => Ok(Vec::new()),
+            listed => Ok(sorted(listed.map_err(failed)?)),
+        }
     }
 
     /// Forgets `key`'s contender if it is `token`'s.
@@ -291,10 +292,6 @@ impl Store for ZooKeeperStore {
                 }
             };
             let fence = request.fence_key.and(u64::try_from(contender.czxid).ok());
-            if contender.first.load(Ordering::Acquire) {
-                // Its watch saw it first: no need to look again.
-                return Ok(Attempt::Acquired { fence });
-            }
             let queue = match queue {
                 Some(queue) => queue,
                 None => Self::queue(&contender.session.client, &contender.dir).await?,
@@ -338,7 +335,6 @@ impl Store for ZooKeeperStore {
                         dir,
                         czxid: 0,
                         session,
-                        first: Arc::default(),
                     }
                 }
             };
@@ -346,13 +342,17 @@ impl Store for ZooKeeperStore {
                 // The node went with its session.
                 return Ok(false);
             }
-            // Version 0: nobody wrote to our node since we made it.
-            match contender
-                .session
-                .client
-                .delete(&contender.path, Some(0))
-                .await
-            {
+            // Version 0: nobody wrote to our node since we made it. The directory goes
+            // too if that left it empty, in the same round trip (the server answers in
+            // order, and refuses a directory that still has contenders; one that makes its
+            // node after finds none and makes the directory again): names used once do not
+            // pile up faster than the server removes empty containers.
+            let client = &contender.session.client;
+            let (deleted, _) = tokio::join!(
+                client.delete(&contender.path, Some(0)),
+                client.delete(&contender.dir, None)
+            );
+            match deleted {
                 Ok(()) => Ok(true),
                 Err(zk::Error::NoNode | zk::Error::BadVersion) => Ok(false),
                 Err(e) => {
@@ -456,13 +456,8 @@ async fn wake_when_first(contender: Contender, notify: Arc<Notify>) {
             }
         };
         let predecessor = match queue.iter().position(|c| c == ours) {
-            Some(0) => {
-                // First now, and first until our node goes: sequences only grow.
-                contender.first.store(true, Ordering::Release);
-                notify.notify_waiters();
-                return;
-            }
-            None => {
+            // First now (the try that follows looks again), or our node is gone.
+            Some(0) | None => {
                 notify.notify_waiters();
                 return;
             }
