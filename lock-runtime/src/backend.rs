@@ -3,7 +3,10 @@
 //! guard in `guard.rs`, both above this module.
 
 use std::{
-    sync::Arc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -24,6 +27,10 @@ use crate::{
 const CLEANUP_RETRY: Duration = Duration::from_millis(10);
 /// The longest pause between two tries of a failed background release.
 const LONGEST_CLEANUP_RETRY: Duration = Duration::from_millis(200);
+/// How many background releases of one backend may run at once. Past it (a store that
+/// falls behind while callers give up in large numbers) a lock whose release would start
+/// one is left to expire with its TTL, rather than piling up more work on the store.
+const MOST_BACKGROUND_RELEASES: usize = 1024;
 
 /// A lock store plus the settings shared by every lock taken in it. Cheap to clone.
 ///
@@ -65,6 +72,8 @@ struct Inner {
     op_timeout: Duration,
     local: LocalQueue,
     metrics: Metrics,
+    /// Background releases running now.
+    background: AtomicUsize,
 }
 
 impl std::fmt::Debug for Backend {
@@ -92,6 +101,7 @@ impl Backend {
                 prefix,
                 op_timeout,
                 local: LocalQueue::default(),
+                background: AtomicUsize::new(0),
             }),
         }
     }
@@ -243,9 +253,18 @@ impl Backend {
             tracing::debug!(%key, "no runtime to release on; the lock expires with its TTL");
             return;
         };
+        let running = &self.inner.background;
+        if running.fetch_add(1, Ordering::Relaxed) >= MOST_BACKGROUND_RELEASES {
+            running.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(%key, "too many background releases; the lock expires with its TTL");
+            return;
+        }
+        // Counted down however the task ends, as `pass` is passed on.
+        let count = Counted(self.clone());
         let backend = self.clone();
         runtime.spawn(async move {
             let _pass = pass;
+            let _count = count;
             let mut pause = CLEANUP_RETRY;
             loop {
                 let outcome = backend
@@ -339,6 +358,15 @@ pub(crate) fn store_failure(
 }
 
 /// Passes a guard's local slot on when dropped.
+/// Counts one background release as running while it lives.
+struct Counted(Backend);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.inner.background.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 struct PassOnDrop {
     backend: Backend,
     key: Arc<str>,

@@ -161,6 +161,34 @@ impl PrivateCluster {
         assert!(self.pg_ctl(&["restart"]), "restart: {}", self.log());
     }
 
+    /// A cold backup: the server stopped, its data directory copied, the server started
+    /// again.
+    pub fn back_up(&self) {
+        assert!(self.pg_ctl(&["stop"]), "stop: {}", self.log());
+        self.copy("data", "backup");
+        assert!(self.pg_ctl(&["start"]), "start: {}", self.log());
+    }
+
+    /// Restores the backup [`back_up`](Self::back_up) took (everything since is lost) and
+    /// starts the server on it.
+    pub fn restore_backup(&self) {
+        assert!(self.pg_ctl(&["stop"]), "stop: {}", self.log());
+        std::fs::remove_dir_all(self.dir.path().join("data")).expect("remove the data");
+        self.copy("backup", "data");
+        assert!(self.pg_ctl(&["start"]), "start: {}", self.log());
+    }
+
+    /// `cp -a` of one directory of the cluster's to another, owners kept.
+    fn copy(&self, from: &str, to: &str) {
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(self.dir.path().join(from))
+            .arg(self.dir.path().join(to))
+            .status()
+            .expect("cp");
+        assert!(status.success(), "copy {from} to {to}");
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

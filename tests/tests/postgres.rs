@@ -428,3 +428,152 @@ async fn rows_expired_long_ago_are_swept_and_others_kept() {
     assert_eq!(count("lock:{live").await, 1, "a live lock stays");
     live.release().await.expect("the live lock is still ours");
 }
+
+/// Fencing tokens go up with every grant of a lock, whoever takes it and however the last
+/// lease ended (released, or run out): 3 clients x 4 tasks on one key, one holder in ten
+/// letting its lease run out, every token recorded inside the guarded section.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_follow_the_order_of_grants_under_contention() {
+    let table = unique_table("order");
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(backend(&postgres_url(), &table).await);
+    }
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let options = LockOptions::new(Duration::from_millis(200))
+        .fencing(true)
+        .wait(Duration::from_secs(20));
+    let mut tasks = Vec::new();
+    for (c, client) in clients.iter().enumerate() {
+        for t in 0..4 {
+            let (client, seen, options) = (client.clone(), seen.clone(), options.clone());
+            tasks.push(tokio::spawn(async move {
+                for round in 0..15 {
+                    let guard = client.acquire("order", &options).await.expect("acquire");
+                    let token = guard.fencing_token().expect("a token");
+                    seen.lock().unwrap().push(token);
+                    if (c * 4 + t + round) % 10 == 0 {
+                        // Never released: the next holder takes the row once it expires.
+                        std::mem::forget(guard);
+                    } else {
+                        guard.release().await.expect("release");
+                    }
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3 * 4 * 15);
+    for pair in seen.windows(2) {
+        assert!(
+            pair[1] > pair[0],
+            "token {} granted after {}",
+            pair[1],
+            pair[0]
+        );
+    }
+}
+
+/// A cold backup taken before 40 grants is restored: the sequence and the rows go back,
+/// and the next token is still above every token granted before the restore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_keep_increasing_after_a_backup_is_restored() {
+    let cluster = PrivateCluster::start();
+    let backend = backend(&cluster.url(), "locks").await;
+    let options = LockOptions::new(Duration::from_secs(5))
+        .fencing(true)
+        .wait(Duration::from_secs(20));
+    let first = backend.acquire("fenced", &options).await.expect("acquire");
+    first.release().await.expect("release");
+    cluster.back_up();
+    let mut highest = 0;
+    for _ in 0..40 {
+        let guard = backend.acquire("fenced", &options).await.expect("acquire");
+        highest = highest.max(guard.fencing_token().expect("a token"));
+        guard.release().await.expect("release");
+    }
+    cluster.restore_backup();
+    let guard = backend
+        .acquire("fenced", &options)
+        .await
+        .expect("after the restore");
+    let after = guard.fencing_token().expect("a token");
+    assert!(
+        after > highest,
+        "token {after} after the restore, {highest} before"
+    );
+    guard.release().await.expect("release");
+}
+
+/// The machine's server reached through a proxy: its URL, with the proxy's port.
+fn through(proxy: &lock_tests::Proxy) -> String {
+    let url = postgres_url();
+    let (head, rest) = url.split_once("127.0.0.1:").expect("a 127.0.0.1 URL");
+    let (_, path) = rest.split_once('/').expect("a database");
+    format!("{head}127.0.0.1:{}/{path}", proxy.port())
+}
+
+/// Both connections of a store go silent (frozen at a proxy, as in a network black hole;
+/// new connections still work): each is replaced within a health interval and a time
+/// bound (the proxy sees both opened again), and locks are granted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_replaced() {
+    let table = unique_table("silent");
+    let port: u16 = postgres_url()
+        .split_once("127.0.0.1:")
+        .and_then(|(_, rest)| rest.split('/').next()?.parse().ok())
+        .expect("the server's port");
+    let proxy = lock_tests::Proxy::start(port);
+    let client = Backend::builder()
+        .op_timeout(Duration::from_millis(500))
+        .health_interval(Duration::from_millis(100))
+        .postgres_table(&table)
+        .postgres(&through(&proxy))
+        .await
+        .expect("connect through the proxy");
+    let direct = backend(&postgres_url(), &table).await;
+    let options = LockOptions::new(Duration::from_secs(30));
+    // A waiter: the listening connection opens.
+    let held = direct.acquire("k", &options).await.expect("holder");
+    let waiting = options.clone().wait(Duration::from_secs(30));
+    let (c, w) = (client.clone(), waiting.clone());
+    let waiter = tokio::spawn(async move { c.acquire("k", &w).await });
+    assert!(
+        lock_tests::eventually(Duration::from_secs(10), || proxy.connections() == 2).await,
+        "the statement and listening connections: {}",
+        proxy.connections()
+    );
+    held.release().await.expect("release");
+    waiter
+        .await
+        .expect("task")
+        .expect("woken")
+        .release()
+        .await
+        .expect("release");
+
+    proxy.freeze_existing();
+    let frozen = Instant::now();
+    // The statement connection is replaced once found silent, by the next call.
+    let guard = client
+        .acquire("other", &options.clone().wait(Duration::from_secs(5)))
+        .await
+        .expect("granted on a new connection");
+    println!("granted {:?} after the freeze", frozen.elapsed());
+    guard.release().await.expect("release");
+    assert!(
+        lock_tests::eventually(Duration::from_secs(10), || proxy.connections() == 4).await,
+        "both connections replaced: {} accepted",
+        proxy.connections()
+    );
+    // A waiter on the new connections gets the lock when it is released.
+    let held = direct.acquire("k", &options).await.expect("holder");
+    let (c, w) = (client.clone(), waiting.clone());
+    let waiter = tokio::spawn(async move { c.acquire("k", &w).await });
+    held.release().await.expect("release");
+    let guard = waiter.await.expect("task").expect("woken");
+    guard.release().await.expect("release");
+}

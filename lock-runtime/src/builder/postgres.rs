@@ -68,6 +68,11 @@ impl BackendBuilder {
         {
             use crate::store::postgres::{check_table, PostgresSettings, PostgresStore};
             check_table(&self.postgres_table).map_err(LockError::invalid)?;
+            if self.redis.health_interval.is_zero() {
+                return Err(LockError::invalid(
+                    "the health check interval must not be zero",
+                ));
+            }
             let config: tokio_postgres::Config =
                 url.parse().map_err(|e: tokio_postgres::Error| {
                     let detail = redact::scrub(&e.to_string(), redact::password(url));
@@ -80,6 +85,7 @@ impl BackendBuilder {
                 config,
                 table: self.postgres_table.clone(),
                 bound: self.op_timeout,
+                health_interval: self.redis.health_interval,
                 tls_root: self.tls_root.clone(),
             })
             .await?;

@@ -2,7 +2,9 @@
 //! opened when the first waiter subscribes, and kept (reconnecting after a failure) for
 //! as long as the store lives. Each notification names the released key; the waiters of
 //! that key are woken. After a reconnection every waiter is woken once, since a release
-//! may have gone unheard meanwhile.
+//! may have gone unheard meanwhile. Connecting and `LISTEN` are bounded in time, and the
+//! connection answers `SELECT 1` within the bound every health interval or is replaced: a
+//! silent one would leave waiters to their re-check timers.
 
 use std::{
     collections::HashMap,
@@ -24,6 +26,8 @@ const LONGEST_BACKOFF: Duration = Duration::from_secs(2);
 pub(super) struct Listener {
     target: Target,
     sql: Arc<Sql>,
+    bound: Duration,
+    health_interval: Duration,
     waiters: Mutex<HashMap<String, Weak<Notify>>>,
     /// Whether the connection listens now.
     live: watch::Sender<bool>,
@@ -31,10 +35,17 @@ pub(super) struct Listener {
 }
 
 impl Listener {
-    pub(super) fn new(target: Target, sql: Arc<Sql>) -> Arc<Self> {
+    pub(super) fn new(
+        target: Target,
+        sql: Arc<Sql>,
+        bound: Duration,
+        health_interval: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             target,
             sql,
+            bound,
+            health_interval,
             waiters: Mutex::default(),
             live: watch::channel(false).0,
             task: Mutex::default(),
@@ -107,8 +118,9 @@ async fn listen(this: Weak<Listener>) {
         };
         let target = listener.target.clone();
         let channel = listener.sql.channel.clone();
+        let every = (listener.bound, listener.health_interval);
         drop(listener);
-        let outcome = listen_once(&this, &target, &channel).await;
+        let outcome = listen_once(&this, &target, &channel, every).await;
         let Some(listener) = this.upgrade() else {
             return;
         };
@@ -127,13 +139,42 @@ async fn listen(this: Weak<Listener>) {
     }
 }
 
+/// Why a listening connection ended.
+#[derive(Debug)]
+enum Ended {
+    Failed(tokio_postgres::Error),
+    /// Connecting, `LISTEN` or a health check took longer than the time bound.
+    Silent,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Failed(error) => write!(f, "{}", super::sql::describe(error)),
+            Self::Silent => f.write_str("no answer within the time bound"),
+        }
+    }
+}
+
+/// `work` within `bound`.
+async fn within<T>(
+    bound: Duration,
+    work: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, Ended> {
+    match tokio::time::timeout(bound, work).await {
+        Ok(outcome) => outcome.map_err(Ended::Failed),
+        Err(_) => Err(Ended::Silent),
+    }
+}
+
 /// One listening connection, until it ends.
 async fn listen_once(
     this: &Weak<Listener>,
     target: &Target,
     channel: &str,
-) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = target.connect().await?;
+    (bound, interval): (Duration, Duration),
+) -> Result<(), Ended> {
+    let (client, mut connection) = within(bound, target.connect()).await?;
     let (send, mut keys) = mpsc::unbounded_channel::<String>();
     let driver = tokio::spawn(std::future::poll_fn(move |cx| loop {
         match connection.poll_message(cx) {
@@ -146,9 +187,13 @@ async fn listen_once(
             Poll::Pending => return Poll::Pending,
         }
     }));
-    client
-        .batch_execute(&format!("LISTEN \"{channel}\""))
-        .await?;
+    // Stopped however this ends, so a silent connection's task does not linger.
+    let _driver = AbortOnDrop(driver.abort_handle());
+    within(
+        bound,
+        client.batch_execute(&format!("LISTEN \"{channel}\"")),
+    )
+    .await?;
     match this.upgrade() {
         Some(listener) => {
             listener.live.send_replace(true);
@@ -157,15 +202,34 @@ async fn listen_once(
         }
         None => return Ok(()),
     }
-    while let Some(key) = keys.recv().await {
-        let Some(listener) = this.upgrade() else {
-            return Ok(());
-        };
-        listener.wake(&key);
+    let mut next_check = tokio::time::Instant::now() + interval;
+    loop {
+        tokio::select! {
+            key = keys.recv() => {
+                let Some(key) = key else { break };
+                let Some(listener) = this.upgrade() else {
+                    return Ok(());
+                };
+                listener.wake(&key);
+            }
+            () = tokio::time::sleep_until(next_check) => {
+                within(bound, client.simple_query("SELECT 1")).await?;
+                next_check = tokio::time::Instant::now() + interval;
+            }
+        }
     }
     drop(client);
     match driver.await {
-        Ok(outcome) => outcome,
+        Ok(outcome) => outcome.map_err(Ended::Failed),
         Err(_) => Ok(()),
+    }
+}
+
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -1,20 +1,27 @@
 //! The PostgreSQL store: a lease is a row of one table, keyed by the lock's full key.
 //!
 //! - acquire: one `INSERT .. ON CONFLICT DO UPDATE .. WHERE` the row has expired (or, to
-//!   reclaim, holds our token), returning the fencing token, drawn from a sequence; a
-//!   waiter whose try found the row taken also reads how long its lease has left;
-//! - release: one `DELETE` of our row that also sends `NOTIFY` with the key, which the
-//!   waiters of every process `LISTEN` for (`listen.rs`);
+//!   reclaim, holds our token), returning the fencing token: drawn from a sequence where
+//!   the row is won, and at least the server's clock in microseconds and one more than the
+//!   row's last token, so tokens of one lock follow the order of its grants, also after a
+//!   backup was restored; a waiter whose try found the row taken also reads how long its
+//!   lease has left;
+//! - release: one token-checked `UPDATE` that expires our row (it stays, with its token,
+//!   until swept) and sends `NOTIFY` with the key, which the waiters of every process
+//!   `LISTEN` for (`listen.rs`);
 //! - extend: one token-checked `UPDATE`.
 //!
 //! Expiry is by the server's clock (`clock_timestamp()`), as on Redis. Every statement
 //! reaches its row by primary key; rows of holders that vanished are taken over by the
 //! next acquire of their key, and swept now and then (through an index on the expiry)
 //! so keys never used again do not pile up. One connection, shared by every lock of the
-//! process (tokio-postgres pipelines concurrent statements on it), replaced when it
-//! breaks; a second one listens.
+//! process (tokio-postgres pipelines concurrent statements on it, at most
+//! [`pipeline::IN_FLIGHT`] at once), replaced when it breaks or when a health check
+//! (`SELECT 1` every health interval) goes unanswered within the time bound; a second one
+//! listens, checked the same way.
 
 use std::{
+    future::Future,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -25,15 +32,16 @@ use std::{
 use arc_swap::ArcSwapOption;
 use tokio_postgres::{Client, Statement};
 
-use self::{connect::Target, listen::Listener, sql::Sql};
+use self::{connect::Target, listen::Listener, pipeline::Pipeline, sql::Sql};
 use super::{
-    glob_matches, ttl_millis, AcquireRequest, Attempt, Store, StoreError, StoreFuture, StoredLock,
-    Watch,
+    glob_matches, ttl_millis, AcquireRequest, Attempt, CallTimedOut, Store, StoreError,
+    StoreFuture, StoredLock, Watch,
 };
 use crate::{error::LockError, token::Token};
 
 mod connect;
 mod listen;
+mod pipeline;
 mod sql;
 
 pub(crate) use self::sql::check_table;
@@ -47,8 +55,10 @@ pub(crate) struct PostgresSettings {
     pub(crate) config: tokio_postgres::Config,
     /// `table` or `schema.table`, checked by [`check_table`].
     pub(crate) table: String,
-    /// The time bound on connecting.
+    /// The time bound on connecting and on a health check.
     pub(crate) bound: Duration,
+    /// How often each connection is checked.
+    pub(crate) health_interval: Duration,
     /// With `sslmode=require`: the CA certificate (PEM) to trust instead of the system's.
     pub(crate) tls_root: Option<Vec<u8>>,
 }
@@ -56,6 +66,9 @@ pub(crate) struct PostgresSettings {
 /// One connection with the store's statements prepared on it.
 struct Conn {
     client: Client,
+    /// The task that drives it: stopped when the connection is replaced, so statements
+    /// stuck on a silent one fail at once.
+    driver: tokio::task::AbortHandle,
     acquire: Statement,
     lease_left: Statement,
     release: Statement,
@@ -66,10 +79,14 @@ struct Conn {
 pub(crate) struct PostgresStore {
     target: Target,
     sql: Arc<Sql>,
-    current: ArcSwapOption<Conn>,
+    current: Arc<ArcSwapOption<Conn>>,
+    bound: Duration,
+    health_interval: Duration,
     /// Held while a broken connection is being replaced.
     connecting: tokio::sync::Mutex<()>,
     listener: Arc<Listener>,
+    /// What the connection has in flight, bounded.
+    pipeline: Pipeline,
     acquires: AtomicU64,
 }
 
@@ -92,22 +109,26 @@ impl PostgresStore {
             .map(|p| String::from_utf8_lossy(p).into_owned());
         let target = Target::new(settings.config, settings.tls_root.as_deref())
             .map_err(LockError::invalid)?;
+        let (bound, health_interval) = (settings.bound, settings.health_interval);
         let store = Self {
-            listener: Listener::new(target.clone(), sql.clone()),
+            listener: Listener::new(target.clone(), sql.clone(), bound, health_interval),
             target,
             sql,
-            current: ArcSwapOption::empty(),
+            current: Arc::new(ArcSwapOption::empty()),
+            bound,
+            health_interval,
             connecting: tokio::sync::Mutex::new(()),
+            pipeline: Pipeline::new(),
             acquires: AtomicU64::new(0),
         };
         let first = async {
-            let client = store.open().await?;
+            let (client, driver) = store.open().await?;
             store.sql.create(&client).await?;
-            store.prepare(client).await
+            store.prepare(client, driver).await
         };
         match tokio::time::timeout(settings.bound, first).await {
             Ok(Ok(conn)) => {
-                store.current.store(Some(Arc::new(conn)));
+                store.install(conn);
                 Ok(store)
             }
             Ok(Err(error)) => Err(sql::connect_error(&error, password.as_deref(), &store.sql)),
@@ -119,23 +140,28 @@ impl PostgresStore {
     }
 
     /// A new connection, driven by a task of its own until it closes.
-    async fn open(&self) -> Result<Client, tokio_postgres::Error> {
+    async fn open(&self) -> Result<(Client, tokio::task::AbortHandle), tokio_postgres::Error> {
         let (client, connection) = self.target.connect().await?;
-        tokio::spawn(async move {
+        let driver = tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "PostgreSQL lock connection ended");
             }
         });
-        Ok(client)
+        Ok((client, driver.abort_handle()))
     }
 
-    async fn prepare(&self, client: Client) -> Result<Conn, tokio_postgres::Error> {
+    async fn prepare(
+        &self,
+        client: Client,
+        driver: tokio::task::AbortHandle,
+    ) -> Result<Conn, tokio_postgres::Error> {
         let acquire = client.prepare(&self.sql.acquire).await?;
         let lease_left = client.prepare(&self.sql.lease_left).await?;
         let release = client.prepare(&self.sql.release).await?;
         let extend = client.prepare(&self.sql.extend).await?;
         Ok(Conn {
             client,
+            driver,
             acquire,
             lease_left,
             release,
@@ -157,10 +183,36 @@ impl PostgresStore {
             }
         }
         tracing::debug!("replacing the PostgreSQL lock connection");
-        let client = self.open().await.map_err(failed)?;
-        let conn = Arc::new(self.prepare(client).await.map_err(failed)?);
+        let fresh = async {
+            let (client, driver) = self.open().await?;
+            self.prepare(client, driver).await
+        };
+        let conn = tokio::time::timeout(self.bound, fresh)
+            .await
+            .map_err(|_| Box::new(CallTimedOut) as StoreError)?
+            .map_err(failed)?;
+        Ok(self.install(conn))
+    }
+
+    /// Makes `conn` the connection in use, checked by a task of its own on the current
+    /// runtime until it is replaced.
+    fn install(&self, conn: Conn) -> Arc<Conn> {
+        let conn = Arc::new(conn);
         self.current.store(Some(conn.clone()));
-        Ok(conn)
+        let (current, mine) = (Arc::downgrade(&self.current), conn.clone());
+        tokio::spawn(health(current, mine, self.health_interval, self.bound));
+        conn
+    }
+
+    /// Runs the statement `make` builds on the current connection, with one of the
+    /// pipeline's permits (see `pipeline.rs`).
+    async fn statement<T, F>(&self, make: impl FnOnce(Arc<Conn>) -> F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let conn = self.conn().await?;
+        self.pipeline.run(|| make(conn)).await.map_err(failed)
     }
 
     /// Now and then, deletes rows whose lease ended long ago, in the background.
@@ -174,6 +226,48 @@ impl PostgresStore {
                 tracing::debug!(%error, "sweeping expired lock rows failed");
             }
         });
+    }
+}
+
+/// The health checks of the connection `mine` while it is the one in use: `SELECT 1`
+/// every `interval`, answered within `bound`, or the connection is dropped (the next call
+/// opens a new one) and its driver stopped.
+async fn health(
+    current: std::sync::Weak<ArcSwapOption<Conn>>,
+    mine: Arc<Conn>,
+    interval: Duration,
+    bound: Duration,
+) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(current) = current.upgrade() else {
+            return;
+        };
+        if !current
+            .load()
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, &mine))
+        {
+            return;
+        }
+        match tokio::time::timeout(bound, mine.client.simple_query("SELECT 1")).await {
+            Ok(Ok(_)) => {}
+            // Broken: the next call sees it closed and replaces it.
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "PostgreSQL lock connection health check failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    ?bound,
+                    "the PostgreSQL lock connection did not answer a health check; replacing it"
+                );
+                let silent = Some(mine.clone());
+                current.compare_and_swap(&silent, None);
+                mine.driver.abort();
+                return;
+            }
+        }
     }
 }
 
@@ -194,20 +288,15 @@ impl Store for PostgresStore {
             let conn = self.conn().await?;
             self.maybe_sweep(&conn);
             let ttl = millis(request.ttl);
-            let row = conn
-                .client
-                .query_opt(
-                    &conn.acquire,
-                    &[
-                        &request.key,
-                        &request.token.as_str(),
-                        &request.holder,
-                        &ttl,
-                        &request.reclaim,
-                    ],
-                )
-                .await
-                .map_err(failed)?;
+            let (key, token) = (request.key.to_owned(), request.token.as_str().to_owned());
+            let (holder, reclaim) = (request.holder.to_owned(), request.reclaim);
+            let row = self
+                .statement(|conn| async move {
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+                        [&key, &token, &holder, &ttl, &reclaim];
+                    conn.client.query_opt(&conn.acquire, &params).await
+                })
+                .await?;
             if let Some(row) = row {
                 let fence: i64 = row.try_get(0)?;
                 return Ok(Attempt::Acquired {
@@ -217,11 +306,12 @@ impl Store for PostgresStore {
             if !request.waiting {
                 return Ok(Attempt::Busy);
             }
-            let left = conn
-                .client
-                .query_opt(&conn.lease_left, &[&request.key])
-                .await
-                .map_err(failed)?;
+            let key = request.key.to_owned();
+            let left = self
+                .statement(
+                    |conn| async move { conn.client.query_opt(&conn.lease_left, &[&key]).await },
+                )
+                .await?;
             let left: i64 = match left {
                 Some(row) => row.try_get(0)?,
                 // Released in between: try again at once.
@@ -235,12 +325,15 @@ impl Store for PostgresStore {
 
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let conn = self.conn().await?;
-            let row = conn
-                .client
-                .query_opt(&conn.release, &[&key, &token.as_str(), &self.sql.channel])
-                .await
-                .map_err(failed)?;
+            let (key, token) = (key.to_owned(), token.as_str().to_owned());
+            let channel = self.sql.channel.clone();
+            let row = self
+                .statement(|conn| async move {
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                        [&key, &token, &channel];
+                    conn.client.query_opt(&conn.release, &params).await
+                })
+                .await?;
             Ok(match row {
                 Some(row) => row.try_get(0)?,
                 None => false,
@@ -255,13 +348,15 @@ impl Store for PostgresStore {
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let conn = self.conn().await?;
             let ttl = millis(ttl);
-            let updated = conn
-                .client
-                .execute(&conn.extend, &[&key, &token.as_str(), &ttl])
-                .await
-                .map_err(failed)?;
+            let (key, token) = (key.to_owned(), token.as_str().to_owned());
+            let updated = self
+                .statement(|conn| async move {
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                        [&key, &token, &ttl];
+                    conn.client.execute(&conn.extend, &params).await
+                })
+                .await?;
             Ok(updated == 1)
         })
     }

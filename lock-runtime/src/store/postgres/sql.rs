@@ -35,6 +35,16 @@ const SHOWN: &str = "name, token || holder || ';fence=' || fence, \
 /// A row whose lease runs.
 const LIVE: &str = "expires_at > clock_timestamp()";
 
+/// The server's clock in microseconds: the floor of every fencing token, so tokens keep
+/// increasing when the sequence (and the rows) went back, after a restore of a backup or
+/// the promotion of a standby that lagged, as long as the server's clock did not.
+const CLOCK_US: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
+
+/// What a release or a forced release leaves of a row: expired now, with no owner. The row
+/// stays (until swept, a minute after), so the next holder's token is drawn above the one
+/// it keeps.
+const RELEASED: &str = "token = '', holder = '', expires_at = clock_timestamp()";
+
 /// The statements for one table.
 #[derive(Debug)]
 pub(super) struct Sql {
@@ -84,13 +94,16 @@ impl Sql {
         Self {
             table: table.to_owned(),
             channel: table.replace('.', "_"),
+            // A token is drawn where the row is won: in the update, once the row is locked
+            // and found free (after every earlier holder of the key), and above the
+            // token the row keeps. The insert's token serves a key with no row at all.
             acquire: format!(
                 "INSERT INTO {t} AS held (name, token, holder, expires_at, fence) \
                  VALUES ($1, $2, $3, clock_timestamp() + $4::bigint * interval '1 millisecond', \
-                 nextval('{sequence}')) \
+                 GREATEST(nextval('{sequence}'), {CLOCK_US})) \
                  ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, \
                  holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at, \
-                 fence = EXCLUDED.fence \
+                 fence = GREATEST(nextval('{sequence}'), {CLOCK_US}, held.fence + 1) \
                  WHERE held.expires_at <= clock_timestamp() \
                  OR ($5 AND held.token = EXCLUDED.token) \
                  RETURNING fence"
@@ -100,8 +113,10 @@ impl Sql {
                  FROM {t} WHERE name = $1"
             ),
             release: format!(
-                "WITH gone AS (DELETE FROM {t} WHERE name = $1 AND token = $2 \
-                 RETURNING name, expires_at > clock_timestamp() AS held) \
+                "WITH was AS (SELECT name, {LIVE} AS held FROM {t} \
+                 WHERE name = $1 AND token = $2 FOR UPDATE), \
+                 gone AS (UPDATE {t} AS cur SET {RELEASED} FROM was \
+                 WHERE cur.name = was.name RETURNING was.name, was.held) \
                  SELECT gone.held FROM gone, pg_notify($3, gone.name)"
             ),
             extend: format!(
@@ -115,8 +130,10 @@ impl Sql {
             inspect: format!("SELECT {SHOWN} FROM {t} WHERE name = $1 AND {LIVE}"),
             list: format!("SELECT {SHOWN} FROM {t} WHERE {LIVE} ORDER BY name"),
             force_release: format!(
-                "WITH gone AS (DELETE FROM {t} WHERE name = $1 RETURNING *) \
-                 SELECT {SHOWN} FROM gone, pg_notify($2, gone.name) WHERE {LIVE}"
+                "WITH was AS (SELECT * FROM {t} WHERE name = $1 AND {LIVE} FOR UPDATE), \
+                 gone AS (UPDATE {t} AS cur SET {RELEASED} FROM was \
+                 WHERE cur.name = was.name RETURNING was.*) \
+                 SELECT {SHOWN} FROM gone, pg_notify($2, gone.name)"
             ),
             schema,
             create,
