@@ -1,6 +1,8 @@
 //! The benchmark's PostgreSQL floor: the library's own statements (an `INSERT .. ON
-//! CONFLICT DO UPDATE .. WHERE` expired, returning a fencing token from the sequence; a
-//! token-checked `DELETE` that sends `NOTIFY`), prepared once and issued directly with
+//! CONFLICT DO UPDATE .. WHERE` expired, returning a fencing token drawn from the sequence
+//! where the row is won, floored by the server's clock and the row's last token; a
+//! token-checked `UPDATE` that expires the row and sends `NOTIFY`), prepared once and
+//! issued directly with
 //! tokio-postgres on one pipelined connection; waiting retries every millisecond.
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
@@ -11,6 +13,8 @@ use super::{floor_token, Release};
 
 /// The table both sides use (the library's default).
 const TABLE: &str = "distributed_locks";
+/// The server's clock in microseconds, as the library floors its tokens.
+const CLOCK_US: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
 #[derive(Clone)]
 pub struct Floor {
@@ -30,18 +34,23 @@ impl Floor {
             .prepare(&format!(
                 "INSERT INTO {TABLE} AS held (name, token, holder, expires_at, fence) \
                  VALUES ($1, $2, '', clock_timestamp() + interval '10 seconds', \
-                 nextval('{TABLE}_fence')) \
+                 GREATEST(nextval('{TABLE}_fence'), {CLOCK_US})) \
                  ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, \
                  holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at, \
-                 fence = EXCLUDED.fence WHERE held.expires_at <= clock_timestamp() \
+                 fence = GREATEST(nextval('{TABLE}_fence'), {CLOCK_US}, held.fence + 1) \
+                 WHERE held.expires_at <= clock_timestamp() \
                  RETURNING fence"
             ))
             .await
             .expect("prepare the floor's acquire");
         let release = client
             .prepare(&format!(
-                "WITH gone AS (DELETE FROM {TABLE} WHERE name = $1 AND token = $2 \
-                 RETURNING name) SELECT 1 FROM gone, pg_notify('{TABLE}', gone.name)"
+                "WITH was AS (SELECT name, expires_at > clock_timestamp() AS held FROM {TABLE} \
+                 WHERE name = $1 AND token = $2 FOR UPDATE), \
+                 gone AS (UPDATE {TABLE} AS cur SET token = '', holder = '', \
+                 expires_at = clock_timestamp() FROM was WHERE cur.name = was.name \
+                 RETURNING was.name, was.held) \
+                 SELECT gone.held FROM gone, pg_notify('{TABLE}', gone.name)"
             ))
             .await
             .expect("prepare the floor's release");
