@@ -8,9 +8,12 @@ use lock_tests::{
     assert_no_overlap_around, eventually, now_us, LockLoops, Proxy, RedisServer, RedlockServers,
 };
 
+/// A client for the tests' fresh servers: without the hold a new client puts on servers
+/// younger than the longest TTL (on by default for Redlock; tested on its own below).
 async fn backend(url: &str, op_timeout: Duration) -> Backend {
     Backend::builder()
         .op_timeout(op_timeout)
+        .restart_guard_on_connect(false)
         .redis(url)
         .await
         .expect("connect to the Redlock servers")
@@ -21,7 +24,9 @@ async fn a_majority_grants_the_lock_on_every_server_and_a_second_owner_is_refuse
     let servers = RedlockServers::start(3);
     // By URL, and by method.
     let a = backend(&servers.url(), Duration::from_secs(1)).await;
-    let b = Backend::redlock(servers.urls())
+    let b = Backend::builder()
+        .restart_guard_on_connect(false)
+        .redlock(servers.urls())
         .await
         .expect("connect by method");
     let options = LockOptions::new(Duration::from_secs(30));
@@ -315,6 +320,7 @@ async fn a_slow_server_does_not_delay_a_quick_majority() {
         .op_timeout(Duration::from_secs(5))
         // No health checks piling up behind the proxy's delay.
         .health_interval(Duration::from_secs(60))
+        .restart_guard_on_connect(false)
         .redlock(urls)
         .await
         .expect("connect");
@@ -404,4 +410,44 @@ async fn renewal_needs_a_majority() {
         matches!(outcome, Err(LockError::Lost { .. })),
         "{outcome:?}"
     );
+}
+
+/// The delayed restart, for a process that starts after it: server 2 is down while A
+/// acquires (A holds on servers 0 and 1), comes back empty, and server 1 restarts without
+/// persistence. A process started after that (default settings) must not be granted the
+/// lock on servers 1 and 2 while A's lease runs; it is, once the lease has ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_started_after_restarts_is_not_granted_a_held_lock() {
+    let mut servers = RedlockServers::start(3);
+    let a = backend(&servers.url(), Duration::from_millis(300)).await;
+    let ttl = Duration::from_secs(4);
+    servers.kill(2);
+    let held = a
+        .acquire("delayed", &LockOptions::new(ttl))
+        .await
+        .expect("A, on two of three");
+    servers.restart(2).await;
+    servers.restart(1).await;
+    let fresh = Backend::builder()
+        .op_timeout(Duration::from_millis(300))
+        .redis(&servers.url())
+        .await
+        .expect("a process started after the restarts");
+    let refused = fresh.acquire("delayed", &LockOptions::new(ttl)).await;
+    assert!(
+        matches!(refused, Err(LockError::Recovering { .. })),
+        "granted while A's lease has {:?} left: {refused:?}",
+        held.lease_end().saturating_duration_since(Instant::now())
+    );
+    let waiting = LockOptions::new(ttl).wait(ttl * 4);
+    let granted = fresh
+        .acquire("delayed", &waiting)
+        .await
+        .expect("granted later");
+    assert!(
+        Instant::now() >= held.lease_end(),
+        "granted {:?} before A's lease ended",
+        held.lease_end() - Instant::now()
+    );
+    granted.release().await.expect("release");
 }

@@ -134,6 +134,8 @@ async fn connect(url: &str) -> Backend {
     Backend::builder()
         .health_interval(Duration::from_millis(50))
         .zookeeper_session_timeout(Duration::from_secs(4))
+        // The servers are fresh: no hold for their youth (on by default for Redlock).
+        .restart_guard_on_connect(false)
         .postgres_table(table())
         .connect(url)
         .await

@@ -41,6 +41,8 @@ pub struct BackendBuilder {
     prefix: String,
     op_timeout: Duration,
     redis: RedisSettings,
+    /// `restart_guard_on_connect` as set; unset, off for one server and on for Redlock.
+    strict: Option<bool>,
     tls_root: Option<Vec<u8>>,
     zookeeper: zookeeper::Settings,
     postgres_table: String,
@@ -70,6 +72,7 @@ impl Default for BackendBuilder {
                 notification_idle: DEFAULT_NOTIFICATION_IDLE,
                 replicas: None,
             },
+            strict: None,
             tls_root: None,
             zookeeper: zookeeper::Settings::default(),
             postgres_table: DEFAULT_POSTGRES_TABLE.to_owned(),
@@ -122,14 +125,20 @@ impl BackendBuilder {
     /// for less than the longest TTL: it may have restarted and lost locks that holders
     /// elsewhere still use.
     ///
-    /// Off by default. Its cost: every process that starts within a TTL of a fresh Redis
-    /// server (a deploy of both, a test suite) waits that long before its first lock.
-    /// Without it, a process that first connects after a restart cannot tell that the
-    /// restart happened; fencing tokens still protect resources, since they never go
-    /// backwards (they are at least the server's clock in microseconds).
+    /// Off by default for one Redis server, Sentinel and Cluster; **on by default for
+    /// Redlock** ([`redlock`](Self::redlock)), where a server that restarted empty, with
+    /// another that was down while a holder acquired, would otherwise let a process started
+    /// after the restart be granted a lock that is still held. Its cost: every process that
+    /// starts within a TTL of a fresh Redis server (a deploy of both, a test suite) waits
+    /// that long (acquires answer [`LockError::Recovering`]) before that server counts
+    /// towards its grants; with Redlock, only as long as fewer than a majority of servers
+    /// are older than the longest TTL. Without it, a process that first connects after a
+    /// restart cannot tell that the restart happened; on one server, fencing tokens still
+    /// protect resources, since they never go backwards (they are at least the server's
+    /// clock in microseconds).
     #[must_use]
     pub fn restart_guard_on_connect(mut self, strict: bool) -> Self {
-        self.redis.strict = strict;
+        self.strict = Some(strict);
         self
     }
 
@@ -227,6 +236,7 @@ impl BackendBuilder {
         if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") {
             let settings = RedisSettings {
                 bound: self.op_timeout,
+                strict: self.strict.unwrap_or(false),
                 ..self.redis.clone()
             };
             let store = crate::store::redis::cluster(url, self.tls_root.clone(), &settings).await?;
@@ -235,6 +245,7 @@ impl BackendBuilder {
         let endpoint = crate::store::redis::endpoint(url, self.tls_root.clone())?;
         let settings = RedisSettings {
             bound: self.op_timeout,
+            strict: self.strict.unwrap_or(false),
             ..self.redis.clone()
         };
         let store = RedisStore::connect(endpoint, crate::redact::password(url), settings).await?;
@@ -298,7 +309,10 @@ impl BackendBuilder {
     ///   [`LockError::NoQuorum`]. Connecting needs a majority too; the others are connected
     ///   in the background.
     /// - A server that restarted grants nothing for the longest TTL, as one server does
-    ///   after a restart ([`restart_guard`](Self::restart_guard)).
+    ///   after a restart ([`restart_guard`](Self::restart_guard)); so does a server younger
+    ///   than the longest TTL when this process first connects
+    ///   ([`restart_guard_on_connect`](Self::restart_guard_on_connect), on by default
+    ///   here: a fresh process cannot otherwise tell that a server restarted empty).
     /// - There are no fencing tokens: an acquire that asks for one fails with
     ///   [`LockError::InvalidInput`]. Use one Redis or a Redis Cluster for fenced locks.
     ///
@@ -324,6 +338,7 @@ impl BackendBuilder {
         {
             let settings = RedisSettings {
                 bound: self.op_timeout,
+                strict: self.strict.unwrap_or(true),
                 ..self.redis.clone()
             };
             let store = crate::store::redlock::RedlockStore::connect(
