@@ -50,6 +50,11 @@ impl Template {
     }
 }
 
+/// The longest lock name every store can hold, in bytes: `lock_runtime::MAX_NAME_LEN`
+/// (the runtime depends on this crate, not the other way round; a test checks that the two
+/// agree).
+pub(crate) const MAX_NAME_LEN: usize = 1024;
+
 /// Parses a key template; the error is a sentence for the user.
 pub(crate) fn parse(template: &str) -> Result<Template, String> {
     if template.is_empty() {
@@ -103,6 +108,19 @@ pub(crate) fn parse(template: &str) -> Result<Template, String> {
     }
     if !text.is_empty() {
         segments.push(Segment::Text(text));
+    }
+    let fixed: usize = segments
+        .iter()
+        .map(|s| match s {
+            Segment::Text(text) => text.len(),
+            Segment::Place(_) => 0,
+        })
+        .sum();
+    if fixed > MAX_NAME_LEN {
+        return Err(format!(
+            "the lock key's text alone is {fixed} bytes long; every store takes names of at \
+             most {MAX_NAME_LEN} bytes"
+        ));
     }
     Ok(Template { segments })
 }
@@ -208,6 +226,15 @@ mod tests {
     fn non_ascii_text_is_kept() {
         let t = parse("ключ:{id}:ü").unwrap();
         assert_eq!(t.format_string(), "ключ:{}:ü");
+    }
+
+    #[test]
+    fn rejects_text_longer_than_every_store_takes() {
+        let longest = "k".repeat(MAX_NAME_LEN);
+        assert!(parse(&longest).is_ok());
+        assert!(parse(&format!("{longest}:{{id}}"))
+            .unwrap_err()
+            .contains("1025 bytes"));
     }
 
     #[test]

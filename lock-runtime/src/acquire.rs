@@ -9,7 +9,7 @@ use std::{
 use tracing::Instrument as _;
 
 use crate::{
-    backend::{check_ttl, Backend},
+    backend::{check_name, check_ttl, Backend},
     error::LockError,
     guard::{Held, LockGuard},
     holder,
@@ -368,9 +368,7 @@ impl Backend {
 }
 
 fn check_request(name: &str, ttl: Duration) -> Result<(), LockError> {
-    if name.is_empty() {
-        return Err(LockError::invalid("the lock key is empty"));
-    }
+    check_name(name)?;
     check_ttl(ttl)
 }
 

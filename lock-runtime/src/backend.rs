@@ -381,6 +381,31 @@ impl Drop for PassOnDrop {
     }
 }
 
+/// The longest lock name, in bytes, that every store can hold, with a key prefix of up to
+/// [`MAX_PREFIX_LEN`] bytes: PostgreSQL's primary-key entries (at most about 2.7 kB) and
+/// `NOTIFY` payloads (under 8000 bytes), ZooKeeper's paths and Redis keys. A longer name
+/// is [`LockError::InvalidInput`] on every store (and a compile error in a key template
+/// whose text alone is longer).
+pub const MAX_NAME_LEN: usize = 1024;
+
+/// The longest key prefix ([`BackendBuilder::prefix`]), in bytes.
+pub const MAX_PREFIX_LEN: usize = 256;
+
+/// Refuses an empty name and one over [`MAX_NAME_LEN`].
+pub(crate) fn check_name(name: &str) -> Result<(), LockError> {
+    if name.is_empty() {
+        return Err(LockError::invalid("the lock key is empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        let start: String = name.chars().take(40).collect();
+        return Err(LockError::invalid(format!(
+            "the lock key `{start}…` is {} bytes long; every store takes at most {MAX_NAME_LEN}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
 /// The longest TTL a lock may ask for: a year. Lease ends are computed on this process's
 /// monotonic clock, which an unbounded TTL would overflow.
 pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);

@@ -7,7 +7,7 @@ use std::{
 };
 
 use crate::{
-    backend::{store_failure, Backend},
+    backend::{check_name, store_failure, Backend},
     error::LockError,
     holder::{self, LockInfo},
     store::{StoredLock, Watch},
@@ -38,6 +38,7 @@ impl Backend {
     /// # Ok(()) }
     /// ```
     pub async fn inspect(&self, name: &str) -> Result<Option<LockInfo>, LockError> {
+        check_name(name)?;
         let key = self.key_for(name);
         let stored = self.bounded("inspect", self.store().inspect(&key)).await?;
         Ok(stored.map(|stored| self.info(stored)))
@@ -91,6 +92,7 @@ impl Backend {
     /// to end when the holder may be alive. A key held by readers or a semaphore's permits
     /// is left as it is, with [`LockError::InvalidInput`] saying how many hold it.
     pub async fn force_release(&self, name: &str) -> Result<Option<LockInfo>, LockError> {
+        check_name(name)?;
         let key = self.key_for(name);
         let stored = self
             .bounded("force_release", self.store().force_release(&key))
@@ -103,6 +105,7 @@ impl Backend {
 
     /// Follows the holders of the lock `name`: see [`LockWatch`].
     pub async fn watch_lock(&self, name: &str) -> Result<LockWatch, LockError> {
+        check_name(name)?;
         let key: Arc<str> = self.key_for(name).into();
         let watch = self.bounded("watch", self.store().watch(&key)).await?;
         Ok(LockWatch {

@@ -101,7 +101,7 @@ pub mod store;
 mod token;
 
 pub use crate::{
-    backend::{Backend, MAX_TTL},
+    backend::{Backend, MAX_NAME_LEN, MAX_PREFIX_LEN, MAX_TTL},
     builder::{
         BackendBuilder, DEFAULT_HEALTH_INTERVAL, DEFAULT_NOTIFICATION_IDLE, DEFAULT_OP_TIMEOUT,
         DEFAULT_POSTGRES_TABLE, DEFAULT_PREFIX, DEFAULT_ZOOKEEPER_SESSION_TIMEOUT,

@@ -20,7 +20,7 @@ use std::{
 use tokio::sync::watch;
 
 use crate::{
-    backend::{check_ttl, Backend},
+    backend::{check_name, check_ttl, Backend},
     error::LockError,
     guard::{Held, LockGuard},
     holder,
@@ -123,9 +123,7 @@ impl Backend {
         let mut keys: Vec<(String, String)> = Vec::new();
         for name in names {
             let name = name.as_ref();
-            if name.is_empty() {
-                return Err(LockError::invalid("a lock key in the list is empty"));
-            }
+            check_name(name)?;
             keys.push((self.key_for(name), name.to_owned()));
         }
         // The one-step try below does not pass through `acquire`'s checks.

@@ -135,14 +135,15 @@ async fn the_default_hold_covers_the_longest_ttl_granted() {
     drop(server);
 }
 
-/// Item 5: a hold of `Duration::MAX` neither panics the connection's tasks nor stops
-/// them: after a restart every acquire keeps answering `Recovering`.
+/// The longest hold accepted (a year; a longer one is refused when connecting) neither
+/// panics the connection's tasks nor stops them: after a restart every acquire keeps
+/// answering `Recovering`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unbounded_restart_guard_holds_without_panicking() {
+async fn the_longest_restart_guard_holds_without_panicking() {
     let server = RedisServer::start();
     let backend = Backend::builder()
         .op_timeout(BOUND)
-        .restart_guard(Some(Duration::MAX))
+        .restart_guard(Some(lock_runtime::MAX_TTL))
         .redis(&server.url())
         .await
         .expect("connect");

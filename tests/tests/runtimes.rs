@@ -2,7 +2,9 @@
 //! runtime of its own, and the three of one store share one process-wide client, connected
 //! by whichever test came first, on a runtime that may be gone by the time the others call
 //! it. A fourth test connects on one runtime, shuts it down, and works on a second, as a
-//! program that initialises before its main runtime would. No call may fail.
+//! program that initialises before its main runtime would. No call may fail. A fifth, on
+//! the same servers, takes a lock whose name is as long as every store takes
+//! (`MAX_NAME_LEN`), and is refused one byte longer.
 //!
 //! Every store has a module of its own (its servers, started once and stopped by the last
 //! of its tests to finish, even a failing one); the Redis one uses `init` (the default
@@ -20,8 +22,8 @@ use std::{
 
 use lock_runtime::{Backend, LockError, LockOptions};
 
-/// The tests of one store: three sharing the registry, one on two runtimes.
-const TESTS: usize = 4;
+/// The tests of one store: three sharing the registry, one on two runtimes, one of names.
+const TESTS: usize = 5;
 const TTL: Duration = Duration::from_secs(10);
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -130,6 +132,49 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The longest name is taken, waited for (the release's notification names it) and
+    /// inspected; one byte more is refused before any store call.
+    async fn longest_name<F, S>(&'static self, start: fn() -> F)
+    where
+        F: Future<Output = (S, String)>,
+        S: Any + Send,
+    {
+        let _finish = Finish(self);
+        self.url(start).await;
+        let backend = lock_runtime::client(self.client).expect("the shared client");
+        let longest = format!("long:{}", "n".repeat(lock_runtime::MAX_NAME_LEN - 5));
+        let once = LockOptions::new(TTL);
+        let held = backend
+            .acquire(&longest, &once)
+            .await
+            .expect("the longest name");
+        let info = backend.inspect(&longest).await.expect("inspect");
+        assert!(info.is_some(), "the longest name is held");
+        let (b, name, waiting) = (backend.clone(), longest.clone(), once.clone().wait(WAIT));
+        let waiter = tokio::spawn(async move { b.acquire(&name, &waiting).await });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        held.release().await.expect("release the longest name");
+        let taken = waiter
+            .await
+            .expect("task")
+            .expect("the waiter, on the longest name");
+        taken.release().await.expect("release");
+
+        let over = format!("{longest}n");
+        let refused = backend.acquire(&over, &once).await;
+        assert!(
+            matches!(&refused, Err(LockError::InvalidInput(m)) if m.contains("1025 bytes")),
+            "{refused:?}"
+        );
+        let refused = backend.inspect(&over).await;
+        assert!(
+            matches!(refused, Err(LockError::InvalidInput(_))),
+            "{refused:?}"
+        );
+    }
+}
+
 async fn connect(url: &str) -> Backend {
     Backend::builder()
         .health_interval(Duration::from_millis(50))
@@ -215,6 +260,11 @@ macro_rules! on_every_runtime {
             #[test]
             fn connected_on_one_runtime_working_on_another() {
                 SHARED.connect_on_one_runtime_work_on_another($start);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_longest_name_works_and_one_longer_is_refused() {
+                SHARED.longest_name($start).await;
             }
         }
     };

@@ -428,6 +428,13 @@ impl BackendBuilder {
     }
 
     fn check(&self) -> Result<(), LockError> {
+        if self.prefix.len() > crate::MAX_PREFIX_LEN {
+            return Err(LockError::invalid(format!(
+                "the key prefix is {} bytes long; at most {} are allowed",
+                self.prefix.len(),
+                crate::MAX_PREFIX_LEN
+            )));
+        }
         if self.prefix.contains(['{', '}']) {
             return Err(LockError::invalid(format!(
                 "key prefix `{}` may not contain `{{` or `}}`",
