@@ -216,8 +216,14 @@ impl Backend {
         let mut recheck = FIRST_RECHECK;
         // Whether the last wake-up was a release notification.
         let mut woken = false;
-        // Whether the store marked the key for this writer (writer preference).
-        let mut marked = false;
+        // Whether the store marked the key for this writer (writer preference), taken back
+        // if it leaves without the lock.
+        let mut mark = Mark {
+            backend: self,
+            key: request.key,
+            token: request.token,
+            set: false,
+        };
         // Made on the first pause: the uncontended path never pauses.
         let mut jitter: Option<Jitter> = None;
         loop {
@@ -236,7 +242,7 @@ impl Backend {
             // release: a woken waiter most likely finds the lock free, and a plain try is
             // the cheapest. A writer that marked the key against new readers asks as a
             // waiter every time, so that its winning try clears the mark.
-            request.waiting = watch.is_some() && (marked || !std::mem::take(&mut woken));
+            request.waiting = watch.is_some() && (mark.set || !std::mem::take(&mut woken));
             let sent_at = Instant::now();
             unknown.arm(sent_at + request.ttl);
             let answer = self
@@ -247,6 +253,8 @@ impl Backend {
             let refused = match answer {
                 Ok(Attempt::Acquired { fence }) => {
                     unknown.disarm();
+                    // The winning try cleared the mark.
+                    mark.set = false;
                     return Ok(Ok((fence, sent_at)));
                 }
                 Ok(Attempt::Recovering { left }) => {
@@ -265,7 +273,7 @@ impl Backend {
                         Attempt::BusyFor { left } => lease_left = Some(left),
                         Attempt::BusyShared { left } => {
                             lease_left = Some(left);
-                            marked |= request.waiting;
+                            mark.set |= request.waiting;
                         }
                         _ => {}
                     }
@@ -286,6 +294,7 @@ impl Backend {
             if left.is_zero() {
                 // `unknown`, still armed after an error, deletes the key if the request
                 // did take it.
+                mark.withdraw().await;
                 return refused.map(Err);
             }
             match refused {
@@ -420,6 +429,52 @@ impl Drop for InFlight<'_> {
                 expires,
             );
         }
+    }
+}
+
+/// A waiting writer's mark against new readers (writer preference), while `set`: taken
+/// back when the writer leaves without the lock, before it answers when it gives up, in
+/// the background when it is cancelled, so readers need not wait the mark out.
+struct Mark<'a> {
+    backend: &'a Backend,
+    key: &'a str,
+    token: &'a Token,
+    set: bool,
+}
+
+impl Mark<'_> {
+    async fn withdraw(&mut self) {
+        if std::mem::take(&mut self.set) {
+            let store = self.backend.store();
+            let withdrawn = self
+                .backend
+                .bounded("release", store.withdraw(self.key, self.token))
+                .await;
+            if let Err(error) = withdrawn {
+                tracing::debug!(%error, "taking back a waiting writer's mark failed");
+            }
+        }
+    }
+}
+
+impl Drop for Mark<'_> {
+    fn drop(&mut self) {
+        if !self.set {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (backend, key, token) = (self.backend.clone(), self.key.to_owned(), *self.token);
+        runtime.spawn(async move {
+            let mut mark = Mark {
+                backend: &backend,
+                key: &key,
+                token: &token,
+                set: true,
+            };
+            mark.withdraw().await;
+        });
     }
 }
 

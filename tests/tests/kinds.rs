@@ -33,6 +33,7 @@ on_both_stores!(
     several_keys_in_opposite_orders_never_deadlock,
     several_keys_fence_and_renew_each_key,
     operators_are_told_readers_and_permits_hold_a_key,
+    a_writer_that_leaves_takes_its_mark_back,
 );
 
 async fn readers_share_and_exclude_writers(stores: Stores) {
@@ -505,4 +506,43 @@ async fn operators_are_told_readers_and_permits_hold_a_key(stores: Stores) {
     assert!(a.inspect("rw").await.expect("inspect").is_none());
     assert!(a.inspect("sem").await.expect("inspect").is_none());
     plain.release().await.expect("release");
+}
+
+/// A waiting writer keeps new readers out (for up to a second after each try); one that
+/// gives up, or is cancelled, takes that mark back, so readers need not wait it out.
+async fn a_writer_that_leaves_takes_its_mark_back(stores: Stores) {
+    let (a, b) = (&stores.a, &stores.b);
+    let reader = a.acquire("marked", &read(10_000)).await.expect("a reader");
+    // Gives up after its wait: the mark is gone before it answers.
+    let writer = b
+        .acquire("marked", &options(10_000).wait(Duration::from_millis(300)))
+        .await;
+    assert!(matches!(writer, Err(LockError::Busy { .. })), "{writer:?}");
+    let second = a
+        .acquire("marked", &read(10_000))
+        .await
+        .expect("a new reader, at once, after the writer gave up");
+    second.release().await.expect("release");
+
+    // Cancelled while waiting: the mark goes in the background, well before its second.
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(300),
+        b.acquire("marked", &options(10_000).wait(Duration::from_secs(10))),
+    )
+    .await;
+    assert!(
+        cancelled.is_err(),
+        "the writer got the lock beside a reader"
+    );
+    let started = Instant::now();
+    let third = a
+        .acquire("marked", &read(10_000).wait(Duration::from_millis(500)))
+        .await
+        .expect("a new reader soon after the writer was cancelled");
+    println!(
+        "a reader got in {:?} after the writer was cancelled",
+        started.elapsed()
+    );
+    third.release().await.expect("release");
+    reader.release().await.expect("release");
 }

@@ -214,3 +214,34 @@ async fn the_library_loads_its_scripts_again_when_the_server_forgot_them() {
         "only what was forgotten is loaded"
     );
 }
+
+const WITHDRAW: &str = include_str!("../../lock-runtime/src/store/redis/scripts/withdraw.lua");
+
+/// A waiting writer's mark (its token at `<key>:writer`) is deleted by its own token only,
+/// and the lock's channel is told.
+#[tokio::test]
+async fn withdraw_deletes_only_its_own_mark_and_publishes() {
+    let server = RedisServer::start();
+    let conn = connect(&server).await;
+    let withdraw = |token: &'static str| {
+        let mut conn = conn.clone();
+        async move {
+            let gone: i64 = Script::new(WITHDRAW)
+                .key("lock:{k}")
+                .key("lock:{k}:writer")
+                .arg(token)
+                .invoke_async(&mut conn)
+                .await
+                .expect("withdraw script");
+            gone
+        }
+    };
+    assert_eq!(withdraw("w1").await, 0, "no mark");
+    server.raw(&["SET", "lock:{k}:writer", "w1", "PX", "1000"]);
+    assert_eq!(withdraw("w2").await, 0, "another writer's mark");
+    assert!(server.raw(&["GET", "lock:{k}:writer"]).contains("w1"));
+    let before = server.calls("publish");
+    assert_eq!(withdraw("w1").await, 1);
+    assert_eq!(server.raw(&["EXISTS", "lock:{k}:writer"]).trim(), ":0");
+    assert_eq!(server.calls("publish"), before + 1);
+}

@@ -42,7 +42,7 @@ struct State {
     /// Keys held by readers or a semaphore's permits.
     shared: HashMap<String, Shared>,
     /// Keys a writer waits for, until when: new readers stay out.
-    writer_waiting: HashMap<String, Instant>,
+    writer_waiting: HashMap<String, (Instant, Token)>,
     /// Operations since the last sweep of expired entries.
     since_sweep: usize,
 }
@@ -142,7 +142,7 @@ impl State {
 
     /// Whether a writer waits for `key` now.
     fn writer_waits(&self, key: &str, now: Instant) -> Option<Duration> {
-        let until = *self.writer_waiting.get(key)?;
+        let (until, _) = *self.writer_waiting.get(key)?;
         (until > now).then(|| until - now)
     }
 
@@ -223,7 +223,7 @@ impl State {
                 s.drop_expired(now);
                 !s.holders.is_empty()
             });
-            self.writer_waiting.retain(|_, until| *until > now);
+            self.writer_waiting.retain(|_, (until, _)| *until > now);
             self.watchers.retain(|_, w| w.strong_count() > 0);
             self.since_sweep = 0;
         }
@@ -265,7 +265,8 @@ impl Store for MemoryStore {
             if request.waiting {
                 // Writer preference: new readers stay out while a writer waits.
                 let until = now + WRITER_WAITING;
-                state.writer_waiting.insert(request.key.to_owned(), until);
+                let mark = (until, *request.token);
+                state.writer_waiting.insert(request.key.to_owned(), mark);
             }
             return ready(Attempt::BusyShared { left });
         }
@@ -321,6 +322,19 @@ impl Store for MemoryStore {
 
     fn supports(&self, _kind: LockKind) -> bool {
         true
+    }
+
+    fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()> {
+        let mut state = self.state();
+        if state
+            .writer_waiting
+            .get(key)
+            .is_some_and(|(_, t)| t == token)
+        {
+            state.writer_waiting.remove(key);
+            state.wake(key);
+        }
+        ready(())
     }
 
     fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {

@@ -370,6 +370,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         Box::pin(std::future::ready(Err(Box::new(Unsupported) as StoreError)))
     }
 
+    /// A writer that waited for `key` (its tries answered [`Attempt::BusyShared`], so the
+    /// store kept new readers out for it) gives up or is cancelled: the store takes its
+    /// mark back if it is still `token`'s, so readers need not wait out the mark. By
+    /// default nothing: a store without readers sets no mark.
+    fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()> {
+        let _ = (key, token);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     /// Resets the lease of the shared holder `token` of `key` to `ttl`, if it has not run
     /// out. By default fails with [`Unsupported`].
     fn extend_shared<'a>(
@@ -603,6 +612,10 @@ impl<S: Store> Store for Arc<S> {
 
     fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         (**self).release_shared(key, token)
+    }
+
+    fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()> {
+        (**self).withdraw(key, token)
     }
 
     fn extend_shared<'a>(

@@ -517,6 +517,10 @@ impl Store for RedisStore {
         Box::pin(self.release_one_shared(key, token))
     }
 
+    fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()> {
+        Box::pin(self.withdraw_writer(key, token))
+    }
+
     fn extend_shared<'a>(
         &'a self,
         key: &'a str,

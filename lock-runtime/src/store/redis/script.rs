@@ -26,6 +26,8 @@ pub(super) struct Scripts {
     pub(super) release_shared: LuaScript,
     pub(super) extend_shared: LuaScript,
     pub(super) acquire_all: LuaScript,
+    /// A waiting writer's mark, taken back.
+    pub(super) withdraw: LuaScript,
 }
 
 impl Scripts {
@@ -39,6 +41,7 @@ impl Scripts {
             release_shared: LuaScript::new(include_str!("scripts/release_shared.lua")),
             extend_shared: LuaScript::new(include_str!("scripts/extend_shared.lua")),
             acquire_all: LuaScript::new(include_str!("scripts/acquire_all.lua")),
+            withdraw: LuaScript::new(include_str!("scripts/withdraw.lua")),
         }
     }
 

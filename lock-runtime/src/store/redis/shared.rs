@@ -148,6 +148,24 @@ impl RedisStore {
         shared_attempt(&request, reply.map_err(|e| self.failed(e))?)
     }
 
+    /// Takes back the waiting writer `token`'s mark on `key` (see `scripts/withdraw.lua`).
+    pub(super) async fn withdraw_writer(&self, key: &str, token: &Token) -> Result<(), StoreError> {
+        let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
+        let mark = writer_key(key);
+        let mut call = self
+            .scripts
+            .withdraw
+            .call(2, key.len() + mark.len() + Token::LEN + 8);
+        call.arg(key).arg(mark).arg(token.as_bytes());
+        let _: i64 = self
+            .scripts
+            .withdraw
+            .run(&call, &mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+
     pub(super) async fn release_one_shared(
         &self,
         key: &str,

@@ -11,8 +11,9 @@
 --          fencing token, `;fence=<token>` follows it
 -- ARGV[6]  '1' when the caller waits for the lock: if readers or permits hold the key (a
 --          sorted set, see `acquire_shared.lua`), it keeps new readers out for ARGV[7]
---          milliseconds by setting `<KEYS[1]>:writer` (writer preference; the key shares
---          the lock's hash slot), and deletes it once it holds the lock
+--          milliseconds by setting `<KEYS[1]>:writer` to its token (writer preference;
+--          the key shares the lock's hash slot), and deletes it once it holds the lock (or
+--          gives up: `withdraw.lua`)
 --
 -- Returns, when another owner holds the lock, -1 - (its remaining lease in milliseconds,
 -- so a waiter can try again right when it ends):
@@ -28,7 +29,7 @@ if type(holder) == 'table' and holder.err then
     -- Shared holders: busy for as long as the last of their leases, told apart by 2^40
     -- (`SHARED_BUSY`) added to it.
     if waiting then
-        redis.call('SET', KEYS[1] .. ':writer', '1', 'PX', ARGV[7])
+        redis.call('SET', KEYS[1] .. ':writer', ARGV[1], 'PX', ARGV[7])
     end
     return -1 - math.max(redis.call('PTTL', KEYS[1]), 0) - 1099511627776
 end
