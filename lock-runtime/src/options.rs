@@ -191,7 +191,7 @@ impl LockOptions {
     /// Issue a fencing token with each acquisition: a number greater than every earlier
     /// acquisition's of the same key, read with [`LockGuard::fencing_token`](crate::LockGuard::fencing_token)
     /// or [`fencing_token`](crate::fencing_token). Costs one counter key per lock name,
-    /// kept for 24 hours after its last use, and a script instead of a plain `SET` to
+    /// kept for an hour after its last use, and a script instead of a plain `SET` to
     /// acquire. On Redis a token is at least the server's clock in microseconds (a `u64`
     /// near 1.8 × 10¹⁵: keep it in a 64-bit column), so tokens keep increasing after the
     /// counter expired or the server restored an older snapshot.

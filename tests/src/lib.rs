@@ -60,6 +60,8 @@ pub struct RedisServer {
     /// A plain port beside a TLS one, for the checks that must not go through the code
     /// under test ([`raw`](Self::raw)).
     plain_port: Option<u16>,
+    /// Variables set for the server process.
+    env: Vec<(String, String)>,
 }
 
 impl RedisServer {
@@ -76,7 +78,27 @@ impl RedisServer {
 
     /// Starts a replica of `primary` and waits until it has synced.
     pub fn start_replica_of(primary: &RedisServer) -> Self {
-        let replica = Self::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
+        Self::start_replica_shifted(primary, 0)
+    }
+
+    /// Starts a replica of `primary` whose wall clock runs `shift_us` microseconds off
+    /// (negative: behind; see `clockshift.c`, built here with the system's C compiler and
+    /// preloaded), and waits until it has synced.
+    pub fn start_replica_shifted(primary: &RedisServer, shift_us: i64) -> Self {
+        let args = ["--replicaof", "127.0.0.1", &primary.port().to_string()];
+        let replica = if shift_us == 0 {
+            Self::start_with(&args)
+        } else {
+            // Started plain on a free port, then again there with the shifted clock.
+            let mut server = Self::start_in(&[], None);
+            server.env = vec![
+                ("LD_PRELOAD".to_owned(), clock_shim().to_owned()),
+                ("CLOCK_SHIFT_US".to_owned(), shift_us.to_string()),
+            ];
+            server.args = args.iter().map(|a| (*a).to_owned()).collect();
+            server.restart();
+            server
+        };
         let deadline = Instant::now() + START_BOUND;
         while !replica
             .raw(&["INFO", "replication"])
@@ -122,6 +144,7 @@ impl RedisServer {
             args,
             tls,
             plain_port: None,
+            env: Vec::new(),
         };
         for _ in 0..50 {
             server.port = free_port();
@@ -260,6 +283,7 @@ impl RedisServer {
             .arg("--logfile")
             .arg(self.log_path())
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -368,6 +392,33 @@ pub fn prometheus_value(page: &str, metric: &str, labels: &[&str]) -> f64 {
                 .unwrap_or_else(|e| panic!("not a sample: {line}: {e}"))
         })
         .sum()
+}
+
+/// The clock shim (`clockshift.c`) built once per test process: the path of the shared
+/// library.
+fn clock_shim() -> &'static str {
+    static SHIM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SHIM.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("lock-tests-clockshift-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the clock shim");
+        let source = dir.join("clockshift.c");
+        std::fs::write(&source, include_str!("clockshift.c")).expect("write the clock shim");
+        let library = dir.join("clockshift.so");
+        let built = Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&library)
+            .arg(&source)
+            .arg("-ldl")
+            .output()
+            .expect("run cc (the C compiler Rust links with)");
+        assert!(
+            built.status.success(),
+            "building the clock shim: {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        library.display().to_string()
+    })
 }
 
 /// Sends one command in RESP over a fresh TCP connection and returns the first reply line

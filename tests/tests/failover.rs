@@ -273,3 +273,58 @@ async fn an_acquire_is_bounded_by_its_wait_plus_one_time_bound() {
     assert!(took < wait + BOUND, "took {took:?}");
     drop((held, held_too));
 }
+
+/// Fencing tokens stay above every earlier one when the promoted replica's clock lags: a
+/// replica whose wall clock runs 30 s behind is cut off from the stream, the primary grants
+/// a token it never receives, the primary dies and the replica takes over behind the same
+/// address. Its counter is old and its clock behind, so the next token would be 30 s of
+/// microseconds lower; the client's floor (the highest token and server clock it has
+/// seen) keeps it above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_stay_above_earlier_ones_after_a_failover_to_a_server_whose_clock_lags() {
+    let mut primary = RedisServer::start();
+    let replica = RedisServer::start_replica_shifted(&primary, -30_000_000);
+    let clock = |server: &RedisServer| -> i64 {
+        let numbers: Vec<i64> = server
+            .raw(&["TIME"])
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        numbers[0] * 1_000_000 + numbers[1]
+    };
+    let lag = clock(&primary) - clock(&replica);
+    assert!(
+        lag > 29_000_000,
+        "the replica's clock is {lag} µs behind, not 30 s"
+    );
+    let proxy = Proxy::start(primary.port());
+    let backend = through(&proxy).await;
+    let options = LockOptions::new(Duration::from_secs(1))
+        .fencing(true)
+        .wait(Duration::from_secs(20));
+    let first = backend.acquire("fenced", &options).await.expect("t1");
+    let t1 = first.fencing_token().expect("a token");
+    first.release().await.expect("release");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            replica
+                .raw(&["GET", "lock:{fenced}:fence"])
+                .contains(&t1.to_string())
+        })
+        .await,
+        "the counter never reached the replica"
+    );
+    // The replica stops taking the stream (it is cut off, then promoted); the primary
+    // grants one more token, which it never receives, and dies.
+    assert!(replica.raw(&["REPLICAOF", "NO", "ONE"]).starts_with("+OK"));
+    let second = backend.acquire("fenced", &options).await.expect("t2");
+    let t2 = second.fencing_token().expect("a token");
+    second.release().await.expect("release");
+    primary.kill();
+    proxy.switch_all(replica.port());
+    let third = backend.acquire("fenced", &options).await.expect("t3");
+    let t3 = third.fencing_token().expect("a token");
+    third.release().await.expect("release");
+    println!("tokens t1 {t1}, t2 {t2} (lost with the primary), t3 {t3} (on the lagging one)");
+    assert!(t3 > t2, "token {t3} after {t2}: it went back");
+}

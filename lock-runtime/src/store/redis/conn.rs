@@ -26,7 +26,11 @@ use std::{
 use arc_swap::ArcSwap;
 use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, RedisError};
 
-use super::{alive::RuntimeAlive, endpoint::Endpoint, RedisSettings};
+use super::{alive::RuntimeAlive, endpoint::Endpoint, script::Floor, RedisSettings};
+
+/// How far behind the highest clock or token seen a server's clock may be before it is
+/// warned about (the health checks are this far apart at most, on the default interval).
+const CLOCK_BEHIND_WARNING: Duration = Duration::from_secs(1);
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const LONGEST_BACKOFF: Duration = Duration::from_millis(500);
@@ -48,6 +52,9 @@ pub(crate) struct Connection {
     holding: AtomicBool,
     /// Whether the server lets us call `INFO`.
     info_allowed: AtomicBool,
+    /// The highest server clock (from `INFO`) or fencing token seen: fenced acquires draw
+    /// their tokens above it.
+    pub(super) floor: Floor,
     server: Mutex<Server>,
 }
 
@@ -89,6 +96,8 @@ struct Info {
     uptime: Duration,
     replica: bool,
     eviction_policy: String,
+    /// `server_time_usec`: the server's clock.
+    clock_us: u64,
 }
 
 impl Connection {
@@ -140,12 +149,16 @@ impl Connection {
             longest_ttl_ms: AtomicU64::new(0),
             holding: AtomicBool::new(hold_from.is_some()),
             info_allowed: AtomicBool::new(info.is_some()),
+            floor: Floor::default(),
             server: Mutex::new(Server {
                 identity,
                 eviction_policy,
                 hold_from,
             }),
         });
+        if let Some(info) = &info {
+            this.floor.raise(info.clock_us);
+        }
         tokio::spawn(health(Arc::downgrade(&this), this.current.load_full()));
         Ok(this)
     }
@@ -191,6 +204,16 @@ impl Connection {
     /// Looks at what `INFO` says now: a new identity starts the restart hold; a replica
     /// (the server was demoted) is left for a fresh connection.
     fn observe(self: &Arc<Self>, info: Info) {
+        let before = self.floor.raise(info.clock_us);
+        let behind = Duration::from_micros(before.saturating_sub(info.clock_us));
+        if behind > CLOCK_BEHIND_WARNING {
+            tracing::warn!(
+                ?behind,
+                "the lock store's clock is behind what this client saw before (a failover to \
+                 a server whose clock lags?): its fencing tokens are drawn above the highest \
+                 this client has seen, but other clients' may not be"
+            );
+        }
         let changed = {
             let mut server = self.server();
             if server.eviction_policy != info.eviction_policy {
@@ -423,6 +446,7 @@ async fn info(conn: &mut MultiplexedConnection) -> Result<Option<Info>, RedisErr
         uptime: Duration::from_secs(field("uptime_in_seconds").parse().unwrap_or(0)),
         replica: field("role") == "slave",
         eviction_policy: field("maxmemory_policy"),
+        clock_us: field("server_time_usec").parse().unwrap_or(0),
     }))
 }
 

@@ -40,11 +40,15 @@ mod pubsub;
 mod script;
 mod shared;
 
-/// How long a fencing counter lives after the last acquisition that used it. Tokens stay
-/// increasing after it expires, since every token is at least the server's clock in
-/// microseconds; the counter only orders acquisitions within one microsecond, and guards
-/// against the server's clock stepping back less than this long after the last use.
-pub(crate) const FENCE_COUNTER_LIFE: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long a fencing counter lives after the last acquisition that used it: an hour.
+/// Tokens stay increasing after it expires, since every token is at least the server's
+/// clock in microseconds (and the highest this client has seen, see `conn.rs`); the
+/// counter orders acquisitions within one microsecond, and guards against the server's
+/// clock stepping back, by less than this, after the last use. An hour is far beyond the
+/// steps clock discipline makes (NTP steps a clock that is off by more than 128 ms, once),
+/// and keeps what a name used once leaves behind to an hour: a counter is about 130 bytes
+/// of server memory, so a million names fenced an hour cost about 130 MB at most.
+pub(crate) const FENCE_COUNTER_LIFE: Duration = Duration::from_secs(60 * 60);
 
 /// What a Redis store is set up with (see [`BackendBuilder`](crate::BackendBuilder)).
 #[derive(Debug, Clone)]
@@ -441,7 +445,7 @@ impl Store for RedisStore {
                 }
                 return Ok(set_nx_attempt(taken));
             }
-            let call = self.scripts.acquire_call(&request);
+            let call = self.scripts.acquire_call(&request, self.conn.floor.get());
             let reply: i64 = self
                 .scripts
                 .acquire
@@ -454,7 +458,9 @@ impl Store for RedisStore {
                         .await?;
                 }
             }
-            Ok(attempt(reply, request.fence_key.is_some()))
+            let attempt = attempt(reply, request.fence_key.is_some());
+            self.conn.floor.note(&attempt);
+            Ok(attempt)
         })
     }
 

@@ -3,7 +3,10 @@
 //! loaded with `SCRIPT LOAD` when the server does not know them (`NOSCRIPT`: after a
 //! restart, a failover, or `SCRIPT FLUSH`).
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use redis::{aio::ConnectionLike, Cmd, ErrorKind, FromRedisValue, RedisResult};
 
@@ -12,6 +15,32 @@ use crate::{
     store::{ttl_millis, AcquireRequest, WRITER_WAITING},
     token::Token,
 };
+
+/// The highest fencing token, or server clock in microseconds, this client has seen from
+/// a store: every fenced acquire passes it, and its token is above it. Tokens are at least
+/// the server's clock; a server whose clock is behind (a promoted replica whose clock lags,
+/// with the counter lost in the failover) would otherwise hand out tokens below ones
+/// already granted.
+#[derive(Debug, Default)]
+pub(super) struct Floor(AtomicU64);
+
+impl Floor {
+    pub(super) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Raises the floor to `seen`; returns the floor before.
+    pub(super) fn raise(&self, seen: u64) -> u64 {
+        self.0.fetch_max(seen, Ordering::Relaxed)
+    }
+
+    /// Raises the floor to the token of an acquire's answer.
+    pub(super) fn note(&self, attempt: &crate::store::Attempt) {
+        if let crate::store::Attempt::Acquired { fence: Some(fence) } = attempt {
+            self.raise(*fence);
+        }
+    }
+}
 
 /// The store's scripts (see `scripts/`).
 pub(super) struct Scripts {
@@ -45,8 +74,9 @@ impl Scripts {
         }
     }
 
-    /// The scripted acquire for `request` (see `scripts/acquire.lua`).
-    pub(super) fn acquire_call(&self, request: &AcquireRequest<'_>) -> Cmd {
+    /// The scripted acquire for `request` (see `scripts/acquire.lua`); a fencing token is
+    /// drawn above `floor`.
+    pub(super) fn acquire_call(&self, request: &AcquireRequest<'_>, floor: u64) -> Cmd {
         let fence_len = request.fence_key.map_or(0, str::len);
         let keys = if request.fence_key.is_some() { 2 } else { 1 };
         let bytes = request.key.len() + fence_len + Token::LEN + request.holder.len() + 48;
@@ -60,8 +90,12 @@ impl Scripts {
             .arg(u8::from(request.reclaim))
             .arg(ttl_millis(FENCE_COUNTER_LIFE))
             .arg(request.holder);
-        if request.waiting {
-            call.arg(1).arg(ttl_millis(WRITER_WAITING));
+        if request.waiting || request.fence_key.is_some() {
+            call.arg(u8::from(request.waiting))
+                .arg(ttl_millis(WRITER_WAITING));
+        }
+        if request.fence_key.is_some() {
+            call.arg(floor);
         }
         call
     }

@@ -27,7 +27,7 @@ fn writer_key(key: &str) -> String {
 }
 
 impl Scripts {
-    fn acquire_shared_call(&self, request: &AcquireRequest<'_>) -> redis::Cmd {
+    fn acquire_shared_call(&self, request: &AcquireRequest<'_>, floor: u64) -> redis::Cmd {
         let permits = match request.kind {
             LockKind::Permit { permits } => permits,
             _ => 0,
@@ -45,7 +45,8 @@ impl Scripts {
             .arg(permits)
             .arg(u8::from(request.reclaim))
             .arg(ttl_millis(FENCE_COUNTER_LIFE))
-            .arg(request.holder);
+            .arg(request.holder)
+            .arg(floor);
         call
     }
 
@@ -67,13 +68,14 @@ impl Scripts {
 
 impl Scripts {
     /// The call of `scripts/acquire_all.lua` for `keys` (fencing counters with them when
-    /// every key has one).
+    /// every key has one, tokens drawn above `floor`).
     pub(super) fn acquire_all_call(
         &self,
         keys: &[Together<'_>],
         token: &Token,
         ttl: Duration,
         holder: &str,
+        floor: u64,
     ) -> redis::Cmd {
         let fenced = keys.iter().all(|k| k.fence_key.is_some());
         let bytes: usize = keys.iter().map(|k| 2 * k.key.len() + 10).sum();
@@ -91,7 +93,8 @@ impl Scripts {
             .arg(ttl_millis(ttl))
             .arg(keys.len())
             .arg(ttl_millis(FENCE_COUNTER_LIFE))
-            .arg(holder);
+            .arg(holder)
+            .arg(floor);
         call
     }
 }
@@ -143,9 +146,13 @@ impl RedisStore {
         if let Some(left) = self.conn.hold(request.ttl) {
             return Ok(Attempt::Recovering { left });
         }
-        let call = self.scripts.acquire_shared_call(&request);
+        let call = self
+            .scripts
+            .acquire_shared_call(&request, self.conn.floor.get());
         let reply = self.scripts.acquire_shared.run(&call, &mut conn).await;
-        shared_attempt(&request, reply.map_err(|e| self.failed(e))?)
+        let attempt = shared_attempt(&request, reply.map_err(|e| self.failed(e))?)?;
+        self.conn.floor.note(&attempt);
+        Ok(attempt)
     }
 
     /// Takes back the waiting writer `token`'s mark on `key` (see `scripts/withdraw.lua`).
@@ -217,8 +224,17 @@ impl RedisStore {
         if let Some(left) = self.conn.hold(ttl) {
             return Ok(Err(Attempt::Recovering { left }));
         }
-        let call = self.scripts.acquire_all_call(keys, token, ttl, holder);
+        let floor = &self.conn.floor;
+        let call = self
+            .scripts
+            .acquire_all_call(keys, token, ttl, holder, floor.get());
         let reply: Result<Vec<i64>, _> = self.scripts.acquire_all.run(&call, &mut conn).await;
-        all_taken(keys, &reply.map_err(|e| self.failed(e))?)
+        let taken = all_taken(keys, &reply.map_err(|e| self.failed(e))?)?;
+        if let Ok(fences) = &taken {
+            for fence in fences.iter().flatten() {
+                floor.raise(*fence);
+            }
+        }
+        Ok(taken)
     }
 }

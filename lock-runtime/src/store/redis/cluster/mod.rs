@@ -29,7 +29,12 @@ use redis::{
 use tokio::sync::Notify;
 
 use self::shards::Shards;
-use super::{alive::RuntimeAlive, operate, script::Scripts, RedisSettings, TlsConfig};
+use super::{
+    alive::RuntimeAlive,
+    operate,
+    script::{Floor, Scripts},
+    RedisSettings, TlsConfig,
+};
 
 mod shards;
 use crate::{
@@ -51,6 +56,8 @@ pub(crate) struct ClusterStore {
     bound: Duration,
     health_interval: Duration,
     scripts: Scripts,
+    /// The highest token this client was granted: later tokens are drawn above it.
+    floor: Floor,
     channels: Arc<Channels>,
     shards: Arc<Shards>,
     replicas: Option<(u32, Duration)>,
@@ -152,6 +159,7 @@ impl ClusterStore {
             shards,
             replicas: settings.replicas,
             scripts: Scripts::new(),
+            floor: Floor::default(),
             channels,
         };
         this.watch_shards(conn);
@@ -334,7 +342,7 @@ impl Store for ClusterStore {
                 }
                 return Ok(super::set_nx_attempt(taken));
             }
-            let call = self.scripts.acquire_call(&request);
+            let call = self.scripts.acquire_call(&request, self.floor.get());
             let reply: i64 = self
                 .scripts
                 .acquire
@@ -345,7 +353,9 @@ impl Store for ClusterStore {
                 self.confirmed(&mut conn, request.key, request.token)
                     .await?;
             }
-            Ok(super::attempt(reply, request.fence_key.is_some()))
+            let attempt = super::attempt(reply, request.fence_key.is_some());
+            self.floor.note(&attempt);
+            Ok(attempt)
         })
     }
 
@@ -372,14 +382,23 @@ impl Store for ClusterStore {
             if let Some(left) = self.shards.hold(keys[0].key) {
                 return Ok(Err(Attempt::Recovering { left }));
             }
-            let call = self.scripts.acquire_all_call(keys, token, ttl, holder);
+            let floor = self.floor.get();
+            let call = self
+                .scripts
+                .acquire_all_call(keys, token, ttl, holder, floor);
             let reply: Vec<i64> = self
                 .scripts
                 .acquire_all
                 .run(&call, &mut self.conn().await?)
                 .await
                 .map_err(Self::failed)?;
-            super::shared::all_taken(keys, &reply)
+            let taken = super::shared::all_taken(keys, &reply)?;
+            if let Ok(fences) = &taken {
+                for fence in fences.iter().flatten() {
+                    self.floor.raise(*fence);
+                }
+            }
+            Ok(taken)
         }))
     }
 

@@ -14,14 +14,17 @@
 --          milliseconds by setting `<KEYS[1]>:writer` to its token (writer preference;
 --          the key shares the lock's hash slot), and deletes it once it holds the lock (or
 --          gives up: `withdraw.lua`)
+-- ARGV[8]  (with KEYS[2]) the highest token or server clock, in microseconds, the client
+--          has seen: the token is drawn above it
 --
 -- Returns, when another owner holds the lock, -1 - (its remaining lease in milliseconds,
 -- so a waiter can try again right when it ends):
 -- -1 for "busy, ending now", -1001 for "busy for another second". Otherwise takes the lock
 -- and returns 0 without KEYS[2], or the fencing token: the greater of the counter plus
--- one and the server's clock in microseconds, which is stored back. The clock floor keeps
--- tokens increasing when the counter is missing (expired, never used) or stale (the
--- server restored an older snapshot, or a replica that lagged behind was promoted).
+-- one, the server's clock in microseconds and the client's floor plus one, which is
+-- stored back. The clock keeps tokens increasing when the counter is missing (expired,
+-- never used) or stale (the server restored an older snapshot, or a replica that lagged
+-- behind was promoted); the client's floor, when that server's clock is behind too.
 local record = ARGV[5] or ''
 local waiting = ARGV[6] == '1'
 local holder = redis.pcall('GET', KEYS[1])
@@ -50,7 +53,7 @@ end
 local now = redis.call('TIME')
 local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local last = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-local fence = math.max(last + 1, clock)
+local fence = math.max(last + 1, clock, tonumber(ARGV[8] or '0') + 1)
 local text = string.format('%.0f', fence)
 redis.call('SET', KEYS[2], text, 'PX', ARGV[4])
 redis.call('SET', KEYS[1], ARGV[1] .. record .. ';fence=' .. text, 'PX', ARGV[2])

@@ -8,6 +8,8 @@
 -- ARGV[3]  n
 -- ARGV[4]  how long a fencing counter lives after its last use, in milliseconds
 -- ARGV[5]  the holder's record
+-- ARGV[6]  (with the counters) the highest token or server clock, in microseconds, the
+--          client has seen: every token is drawn above it (see `acquire.lua`)
 --
 -- Returns { 0, the busy key's remaining lease in milliseconds } when a key is taken
 -- (by a lock, readers or permits); else { 1, fence or 0 for each key }.
@@ -27,7 +29,7 @@ for i = 1, n do
         time = time or redis.call('TIME')
         local clock = tonumber(time[1]) * 1000000 + tonumber(time[2])
         local last = tonumber(redis.call('GET', KEYS[n + i]) or '0') or 0
-        fence = math.max(last + 1, clock)
+        fence = math.max(last + 1, clock, tonumber(ARGV[6] or '0') + 1)
         local text = string.format('%.0f', fence)
         redis.call('SET', KEYS[n + i], text, 'PX', ARGV[4])
         this = value .. ';fence=' .. text

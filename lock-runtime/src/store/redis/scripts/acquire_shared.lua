@@ -16,6 +16,8 @@
 --          restarts from now)
 -- ARGV[5]  how long the fencing counter lives after its last use, in milliseconds
 -- ARGV[6]  the holder's record
+-- ARGV[7]  (with KEYS[4]) the highest token or server clock, in microseconds, the client
+--          has seen: the token is drawn above it (see `acquire.lua`)
 --
 -- Returns { 1, fencing token or 0 } when taken; { 0, milliseconds until a holder's lease
 -- ends } when busy; { 2, the count the holders use (0: readers) } when the key is held
@@ -73,7 +75,7 @@ local fence = 0
 if KEYS[4] then
     local clock = tonumber(time[1]) * 1000000 + tonumber(time[2])
     local last = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
-    fence = math.max(last + 1, clock)
+    fence = math.max(last + 1, clock, tonumber(ARGV[7] or '0') + 1)
     local text = string.format('%.0f', fence)
     redis.call('SET', KEYS[4], text, 'PX', ARGV[5])
     member = member .. ';fence=' .. text
