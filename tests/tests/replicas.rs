@@ -152,3 +152,66 @@ async fn a_lock_granted_just_before_the_primary_dies_survives_the_failover() {
     assert!(refusals > 0);
     drop(guard);
 }
+
+/// A primary with fewer replicas connected than `replicas_acknowledge` waits for can grant
+/// nothing: the client says so when it connects, and stays quiet when enough are there.
+#[tokio::test(flavor = "current_thread")]
+async fn connecting_to_a_primary_short_of_replicas_warns() {
+    let (events, _guard) = lock_tests::CapturedEvents::install();
+    let primary = RedisServer::start();
+    let short = Backend::builder()
+        .replicas_acknowledge(1, Duration::from_millis(100))
+        .redis(&primary.url())
+        .await
+        .expect("connect");
+    let warned = events.at(tracing::Level::WARN);
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.contains("fewer replicas connected") && w.contains("wanted=1")),
+        "{warned:?}"
+    );
+    drop(short);
+    let replica = RedisServer::start_replica_of(&primary);
+    let before = events.at(tracing::Level::WARN).len();
+    let enough = Backend::builder()
+        .replicas_acknowledge(1, Duration::from_millis(100))
+        .redis(&primary.url())
+        .await
+        .expect("connect");
+    let warned = events.at(tracing::Level::WARN);
+    assert_eq!(warned.len(), before, "{warned:?}");
+    drop((enough, replica));
+}
+
+/// After a failover to the only replica, the new primary has none: the client warns as
+/// soon as it sees the failover.
+#[tokio::test(flavor = "current_thread")]
+async fn a_failover_to_the_only_replica_warns_that_grants_stop() {
+    let (events, _guard) = lock_tests::CapturedEvents::install();
+    let primary = RedisServer::start();
+    let replica = RedisServer::start_replica_of(&primary);
+    let proxy = lock_tests::Proxy::start(primary.port());
+    let backend = Backend::builder()
+        .replicas_acknowledge(1, Duration::from_millis(100))
+        .health_interval(Duration::from_millis(50))
+        .redis(&proxy.url())
+        .await
+        .expect("connect");
+    let short = |events: &lock_tests::CapturedEvents| {
+        events
+            .at(tracing::Level::WARN)
+            .iter()
+            .filter(|w| w.contains("fewer replicas connected"))
+            .count()
+    };
+    assert_eq!(short(&events), 0);
+    assert!(replica.raw(&["REPLICAOF", "NO", "ONE"]).starts_with("+OK"));
+    proxy.switch_all(replica.port());
+    assert!(
+        eventually(Duration::from_secs(10), || short(&events) == 1).await,
+        "{:?}",
+        events.at(tracing::Level::WARN)
+    );
+    drop((backend, primary));
+}

@@ -171,6 +171,14 @@ impl BackendBuilder {
     /// connection waits with it. `timeout` must be shorter than the time bound
     /// ([`op_timeout`](Self::op_timeout)); `replicas` and `timeout` must not be zero.
     ///
+    /// **How many replicas to run**: grants need `replicas` replicas connected to the
+    /// primary, also after a failover, when one of them has become the primary and the
+    /// others must reconnect to it. So run at least `replicas + 1` replicas for grants to
+    /// go on after a failover (one promoted, `replicas` left to confirm); with exactly
+    /// `replicas`, no lock is granted after a failover until a replica is added. The client
+    /// warns when it connects to, or fails over to, a primary with fewer replicas
+    /// connected than it waits for.
+    ///
     /// ```no_run
     /// # #[tokio::main]
     /// # async fn main() -> Result<(), lock_runtime::LockError> {

@@ -55,6 +55,8 @@ pub(crate) struct Connection {
     /// The highest server clock (from `INFO`) or fencing token seen: fenced acquires draw
     /// their tokens above it.
     pub(super) floor: Floor,
+    /// With `replicas_acknowledge`: how many replicas each grant waits for.
+    wanted_replicas: Option<u32>,
     server: Mutex<Server>,
 }
 
@@ -98,6 +100,8 @@ struct Info {
     eviction_policy: String,
     /// `server_time_usec`: the server's clock.
     clock_us: u64,
+    /// `connected_slaves`: the replicas connected to it now.
+    replicas: u32,
 }
 
 impl Connection {
@@ -150,6 +154,7 @@ impl Connection {
             holding: AtomicBool::new(hold_from.is_some()),
             info_allowed: AtomicBool::new(info.is_some()),
             floor: Floor::default(),
+            wanted_replicas: settings.replicas.map(|(wanted, _)| wanted),
             server: Mutex::new(Server {
                 identity,
                 eviction_policy,
@@ -158,6 +163,7 @@ impl Connection {
         });
         if let Some(info) = &info {
             this.floor.raise(info.clock_us);
+            this.warn_if_short_of_replicas(info);
         }
         tokio::spawn(health(Arc::downgrade(&this), this.current.load_full()));
         Ok(this)
@@ -232,6 +238,9 @@ impl Connection {
                 _ => None,
             }
         };
+        if changed.is_some() {
+            self.warn_if_short_of_replicas(&info);
+        }
         if let Some(before) = changed {
             let what = if before.run_id != info.identity.run_id {
                 "restarted (new run_id)"
@@ -246,6 +255,21 @@ impl Connection {
         if info.replica {
             tracing::warn!("the lock store answers as a replica; reconnecting");
             self.reconnect();
+        }
+    }
+
+    /// With `replicas_acknowledge`, warns when the primary has fewer replicas connected
+    /// than each grant waits for: no lock can be granted until enough connect (after a
+    /// failover, the promoted replica starts with none).
+    fn warn_if_short_of_replicas(&self, info: &Info) {
+        match self.wanted_replicas {
+            Some(wanted) if !info.replica && info.replicas < wanted => tracing::warn!(
+                connected = info.replicas,
+                wanted,
+                "the lock store's primary has fewer replicas connected than \
+                 replicas_acknowledge waits for: no lock is granted until enough connect"
+            ),
+            _ => {}
         }
     }
 
@@ -447,6 +471,7 @@ async fn info(conn: &mut MultiplexedConnection) -> Result<Option<Info>, RedisErr
         replica: field("role") == "slave",
         eviction_policy: field("maxmemory_policy"),
         clock_us: field("server_time_usec").parse().unwrap_or(0),
+        replicas: field("connected_slaves").parse().unwrap_or(0),
     }))
 }
 
