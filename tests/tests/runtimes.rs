@@ -86,15 +86,25 @@ impl Shared {
             .await
     }
 
+    /// The shared client, for a test that counts as finished when the first value drops.
+    async fn shared_client<F, S>(&'static self, start: fn() -> F) -> (Finish, Backend)
+    where
+        F: Future<Output = (S, String)>,
+        S: Any + Send,
+    {
+        let finish = Finish(self);
+        self.url(start).await;
+        let backend = lock_runtime::client(self.client).expect("the shared client");
+        (finish, backend)
+    }
+
     /// One of the three tests that share the registered client.
     async fn use_the_shared_client<F, S>(&'static self, start: fn() -> F, test: &str)
     where
         F: Future<Output = (S, String)>,
         S: Any + Send,
     {
-        let _finish = Finish(self);
-        self.url(start).await;
-        let backend = lock_runtime::client(self.client).expect("the shared client");
+        let (_finish, backend) = self.shared_client(start).await;
         exercise(&backend, test).await;
     }
 
@@ -130,9 +140,7 @@ impl Shared {
                 .expect("a lock held across the end of the runtime that connected");
         });
     }
-}
 
-impl Shared {
     /// The longest name is taken, waited for (the release's notification names it) and
     /// inspected; one byte more is refused before any store call.
     async fn longest_name<F, S>(&'static self, start: fn() -> F)
@@ -140,9 +148,7 @@ impl Shared {
         F: Future<Output = (S, String)>,
         S: Any + Send,
     {
-        let _finish = Finish(self);
-        self.url(start).await;
-        let backend = lock_runtime::client(self.client).expect("the shared client");
+        let (_finish, backend) = self.shared_client(start).await;
         let longest = format!("long:{}", "n".repeat(lock_runtime::MAX_NAME_LEN - 5));
         let once = LockOptions::new(TTL);
         let held = backend
