@@ -273,6 +273,30 @@ impl Connection {
         }
     }
 
+    /// Whether `error` came from a connection whose runtime shut down meanwhile: the
+    /// runtime drops the connection's driver and its own watcher (see `alive.rs`) in no
+    /// particular order, so a call from another runtime can meet the dead driver while the
+    /// watcher still says the runtime runs. A dropped connection whose runtime is seen gone
+    /// (or whose connection was replaced) within a moment is that case, and the call may be
+    /// made once more, on a connection of the caller's runtime.
+    pub(crate) async fn lost_with_its_runtime(&self, error: &crate::store::StoreError) -> bool {
+        let dropped = error
+            .downcast_ref::<RedisError>()
+            .is_some_and(|e| e.is_connection_dropped() || e.is_io_error());
+        if !dropped {
+            return false;
+        }
+        let used = self.current.load_full();
+        for _ in 0..10 {
+            let now = self.current.load();
+            if !used.runtime.get() || !Arc::ptr_eq(&now, &used) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+
     /// The current connection; first a new one on this runtime if the runtime that drove
     /// the current one has shut down.
     pub(crate) async fn get(self: &Arc<Self>) -> Result<MultiplexedConnection, RedisError> {

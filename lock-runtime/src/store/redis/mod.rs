@@ -406,65 +406,89 @@ fn tls_config(url: &str, root: Option<Vec<u8>>) -> Result<TlsConfig, LockError> 
     }
 }
 
+impl RedisStore {
+    /// One try of [`Store::try_acquire`].
+    async fn acquire_once(&self, request: AcquireRequest<'_>) -> Result<Attempt, StoreError> {
+        if request.kind.is_shared() {
+            return self.acquire_shared(request).await;
+        }
+        let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
+        if let Some(left) = self.conn.hold(request.ttl) {
+            // The store restarted or failed over: a holder from before may still work.
+            return Ok(Attempt::Recovering { left });
+        }
+        if plain(&request) {
+            // The common case: one plain command.
+            let set = set_nx(&request);
+            let (reply, acknowledged) = match self.replicas {
+                None => (
+                    set.query_async(&mut conn)
+                        .await
+                        .map_err(|e| self.failed(e))?,
+                    None,
+                ),
+                // With `WAIT` in the same round trip.
+                Some((wanted, timeout)) => {
+                    let (reply, acknowledged): (Value, u32) = redis::pipe()
+                        .add_command(set)
+                        .add_command(wait(wanted, timeout))
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| self.failed(e))?;
+                    (reply, Some(acknowledged))
+                }
+            };
+            let taken = set_nx_taken(reply)?;
+            if let (true, Some(acknowledged)) = (taken, acknowledged) {
+                self.confirmed(&mut conn, request.key, request.token, acknowledged)
+                    .await?;
+            }
+            return Ok(set_nx_attempt(taken));
+        }
+        let call = self.scripts.acquire_call(&request, self.conn.floor.get());
+        let reply: i64 = self
+            .scripts
+            .acquire
+            .run(&call, &mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        if reply >= 0 {
+            if let Some(acknowledged) = self.replicated(&mut conn).await? {
+                self.confirmed(&mut conn, request.key, request.token, acknowledged)
+                    .await?;
+            }
+        }
+        let attempt = attempt(reply, request.fence_key.is_some());
+        self.conn.floor.note(&attempt);
+        Ok(attempt)
+    }
+
+    /// Runs `call`, and once more (told so) if it failed because the runtime that drove the
+    /// connection shut down meanwhile: the next connection runs on the caller's runtime.
+    async fn once_more<T, F>(&self, mut call: impl FnMut(bool) -> F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        match call(false).await {
+            Err(error) if self.conn.lost_with_its_runtime(&error).await => call(true).await,
+            outcome => outcome,
+        }
+    }
+}
+
 impl Store for RedisStore {
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
-        Box::pin(async move {
-            if request.kind.is_shared() {
-                return self.acquire_shared(request).await;
-            }
-            let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
-            if let Some(left) = self.conn.hold(request.ttl) {
-                // The store restarted or failed over: a holder from before may still work.
-                return Ok(Attempt::Recovering { left });
-            }
-            if plain(&request) {
-                // The common case: one plain command.
-                let set = set_nx(&request);
-                let (reply, acknowledged) = match self.replicas {
-                    None => (
-                        set.query_async(&mut conn)
-                            .await
-                            .map_err(|e| self.failed(e))?,
-                        None,
-                    ),
-                    // With `WAIT` in the same round trip.
-                    Some((wanted, timeout)) => {
-                        let (reply, acknowledged): (Value, u32) = redis::pipe()
-                            .add_command(set)
-                            .add_command(wait(wanted, timeout))
-                            .query_async(&mut conn)
-                            .await
-                            .map_err(|e| self.failed(e))?;
-                        (reply, Some(acknowledged))
-                    }
-                };
-                let taken = set_nx_taken(reply)?;
-                if let (true, Some(acknowledged)) = (taken, acknowledged) {
-                    self.confirmed(&mut conn, request.key, request.token, acknowledged)
-                        .await?;
-                }
-                return Ok(set_nx_attempt(taken));
-            }
-            let call = self.scripts.acquire_call(&request, self.conn.floor.get());
-            let reply: i64 = self
-                .scripts
-                .acquire
-                .run(&call, &mut conn)
-                .await
-                .map_err(|e| self.failed(e))?;
-            if reply >= 0 {
-                if let Some(acknowledged) = self.replicated(&mut conn).await? {
-                    self.confirmed(&mut conn, request.key, request.token, acknowledged)
-                        .await?;
-                }
-            }
-            let attempt = attempt(reply, request.fence_key.is_some());
-            self.conn.floor.note(&attempt);
-            Ok(attempt)
-        })
+        // Tried again, it reclaims what the first try may have taken.
+        Box::pin(self.once_more(move |again| {
+            self.acquire_once(AcquireRequest {
+                reclaim: request.reclaim || again,
+                ..request
+            })
+        }))
     }
 
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+        // Not tried again: a delete that did happen would then read as a lost lease.
         Box::pin(async move {
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
             let call = self.scripts.release_call(key, token, false);
@@ -485,7 +509,7 @@ impl Store for RedisStore {
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
         self.conn.note_ttl(ttl);
-        Box::pin(async move {
+        Box::pin(self.once_more(move |_| async move {
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
             let call = self.scripts.extend_call(key, token, ttl);
             let extended: i64 = self
@@ -510,7 +534,7 @@ impl Store for RedisStore {
                 }
             }
             Ok(extended == 1)
-        })
+        }))
     }
 
     /// Every kind; shared kinds (readers, permits) only without
