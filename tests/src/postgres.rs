@@ -161,6 +161,85 @@ impl PrivateCluster {
         assert!(self.pg_ctl(&["restart"]), "restart: {}", self.log());
     }
 
+    /// A streaming standby of this cluster (`pg_basebackup -R` over the socket), started
+    /// on a port of its own; asynchronous, as by default.
+    pub fn standby(&self) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("lock-tests-postgres-standby-")
+            .tempdir()
+            .expect("temp dir");
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown the standby's directory");
+        }
+        let backup = as_postgres(self.bin.join("pg_basebackup"))
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .arg("-h")
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+            ])
+            .args(["--no-sync"])
+            .output()
+            .expect("run pg_basebackup");
+        assert!(
+            backup.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&backup.stderr)
+        );
+        let mut standby = Self {
+            dir,
+            bin: self.bin.clone(),
+            port: 0,
+            tls: false,
+        };
+        for _ in 0..10 {
+            standby.port = free_port();
+            if standby.pg_ctl(&["start"]) {
+                return standby;
+            }
+        }
+        panic!("the standby did not start; log:\n{}", standby.log());
+    }
+
+    /// `pg_ctl promote`: the standby becomes a primary.
+    pub fn promote(&self) {
+        assert!(self.pg_ctl(&["promote"]), "promote: {}", self.log());
+    }
+
+    /// `pg_ctl stop -m immediate`: the server dies as in a crash.
+    pub fn crash(&self) {
+        let data = self.dir.path().join("data");
+        let stopped = as_postgres(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output()
+            .expect("run pg_ctl");
+        assert!(stopped.status.success(), "stop: {}", self.log());
+    }
+
+    /// `pg_ctl stop` (fast), for a while.
+    pub fn stop(&self) {
+        assert!(self.pg_ctl(&["stop"]), "stop: {}", self.log());
+    }
+
+    /// `pg_ctl start` after [`stop`](Self::stop).
+    pub fn start_again(&self) {
+        assert!(self.pg_ctl(&["start"]), "start: {}", self.log());
+    }
+
     /// A cold backup: the server stopped, its data directory copied, the server started
     /// again.
     pub fn back_up(&self) {

@@ -577,3 +577,86 @@ async fn silent_connections_are_replaced() {
     let guard = waiter.await.expect("task").expect("woken");
     guard.release().await.expect("release");
 }
+
+/// An asynchronous standby promoted behind the lock server's address without the last
+/// grant: the standby was stopped (so it misses what follows), A was granted `k`, the
+/// primary crashed, the standby came back and was promoted, and the address moved to it.
+/// B, connected before, sees a server that started elsewhere and grants nothing until
+/// every earlier lease has ended (A's lease is not on the new primary at all); then it is
+/// granted, with a greater fencing token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_standby_holds_grants_until_earlier_leases_ended() {
+    let primary = PrivateCluster::start();
+    let standby = primary.standby();
+    let proxy = lock_tests::Proxy::start(primary.port());
+    let url = primary.url().replace(
+        &format!(":{}/", primary.port()),
+        &format!(":{}/", proxy.port()),
+    );
+    let client = || async {
+        Backend::builder()
+            .health_interval(Duration::from_millis(100))
+            .postgres_table("locks")
+            .postgres(&url)
+            .await
+            .expect("connect through the proxy")
+    };
+    let (a, b) = (client().await, client().await);
+    let options = LockOptions::new(Duration::from_secs(4)).fencing(true);
+    a.acquire("k", &options)
+        .await
+        .expect("a first grant")
+        .release()
+        .await
+        .expect("release");
+    // The standby has the table and that row before it stops.
+    let (look, connection) =
+        tokio_postgres::connect(&standby.socket_config(), tokio_postgres::NoTls)
+            .await
+            .expect("a connection to the standby");
+    let looking = tokio::spawn(connection);
+    let mut replicated = false;
+    for _ in 0..200 {
+        let rows = look
+            .query("SELECT 1 FROM locks WHERE name = 'lock:{k}'", &[])
+            .await;
+        if rows.is_ok_and(|rows| rows.len() == 1) {
+            replicated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(replicated, "the standby never caught up");
+    drop(look);
+    looking.abort();
+    standby.stop();
+    let held = a
+        .acquire("k", &options)
+        .await
+        .expect("A, on the primary only");
+    primary.crash();
+    standby.start_again();
+    standby.promote();
+    proxy.switch_all(standby.port());
+    let switched = Instant::now();
+
+    let waiting = options.clone().wait(Duration::from_secs(30));
+    let granted = b.acquire("k", &waiting).await.expect("B, after the hold");
+    println!(
+        "B granted {:?} after the switch; A's lease ended {:?} after it",
+        switched.elapsed(),
+        held.lease_end().saturating_duration_since(switched)
+    );
+    assert!(
+        Instant::now() >= held.lease_end(),
+        "B granted {:?} before A's lease ended",
+        held.lease_end() - Instant::now()
+    );
+    assert!(
+        granted.fencing_token() > held.fencing_token(),
+        "{:?} after {:?}",
+        granted.fencing_token(),
+        held.fencing_token()
+    );
+    granted.release().await.expect("release");
+}

@@ -102,7 +102,8 @@ impl BackendBuilder {
     ///
     /// When the client sees that the server it talks to is not the one it talked to before
     /// (the process restarted: a new `run_id`; or a replica was promoted: a new replication
-    /// id), that server may have lost locks whose holders still work. From the moment it
+    /// id; on PostgreSQL, a new server start time: a restart, or a promoted standby), that
+    /// server may have lost locks whose holders still work. From the moment it
     /// sees this, the client grants no lock for the longest TTL that any such lease can
     /// have: the longest of `longest_ttl`, every TTL this backend has granted or been asked
     /// for, and the TTL of the acquire being held. Acquires meanwhile fail with

@@ -86,6 +86,7 @@ impl BackendBuilder {
                 table: self.postgres_table.clone(),
                 bound: self.op_timeout,
                 health_interval: self.redis.health_interval,
+                restart_guard: self.redis.restart_guard,
                 tls_root: self.tls_root.clone(),
             })
             .await?;

@@ -11,6 +11,8 @@ use tokio::sync::Notify;
 pub use crate::error::StoreError;
 use crate::token::Token;
 
+#[cfg(feature = "postgres")]
+mod hold;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;

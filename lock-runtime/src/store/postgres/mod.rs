@@ -17,14 +17,19 @@
 //! so keys never used again do not pile up. One connection, shared by every lock of the
 //! process (tokio-postgres pipelines concurrent statements on it, at most
 //! [`pipeline::IN_FLIGHT`] at once), replaced when it breaks or when a health check
-//! (`SELECT 1` every health interval) goes unanswered within the time bound; a second one
-//! listens, checked the same way.
+//! (every health interval) goes unanswered within the time bound; a second one listens,
+//! checked the same way.
+//!
+//! Each statement connection and each health check read the server's start time: a new
+//! one means the server restarted or another took its place (an asynchronous standby
+//! promoted behind the same address, which may not have the last grants), and no lock is
+//! granted for the longest TTL from that moment (the restart hold, as on Redis).
 
 use std::{
     future::Future,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex, PoisonError,
     },
     time::Duration,
 };
@@ -34,8 +39,8 @@ use tokio_postgres::{Client, Statement};
 
 use self::{connect::Target, listen::Listener, pipeline::Pipeline, sql::Sql};
 use super::{
-    glob_matches, ttl_millis, AcquireRequest, Attempt, CallTimedOut, Store, StoreError,
-    StoreFuture, StoredLock, Watch,
+    glob_matches, hold::RestartHold, ttl_millis, AcquireRequest, Attempt, CallTimedOut, Store,
+    StoreError, StoreFuture, StoredLock, Watch,
 };
 use crate::{error::LockError, token::Token};
 
@@ -59,6 +64,8 @@ pub(crate) struct PostgresSettings {
     pub(crate) bound: Duration,
     /// How often each connection is checked.
     pub(crate) health_interval: Duration,
+    /// The restart hold's floor; `None`: no hold.
+    pub(crate) restart_guard: Option<Duration>,
     /// With `sslmode=require`: the CA certificate (PEM) to trust instead of the system's.
     pub(crate) tls_root: Option<Vec<u8>>,
 }
@@ -80,6 +87,8 @@ pub(crate) struct PostgresStore {
     target: Target,
     sql: Arc<Sql>,
     current: Arc<ArcSwapOption<Conn>>,
+    /// Who the server is, and the hold after it changed.
+    server: Arc<Server>,
     bound: Duration,
     health_interval: Duration,
     /// Held while a broken connection is being replaced.
@@ -115,6 +124,10 @@ impl PostgresStore {
             target,
             sql,
             current: Arc::new(ArcSwapOption::empty()),
+            server: Arc::new(Server {
+                started: Mutex::new(None),
+                hold: RestartHold::new(settings.restart_guard),
+            }),
             bound,
             health_interval,
             connecting: tokio::sync::Mutex::new(()),
@@ -124,7 +137,9 @@ impl PostgresStore {
         let first = async {
             let (client, driver) = store.open().await?;
             store.sql.create(&client).await?;
-            store.prepare(client, driver).await
+            let conn = store.prepare(client, driver).await?;
+            store.server.observe(&started(&conn.client).await?);
+            Ok(conn)
         };
         match tokio::time::timeout(settings.bound, first).await {
             Ok(Ok(conn)) => {
@@ -185,7 +200,9 @@ impl PostgresStore {
         tracing::debug!("replacing the PostgreSQL lock connection");
         let fresh = async {
             let (client, driver) = self.open().await?;
-            self.prepare(client, driver).await
+            let conn = self.prepare(client, driver).await?;
+            self.server.observe(&started(&conn.client).await?);
+            Ok::<_, tokio_postgres::Error>(conn)
         };
         let conn = tokio::time::timeout(self.bound, fresh)
             .await
@@ -200,7 +217,14 @@ impl PostgresStore {
         let conn = Arc::new(conn);
         self.current.store(Some(conn.clone()));
         let (current, mine) = (Arc::downgrade(&self.current), conn.clone());
-        tokio::spawn(health(current, mine, self.health_interval, self.bound));
+        let server = Arc::downgrade(&self.server);
+        tokio::spawn(health(
+            current,
+            server,
+            mine,
+            self.health_interval,
+            self.bound,
+        ));
         conn
     }
 
@@ -229,11 +253,45 @@ impl PostgresStore {
     }
 }
 
-/// The health checks of the connection `mine` while it is the one in use: `SELECT 1`
-/// every `interval`, answered within `bound`, or the connection is dropped (the next call
-/// opens a new one) and its driver stopped.
+/// Who the server is (when it started), and the hold after that changed.
+struct Server {
+    started: Mutex<Option<String>>,
+    hold: RestartHold,
+}
+
+impl Server {
+    /// Looks at the server's start time: a new one starts the restart hold.
+    fn observe(&self, started: &str) {
+        let before = self
+            .started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(started.to_owned());
+        if before.is_some_and(|before| before != started) {
+            let hold = self.hold.start();
+            tracing::warn!(
+                ?hold,
+                "the PostgreSQL lock server restarted or was replaced (a promoted standby?): \
+                 no lock is granted until every earlier lease has ended"
+            );
+        }
+    }
+}
+
+/// When the server on `client` started, as text.
+async fn started(client: &Client) -> Result<String, tokio_postgres::Error> {
+    client
+        .query_one("SELECT pg_postmaster_start_time()::text", &[])
+        .await?
+        .try_get(0)
+}
+
+/// The health checks of the connection `mine` while it is the one in use: the server's
+/// start time every `interval`, answered within `bound`, or the connection is dropped (the
+/// next call opens a new one) and its driver stopped.
 async fn health(
     current: std::sync::Weak<ArcSwapOption<Conn>>,
+    server: std::sync::Weak<Server>,
     mine: Arc<Conn>,
     interval: Duration,
     bound: Duration,
@@ -250,8 +308,12 @@ async fn health(
         {
             return;
         }
-        match tokio::time::timeout(bound, mine.client.simple_query("SELECT 1")).await {
-            Ok(Ok(_)) => {}
+        match tokio::time::timeout(bound, started(&mine.client)).await {
+            Ok(Ok(started)) => {
+                if let Some(server) = server.upgrade() {
+                    server.observe(&started);
+                }
+            }
             // Broken: the next call sees it closed and replaces it.
             Ok(Err(error)) => {
                 tracing::debug!(%error, "PostgreSQL lock connection health check failed");
@@ -285,7 +347,13 @@ fn millis(ttl: Duration) -> i64 {
 impl Store for PostgresStore {
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         Box::pin(async move {
+            self.server.hold.note_ttl(request.ttl);
+            // A new connection is where a changed server is seen: the hold is asked after.
             let conn = self.conn().await?;
+            if let Some(left) = self.server.hold.left(request.ttl) {
+                // The server restarted or was replaced: a holder from before may still work.
+                return Ok(Attempt::Recovering { left });
+            }
             self.maybe_sweep(&conn);
             let ttl = millis(request.ttl);
             let (key, token) = (request.key.to_owned(), request.token.as_str().to_owned());
@@ -347,6 +415,7 @@ impl Store for PostgresStore {
         token: &'a Token,
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
+        self.server.hold.note_ttl(ttl);
         Box::pin(async move {
             let ttl = millis(ttl);
             let (key, token) = (key.to_owned(), token.as_str().to_owned());
