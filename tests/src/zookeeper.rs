@@ -1,6 +1,6 @@
 //! A standalone ZooKeeper server (Debian's `zookeeper` package, run with `java` directly,
 //! no systemd) on a free port of 127.0.0.1, with its data in a temporary directory; stopped
-//! by its pid when dropped.
+//! by its pid when dropped. Or the servers of one ensemble ([`ZooKeeperServer::ensemble`]).
 
 use std::{
     io::{Read as _, Write as _},
@@ -24,6 +24,8 @@ pub struct ZooKeeperServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// In an ensemble: this server's id and the `server.N=` lines of every member.
+    ensemble: Option<(usize, String)>,
 }
 
 impl ZooKeeperServer {
@@ -42,6 +44,7 @@ impl ZooKeeperServer {
             child: None,
             port: 0,
             dir,
+            ensemble: None,
         };
         for _ in 0..20 {
             server.port = free_port();
@@ -54,6 +57,71 @@ impl ZooKeeperServer {
             "ZooKeeper did not start on any of 20 ports; last log:\n{}",
             server.log()
         );
+    }
+
+    /// The `n` servers of one ensemble, each on free ports of its own, once one of them
+    /// leads and a session can be opened on them. Elections and syncs get generous limits
+    /// (5 s and 2 s) for JVMs on a busy machine.
+    pub fn ensemble(n: usize) -> Vec<Self> {
+        let ports: Vec<(u16, u16, u16)> = (0..n)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let members: String = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer, election))| {
+                format!("server.{}=127.0.0.1:{peer}:{election}\n", i + 1)
+            })
+            .collect();
+        let mut servers: Vec<Self> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, _, _))| Self {
+                child: None,
+                port: *client,
+                dir: tempfile::Builder::new()
+                    .prefix("lock-tests-zookeeper-")
+                    .tempdir()
+                    .expect("create a temp dir for ZooKeeper"),
+                ensemble: Some((i + 1, members.clone())),
+            })
+            .collect();
+        for server in &mut servers {
+            assert!(
+                server.spawn_and_wait(),
+                "an ensemble member: {}",
+                server.log()
+            );
+        }
+        let deadline = Instant::now() + START_BOUND;
+        while !servers.iter().any(Self::leads) {
+            assert!(
+                Instant::now() < deadline,
+                "the ensemble elected no leader; logs:\n{}",
+                servers
+                    .iter()
+                    .map(Self::log)
+                    .collect::<Vec<_>>()
+                    .join("\n----\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        servers[0].await_first_session_on(Self::hosts_of(&servers));
+        servers
+    }
+
+    /// Whether this server leads its ensemble now.
+    pub fn leads(&self) -> bool {
+        self.four_letters("srvr").contains("Mode: leader")
+    }
+
+    /// `host:port,host:port,...` of `servers`, as ZooKeeper clients take it.
+    pub fn hosts_of(servers: &[Self]) -> String {
+        servers
+            .iter()
+            .map(Self::hosts)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn port(&self) -> u16 {
@@ -102,7 +170,10 @@ impl ZooKeeperServer {
 
     /// Opens and closes one session, trying for up to [`START_BOUND`].
     fn await_first_session(&self) {
-        let hosts = self.hosts();
+        self.await_first_session_on(self.hosts());
+    }
+
+    fn await_first_session_on(&self, hosts: String) {
         let opened = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -147,17 +218,19 @@ impl ZooKeeperServer {
         let data = self.dir.path().join("data");
         std::fs::create_dir_all(&data).expect("ZooKeeper data dir");
         let config = self.dir.path().join("zoo.cfg");
-        std::fs::write(
-            &config,
-            format!(
-                "tickTime=50\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
-                 admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,stat,mntr\n\
-                 minSessionTimeout=1000\nmaxSessionTimeout=60000\nforceSync=no\n",
-                data.display(),
-                self.port
-            ),
-        )
-        .expect("write zoo.cfg");
+        let mut text = format!(
+            "tickTime=50\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+             admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,stat,mntr\n\
+             minSessionTimeout=1000\nmaxSessionTimeout=60000\nforceSync=no\n",
+            data.display(),
+            self.port
+        );
+        if let Some((id, members)) = &self.ensemble {
+            std::fs::write(data.join("myid"), id.to_string()).expect("write myid");
+            text.push_str("initLimit=100\nsyncLimit=40\n");
+            text.push_str(members);
+        }
+        std::fs::write(&config, text).expect("write zoo.cfg");
         let classpath = std::env::var(ZOOKEEPER_CLASSPATH_ENV)
             .unwrap_or_else(|_| "/usr/share/java/zookeeper.jar".into());
         let log = std::fs::File::create(self.log_path()).expect("ZooKeeper log file");
@@ -165,7 +238,8 @@ impl ZooKeeperServer {
             .args(["-Xmx256m", "-XX:+UseSerialGC", "-cp", &classpath])
             // Empty container nodes (lock directories) are removed within a second.
             .arg("-Dznode.container.checkIntervalMs=1000")
-            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+            // Standalone without `server.N` lines, an ensemble member with them.
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
             .arg(&config)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())

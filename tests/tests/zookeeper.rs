@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use lock_runtime::{Backend, LockError, LockOptions};
-use lock_tests::{eventually_async, ZooKeeperServer};
+use lock_tests::{eventually, eventually_async, ZooKeeperServer};
 use zookeeper_client as zk;
 
 const SESSION: Duration = Duration::from_secs(2);
@@ -719,4 +719,75 @@ async fn the_last_contender_to_leave_removes_the_lock_directory() {
         matches!(zk.check_stat("/locks/kept").await, Ok(None)),
         "the directory outlived its last contender"
     );
+}
+
+/// A three-server ensemble loses its leader while a lock is held and a waiter queued:
+/// every follower drops its clients until a new leader is elected, the sessions move to
+/// the servers left (the client tries the hosts in turn), the holder
+/// keeps its lock (its release succeeds; the waiter never got it meanwhile), and the
+/// waiter is granted once the lock is released, after the new election.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ensemble_keeps_locks_across_the_loss_of_its_leader() {
+    let _serial = SERIAL.lock().await;
+    let mut servers = tokio::task::spawn_blocking(|| ZooKeeperServer::ensemble(3))
+        .await
+        .expect("start the ensemble");
+    let hosts = ZooKeeperServer::hosts_of(&servers);
+    // Long enough that a reconnect within a third of it keeps the locks.
+    let session = Duration::from_secs(30);
+    let client = || async {
+        Backend::builder()
+            .zookeeper_session_timeout(session)
+            .zookeeper(&hosts)
+            .await
+            .expect("connect to the ensemble")
+    };
+    let (a, b) = (client().await, client().await);
+    let options = LockOptions::new(session);
+    let held = a.acquire("kept", &options).await.expect("holder");
+    let waiting = options.clone().wait(Duration::from_secs(60));
+    let waiter = tokio::spawn(async move { b.acquire("kept", &waiting).await });
+    let look = zk::Client::connect(&hosts)
+        .await
+        .expect("a client of the test's own");
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            contenders(&look, "kept").await.len() == 2
+        })
+        .await,
+        "the waiter never queued"
+    );
+    drop(look);
+    let leader = servers
+        .iter()
+        .position(ZooKeeperServer::leads)
+        .expect("a leader");
+    servers[leader].kill();
+    let killed = Instant::now();
+    let elected = {
+        let servers = &servers;
+        eventually(Duration::from_secs(30), move || {
+            servers.iter().any(ZooKeeperServer::leads)
+        })
+        .await
+    };
+    assert!(elected, "no new leader");
+    println!("new leader after {:?}", killed.elapsed());
+    // The holder still holds it: the waiter is still waiting, and the release succeeds.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !waiter.is_finished(),
+        "the waiter finished while the lock was held"
+    );
+    assert!(!held.is_expired());
+    held.release()
+        .await
+        .expect("the holder's session survived the leader");
+    let taken = tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .expect("the waiter's turn came")
+        .expect("task")
+        .expect("the lock, after the new election");
+    println!("waiter granted {:?} after the kill", killed.elapsed());
+    taken.release().await.expect("release");
 }
