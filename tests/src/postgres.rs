@@ -78,14 +78,7 @@ impl PrivateCluster {
                 .expect("chmod");
             assert!(status.success(), "chmod the key");
         }
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .expect("chown");
-            assert!(status.success(), "chown the cluster directory");
-        }
+        give_to_postgres(dir.path());
         let data = dir.path().join("data");
         let initdb = as_postgres(bin.join("initdb"))
             .arg("-D")
@@ -114,19 +107,24 @@ impl PrivateCluster {
             )
             .expect("write pg_hba.conf");
         }
-        let mut cluster = Self {
+        Self {
             dir,
             bin,
             port: 0,
             tls: certificates.is_some(),
-        };
+        }
+        .on_a_free_port()
+    }
+
+    /// Starts the cluster on a free port.
+    fn on_a_free_port(mut self) -> Self {
         for _ in 0..10 {
-            cluster.port = free_port();
-            if cluster.pg_ctl(&["start"]) {
-                return cluster;
+            self.port = free_port();
+            if self.pg_ctl(&["start"]) {
+                return self;
             }
         }
-        panic!("PostgreSQL did not start; log:\n{}", cluster.log());
+        panic!("PostgreSQL did not start; log:\n{}", self.log());
     }
 
     fn pg_ctl(&self, action: &[&str]) -> bool {
@@ -168,14 +166,7 @@ impl PrivateCluster {
             .prefix("lock-tests-postgres-standby-")
             .tempdir()
             .expect("temp dir");
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .expect("chown");
-            assert!(status.success(), "chown the standby's directory");
-        }
+        give_to_postgres(dir.path());
         let backup = as_postgres(self.bin.join("pg_basebackup"))
             .arg("-D")
             .arg(dir.path().join("data"))
@@ -198,19 +189,13 @@ impl PrivateCluster {
             "pg_basebackup failed: {}",
             String::from_utf8_lossy(&backup.stderr)
         );
-        let mut standby = Self {
+        Self {
             dir,
             bin: self.bin.clone(),
             port: 0,
             tls: false,
-        };
-        for _ in 0..10 {
-            standby.port = free_port();
-            if standby.pg_ctl(&["start"]) {
-                return standby;
-            }
         }
-        panic!("the standby did not start; log:\n{}", standby.log());
+        .on_a_free_port()
     }
 
     /// `pg_ctl promote`: the standby becomes a primary.
@@ -314,6 +299,18 @@ fn as_postgres(program: PathBuf) -> Command {
         command
     } else {
         Command::new(program)
+    }
+}
+
+/// Gives `dir` to the `postgres` user when this process is root.
+fn give_to_postgres(dir: &std::path::Path) {
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir)
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown {}", dir.display());
     }
 }
 
