@@ -41,8 +41,13 @@ impl RestartHold {
 
     /// Starts a hold now (unless holds are off); returns how long it lasts.
     pub(crate) fn start(&self) -> Option<Duration> {
+        self.start_at(Instant::now())
+    }
+
+    /// Starts a hold counted from `from` (unless holds are off); returns how long it lasts.
+    pub(crate) fn start_at(&self, from: Instant) -> Option<Duration> {
         let span = self.span()?;
-        *self.from.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        *self.from.lock().unwrap_or_else(PoisonError::into_inner) = Some(from);
         self.holding.store(true, Ordering::Release);
         Some(span)
     }
@@ -65,7 +70,7 @@ impl RestartHold {
     }
 
     /// How long a hold lasts: the longest TTL a lease from before can have.
-    fn span(&self) -> Option<Duration> {
+    pub(crate) fn span(&self) -> Option<Duration> {
         let longest = Duration::from_millis(self.longest_ttl_ms.load(Ordering::Relaxed));
         self.guard.map(|floor| floor.max(longest))
     }

@@ -11,7 +11,6 @@ use tokio::sync::Notify;
 pub use crate::error::StoreError;
 use crate::token::Token;
 
-#[cfg(feature = "postgres")]
 mod hold;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]

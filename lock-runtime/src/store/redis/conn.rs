@@ -17,7 +17,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc, Mutex, PoisonError, Weak,
     },
     time::{Duration, Instant},
@@ -27,6 +27,7 @@ use arc_swap::ArcSwap;
 use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, RedisError};
 
 use super::{alive::RuntimeAlive, endpoint::Endpoint, script::Floor, RedisSettings};
+use crate::store::hold::RestartHold;
 
 /// How far behind the highest clock or token seen a server's clock may be before it is
 /// warned about (the health checks are this far apart at most, on the default interval).
@@ -44,12 +45,8 @@ pub(crate) struct Connection {
     reconnecting: AtomicBool,
     /// Serialises the replacements of a connection whose runtime is gone.
     replacing: tokio::sync::Mutex<()>,
-    /// The restart hold's floor; `None`: no hold.
-    guard: Option<Duration>,
-    /// The longest TTL asked of this store so far, in milliseconds.
-    longest_ttl_ms: AtomicU64,
-    /// Set while a restart hold runs: the hot path reads only this.
-    holding: AtomicBool,
+    /// No grant for the longest TTL after a restart or failover was seen.
+    hold: RestartHold,
     /// Whether the server lets us call `INFO`.
     info_allowed: AtomicBool,
     /// The highest server clock (from `INFO`) or fencing token seen: fenced acquires draw
@@ -80,8 +77,6 @@ struct Server {
     identity: Option<Identity>,
     /// The `maxmemory-policy` last seen, so a bad one is warned about once.
     eviction_policy: String,
-    /// When the current restart hold started (a restart or failover was seen).
-    hold_from: Option<Instant>,
 }
 
 /// Who a server is: its process and its replication history.
@@ -149,18 +144,18 @@ impl Connection {
             current: ArcSwap::new(Current::new(first)),
             reconnecting: AtomicBool::new(false),
             replacing: tokio::sync::Mutex::new(()),
-            guard: settings.restart_guard,
-            longest_ttl_ms: AtomicU64::new(0),
-            holding: AtomicBool::new(hold_from.is_some()),
+            hold: RestartHold::new(settings.restart_guard),
             info_allowed: AtomicBool::new(info.is_some()),
             floor: Floor::default(),
             wanted_replicas: settings.replicas.map(|(wanted, _)| wanted),
             server: Mutex::new(Server {
                 identity,
                 eviction_policy,
-                hold_from,
             }),
         });
+        if let Some(from) = hold_from {
+            this.hold.start_at(from);
+        }
         if let Some(info) = &info {
             this.floor.raise(info.clock_us);
             this.warn_if_short_of_replicas(info);
@@ -176,35 +171,13 @@ impl Connection {
 
     /// Remembers that a lease of `ttl` was asked for: the restart hold covers it.
     pub(crate) fn note_ttl(&self, ttl: Duration) {
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        if ms > self.longest_ttl_ms.load(Ordering::Relaxed) {
-            self.longest_ttl_ms.fetch_max(ms, Ordering::Relaxed);
-        }
+        self.hold.note_ttl(ttl);
     }
 
     /// Whether an acquire of a lease of `ttl` must wait, and how much longer, because the
     /// restart hold runs.
     pub(crate) fn hold(&self, ttl: Duration) -> Option<Duration> {
-        self.note_ttl(ttl);
-        if !self.holding.load(Ordering::Acquire) {
-            return None;
-        }
-        let mut server = self.server();
-        let since = server.hold_from.map(|from| from.elapsed());
-        if let (Some(span), Some(since)) = (self.hold_span(), since) {
-            if since < span {
-                return Some(span - since);
-            }
-        }
-        server.hold_from = None;
-        self.holding.store(false, Ordering::Release);
-        None
-    }
-
-    /// How long a hold lasts: the longest TTL a lease from before can have.
-    fn hold_span(&self) -> Option<Duration> {
-        let longest = Duration::from_millis(self.longest_ttl_ms.load(Ordering::Relaxed));
-        self.guard.map(|floor| floor.max(longest))
+        self.hold.left(ttl)
     }
 
     /// Looks at what `INFO` says now: a new identity starts the restart hold; a replica
@@ -228,13 +201,7 @@ impl Connection {
             }
             let before = server.identity.replace(info.identity.clone());
             match before {
-                Some(before) if before != info.identity => {
-                    if self.guard.is_some() {
-                        server.hold_from = Some(Instant::now());
-                        self.holding.store(true, Ordering::Release);
-                    }
-                    Some(before)
-                }
+                Some(before) if before != info.identity => Some(before),
                 _ => None,
             }
         };
@@ -242,13 +209,14 @@ impl Connection {
             self.warn_if_short_of_replicas(&info);
         }
         if let Some(before) = changed {
+            let hold = self.hold.start();
             let what = if before.run_id != info.identity.run_id {
                 "restarted (new run_id)"
             } else {
                 "failed over (new replication id)"
             };
             tracing::warn!(
-                hold = ?self.hold_span(),
+                ?hold,
                 "the lock store {what}: no lock is granted until every earlier lease has ended"
             );
         }
@@ -354,12 +322,9 @@ impl Connection {
     /// primary may still answer for a while, without the locks its replica never got), and
     /// connect again, to the new one.
     pub(crate) fn moved(self: &Arc<Self>) {
-        if self.guard.is_some() {
-            self.server().hold_from = Some(Instant::now());
-            self.holding.store(true, Ordering::Release);
-        }
+        let hold = self.hold.start();
         tracing::warn!(
-            hold = ?self.hold_span(),
+            ?hold,
             "the lock store failed over to a new primary: no lock is granted until every \
              earlier lease has ended"
         );
