@@ -528,10 +528,13 @@ async fn cancelled_waiters_dropped_guards_and_panics_leave_no_node() {
         .await,
         "the dropped guard's node stayed"
     );
+    // With a wait: the dropped guard's background release passes this process's turn on
+    // once the store answered, a moment after the node is gone.
     let panicking = tokio::spawn({
         let a = a.clone();
+        let waiting = options.clone().wait(Duration::from_secs(5));
         async move {
-            a.with_lock("left", &LockOptions::new(Duration::from_secs(10)), async {
+            a.with_lock("left", &waiting, async {
                 panic!("the body panics");
             })
             .await
