@@ -804,7 +804,8 @@ impl Proxy {
     }
 
     /// Holds back every reply from the server by `delay` (a slow server or link), on the
-    /// connections open now and new ones.
+    /// connections open now and new ones; requests are forwarded at once meanwhile, and
+    /// replies keep their order.
     pub fn delay_replies(&self, delay: Duration) {
         let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
         self.control.delay_us.store(us, Ordering::SeqCst);
@@ -856,6 +857,10 @@ async fn forward(
         tokio::net::TcpStream::connect(("127.0.0.1", control.target.load(Ordering::SeqCst)))
             .await?;
     let (mut up, mut down) = ([0u8; 16384], [0u8; 16384]);
+    // Replies held back (`delay_replies`), each until its time, in order: requests keep
+    // flowing meanwhile, as over a slow link.
+    let mut held: std::collections::VecDeque<(tokio::time::Instant, Vec<u8>)> =
+        std::collections::VecDeque::new();
     loop {
         let changed = control.changed.notified();
         tokio::pin!(changed);
@@ -878,6 +883,7 @@ async fn forward(
             changed.await;
             continue;
         }
+        let due = held.front().map(|(at, _)| *at);
         tokio::select! {
             () = &mut changed => {}
             n = client.read(&mut up) => {
@@ -890,13 +896,29 @@ async fn forward(
             n = server.read(&mut down) => {
                 let n = n?;
                 if n == 0 {
+                    // The server closed: what it said before still arrives, in its time.
+                    while let Some((at, reply)) = held.pop_front() {
+                        tokio::time::sleep_until(at).await;
+                        client.write_all(&reply).await?;
+                    }
                     return Ok(());
                 }
-                let delay = control.delay_us.load(Ordering::SeqCst);
-                if delay > 0 {
-                    tokio::time::sleep(Duration::from_micros(delay)).await;
+                let delay = Duration::from_micros(control.delay_us.load(Ordering::SeqCst));
+                if delay.is_zero() && held.is_empty() {
+                    client.write_all(&down[..n]).await?;
+                } else {
+                    held.push_back((tokio::time::Instant::now() + delay, down[..n].to_vec()));
                 }
-                client.write_all(&down[..n]).await?;
+            }
+            () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)),
+                if due.is_some() =>
+            {
+                let now = tokio::time::Instant::now();
+                while held.front().is_some_and(|(at, _)| *at <= now) {
+                    if let Some((_, reply)) = held.pop_front() {
+                        client.write_all(&reply).await?;
+                    }
+                }
             }
         }
     }

@@ -350,8 +350,8 @@ async fn a_slow_server_does_not_delay_a_quick_majority() {
             slow.raw(&["EXISTS", &key]).contains(":0")
         })
         .await;
-        // Late, on the first round: each reply held back also holds back the proxy's
-        // forwarding, and the first release loads its script (another round trip).
+        // Late on the first round: the first release loads its script (another round trip
+        // through the slow link).
         assert!(cleared, "the slow server kept the key");
     }
 }
