@@ -228,15 +228,21 @@ impl PostgresStore {
         conn
     }
 
-    /// Runs the statement `make` builds on the current connection, with one of the
-    /// pipeline's permits (see `pipeline.rs`).
-    async fn statement<T, F>(&self, make: impl FnOnce(Arc<Conn>) -> F) -> Result<T, StoreError>
+    /// Runs the statement `make` builds on `conn`, with one of the pipeline's permits (see
+    /// `pipeline.rs`).
+    async fn statement<T, F>(
+        &self,
+        conn: &Arc<Conn>,
+        make: impl FnOnce(Arc<Conn>) -> F,
+    ) -> Result<T, StoreError>
     where
         F: Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
         T: Send + 'static,
     {
-        let conn = self.conn().await?;
-        self.pipeline.run(|| make(conn)).await.map_err(failed)
+        self.pipeline
+            .run(|| make(conn.clone()))
+            .await
+            .map_err(failed)
     }
 
     /// Now and then, deletes rows whose lease ended long ago, in the background.
@@ -314,10 +320,13 @@ async fn health(
                     server.observe(&started);
                 }
             }
-            // Broken: the next call sees it closed and replaces it.
             Ok(Err(error)) => {
                 tracing::debug!(%error, "PostgreSQL lock connection health check failed");
-                return;
+                // Broken: the next call sees it closed and replaces it. Still open (the
+                // server refused the query): keep checking it.
+                if mine.client.is_closed() {
+                    return;
+                }
             }
             Err(_) => {
                 tracing::warn!(
@@ -359,7 +368,7 @@ impl Store for PostgresStore {
             let (key, token) = (request.key.to_owned(), request.token.as_str().to_owned());
             let (holder, reclaim) = (request.holder.to_owned(), request.reclaim);
             let row = self
-                .statement(|conn| async move {
+                .statement(&conn, |conn| async move {
                     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
                         [&key, &token, &holder, &ttl, &reclaim];
                     conn.client.query_opt(&conn.acquire, &params).await
@@ -376,9 +385,9 @@ impl Store for PostgresStore {
             }
             let key = request.key.to_owned();
             let left = self
-                .statement(
-                    |conn| async move { conn.client.query_opt(&conn.lease_left, &[&key]).await },
-                )
+                .statement(&conn, |conn| async move {
+                    conn.client.query_opt(&conn.lease_left, &[&key]).await
+                })
                 .await?;
             let left: i64 = match left {
                 Some(row) => row.try_get(0)?,
@@ -393,10 +402,11 @@ impl Store for PostgresStore {
 
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         Box::pin(async move {
+            let conn = self.conn().await?;
             let (key, token) = (key.to_owned(), token.as_str().to_owned());
             let channel = self.sql.channel.clone();
             let row = self
-                .statement(|conn| async move {
+                .statement(&conn, |conn| async move {
                     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
                         [&key, &token, &channel];
                     conn.client.query_opt(&conn.release, &params).await
@@ -418,9 +428,10 @@ impl Store for PostgresStore {
         self.server.hold.note_ttl(ttl);
         Box::pin(async move {
             let ttl = millis(ttl);
+            let conn = self.conn().await?;
             let (key, token) = (key.to_owned(), token.as_str().to_owned());
             let updated = self
-                .statement(|conn| async move {
+                .statement(&conn, |conn| async move {
                     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
                         [&key, &token, &ttl];
                     conn.client.execute(&conn.extend, &params).await
