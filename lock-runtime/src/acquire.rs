@@ -73,7 +73,7 @@ impl Backend {
     /// Every process must name the same `permits` for a name: while the semaphore has
     /// holders, a request with another count fails with [`LockError::InvalidInput`] rather
     /// than admitting a different number. Fails the same way for `permits == 0`, and on a
-    /// store without semaphores (`Store::supports`).
+    /// store without semaphores (`Capabilities::supports`).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -108,7 +108,7 @@ impl Backend {
         token: Token,
         options: &LockOptions,
     ) -> Result<LockGuard, LockError> {
-        if let Some(why) = self.store().refuses(options.ttl(), options.fenced()) {
+        if let Some(why) = self.capabilities().refuses(options.ttl(), options.fenced()) {
             return Err(LockError::invalid(why));
         }
         let kind = options.kind();
@@ -208,7 +208,7 @@ impl Backend {
         unknown.shared = request.kind.is_shared();
         // A store that keeps a busy contender queued: leaving without the lock leaves the
         // queue (`unknown` stays armed, and releases when dropped).
-        let queued = self.store().queues_contenders();
+        let queued = self.capabilities().has_queue();
         // Release notifications, subscribed to only once the lock was found busy: the
         // uncontended path pays for none of it.
         let mut watch: Option<Watch> = None;
@@ -361,7 +361,7 @@ impl Backend {
                 "a semaphore needs at least one permit; `permits = 0` admits nobody",
             ));
         }
-        if self.store().supports(kind) {
+        if self.capabilities().supports(kind) {
             return Ok(());
         }
         let what = match kind {
@@ -371,7 +371,7 @@ impl Backend {
         Err(LockError::invalid(format!(
             "the {} store does not support {what}; use Redis (one server, without \
              `replicas_acknowledge`) or the in-memory store",
-            self.store().kind()
+            self.capabilities().label()
         )))
     }
 }

@@ -17,8 +17,8 @@ use crate::{
     metrics::{ErrorKind, LockMetrics, Metrics},
     options::LockOptions,
     store::{
-        CallTimedOut, KindMismatch, MemoryStore, NoQuorum, NotAcknowledged, Store, StoreError,
-        StoreFuture,
+        CallTimedOut, Capabilities, KindMismatch, MemoryStore, NoQuorum, NotAcknowledged, Store,
+        StoreError, StoreFuture,
     },
     token::Token,
 };
@@ -66,8 +66,8 @@ pub struct Backend {
 
 struct Inner {
     store: Box<dyn Store>,
-    /// The store ends its own calls at the time bound: no timer here.
-    self_bounded: bool,
+    /// What the store declared it can do, asked once.
+    capabilities: Capabilities,
     prefix: Box<str>,
     op_timeout: Duration,
     local: LocalQueue,
@@ -95,8 +95,8 @@ impl Backend {
     pub(crate) fn new(store: Box<dyn Store>, prefix: Box<str>, op_timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                self_bounded: store.bounds_own_calls(),
-                metrics: Metrics::new(store.kind()),
+                capabilities: store.capabilities(),
+                metrics: Metrics::new(store.capabilities().label()),
                 store,
                 prefix,
                 op_timeout,
@@ -191,7 +191,7 @@ impl Backend {
     ) -> Result<T, LockError> {
         let after = self.inner.op_timeout;
         let started = self.inner.metrics.start(operation);
-        let outcome = if self.inner.self_bounded {
+        let outcome = if self.inner.capabilities.has_own_bounds() {
             call.await
         } else {
             match tokio::time::timeout(after, call).await {
@@ -214,6 +214,20 @@ impl Backend {
         self.inner
             .metrics
             .lock(options.template(), options.client_label())
+    }
+
+    /// What this backend's store can do (see the capability table in the README).
+    ///
+    /// ```
+    /// use lock_runtime::{store::LockKind, Backend};
+    ///
+    /// let backend = Backend::memory();
+    /// assert!(backend.capabilities().supports(LockKind::Read));
+    /// assert!(backend.capabilities().has_fencing());
+    /// assert_eq!(backend.capabilities().label(), "memory");
+    /// ```
+    pub fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities
     }
 
     pub(crate) fn store(&self) -> &dyn Store {

@@ -189,7 +189,7 @@ impl Backend {
         })?;
         let holder = holder::Record::now(options.function_name());
         let ttl = options.ttl();
-        if let Some(why) = self.store().refuses(ttl, options.fenced()) {
+        if let Some(why) = self.capabilities().refuses(ttl, options.fenced()) {
             return Err(LockError::invalid(why));
         }
         let Some(call) = self

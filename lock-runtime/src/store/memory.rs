@@ -11,8 +11,8 @@ use std::{
 use tokio::sync::Notify;
 
 use super::{
-    glob_matches, shared_held, AcquireRequest, Attempt, KindMismatch, LockKind, Store, StoreError,
-    StoreFuture, StoredLock, Together, TogetherFuture, Watch, WRITER_WAITING,
+    glob_matches, shared_held, AcquireRequest, Attempt, Capabilities, KindMismatch, LockKind,
+    Store, StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch, WRITER_WAITING,
 };
 use crate::token::Token;
 
@@ -252,6 +252,16 @@ pub(crate) fn mismatch(key: &str, held: u32, wanted: u32) -> KindMismatch {
 }
 
 impl Store for MemoryStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new("memory")
+            .readers()
+            .permits()
+            .fencing()
+            .notifies_waiters()
+            .several_keys_at_once()
+            .operators()
+    }
+
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         let now = Instant::now();
         let mut state = self.state();
@@ -318,10 +328,6 @@ impl Store for MemoryStore {
             _ => false,
         };
         ready(extended)
-    }
-
-    fn supports(&self, _kind: LockKind) -> bool {
-        true
     }
 
     fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()> {
@@ -422,10 +428,6 @@ impl Store for MemoryStore {
         };
         // The `Arc` kept by the watch is the registration: the map only holds a `Weak`.
         ready(Watch::new(notify.clone(), notify))
-    }
-
-    fn kind(&self) -> &'static str {
-        "memory"
     }
 
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {

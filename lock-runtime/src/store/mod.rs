@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 pub use crate::error::StoreError;
 use crate::token::Token;
 
+mod capabilities;
 mod hold;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
@@ -21,7 +22,7 @@ pub(crate) mod redlock;
 #[cfg(feature = "zookeeper")]
 pub(crate) mod zookeeper;
 
-pub use self::{memory::MemoryStore, redis::RedisStore};
+pub use self::{capabilities::Capabilities, memory::MemoryStore, redis::RedisStore};
 
 /// The future a [`Store`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -50,7 +51,7 @@ pub struct AcquireRequest<'a> {
     pub holder: &'a str,
     /// What kind of lock: exclusive (the default, and a read-write lock's writer), one of
     /// many readers, or one of a semaphore's permits. A store is asked only for the kinds it
-    /// [`supports`](Store::supports).
+    /// [`supports`](Capabilities::supports).
     pub kind: LockKind,
 }
 
@@ -309,7 +310,7 @@ impl Watch {
 /// - `extend` resets the time to live of `key` to `ttl` only if it holds `token`, and says
 ///   whether it did;
 /// - `watch` (optional) gives waiters a hint when `key` may have been released;
-/// - for the kinds it [`supports`](Store::supports) beyond exclusive locks, `try_acquire`
+/// - for the kinds it [`supports`](Capabilities::supports) beyond exclusive locks, `try_acquire`
 ///   adds `token` as one more shared holder when the kind admits it (no exclusive holder,
 ///   and for readers no waiting writer; fewer holders than permits), and
 ///   `release_shared` / `extend_shared` act on that holder alone;
@@ -318,7 +319,7 @@ impl Watch {
 /// The runtime bounds every call in time; a store need not.
 ///
 /// ```
-/// use lock_runtime::{store::{AcquireRequest, Attempt, MemoryStore, Store, StoreFuture}, Backend, Token};
+/// use lock_runtime::{store::{AcquireRequest, Attempt, Capabilities, MemoryStore, Store, StoreFuture}, Backend, Token};
 /// use std::time::Duration;
 ///
 /// /// A store that counts acquisitions and otherwise keeps locks in memory.
@@ -329,6 +330,9 @@ impl Watch {
 /// }
 ///
 /// impl Store for Counting {
+///     fn capabilities(&self) -> Capabilities {
+///         self.inner.capabilities()
+///     }
 ///     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
 ///         self.acquires.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 ///         self.inner.try_acquire(request)
@@ -345,6 +349,12 @@ impl Watch {
 /// # Ok::<(), lock_runtime::LockError>(())
 /// ```
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// What this store can do: the runtime refuses what it cannot (a lock kind, a fencing
+    /// token, a lease too short) with
+    /// [`LockError::InvalidInput`](crate::LockError::InvalidInput) before any call, and
+    /// calls the optional methods below only where it declares them.
+    fn capabilities(&self) -> Capabilities;
+
     /// Takes the lock if it is free.
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt>;
 
@@ -356,16 +366,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn extend<'a>(&'a self, key: &'a str, token: &'a Token, ttl: Duration)
         -> StoreFuture<'a, bool>;
 
-    /// Whether this store can take locks of `kind`; by default only
-    /// [`LockKind::Exclusive`]. The runtime refuses the others with
-    /// [`LockError::InvalidInput`](crate::LockError::InvalidInput) before any call.
-    fn supports(&self, kind: LockKind) -> bool {
-        kind == LockKind::Exclusive
-    }
-
     /// Removes the shared holder `token` (a reader or a permit) of `key`, waking waiters, if
     /// its lease has not run out. `Ok(false)` means it had. By default fails with
-    /// [`Unsupported`] (see [`supports`](Self::supports)).
+    /// [`Unsupported`] (see [`supports`](Capabilities::supports)).
     fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         let _ = (key, token);
         Box::pin(std::future::ready(Err(Box::new(Unsupported) as StoreError)))
@@ -414,32 +417,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         Box::pin(std::future::ready(Ok(Watch::none())))
     }
 
-    /// `true` when this store already ends each of its calls itself once the time bound
-    /// it was built with runs out, failing it with [`CallTimedOut`]: the runtime then arms
-    /// no timer of its own around the call (a timer per call shows in the profile). By
-    /// default `false`: the runtime bounds every call.
-    fn bounds_own_calls(&self) -> bool {
-        false
-    }
-
-    /// Why this store cannot take a lock with a lease of `ttl` (and a fencing token, if
-    /// `fenced`), if it cannot: the acquire then fails with
-    /// [`LockError::InvalidInput`](crate::LockError::InvalidInput) saying so, before any store
-    /// call. By default `None`: it can.
-    fn refuses(&self, ttl: Duration, fenced: bool) -> Option<String> {
-        let _ = (ttl, fenced);
-        None
-    }
-
-    /// `true` for a store where a contender that found the lock busy stays in a queue
-    /// (ZooKeeper's sequential nodes) until it gets the lock or gives up: the runtime then
-    /// calls [`release`](Self::release) with the contender's token whenever an acquire ends
-    /// without the lock (given up, failed or cancelled), to leave the queue. By default
-    /// `false`: a busy answer leaves nothing behind.
-    fn queues_contenders(&self) -> bool {
-        false
-    }
-
     /// For a store whose leases are sessions (ZooKeeper): the state of the session that
     /// holds the lock `key` (taken with `token`), which the runtime follows to tell the
     /// holder its lease is over as soon as the session is. By default `None`: the lease is
@@ -447,12 +424,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn session(&self, key: &str, token: &Token) -> Option<SessionWatch> {
         let _ = (key, token);
         None
-    }
-
-    /// What kind of store this is, as the `backend` label of the metrics says it (`redis`,
-    /// `redis-cluster`, `redlock`, `zookeeper`, `memory`); by default `custom`.
-    fn kind(&self) -> &'static str {
-        "custom"
     }
 
     /// The lock at `key` as the store holds it now, or `None` if it is free. For operators
@@ -501,7 +472,7 @@ pub enum SessionState {
     Ended,
 }
 
-/// The error a store that bounds its own calls ([`Store::bounds_own_calls`]) fails a call
+/// The error a store that bounds its own calls ([`Capabilities::bounds_own_calls`]) fails a call
 /// with when the bound ran out; the runtime reports it as
 /// [`LockError::Timeout`](crate::LockError::Timeout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -586,6 +557,10 @@ impl std::error::Error for NoQuorum {
 /// # Ok::<(), lock_runtime::LockError>(())
 /// ```
 impl<S: Store> Store for Arc<S> {
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         (**self).try_acquire(request)
     }
@@ -605,10 +580,6 @@ impl<S: Store> Store for Arc<S> {
 
     fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
         (**self).watch(key)
-    }
-
-    fn supports(&self, kind: LockKind) -> bool {
-        (**self).supports(kind)
     }
 
     fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
@@ -638,24 +609,8 @@ impl<S: Store> Store for Arc<S> {
         (**self).try_acquire_all(keys, token, ttl, holder)
     }
 
-    fn bounds_own_calls(&self) -> bool {
-        (**self).bounds_own_calls()
-    }
-
-    fn refuses(&self, ttl: Duration, fenced: bool) -> Option<String> {
-        (**self).refuses(ttl, fenced)
-    }
-
-    fn queues_contenders(&self) -> bool {
-        (**self).queues_contenders()
-    }
-
     fn session(&self, key: &str, token: &Token) -> Option<SessionWatch> {
         (**self).session(key, token)
-    }
-
-    fn kind(&self) -> &'static str {
-        (**self).kind()
     }
 
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {

@@ -39,8 +39,8 @@ use tokio_postgres::{Client, Statement};
 
 use self::{connect::Target, listen::Listener, pipeline::Pipeline, sql::Sql};
 use super::{
-    glob_matches, hold::RestartHold, ttl_millis, AcquireRequest, Attempt, CallTimedOut, Store,
-    StoreError, StoreFuture, StoredLock, Watch,
+    glob_matches, hold::RestartHold, ttl_millis, AcquireRequest, Attempt, CallTimedOut,
+    Capabilities, Store, StoreError, StoreFuture, StoredLock, Watch,
 };
 use crate::{error::LockError, token::Token};
 
@@ -354,6 +354,13 @@ fn millis(ttl: Duration) -> i64 {
 }
 
 impl Store for PostgresStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new("postgres")
+            .fencing()
+            .notifies_waiters()
+            .operators()
+    }
+
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         Box::pin(async move {
             self.server.hold.note_ttl(request.ttl);
@@ -443,10 +450,6 @@ impl Store for PostgresStore {
 
     fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
         Box::pin(async move { Ok(self.listener.watch(key).await) })
-    }
-
-    fn kind(&self) -> &'static str {
-        "postgres"
     }
 
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {

@@ -110,7 +110,7 @@ impl Connection {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(bound))
             // The time bound of every request: the store bounds its own calls, so the
-            // runtime arms no second timer (see `Store::bounds_own_calls`).
+            // runtime arms no second timer (see `Capabilities::bounds_own_calls`).
             .set_response_timeout(Some(bound));
         let (first, info) = tokio::time::timeout(bound, connect(&endpoint, &config))
             .await

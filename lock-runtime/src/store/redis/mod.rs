@@ -25,7 +25,7 @@ use redis::{aio::MultiplexedConnection, Value};
 pub(crate) use self::endpoint::Endpoint;
 use self::{conn::Connection, pubsub::Subscriber, script::Scripts};
 use super::{
-    ttl_millis, AcquireRequest, Attempt, CallTimedOut, LockKind, NotAcknowledged, Store,
+    ttl_millis, AcquireRequest, Attempt, CallTimedOut, Capabilities, NotAcknowledged, Store,
     StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch,
 };
 use crate::{error::LockError, redact, token::Token};
@@ -477,6 +477,25 @@ impl RedisStore {
 }
 
 impl Store for RedisStore {
+    /// Every kind; shared kinds (readers, permits) and several keys in one script only
+    /// without [`replicas_acknowledge`](crate::BackendBuilder::replicas_acknowledge).
+    ///
+    /// Every request carries the client's response timeout, set to the time bound; the
+    /// reconnection a call may make first is bounded by the connection timeout, also the
+    /// bound; `watch` waits for its subscription at most the bound: the store bounds its
+    /// own calls.
+    fn capabilities(&self) -> Capabilities {
+        let plain = Capabilities::new("redis")
+            .fencing()
+            .notifies_waiters()
+            .operators()
+            .bounds_own_calls();
+        match self.replicas {
+            None => plain.readers().permits().several_keys_at_once(),
+            Some(_) => plain,
+        }
+    }
+
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         // Tried again, it reclaims what the first try may have taken.
         Box::pin(self.once_more(move |again| {
@@ -537,12 +556,6 @@ impl Store for RedisStore {
         }))
     }
 
-    /// Every kind; shared kinds (readers, permits) only without
-    /// [`replicas_acknowledge`](crate::BackendBuilder::replicas_acknowledge).
-    fn supports(&self, kind: LockKind) -> bool {
-        kind == LockKind::Exclusive || self.replicas.is_none()
-    }
-
     fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         Box::pin(self.release_one_shared(key, token))
     }
@@ -579,10 +592,6 @@ impl Store for RedisStore {
         Box::pin(async move { Ok(self.subscriber.watch(key).await) })
     }
 
-    fn kind(&self) -> &'static str {
-        "redis"
-    }
-
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         Box::pin(async move {
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
@@ -616,12 +625,5 @@ impl Store for RedisStore {
             let reply = self.scripts.inspect.run(&call, &mut conn).await;
             operate::stored(key, reply.map_err(|e| self.failed(e))?)
         })
-    }
-
-    /// Every request carries the client's response timeout, set to the time bound; the
-    /// reconnection a call may make first is bounded by the connection timeout, also the
-    /// bound; `watch` waits for its subscription at most the bound.
-    fn bounds_own_calls(&self) -> bool {
-        true
     }
 }

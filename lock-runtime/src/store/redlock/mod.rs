@@ -34,8 +34,8 @@ use self::{
 };
 use super::{
     redis::{endpoint, Endpoint, RedisSettings},
-    AcquireRequest, Attempt, CallTimedOut, NoQuorum, RedisStore, Store, StoreError, StoreFuture,
-    StoredLock, Watch,
+    AcquireRequest, Attempt, CallTimedOut, Capabilities, NoQuorum, RedisStore, Store, StoreError,
+    StoreFuture, StoredLock, Watch,
 };
 use crate::{error::LockError, lease::drift_margin, redact, token::Token};
 
@@ -51,8 +51,8 @@ const STRAGGLER_GRACE: Duration = Duration::from_millis(1);
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 
 /// Why an acquire with a fencing token is refused.
-const NO_FENCING: &str = "fencing tokens are not available on a Redlock backend: no single \
-     counter orders the acquisitions of independent servers. Use one Redis server (with \
+const NO_FENCING: &str = "no single \
+     counter orders the acquisitions of Redlock's independent servers. Use one Redis server (with \
      replicas and Sentinel if need be) or a Redis Cluster for fenced locks";
 
 /// Locks kept on several independent Redis servers; see the module documentation.
@@ -369,6 +369,16 @@ impl RedlockStore {
 }
 
 impl Store for RedlockStore {
+    /// Every server's call is bounded by the time bound (its store's own), and they run at
+    /// once; an acquire also waits for its take-back at most until the bound ends.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new("redlock")
+            .no_fencing(NO_FENCING)
+            .notifies_waiters()
+            .operators()
+            .bounds_own_calls()
+    }
+
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         Box::pin(async move {
             let started = Instant::now();
@@ -486,20 +496,6 @@ impl Store for RedlockStore {
             let watches: Vec<Watch> = answers.into_iter().flatten().flatten().collect();
             Ok(merged(watches))
         })
-    }
-
-    /// Every server's call is bounded by the time bound (its store's own), and they run at
-    /// once; an acquire also waits for its take-back at most until the bound ends.
-    fn bounds_own_calls(&self) -> bool {
-        true
-    }
-
-    fn refuses(&self, _ttl: Duration, fenced: bool) -> Option<String> {
-        fenced.then(|| NO_FENCING.to_owned())
-    }
-
-    fn kind(&self) -> &'static str {
-        "redlock"
     }
 
     /// Held when a majority of servers hold it for one token; the shortest remaining lease

@@ -38,7 +38,8 @@ use self::{
     session::Session,
 };
 use super::{
-    AcquireRequest, Attempt, SessionWatch, Store, StoreError, StoreFuture, StoredLock, Watch,
+    AcquireRequest, Attempt, Capabilities, SessionWatch, Store, StoreError, StoreFuture,
+    StoredLock, Watch,
 };
 use crate::{error::LockError, token::Token};
 
@@ -280,6 +281,21 @@ impl ZooKeeperStore {
 }
 
 impl Store for ZooKeeperStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new("zookeeper")
+            .fencing()
+            .queues_contenders()
+            .notifies_waiters()
+            .operators()
+            .session_leases()
+            .min_ttl(
+                self.timeout,
+                "that is the session timeout: a holder that dies keeps its lock until its \
+                 session expires, so the TTL must be at least the session timeout (see \
+                 `BackendBuilder::zookeeper_session_timeout`)",
+            )
+    }
+
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         Box::pin(async move {
             let (contender, queue) = match self.contender(request.key, request.token) {
@@ -400,27 +416,8 @@ impl Store for ZooKeeperStore {
         })
     }
 
-    fn refuses(&self, ttl: Duration, _fenced: bool) -> Option<String> {
-        (ttl < self.timeout).then(|| {
-            format!(
-                "a TTL of {ttl:?} is shorter than the ZooKeeper session timeout ({:?}): a \
-                 holder that dies keeps its lock until its session expires, so the TTL must be \
-                 at least the session timeout (see `BackendBuilder::zookeeper_session_timeout`)",
-                self.timeout
-            )
-        })
-    }
-
-    fn queues_contenders(&self) -> bool {
-        true
-    }
-
     fn session(&self, key: &str, token: &Token) -> Option<SessionWatch> {
         self.contender(key, token).map(|c| c.session.watch())
-    }
-
-    fn kind(&self) -> &'static str {
-        "zookeeper"
     }
 
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {

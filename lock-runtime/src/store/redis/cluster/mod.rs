@@ -33,7 +33,7 @@ use super::{
     alive::RuntimeAlive,
     operate,
     script::{Floor, Scripts},
-    RedisSettings, TlsConfig,
+    Capabilities, RedisSettings, TlsConfig,
 };
 
 mod shards;
@@ -321,6 +321,17 @@ impl Drop for Registration {
 }
 
 impl Store for ClusterStore {
+    /// Every request carries the client's response timeout, set to the time bound. Several
+    /// keys are taken in one script when they share a slot.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new("redis-cluster")
+            .fencing()
+            .notifies_waiters()
+            .several_keys_at_once()
+            .operators()
+            .bounds_own_calls()
+    }
+
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         self.shards.note_ttl(request.ttl);
         Box::pin(async move {
@@ -468,15 +479,6 @@ impl Store for ClusterStore {
             }
             Ok(Watch::new(notify, registration))
         })
-    }
-
-    /// Every request carries the client's response timeout, set to the time bound.
-    fn bounds_own_calls(&self) -> bool {
-        true
-    }
-
-    fn kind(&self) -> &'static str {
-        "redis-cluster"
     }
 
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {

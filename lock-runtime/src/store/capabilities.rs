@@ -1,0 +1,231 @@
+//! What a store can do, declared once ([`Store::capabilities`](super::Store::capabilities))
+//! instead of asked method by method: the runtime refuses what a store lacks before any
+//! call, the README's capability table is checked against it, and the conformance suite
+//! skips a scenario only where a store declares it cannot give what the scenario proves.
+
+use std::time::Duration;
+
+use super::LockKind;
+
+/// What a store can do.
+///
+/// Built with [`Capabilities::new`], which declares the least (exclusive locks, no fencing
+/// tokens, waiters re-check on a timer, the runtime bounds every call), and one call per
+/// capability a store adds:
+///
+/// ```
+/// use lock_runtime::store::{Capabilities, LockKind};
+/// use std::time::Duration;
+///
+/// const MINE: Capabilities = Capabilities::new("mine")
+///     .fencing()
+///     .readers()
+///     .notifies_waiters()
+///     .min_ttl(Duration::from_secs(1), "leases are kept in whole seconds");
+/// assert!(MINE.supports(LockKind::Read));
+/// assert!(!MINE.supports(LockKind::Permit { permits: 2 }));
+/// assert_eq!(MINE.label(), "mine");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    label: &'static str,
+    readers: bool,
+    permits: bool,
+    no_fencing: Option<&'static str>,
+    queues_contenders: bool,
+    notifies_waiters: bool,
+    several_keys: bool,
+    operators: bool,
+    session_leases: bool,
+    bounds_own_calls: bool,
+    min_ttl: Option<(Duration, &'static str)>,
+}
+
+impl Capabilities {
+    /// The least a store can be: exclusive locks without fencing tokens, named `label` (the
+    /// `backend` label of the metrics: `redis`, `redis-cluster`, `redlock`, `zookeeper`,
+    /// `postgres`, `memory`, or a custom store's own).
+    pub const fn new(label: &'static str) -> Self {
+        Self {
+            label,
+            readers: false,
+            permits: false,
+            no_fencing: Some("this store gives no fencing tokens"),
+            queues_contenders: false,
+            notifies_waiters: false,
+            several_keys: false,
+            operators: false,
+            session_leases: false,
+            bounds_own_calls: false,
+            min_ttl: None,
+        }
+    }
+
+    /// Takes read locks ([`LockKind::Read`]): [`Store::release_shared`],
+    /// [`Store::extend_shared`] and [`Store::withdraw`] act on them.
+    ///
+    /// [`Store::release_shared`]: super::Store::release_shared
+    /// [`Store::extend_shared`]: super::Store::extend_shared
+    /// [`Store::withdraw`]: super::Store::withdraw
+    #[must_use]
+    pub const fn readers(mut self) -> Self {
+        self.readers = true;
+        self
+    }
+
+    /// Takes a semaphore's permits ([`LockKind::Permit`]).
+    #[must_use]
+    pub const fn permits(mut self) -> Self {
+        self.permits = true;
+        self
+    }
+
+    /// Gives a fencing token with every acquisition that asks for one: greater than every
+    /// earlier one of that lock.
+    #[must_use]
+    pub const fn fencing(mut self) -> Self {
+        self.no_fencing = None;
+        self
+    }
+
+    /// Gives no fencing tokens, for the reason given: a fenced acquire is refused with it.
+    #[must_use]
+    pub const fn no_fencing(mut self, why: &'static str) -> Self {
+        self.no_fencing = Some(why);
+        self
+    }
+
+    /// A contender that found the lock busy stays queued in the store (ZooKeeper's
+    /// sequential nodes) until it gets the lock or gives up: the runtime calls
+    /// [`Store::release`](super::Store::release) with its token whenever an acquire ends
+    /// without the lock, to leave the queue; waiters are served in order.
+    #[must_use]
+    pub const fn queues_contenders(mut self) -> Self {
+        self.queues_contenders = true;
+        self
+    }
+
+    /// [`Store::watch`](super::Store::watch) wakes waiters when the lock is released, so
+    /// they need not wait for their re-check timer.
+    #[must_use]
+    pub const fn notifies_waiters(mut self) -> Self {
+        self.notifies_waiters = true;
+        self
+    }
+
+    /// [`Store::try_acquire_all`](super::Store::try_acquire_all) takes several locks in one
+    /// atomic step (where it can: a cluster only when they share a slot).
+    #[must_use]
+    pub const fn several_keys_at_once(mut self) -> Self {
+        self.several_keys = true;
+        self
+    }
+
+    /// [`Store::inspect`](super::Store::inspect), [`Store::list`](super::Store::list) and
+    /// [`Store::force_release`](super::Store::force_release) work, for operators.
+    #[must_use]
+    pub const fn operators(mut self) -> Self {
+        self.operators = true;
+        self
+    }
+
+    /// Leases are sessions ([`Store::session`](super::Store::session)): a lock ends when
+    /// the session that holds it does, which the runtime follows.
+    #[must_use]
+    pub const fn session_leases(mut self) -> Self {
+        self.session_leases = true;
+        self
+    }
+
+    /// The store ends each of its calls itself once the time bound it was built with runs
+    /// out, failing it as timed out: the runtime then arms no timer of its own around the
+    /// call (a timer per call shows in the profile).
+    #[must_use]
+    pub const fn bounds_own_calls(mut self) -> Self {
+        self.bounds_own_calls = true;
+        self
+    }
+
+    /// Leases shorter than `ttl` cannot be kept, for the reason given: such an acquire is
+    /// refused, naming both.
+    #[must_use]
+    pub const fn min_ttl(mut self, ttl: Duration, why: &'static str) -> Self {
+        self.min_ttl = Some((ttl, why));
+        self
+    }
+
+    /// The store's name, as the metrics' `backend` label says it.
+    pub const fn label(&self) -> &'static str {
+        self.label
+    }
+
+    /// Whether locks of `kind` can be taken.
+    pub const fn supports(&self, kind: LockKind) -> bool {
+        match kind {
+            LockKind::Exclusive => true,
+            LockKind::Read => self.readers,
+            LockKind::Permit { .. } => self.permits,
+        }
+    }
+
+    /// Whether acquisitions can carry fencing tokens.
+    pub const fn has_fencing(&self) -> bool {
+        self.no_fencing.is_none()
+    }
+
+    /// Whether contenders queue in the store, served in order.
+    pub const fn has_queue(&self) -> bool {
+        self.queues_contenders
+    }
+
+    /// Whether a release wakes waiters.
+    pub const fn has_notifications(&self) -> bool {
+        self.notifies_waiters
+    }
+
+    /// Whether several locks can be taken in one atomic step.
+    pub const fn has_several_keys_at_once(&self) -> bool {
+        self.several_keys
+    }
+
+    /// Whether operators can inspect, list and release locks by force.
+    pub const fn has_operators(&self) -> bool {
+        self.operators
+    }
+
+    /// Whether leases are sessions.
+    pub const fn has_session_leases(&self) -> bool {
+        self.session_leases
+    }
+
+    /// Whether the store bounds its own calls in time.
+    pub const fn has_own_bounds(&self) -> bool {
+        self.bounds_own_calls
+    }
+
+    /// The shortest lease the store keeps, if it has one beyond the runtime's 1 ms.
+    pub const fn shortest_ttl(&self) -> Option<Duration> {
+        match self.min_ttl {
+            Some((ttl, _)) => Some(ttl),
+            None => None,
+        }
+    }
+
+    /// Why a lock with a lease of `ttl` (and a fencing token, if `fenced`) cannot be taken
+    /// on this store, if it cannot.
+    pub(crate) fn refuses(&self, ttl: Duration, fenced: bool) -> Option<String> {
+        if let (true, Some(why)) = (fenced, self.no_fencing) {
+            return Some(format!(
+                "fencing tokens are not available on the {} store: {why}",
+                self.label
+            ));
+        }
+        match self.min_ttl {
+            Some((min, why)) if ttl < min => Some(format!(
+                "a TTL of {ttl:?} is shorter than the {} store's shortest lease ({min:?}): {why}",
+                self.label
+            )),
+            _ => None,
+        }
+    }
+}
