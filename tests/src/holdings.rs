@@ -33,10 +33,23 @@ pub struct LockLoops(Vec<tokio::process::Child>);
 
 impl LockLoops {
     pub fn spawn(binary: &str, url: &str, processes: usize, seconds: u32, ttl_ms: u32) -> Self {
+        Self::spawn_with(binary, url, &[], processes, seconds, ttl_ms)
+    }
+
+    /// [`spawn`](Self::spawn), with `env` set for each process.
+    pub fn spawn_with(
+        binary: &str,
+        url: &str,
+        env: &[(&str, &str)],
+        processes: usize,
+        seconds: u32,
+        ttl_ms: u32,
+    ) -> Self {
         let children = (0..processes)
             .map(|_| {
                 tokio::process::Command::new(binary)
                     .args([url, "shared", &seconds.to_string(), &ttl_ms.to_string()])
+                    .envs(env.iter().copied())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .kill_on_drop(true)

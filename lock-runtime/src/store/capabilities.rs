@@ -38,6 +38,7 @@ pub struct Capabilities {
     operators: bool,
     session_leases: bool,
     bounds_own_calls: bool,
+    one_process: bool,
     min_ttl: Option<(Duration, &'static str)>,
 }
 
@@ -57,6 +58,7 @@ impl Capabilities {
             operators: false,
             session_leases: false,
             bounds_own_calls: false,
+            one_process: false,
             min_ttl: None,
         }
     }
@@ -146,6 +148,14 @@ impl Capabilities {
         self
     }
 
+    /// Locks live in this process only (the in-memory store): they exclude tasks of one
+    /// process, not processes.
+    #[must_use]
+    pub const fn one_process(mut self) -> Self {
+        self.one_process = true;
+        self
+    }
+
     /// Leases shorter than `ttl` cannot be kept, for the reason given: such an acquire is
     /// refused, naming both.
     #[must_use]
@@ -201,6 +211,11 @@ impl Capabilities {
     /// Whether the store bounds its own calls in time.
     pub const fn has_own_bounds(&self) -> bool {
         self.bounds_own_calls
+    }
+
+    /// Whether locks exclude other processes (every store but the in-memory one).
+    pub const fn across_processes(&self) -> bool {
+        !self.one_process
     }
 
     /// The shortest lease the store keeps, if it has one beyond the runtime's 1 ms.

@@ -254,6 +254,7 @@ pub(crate) fn mismatch(key: &str, held: u32, wanted: u32) -> KindMismatch {
 impl Store for MemoryStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities::new("memory")
+            .one_process()
             .readers()
             .permits()
             .fencing()

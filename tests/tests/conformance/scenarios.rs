@@ -1,0 +1,597 @@
+//! The scenarios every store must pass. Each takes the store's servers and its own name
+//! (locks are taken under it as a key prefix, so scenarios sharing servers never meet), and
+//! says whether it ran or why not.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        OnceLock,
+    },
+    time::{Duration, Instant},
+};
+
+use lock_runtime::{Backend, LockError, LockMode, LockOptions};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::{stores::Servers, Outcome};
+
+/// A TTL of at least `ttl` that the store keeps (ZooKeeper's are at least its session).
+fn ttl(backend: &Backend, ttl: Duration) -> Duration {
+    let shortest = backend.capabilities().shortest_ttl();
+    shortest.map_or(ttl, |shortest| shortest.max(ttl))
+}
+
+fn skipped(why: impl Into<String>) -> Outcome {
+    Outcome::Skipped(why.into())
+}
+
+/// Three `lock-loop` processes take one lock over and over for three seconds: no two
+/// holdings overlap, and fencing tokens grow from each to the next.
+pub async fn exclusion_across_processes<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+    let client = servers.connect(scenario).await;
+    let capabilities = client.capabilities();
+    if !capabilities.across_processes() {
+        return skipped("the store declares its locks live in one process (`one_process`)");
+    }
+    let ttl_ms = u32::try_from(ttl(&client, Duration::from_secs(2)).as_millis()).unwrap();
+    let env = servers.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let loops = lock_tests::LockLoops::spawn_with(
+        env!("CARGO_BIN_EXE_lock-loop"),
+        &servers.url(),
+        &env,
+        3,
+        3,
+        ttl_ms,
+    );
+    let holdings = loops.holdings().await;
+    assert!(holdings.len() >= 10, "only {} holdings", holdings.len());
+    for pair in holdings.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        assert!(a.exit <= b.enter, "two holders at once: {a:?} and {b:?}");
+        if capabilities.has_fencing() {
+            assert!(
+                a.fence < b.fence,
+                "a fencing token did not grow: {a:?} then {b:?}"
+            );
+        }
+    }
+    Outcome::Passed
+}
+
+/// A waiter is woken by the holder's release, not by its re-check timer (which would
+/// leave it 0-200 ms behind, 100 ms on average): in at least seven of ten hand-overs it has
+/// the lock within 50 ms of the release (by chance, on the timer, at most 0.4 % of runs
+/// would).
+pub async fn waiters_are_woken_by_the_release<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+    let (a, b) = (
+        servers.connect(scenario).await,
+        servers.connect(scenario).await,
+    );
+    if !a.capabilities().has_notifications() {
+        return skipped("the store declares no release notifications: waiters re-check on a timer");
+    }
+    let options = LockOptions::new(ttl(&a, Duration::from_secs(30)));
+    let mut gaps = Vec::new();
+    for _ in 0..10 {
+        let held = a.acquire("handed", &options).await.expect("acquire");
+        let (b, waiting) = (b.clone(), options.clone().wait(Duration::from_secs(20)));
+        let waiter = tokio::spawn(async move { b.acquire("handed", &waiting).await });
+        gaps.push(lock_tests::handoff_gap(held, waiter).await);
+    }
+    let quick = gaps
+        .iter()
+        .filter(|g| **g < Duration::from_millis(50))
+        .count();
+    assert!(
+        quick >= 7,
+        "woken within 50 ms {quick} times of 10: {gaps:?}"
+    );
+    Outcome::Passed
+}
+
+/// Two clients take a fenced lock in turn: every token is greater than the one before.
+/// A store without fencing refuses a fenced lock before any call, naming the reason.
+pub async fn fencing_tokens_grow<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+    let (a, b) = (
+        servers.connect(scenario).await,
+        servers.connect(scenario).await,
+    );
+    let fenced = LockOptions::new(ttl(&a, Duration::from_secs(10))).fencing(true);
+    if !a.capabilities().has_fencing() {
+        let refused = a.acquire("fenced", &fenced).await;
+        let Err(LockError::InvalidInput(why)) = refused else {
+            panic!("a fenced lock on a store without fencing: {refused:?}");
+        };
+        return skipped(format!(
+            "the store declares no fencing tokens, and says: {why}"
+        ));
+    }
+    let mut last = 0;
+    for round in 0..20 {
+        let client = if round % 2 == 0 { &a } else { &b };
+        let guard = client.acquire("fenced", &fenced).await.expect("acquire");
+        let token = guard.fencing_token().expect("a fencing token");
+        assert!(token > last, "round {round}: token {token} after {last}");
+        last = token;
+        guard.release().await.expect("release");
+    }
+    Outcome::Passed
+}
+
+/// A body three leases long keeps its lock, renewed: another client finds it busy every
+/// time it asks, and the body ends with its own value.
+pub async fn renewal_keeps_the_lease<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+    let (a, b) = (
+        servers.connect(scenario).await,
+        servers.connect(scenario).await,
+    );
+    let lease = ttl(&a, Duration::from_secs(1));
+    let options = LockOptions::new(lease).renew(true);
+    let once = LockOptions::new(lease);
+    let body = async {
+        let until = Instant::now() + lease * 3;
+        let mut asked = 0;
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let other = b.acquire("renewed", &once).await;
+            assert!(
+                matches!(&other, Err(e) if e.is_busy()),
+                "another client, {:?} into a {lease:?} lease: {other:?}",
+                until.elapsed()
+            );
+            asked += 1;
+        }
+        asked
+    };
+    let asked = a
+        .with_lock("renewed", &options, body)
+        .await
+        .expect("renewed");
+    assert!(asked >= 10, "{asked}");
+    Outcome::Passed
+}
+
+/// An operator releases a held lock by force: the holder's next renewal finds it gone, the
+/// body is cancelled and the call ends with `Lost`, well before the body would have.
+pub async fn a_lost_lease_cancels_the_body<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+    let (a, b) = (
+        servers.connect(scenario).await,
+        servers.connect(scenario).await,
+    );
+    if !a.capabilities().has_operators() {
+        return skipped("the store declares no operators' calls to take a lock away with");
+    }
+    let lease = ttl(&a, Duration::from_secs(1));
+    let options = LockOptions::new(lease).renew(true);
+    let finished = std::sync::Arc::new(AtomicBool::new(false));
+    let body_finished = finished.clone();
+    let holder = tokio::spawn(async move {
+        let body = async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            body_finished.store(true, Ordering::SeqCst);
+        };
+        a.with_lock("taken", &options, body).await
+    });
+    assert!(
+        lock_tests::eventually_async(Duration::from_secs(10), || async {
+            matches!(b.inspect("taken").await, Ok(Some(_)))
+        })
+        .await,
+        "the holder never held the lock"
+    );
+    let taken = b.force_release("taken").await.expect("force release");
+    assert!(taken.is_some(), "released by force what was held");
+    let ended = tokio::time::timeout(lease * 2 + Duration::from_secs(5), holder)
+        .await
+        .expect("the body was not cancelled within two leases")
+        .expect("task");
+    assert!(matches!(&ended, Err(e) if e.is_lost()), "{ended:?}");
+    assert!(!finished.load(Ordering::SeqCst), "the body ran to its end");
+    Outcome::Passed
+}
+
+/// A body that panics, and a call dropped while its body runs, both leave the lock free
+/// at once (long before its 30 s lease).
+pub async fn release_on_cancel_and_on_panic<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+    let (a, b) = (
+        servers.connect(scenario).await,
+        servers.connect(scenario).await,
+    );
+    let options = LockOptions::new(ttl(&a, Duration::from_secs(30)));
+    let waiting = options.clone().wait(Duration::from_secs(10));
+
+    let (panicking, opts) = (a.clone(), options.clone());
+    let panicked = tokio::spawn(async move {
+        panicking
+            .with_lock("panics", &opts, async {
+                panic!("the body panics (on purpose)")
+            })
+            .await
+    })
+    .await;
+    assert!(panicked.expect_err("the body panicked").is_panic());
+    let started = Instant::now();
+    let after = b
+        .acquire("panics", &waiting)
+        .await
+        .expect("free after the panic");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    after.release().await.expect("release");
+
+    let body = tokio::time::sleep(Duration::from_secs(60));
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(500),
+        a.with_lock("cancelled", &options, body),
+    )
+    .await;
+    assert!(dropped.is_err(), "the call was dropped while its body ran");
+    let after = b
+        .acquire("cancelled", &waiting)
+        .await
+        .expect("free after the cancel");
+    after.release().await.expect("release");
+    Outcome::Passed
+}
+
+/// The same lock taken again inside its own body runs at once; another client still finds
+/// it busy.
+pub async fn nested_calls_reenter<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+    let (a, b) = (
+        servers.connect(scenario).await,
+        servers.connect(scenario).await,
+    );
+    let options = LockOptions::new(ttl(&a, Duration::from_secs(10)));
+    let inner = async {
+        let nested = a.with_lock("nested", &options, async {
+            let other = b.acquire("nested", &options).await;
+            assert!(matches!(&other, Err(e) if e.is_busy()), "{other:?}");
+            7
+        });
+        nested.await
+    };
+    let value = a.with_lock("nested", &options, inner).await;
+    assert_eq!(value.expect("outer").expect("inner"), 7);
+    Outcome::Passed
+}
+
+/// A client connected on a runtime that has since shut down keeps working on another:
+/// single tries, and a waiter woken by a release.
+pub async fn the_connecting_runtime_shut_down<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+    let backend = tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let first = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    let backend = first.block_on(servers.connect(scenario));
+                    drop(first);
+                    backend
+                })
+                .join()
+                .expect("connect on a runtime of its own")
+        })
+    });
+    // Let whatever the first runtime left behind notice it is gone.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let options = LockOptions::new(ttl(&backend, Duration::from_secs(10)));
+    for round in 0..5 {
+        let guard = backend.acquire("after", &options).await;
+        let guard = guard.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let (b, waiting) = (
+            backend.clone(),
+            options.clone().wait(Duration::from_secs(10)),
+        );
+        let waiter = tokio::spawn(async move { b.acquire("after", &waiting).await });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        guard
+            .release()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let next = waiter.await.expect("task");
+        let next = next.unwrap_or_else(|e| panic!("round {round}, the waiter: {e}"));
+        next.release()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
+    Outcome::Passed
+}
+
+/// Empty and over-long names, zero and over-long TTLs: `InvalidInput`, before any call.
+pub async fn bad_input_is_refused_before_any_call<S: Servers>(
+    servers: &S,
+    scenario: &str,
+) -> Outcome {
+    let backend = servers.connect(scenario).await;
+    let good = LockOptions::new(ttl(&backend, Duration::from_secs(10)));
+    let long = "n".repeat(lock_runtime::MAX_NAME_LEN + 1);
+    for name in ["", long.as_str()] {
+        let refused = backend.acquire(name, &good).await;
+        assert!(
+            matches!(refused, Err(LockError::InvalidInput(_))),
+            "{refused:?}"
+        );
+        let refused = backend.acquire_all([name, "other"], &good).await;
+        assert!(
+            matches!(refused, Err(LockError::InvalidInput(_))),
+            "{refused:?}"
+        );
+    }
+    let year = lock_runtime::MAX_TTL + Duration::from_secs(1);
+    for ttl in [Duration::ZERO, year] {
+        let refused = backend.acquire("ttl", &LockOptions::new(ttl)).await;
+        assert!(
+            matches!(refused, Err(LockError::InvalidInput(_))),
+            "{ttl:?}: {refused:?}"
+        );
+    }
+    Outcome::Passed
+}
+
+/// An operator sees who holds a lock (this process, on this host), lists it, and releases
+/// it by force; the old holder's release then leaves the new holder's lock alone.
+pub async fn holder_records_and_operators<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+    let (a, b) = (
+        servers.connect(scenario).await,
+        servers.connect(scenario).await,
+    );
+    if !a.capabilities().has_operators() {
+        return skipped("the store declares no operators' calls (inspect, list, force release)");
+    }
+    let options = LockOptions::new(ttl(&a, Duration::from_secs(10)));
+    let held = a.acquire("held:1", &options).await.expect("acquire");
+    let info = b.inspect("held:1").await.expect("inspect").expect("held");
+    let holder = info.holder.as_ref().expect("a holder record");
+    assert_eq!(holder.pid, std::process::id());
+    assert!(!holder.host.is_empty());
+    assert_eq!(info.name, "held:1");
+    let listed = b.list("held:*").await.expect("list");
+    assert!(listed.iter().any(|l| l.name == "held:1"), "{listed:?}");
+    assert!(b.inspect("held:2").await.expect("inspect").is_none());
+
+    let taken = b.force_release("held:1").await.expect("force release");
+    assert_eq!(taken.expect("it was held").token, info.token);
+    let next = b
+        .acquire("held:1", &options)
+        .await
+        .expect("free after the force release");
+    let _ = held.release().await;
+    let still = a.acquire("held:1", &options).await;
+    assert!(matches!(&still, Err(e) if e.is_busy()), "{still:?}");
+    next.release().await.expect("the new holder's release");
+    Outcome::Passed
+}
+
+/// Two tasks take the same two locks, named in opposite orders, ten times each: neither
+/// waits forever, and never do both hold them.
+pub async fn several_keys_in_both_orders<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+    let (a, b) = (
+        servers.connect(scenario).await,
+        servers.connect(scenario).await,
+    );
+    let options = LockOptions::new(ttl(&a, Duration::from_secs(10))).wait(Duration::from_secs(30));
+    static INSIDE: [AtomicBool; 8] = [const { AtomicBool::new(false) }; 8];
+    let slot = INSIDE
+        .iter()
+        .position(|s| !s.swap(true, Ordering::SeqCst))
+        .expect("a slot");
+    let inside = &INSIDE[slot];
+    inside.store(false, Ordering::SeqCst);
+    let run = |backend: Backend, names: [&'static str; 2]| {
+        let options = options.clone();
+        async move {
+            for round in 0..10 {
+                let guard = backend.acquire_all(names, &options).await;
+                let guard = guard.unwrap_or_else(|e| panic!("{names:?}, round {round}: {e}"));
+                assert!(!inside.swap(true, Ordering::SeqCst), "both hold {names:?}");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                inside.store(false, Ordering::SeqCst);
+                guard.release().await.expect("release");
+            }
+        }
+    };
+    let both = async {
+        tokio::join!(run(a.clone(), ["x", "y"]), run(b.clone(), ["y", "x"]));
+    };
+    tokio::time::timeout(Duration::from_secs(60), both)
+        .await
+        .expect("both orders done within a minute");
+    Outcome::Passed
+}
+
+/// Readers share a lock and keep a writer out; a semaphore admits its permits and no more,
+/// and the next is woken when one is let go. A store without either refuses it before any
+/// call.
+pub async fn readers_and_permits<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+    let (a, b) = (
+        servers.connect(scenario).await,
+        servers.connect(scenario).await,
+    );
+    let capabilities = a.capabilities();
+    let lease = ttl(&a, Duration::from_secs(10));
+    let read = LockOptions::new(lease).mode(LockMode::Read);
+    let write = LockOptions::new(lease);
+    let permits = LockOptions::new(lease).permits(2);
+    let mut missing = Vec::new();
+    if capabilities.supports(lock_runtime::store::LockKind::Read) {
+        let r1 = a.acquire("rw", &read).await.expect("a reader");
+        let r2 = b.acquire("rw", &read).await.expect("a second reader");
+        let writer = b.acquire("rw", &write).await;
+        assert!(matches!(&writer, Err(e) if e.is_busy()), "{writer:?}");
+        r1.release().await.expect("release");
+        r2.release().await.expect("release");
+        let writer = b
+            .acquire("rw", &write)
+            .await
+            .expect("the writer, readers gone");
+        writer.release().await.expect("release");
+    } else {
+        let refused = a.acquire("rw", &read).await;
+        assert!(
+            matches!(refused, Err(LockError::InvalidInput(_))),
+            "{refused:?}"
+        );
+        missing.push("readers");
+    }
+    if capabilities.supports(lock_runtime::store::LockKind::Permit { permits: 2 }) {
+        let p1 = a.acquire("sem", &permits).await.expect("a permit");
+        let p2 = b.acquire("sem", &permits).await.expect("a second permit");
+        let third = b.acquire("sem", &permits).await;
+        assert!(matches!(&third, Err(e) if e.is_busy()), "{third:?}");
+        let (c, waiting) = (b.clone(), permits.clone().wait(Duration::from_secs(10)));
+        let waiter = tokio::spawn(async move { c.acquire("sem", &waiting).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        p1.release().await.expect("release");
+        let p3 = waiter.await.expect("task").expect("the third, woken");
+        p2.release().await.expect("release");
+        p3.release().await.expect("release");
+    } else {
+        let refused = a.acquire("sem", &permits).await;
+        assert!(
+            matches!(refused, Err(LockError::InvalidInput(_))),
+            "{refused:?}"
+        );
+        missing.push("semaphores");
+    }
+    match missing.is_empty() {
+        true => Outcome::Passed,
+        false => skipped(format!(
+            "the store declares no {} (refused with InvalidInput before any call)",
+            missing.join(" and ")
+        )),
+    }
+}
+
+/// The process's metrics recorder, installed before the first lock it counts.
+fn recorder() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .install_recorder()
+            .expect("recorder")
+    })
+}
+
+/// Three acquisitions and a busy try move the counters by three and one, under the
+/// store's `backend` label.
+pub async fn metrics_count_what_happened<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+    recorder();
+    let (a, b) = (
+        servers.connect(scenario).await,
+        servers.connect(scenario).await,
+    );
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let template: &'static str = Box::leak(format!("conformance-{n}:{{id}}").into_boxed_str());
+    let options = LockOptions::new(ttl(&a, Duration::from_secs(10))).name_template(template);
+    let labels = [
+        format!(r#"name="{template}""#),
+        format!(r#"backend="{}""#, a.capabilities().label()),
+    ];
+    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let value = |metric: &str| lock_tests::prometheus_value(&recorder().render(), metric, &labels);
+    for id in 0..3 {
+        let guard = a
+            .acquire(&format!("counted:{id}"), &options)
+            .await
+            .expect("acquire");
+        guard.release().await.expect("release");
+    }
+    assert_eq!(value("distributed_lock_acquisitions_total"), 3.0);
+    let held = a.acquire("counted:9", &options).await.expect("acquire");
+    let busy = b.acquire("counted:9", &options).await;
+    assert!(matches!(&busy, Err(e) if e.is_busy()), "{busy:?}");
+    assert_eq!(value("distributed_lock_busy_total"), 1.0);
+    assert_eq!(value("distributed_lock_held"), 1.0);
+    held.release().await.expect("release");
+    assert_eq!(value("distributed_lock_held"), 0.0);
+    Outcome::Passed
+}
+
+/// Fenced tokens after the store was killed and started again are greater than every one
+/// before it.
+pub async fn fencing_grows_across_a_restart<S: Servers>(
+    servers: &mut S,
+    scenario: &str,
+) -> Outcome {
+    let backend = servers.connect(scenario).await;
+    if !backend.capabilities().has_fencing() {
+        return skipped("the store declares no fencing tokens");
+    }
+    let fenced = LockOptions::new(ttl(&backend, Duration::from_secs(2))).fencing(true);
+    let mut before = 0;
+    for _ in 0..5 {
+        let guard = backend
+            .acquire("restarted", &fenced)
+            .await
+            .expect("acquire");
+        before = before.max(guard.fencing_token().expect("token"));
+        guard.release().await.expect("release");
+    }
+    if let Err(why) = servers.kill() {
+        return skipped(why);
+    }
+    servers.revive().await;
+    let after = eventually_acquired(&backend, "restarted", &fenced).await;
+    let token = after.fencing_token().expect("token");
+    assert!(
+        token > before,
+        "token {token} after a restart, {before} before"
+    );
+    let _ = after.release().await;
+    Outcome::Passed
+}
+
+/// With the store killed, calls fail within their bounds (no hang); started again, it
+/// grants locks again.
+pub async fn killed_and_back<S: Servers>(servers: &mut S, scenario: &str) -> Outcome {
+    let backend = servers.connect(scenario).await;
+    let options = LockOptions::new(ttl(&backend, Duration::from_secs(2)));
+    let guard = backend
+        .acquire("outage", &options)
+        .await
+        .expect("before the kill");
+    guard.release().await.expect("release");
+    if let Err(why) = servers.kill() {
+        return skipped(why);
+    }
+    for waiting in [Duration::ZERO, Duration::from_secs(2)] {
+        let started = Instant::now();
+        let failed = backend
+            .acquire("outage", &options.clone().wait(waiting))
+            .await;
+        let took = started.elapsed();
+        let error = failed.expect_err("no lock from a dead store");
+        assert!(!error.is_busy() || waiting > Duration::ZERO, "{error}");
+        // The call's own bound (1 s), a reconnection's, and room for the scheduler.
+        assert!(took < waiting + Duration::from_secs(5), "{took:?}: {error}");
+        let text = error.to_string();
+        assert!(!text.is_empty());
+    }
+    servers.revive().await;
+    let back = eventually_acquired(&backend, "outage", &options).await;
+    back.release().await.expect("release");
+    Outcome::Passed
+}
+
+/// `name` taken through `backend` once the store answers again (within 60 s).
+async fn eventually_acquired(
+    backend: &Backend,
+    name: &str,
+    options: &LockOptions,
+) -> lock_runtime::LockGuard {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let waiting = options.clone().wait(Duration::from_secs(5));
+    loop {
+        match backend.acquire(name, &waiting).await {
+            Ok(guard) => return guard,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the store did not come back within a minute: {e}"),
+        }
+    }
+}

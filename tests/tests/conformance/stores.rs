@@ -1,0 +1,263 @@
+//! The stores the conformance suite runs on: one type each, with the servers it needs on
+//! this machine. Adding a store is one type here and one line in `main.rs`.
+
+use std::{sync::Arc, time::Duration};
+
+use lock_runtime::{store::MemoryStore, Backend, BackendBuilder};
+use lock_tests::{
+    postgres_url, unique_table, PrivateCluster, RedisCluster, RedisServer, RedlockServers,
+    Sentinel, ZooKeeperServer,
+};
+
+/// The ZooKeeper session timeout the suite connects with: its shortest TTL.
+pub const ZOOKEEPER_SESSION: Duration = Duration::from_secs(2);
+
+/// One store's servers, as a scenario sees them.
+pub(crate) trait Servers: Send + Sync + Sized + 'static {
+    /// Starts fresh servers. `own`: for a scenario that stops them (a private PostgreSQL
+    /// cluster rather than the machine's server).
+    async fn start(own: bool) -> Self;
+
+    /// The URL a client connects with (`lock-loop` processes too).
+    fn url(&self) -> String;
+
+    /// Extra environment for a `lock-loop` process.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    /// The builder's settings for this store, before `connect`.
+    fn settings(&self, builder: BackendBuilder) -> BackendBuilder {
+        builder
+    }
+
+    /// A new client, its locks under `prefix`: another process's view of the same store.
+    async fn connect(&self, prefix: &str) -> Backend {
+        self.settings(settings(prefix))
+            .connect(&self.url())
+            .await
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.url()))
+    }
+
+    /// Kills every server of the store (SIGKILL), or says why this fixture cannot.
+    fn kill(&mut self) -> Result<(), &'static str>;
+
+    /// Starts the killed servers again at the same addresses.
+    async fn revive(&mut self);
+}
+
+/// Settings every client of the suite shares.
+fn settings(prefix: &str) -> BackendBuilder {
+    Backend::builder()
+        .prefix(format!("{prefix}:"))
+        .op_timeout(Duration::from_secs(1))
+        .health_interval(Duration::from_millis(200))
+        .zookeeper_session_timeout(ZOOKEEPER_SESSION)
+        // The servers are fresh: no hold for their youth (on by default for Redlock).
+        .restart_guard_on_connect(false)
+}
+
+/// The in-memory store: one store per fixture, shared by every client made from it.
+pub struct Memory(Arc<MemoryStore>);
+
+impl Servers for Memory {
+    async fn start(_own: bool) -> Self {
+        Self(Arc::new(MemoryStore::new()))
+    }
+
+    fn url(&self) -> String {
+        "memory://".to_owned()
+    }
+
+    async fn connect(&self, prefix: &str) -> Backend {
+        settings(prefix)
+            .store(self.0.clone())
+            .expect("memory backend")
+    }
+
+    fn kill(&mut self) -> Result<(), &'static str> {
+        Err("the in-memory store has no server to kill")
+    }
+
+    async fn revive(&mut self) {}
+}
+
+/// One Redis server.
+pub struct Redis(Option<RedisServer>);
+
+impl Servers for Redis {
+    async fn start(_own: bool) -> Self {
+        Self(Some(RedisServer::start()))
+    }
+
+    fn url(&self) -> String {
+        self.0.as_ref().expect("server").url()
+    }
+
+    fn kill(&mut self) -> Result<(), &'static str> {
+        self.0.as_mut().expect("server").kill();
+        Ok(())
+    }
+
+    async fn revive(&mut self) {
+        let server = self.0.take().expect("server");
+        self.0 = Some(server.restarted().await);
+    }
+}
+
+/// A Redis primary named by three Sentinels.
+pub struct SentinelStore {
+    primary: Option<RedisServer>,
+    sentinels: Vec<Sentinel>,
+}
+
+impl Servers for SentinelStore {
+    async fn start(_own: bool) -> Self {
+        let primary = RedisServer::start();
+        let sentinels = Sentinel::three("conformance", &primary, 0).await;
+        Self {
+            primary: Some(primary),
+            sentinels,
+        }
+    }
+
+    fn url(&self) -> String {
+        Sentinel::url(&self.sentinels, "conformance")
+    }
+
+    fn kill(&mut self) -> Result<(), &'static str> {
+        self.primary.as_mut().expect("primary").kill();
+        Ok(())
+    }
+
+    async fn revive(&mut self) {
+        let primary = self.primary.take().expect("primary");
+        self.primary = Some(primary.restarted().await);
+    }
+}
+
+/// A Redis Cluster of three primaries.
+pub struct Cluster(RedisCluster);
+
+impl Servers for Cluster {
+    async fn start(_own: bool) -> Self {
+        Self(RedisCluster::start(3, 0).await)
+    }
+
+    fn url(&self) -> String {
+        self.0.url()
+    }
+
+    fn kill(&mut self) -> Result<(), &'static str> {
+        Err(
+            "the test cluster cannot start a killed node again in place (its nodes.conf is \
+             not kept)",
+        )
+    }
+
+    async fn revive(&mut self) {}
+}
+
+/// Redlock over three independent Redis servers.
+pub struct Redlock(RedlockServers);
+
+impl Servers for Redlock {
+    async fn start(_own: bool) -> Self {
+        Self(RedlockServers::start(3))
+    }
+
+    fn url(&self) -> String {
+        self.0.url()
+    }
+
+    fn kill(&mut self) -> Result<(), &'static str> {
+        for index in 0..3 {
+            self.0.kill(index);
+        }
+        Ok(())
+    }
+
+    async fn revive(&mut self) {
+        for index in 0..3 {
+            self.0.restart(index).await;
+        }
+    }
+}
+
+/// One ZooKeeper server.
+pub struct ZooKeeper(Option<ZooKeeperServer>);
+
+impl Servers for ZooKeeper {
+    async fn start(_own: bool) -> Self {
+        let server = tokio::task::spawn_blocking(ZooKeeperServer::start)
+            .await
+            .expect("start ZooKeeper");
+        Self(Some(server))
+    }
+
+    fn url(&self) -> String {
+        self.0.as_ref().expect("server").url()
+    }
+
+    fn kill(&mut self) -> Result<(), &'static str> {
+        self.0.as_mut().expect("server").kill();
+        Ok(())
+    }
+
+    async fn revive(&mut self) {
+        let server = self.0.take().expect("server");
+        self.0 = Some(server.restarted().await);
+    }
+}
+
+/// PostgreSQL: the machine's server with a table of the suite's own, or a private cluster
+/// for a scenario that stops it.
+pub struct Postgres {
+    table: String,
+    own: Option<PrivateCluster>,
+}
+
+impl Servers for Postgres {
+    async fn start(own: bool) -> Self {
+        let own = match own {
+            true => Some(
+                tokio::task::spawn_blocking(PrivateCluster::start)
+                    .await
+                    .expect("start PostgreSQL"),
+            ),
+            false => None,
+        };
+        Self {
+            table: unique_table("conformance"),
+            own,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.own
+            .as_ref()
+            .map_or_else(postgres_url, PrivateCluster::url)
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("LOCK_TESTS_TABLE", self.table.clone())]
+    }
+
+    fn settings(&self, builder: BackendBuilder) -> BackendBuilder {
+        builder.postgres_table(self.table.clone())
+    }
+
+    fn kill(&mut self) -> Result<(), &'static str> {
+        let Some(cluster) = &self.own else {
+            return Err("the machine's PostgreSQL server is not the suite's to stop");
+        };
+        cluster.crash();
+        Ok(())
+    }
+
+    async fn revive(&mut self) {
+        if let Some(cluster) = &self.own {
+            cluster.start_again();
+        }
+    }
+}
