@@ -140,6 +140,7 @@ macro_rules! conformance {
                 several_keys_in_both_orders,
                 readers_and_permits,
                 metrics_count_what_happened,
+                the_readme_table_says_what_the_store_declares,
             );
             own!(fencing_grows_across_a_restart, killed_and_back);
         }

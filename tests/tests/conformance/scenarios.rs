@@ -595,3 +595,69 @@ async fn eventually_acquired(
         }
     }
 }
+
+/// The store's row in the README's capability table says what the store declares.
+pub async fn the_readme_table_says_what_the_store_declares<S: Servers>(
+    servers: &S,
+    scenario: &str,
+) -> Outcome {
+    use lock_runtime::store::LockKind;
+    let declared = servers.connect(scenario).await.capabilities();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let cells = |line: &str| -> Vec<String> {
+        line.trim()
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_owned())
+            .collect()
+    };
+    let header = readme
+        .lines()
+        .find(|l| l.starts_with("| store |"))
+        .map(cells)
+        .expect("the capability table");
+    let row = readme
+        .lines()
+        .map(cells)
+        .find(|c| c[0] == S::ROW)
+        .unwrap_or_else(|| panic!("no row `{}` in the README's capability table", S::ROW));
+    assert_eq!(row.len(), header.len(), "{row:?}");
+    let says = |column: &str| -> &str {
+        let at = header.iter().position(|h| h == column).expect(column);
+        &row[at]
+    };
+    let yes = |column: &str| says(column).starts_with("yes");
+    let expected = [
+        ("across processes", declared.across_processes()),
+        ("readers", declared.supports(LockKind::Read)),
+        (
+            "semaphores",
+            declared.supports(LockKind::Permit { permits: 2 }),
+        ),
+        ("fencing tokens", declared.has_fencing()),
+        ("fair queue", declared.has_queue()),
+        (
+            "several keys in one step",
+            declared.has_several_keys_at_once(),
+        ),
+        ("operators' calls", declared.has_operators()),
+        ("woken by release", declared.has_notifications()),
+        ("leases are sessions", declared.has_session_leases()),
+    ];
+    for (column, value) in expected {
+        assert_eq!(
+            yes(column),
+            value,
+            "{}: `{column}` says {:?}",
+            S::ROW,
+            says(column)
+        );
+    }
+    let shortest = says("shortest TTL");
+    match declared.shortest_ttl() {
+        None => assert_eq!(shortest, "1 ms", "{}", S::ROW),
+        Some(_) => assert_eq!(shortest, "the session timeout", "{}", S::ROW),
+    }
+    Outcome::Passed
+}

@@ -14,6 +14,9 @@ pub const ZOOKEEPER_SESSION: Duration = Duration::from_secs(2);
 
 /// One store's servers, as a scenario sees them.
 pub(crate) trait Servers: Send + Sync + Sized + 'static {
+    /// The store's row in the README's capability table.
+    const ROW: &'static str;
+
     /// Starts fresh servers. `own`: for a scenario that stops them (a private PostgreSQL
     /// cluster rather than the machine's server).
     async fn start(own: bool) -> Self;
@@ -61,6 +64,8 @@ fn settings(prefix: &str) -> BackendBuilder {
 pub struct Memory(Arc<MemoryStore>);
 
 impl Servers for Memory {
+    const ROW: &'static str = "in-memory";
+
     async fn start(_own: bool) -> Self {
         Self(Arc::new(MemoryStore::new()))
     }
@@ -86,6 +91,8 @@ impl Servers for Memory {
 pub struct Redis(Option<RedisServer>);
 
 impl Servers for Redis {
+    const ROW: &'static str = "one Redis server";
+
     async fn start(_own: bool) -> Self {
         Self(Some(RedisServer::start()))
     }
@@ -112,6 +119,8 @@ pub struct SentinelStore {
 }
 
 impl Servers for SentinelStore {
+    const ROW: &'static str = "Redis Sentinel";
+
     async fn start(_own: bool) -> Self {
         let primary = RedisServer::start();
         let sentinels = Sentinel::three("conformance", &primary, 0).await;
@@ -140,6 +149,8 @@ impl Servers for SentinelStore {
 pub struct Cluster(RedisCluster);
 
 impl Servers for Cluster {
+    const ROW: &'static str = "Redis Cluster";
+
     async fn start(_own: bool) -> Self {
         Self(RedisCluster::start(3, 0).await)
     }
@@ -162,6 +173,8 @@ impl Servers for Cluster {
 pub struct Redlock(RedlockServers);
 
 impl Servers for Redlock {
+    const ROW: &'static str = "Redlock";
+
     async fn start(_own: bool) -> Self {
         Self(RedlockServers::start(3))
     }
@@ -188,6 +201,8 @@ impl Servers for Redlock {
 pub struct ZooKeeper(Option<ZooKeeperServer>);
 
 impl Servers for ZooKeeper {
+    const ROW: &'static str = "ZooKeeper";
+
     async fn start(_own: bool) -> Self {
         let server = tokio::task::spawn_blocking(ZooKeeperServer::start)
             .await
@@ -218,6 +233,8 @@ pub struct Postgres {
 }
 
 impl Servers for Postgres {
+    const ROW: &'static str = "PostgreSQL";
+
     async fn start(own: bool) -> Self {
         let own = match own {
             true => Some(
