@@ -11,7 +11,6 @@ use std::{
 };
 
 use crate::{
-    builder::{BackendBuilder, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX},
     error::LockError,
     local::LocalQueue,
     metrics::{ErrorKind, LockMetrics, Metrics},
@@ -22,6 +21,11 @@ use crate::{
     },
     token::Token,
 };
+
+/// The prefix put before every lock name unless configured otherwise.
+pub const DEFAULT_PREFIX: &str = "lock:";
+/// The time bound on one store call unless configured otherwise.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// First pause before a failed background release is tried again.
 const CLEANUP_RETRY: Duration = Duration::from_millis(10);
@@ -87,11 +91,6 @@ impl std::fmt::Debug for Backend {
 }
 
 impl Backend {
-    /// Settings for a backend, to finish with a store.
-    pub fn builder() -> BackendBuilder {
-        BackendBuilder::default()
-    }
-
     pub(crate) fn new(store: Box<dyn Store>, prefix: Box<str>, op_timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -113,50 +112,6 @@ impl Backend {
             DEFAULT_PREFIX.into(),
             DEFAULT_OP_TIMEOUT,
         )
-    }
-
-    /// Connects to Redis at `url` with the default settings.
-    pub async fn redis(url: &str) -> Result<Self, LockError> {
-        BackendBuilder::default().redis(url).await
-    }
-
-    /// Connects to the primary that the Redis Sentinels at `sentinels` name for `service`,
-    /// with the default settings (see [`BackendBuilder::redis_sentinel`]).
-    pub async fn redis_sentinel<S: AsRef<str>>(
-        sentinels: impl IntoIterator<Item = S>,
-        service: &str,
-    ) -> Result<Self, LockError> {
-        BackendBuilder::default()
-            .redis_sentinel(sentinels, service)
-            .await
-    }
-
-    /// Connects to the Redis Cluster that `nodes` belong to, with the default settings (see
-    /// [`BackendBuilder::redis_cluster`]).
-    pub async fn redis_cluster<S: AsRef<str>>(
-        nodes: impl IntoIterator<Item = S>,
-    ) -> Result<Self, LockError> {
-        BackendBuilder::default().redis_cluster(nodes).await
-    }
-
-    /// Connects to ZooKeeper at `hosts` (`host:port,host:port[/chroot]`) with the default
-    /// settings (see [`BackendBuilder::zookeeper`]).
-    pub async fn zookeeper(hosts: &str) -> Result<Self, LockError> {
-        BackendBuilder::default().zookeeper(hosts).await
-    }
-
-    /// Connects to PostgreSQL at `url` with the default settings (see
-    /// [`BackendBuilder::postgres`]).
-    pub async fn postgres(url: &str) -> Result<Self, LockError> {
-        BackendBuilder::default().postgres(url).await
-    }
-
-    /// Takes locks on a majority of the independent Redis servers at `urls` (Redlock), with
-    /// the default settings (see [`BackendBuilder::redlock`]).
-    pub async fn redlock<S: AsRef<str>>(
-        urls: impl IntoIterator<Item = S>,
-    ) -> Result<Self, LockError> {
-        BackendBuilder::default().redlock(urls).await
     }
 
     /// The store key for a lock name: `{prefix}{{name}}`.
@@ -402,7 +357,7 @@ impl Drop for PassOnDrop {
 /// whose text alone is longer).
 pub const MAX_NAME_LEN: usize = 1024;
 
-/// The longest key prefix ([`BackendBuilder::prefix`]), in bytes.
+/// The longest key prefix ([`BackendBuilder::prefix`](crate::BackendBuilder::prefix)), in bytes.
 pub const MAX_PREFIX_LEN: usize = 256;
 
 /// Refuses an empty name and one over [`MAX_NAME_LEN`].

@@ -22,18 +22,12 @@ use crate::{
     error::LockError,
     metrics::LockMetrics,
     options::{LockOptions, OnLost},
-    store::{SessionState, SessionWatch},
+    store::{drift_margin, SessionState, SessionWatch},
     token::Token,
 };
 
 /// How soon a failed renewal (a store error, not a lost lock) is tried again.
 const RENEW_RETRY: Duration = Duration::from_millis(50);
-
-/// The part of a TTL this process does not count on, for clock drift between it and the
-/// store: 1 % of the TTL plus 2 ms, and never more than the TTL.
-pub(crate) fn drift_margin(ttl: Duration) -> Duration {
-    (ttl / 100 + Duration::from_millis(2)).min(ttl)
-}
 
 /// The end of a lease of `ttl` asked for at `sent_at`, by this process's clock.
 pub(crate) fn lease_end(sent_at: Instant, ttl: Duration) -> Instant {

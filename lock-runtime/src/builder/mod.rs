@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::{
-    backend::Backend,
+    backend::{Backend, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX},
     error::LockError,
     store::{redis::RedisSettings, MemoryStore, RedisStore, Store},
 };
@@ -14,10 +14,6 @@ mod zookeeper;
 
 pub use self::{postgres::DEFAULT_POSTGRES_TABLE, zookeeper::DEFAULT_ZOOKEEPER_SESSION_TIMEOUT};
 
-/// The prefix put before every lock name unless configured otherwise.
-pub const DEFAULT_PREFIX: &str = "lock:";
-/// The time bound on one store call unless configured otherwise.
-pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often a Redis backend checks, unless configured otherwise, that its connection
 /// still answers and still reaches the same server (same process, same replication
 /// history): the longest time a restart or failover behind an open connection goes unseen.
@@ -498,4 +494,56 @@ fn joined<S: AsRef<str>>(addresses: impl IntoIterator<Item = S>) -> String {
         .map(|a| a.as_ref().to_owned())
         .collect();
     addresses.join(",")
+}
+
+/// The constructors that start from settings: [`Backend::builder`] and its shortcuts.
+impl Backend {
+    /// Settings for a backend, to finish with a store.
+    pub fn builder() -> BackendBuilder {
+        BackendBuilder::default()
+    }
+
+    /// Connects to Redis at `url` with the default settings.
+    pub async fn redis(url: &str) -> Result<Self, LockError> {
+        BackendBuilder::default().redis(url).await
+    }
+
+    /// Connects to the primary that the Redis Sentinels at `sentinels` name for `service`,
+    /// with the default settings (see [`BackendBuilder::redis_sentinel`]).
+    pub async fn redis_sentinel<S: AsRef<str>>(
+        sentinels: impl IntoIterator<Item = S>,
+        service: &str,
+    ) -> Result<Self, LockError> {
+        BackendBuilder::default()
+            .redis_sentinel(sentinels, service)
+            .await
+    }
+
+    /// Connects to the Redis Cluster that `nodes` belong to, with the default settings (see
+    /// [`BackendBuilder::redis_cluster`]).
+    pub async fn redis_cluster<S: AsRef<str>>(
+        nodes: impl IntoIterator<Item = S>,
+    ) -> Result<Self, LockError> {
+        BackendBuilder::default().redis_cluster(nodes).await
+    }
+
+    /// Connects to ZooKeeper at `hosts` (`host:port,host:port[/chroot]`) with the default
+    /// settings (see [`BackendBuilder::zookeeper`]).
+    pub async fn zookeeper(hosts: &str) -> Result<Self, LockError> {
+        BackendBuilder::default().zookeeper(hosts).await
+    }
+
+    /// Connects to PostgreSQL at `url` with the default settings (see
+    /// [`BackendBuilder::postgres`]).
+    pub async fn postgres(url: &str) -> Result<Self, LockError> {
+        BackendBuilder::default().postgres(url).await
+    }
+
+    /// Takes locks on a majority of the independent Redis servers at `urls` (Redlock), with
+    /// the default settings (see [`BackendBuilder::redlock`]).
+    pub async fn redlock<S: AsRef<str>>(
+        urls: impl IntoIterator<Item = S>,
+    ) -> Result<Self, LockError> {
+        BackendBuilder::default().redlock(urls).await
+    }
 }

@@ -11,8 +11,9 @@ use std::{
 use tokio::sync::Notify;
 
 use super::{
-    glob_matches, shared_held, AcquireRequest, Attempt, Capabilities, KindMismatch, LockKind,
-    Store, StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch, WRITER_WAITING,
+    glob_matches, mismatch, shared_held, AcquireRequest, Attempt, Capabilities, KindMismatch,
+    LockKind, Store, StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch,
+    WRITER_WAITING,
 };
 use crate::token::Token;
 
@@ -236,19 +237,6 @@ fn ready<T: Send + 'static>(value: T) -> StoreFuture<'static, T> {
 
 fn failed<T: Send + 'static>(error: KindMismatch) -> StoreFuture<'static, T> {
     Box::pin(std::future::ready(Err(Box::new(error) as StoreError)))
-}
-
-/// Why a shared request cannot join the holders of `key`, which hold it with `held`
-/// permits (0: as readers) where the request says `wanted`.
-pub(crate) fn mismatch(key: &str, held: u32, wanted: u32) -> KindMismatch {
-    KindMismatch(match (held, wanted) {
-        (0, _) => format!("`{key}` is held by readers of a read-write lock, not as a semaphore"),
-        (_, 0) => format!("`{key}` is a semaphore of {held} permits; it cannot be read-locked"),
-        _ => format!(
-            "`{key}` is a semaphore of {held} permits, but this request says {wanted}: every \
-             process must name the same count"
-        ),
-    })
 }
 
 impl Store for MemoryStore {

@@ -1,4 +1,6 @@
-//! The store behind a lock: one trait, two implementations (Redis and in-memory).
+//! The store behind a lock: the [`Store`] contract, what a store declares it can do
+//! ([`Capabilities`]), and one module per store (memory; Redis, Sentinel and Cluster;
+//! Redlock; ZooKeeper; PostgreSQL), each behind its cargo feature where it has one.
 //!
 //! A store only knows full keys (already prefixed by the [`Backend`](crate::Backend)) and
 //! owner tokens. Time bounds, retries, waiting, renewal and tracing live above it, in one
@@ -12,6 +14,7 @@ pub use crate::error::StoreError;
 use crate::token::Token;
 
 mod capabilities;
+mod common;
 mod hold;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
@@ -22,6 +25,9 @@ pub(crate) mod redlock;
 #[cfg(feature = "zookeeper")]
 pub(crate) mod zookeeper;
 
+pub(crate) use self::common::{
+    drift_margin, glob_matches, mismatch, shared_held, ttl_millis, WRITER_WAITING,
+};
 pub use self::{capabilities::Capabilities, memory::MemoryStore, redis::RedisStore};
 
 /// The future a [`Store`] method returns.
@@ -100,21 +106,6 @@ impl std::fmt::Display for KindMismatch {
 
 impl std::error::Error for KindMismatch {}
 
-/// The error an operator's look at, or release of, `key` gets while readers or a
-/// semaphore's permits (`permits`, 0 for readers) hold it: those calls show and release
-/// exclusive locks only, and a shared holder's key is left as it is.
-pub(crate) fn shared_held(key: &str, holders: usize, permits: u32) -> KindMismatch {
-    let who = match (permits, holders) {
-        (0, 1) => "1 reader of a read-write lock".to_owned(),
-        (0, n) => format!("{n} readers of a read-write lock"),
-        (p, n) => format!("{n} of a semaphore's {p} permits"),
-    };
-    KindMismatch(format!(
-        "`{key}` is held by {who}; inspecting and releasing by force see exclusive locks \
-         only"
-    ))
-}
-
 /// What [`Store::try_acquire_all`] returns: `None` when the store cannot take the keys
 /// together; else the fencing tokens of all of them (in order), or what the first busy key
 /// said.
@@ -168,48 +159,6 @@ impl std::fmt::Display for Unsupported {
 }
 
 impl std::error::Error for Unsupported {}
-
-/// Whether `text` matches the glob `pattern` (`*` any run, `?` any one character, `\`
-/// quotes the next), as Redis' `SCAN MATCH` does.
-pub(crate) fn glob_matches(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut back: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                back = Some((pi, ti));
-                pi += 1;
-                continue;
-            }
-            Some('?') => {
-                pi += 1;
-                ti += 1;
-                continue;
-            }
-            Some('\\') if p.get(pi + 1) == Some(&t[ti]) => {
-                pi += 2;
-                ti += 1;
-                continue;
-            }
-            Some(c) if *c == t[ti] && *c != '\\' => {
-                pi += 1;
-                ti += 1;
-                continue;
-            }
-            _ => {}
-        }
-        match back {
-            Some((star, at)) => {
-                pi = star + 1;
-                ti = at + 1;
-                back = Some((star, at + 1));
-            }
-            None => return false,
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
 
 /// What an acquire attempt found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -626,39 +575,10 @@ impl<S: Store> Store for Arc<S> {
     }
 }
 
-/// How long a writer that found readers in the way keeps new readers out after its last
-/// try: several of a waiter's longest re-check pauses, so a writer that keeps waiting keeps
-/// its place, and one that gave up blocks readers only this long.
-pub(crate) const WRITER_WAITING: Duration = Duration::from_secs(1);
-
 /// Where the fencing counter of the lock at `key` lives: beside it, in the same hash slot.
 pub(crate) fn fence_key(key: &str) -> String {
     let mut fence = String::with_capacity(key.len() + 6);
     fence.push_str(key);
     fence.push_str(":fence");
     fence
-}
-
-/// A TTL in whole milliseconds, rounded up, as Redis' `PX` takes it.
-pub(crate) fn ttl_millis(ttl: Duration) -> u64 {
-    let ms = ttl.as_millis() + u128::from(!ttl.subsec_nanos().is_multiple_of(1_000_000));
-    u64::try_from(ms).unwrap_or(u64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_matches;
-
-    #[test]
-    fn globs_match_as_redis_does() {
-        assert!(glob_matches("lock:{*}", "lock:{order:7}"));
-        assert!(!glob_matches("lock:{*}", "lock:{order:7}:fence"));
-        assert!(glob_matches("lock:{order:?}", "lock:{order:7}"));
-        assert!(!glob_matches("lock:{order:?}", "lock:{order:17}"));
-        assert!(glob_matches("*a*b", "xxaxxb"));
-        assert!(glob_matches("a\\*", "a*"));
-        assert!(!glob_matches("a\\*", "ab"));
-        assert!(glob_matches("", ""));
-        assert!(!glob_matches("", "a"));
-    }
 }

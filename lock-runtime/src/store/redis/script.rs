@@ -16,6 +16,16 @@ use crate::{
     token::Token,
 };
 
+/// Where the permit count of the semaphore at `key` lives.
+pub(super) fn permits_key(key: &str) -> String {
+    format!("{key}:permits")
+}
+
+/// Where a waiting writer marks the read-write lock at `key` (as `acquire.lua` names it).
+pub(super) fn writer_key(key: &str) -> String {
+    format!("{key}:writer")
+}
+
 /// The highest fencing token, or server clock in microseconds, this client has seen from
 /// a store: every fenced acquire passes it, and its token is above it. Tokens are at least
 /// the server's clock; a server whose clock is behind (a promoted replica whose clock lags,
@@ -102,7 +112,7 @@ impl Scripts {
 
     /// The operator's read of `key` (see `scripts/inspect.lua`).
     pub(super) fn inspect_call(&self, key: &str, fence_key: &str) -> Cmd {
-        let permits = super::shared::permits_key(key);
+        let permits = permits_key(key);
         let mut call = self
             .inspect
             .call(3, key.len() + fence_key.len() + permits.len() + 8);

@@ -6,25 +6,13 @@
 use std::time::Duration;
 
 use super::{
-    script::{LuaScript, Scripts},
+    script::{permits_key, writer_key, LuaScript, Scripts},
     RedisStore, FENCE_COUNTER_LIFE,
 };
 use crate::{
-    store::{
-        memory::mismatch, ttl_millis, AcquireRequest, Attempt, LockKind, StoreError, Together,
-    },
+    store::{mismatch, ttl_millis, AcquireRequest, Attempt, LockKind, StoreError, Together},
     token::Token,
 };
-
-/// Where the permit count of the semaphore at `key` lives.
-pub(super) fn permits_key(key: &str) -> String {
-    format!("{key}:permits")
-}
-
-/// Where a waiting writer marks the read-write lock at `key` (as `acquire.lua` names it).
-fn writer_key(key: &str) -> String {
-    format!("{key}:writer")
-}
 
 impl Scripts {
     fn acquire_shared_call(&self, request: &AcquireRequest<'_>, floor: u64) -> redis::Cmd {

@@ -37,7 +37,7 @@ use super::{
     AcquireRequest, Attempt, CallTimedOut, Capabilities, NoQuorum, RedisStore, Store, StoreError,
     StoreFuture, StoredLock, Watch,
 };
-use crate::{error::LockError, lease::drift_margin, redact, token::Token};
+use crate::{error::LockError, redact, store::drift_margin, token::Token};
 
 mod gather;
 mod watch;
