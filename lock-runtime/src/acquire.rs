@@ -369,8 +369,9 @@ impl Backend {
             _ => "semaphores",
         };
         Err(LockError::invalid(format!(
-            "the {} store does not support {what}; use Redis (one server, without \
-             `replicas_acknowledge`) or the in-memory store",
+            "the {} store does not support {what}; use Redis (one server or a cluster, \
+             without `replicas_acknowledge`) or the in-memory store (see the capability \
+             table in the README)",
             self.capabilities().label()
         )))
     }

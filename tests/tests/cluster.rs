@@ -454,7 +454,7 @@ async fn replica_acknowledgements_are_asked_of_the_locks_own_shard() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn several_keys_on_several_shards_are_taken_in_order_and_readers_are_refused() {
+async fn several_keys_on_several_shards_are_taken_in_order() {
     let cluster = RedisCluster::start(3, 0).await;
     let (a, b) = (backend(&cluster).await, backend(&cluster).await);
     let wait = LockOptions::new(Duration::from_secs(5)).wait(Duration::from_secs(10));
@@ -508,10 +508,71 @@ async fn several_keys_on_several_shards_are_taken_in_order_and_readers_are_refus
         "one script for both keys"
     );
     both.release().await.expect("release");
-    let read = LockOptions::new(Duration::from_secs(5)).mode(lock_runtime::LockMode::Read);
-    let refused = a.acquire("acct:1", &read).await;
+}
+
+/// Readers and permits run the single server's scripts on the lock's slot: two readers
+/// are two members of one sorted set on the shard that serves the name; their releases,
+/// and a waiting writer's withdrawal of its mark, publish on that shard's channel
+/// (`SPUBLISH`, which the waiters' `SSUBSCRIBE` hears), so a reader kept out by the mark
+/// gets in as soon as the writer gives up, not when the mark expires (1 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_and_permits_live_on_the_locks_slot_and_publish_there() {
+    let cluster = RedisCluster::start(3, 0).await;
+    let (a, b) = (backend(&cluster).await, backend(&cluster).await);
+    let node = cluster.node_for("lock:{doc:1}");
+    let read = LockOptions::new(Duration::from_secs(10)).mode(lock_runtime::LockMode::Read);
+    let write = LockOptions::new(Duration::from_secs(10));
+    let r1 = a.acquire("doc:1", &read).await.expect("a reader");
+    let r2 = b.acquire("doc:1", &read).await.expect("a second reader");
+    assert_eq!(node.raw(&["ZCARD", "lock:{doc:1}"]).trim(), ":2");
+
+    // A writer that waits marks the key, gives up, and takes the mark back at once.
+    let published = node.calls("spublish");
+    let gave_up = b
+        .acquire("doc:1", &write.clone().wait(Duration::from_millis(300)))
+        .await;
+    assert!(matches!(&gave_up, Err(e) if e.is_busy()), "{gave_up:?}");
     assert!(
-        matches!(&refused, Err(LockError::InvalidInput(m)) if m.contains("redis-cluster")),
-        "{refused:?}"
+        node.calls("spublish") > published,
+        "the withdrawal published"
     );
+    let started = Instant::now();
+    let r3 = a
+        .acquire("doc:1", &read)
+        .await
+        .expect("a reader after the writer gave up");
+    assert!(started.elapsed() < Duration::from_millis(500));
+
+    let published = node.calls("spublish");
+    for reader in [r1, r2, r3] {
+        reader.release().await.expect("release");
+    }
+    assert!(
+        node.calls("spublish") >= published + 3,
+        "each release published"
+    );
+    let writer = b
+        .acquire("doc:1", &write)
+        .await
+        .expect("the writer, readers gone");
+    writer.release().await.expect("release");
+
+    // A semaphore of two on another shard's slot (whichever serves `pool`).
+    let permits = LockOptions::new(Duration::from_secs(10)).permits(2);
+    let p1 = a.acquire("pool", &permits).await.expect("a permit");
+    let p2 = b.acquire("pool", &permits).await.expect("a second permit");
+    let third = a.acquire("pool", &permits).await;
+    assert!(matches!(&third, Err(e) if e.is_busy()), "{third:?}");
+    let other_count = b
+        .acquire(
+            "pool",
+            &LockOptions::new(Duration::from_secs(10)).permits(3),
+        )
+        .await;
+    assert!(
+        matches!(&other_count, Err(LockError::InvalidInput(_))),
+        "{other_count:?}"
+    );
+    p1.release().await.expect("release");
+    p2.release().await.expect("release");
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::{
-    script::{permits_key, writer_key, LuaScript, Scripts},
+    script::{permits_key, writer_key, Scripts},
     RedisStore, FENCE_COUNTER_LIFE,
 };
 use crate::{
@@ -15,7 +15,11 @@ use crate::{
 };
 
 impl Scripts {
-    fn acquire_shared_call(&self, request: &AcquireRequest<'_>, floor: u64) -> redis::Cmd {
+    pub(super) fn acquire_shared_call(
+        &self,
+        request: &AcquireRequest<'_>,
+        floor: u64,
+    ) -> redis::Cmd {
         let permits = match request.kind {
             LockKind::Permit { permits } => permits,
             _ => 0,
@@ -38,17 +42,42 @@ impl Scripts {
         call
     }
 
-    fn shared_call(
+    /// The release (`release_shared.lua`) of the shared holder `token` of `key`, publishing
+    /// with `SPUBLISH` when `sharded` (a cluster).
+    pub(super) fn release_shared_call(
         &self,
-        script: &LuaScript,
         key: &str,
         token: &Token,
-        ttl_ms: Option<u64>,
+        sharded: bool,
     ) -> redis::Cmd {
-        let mut call = script.call(2, 2 * key.len() + Token::LEN + 32);
+        let mut call = self.release_shared.call(2, 2 * key.len() + Token::LEN + 32);
         call.arg(key).arg(permits_key(key)).arg(token.as_bytes());
-        if let Some(ttl_ms) = ttl_ms {
-            call.arg(ttl_ms);
+        if sharded {
+            call.arg("SPUBLISH");
+        }
+        call
+    }
+
+    /// The extension (`extend_shared.lua`) of the shared holder `token` of `key` to `ttl`.
+    pub(super) fn extend_shared_call(&self, key: &str, token: &Token, ttl: Duration) -> redis::Cmd {
+        let mut call = self.extend_shared.call(2, 2 * key.len() + Token::LEN + 32);
+        call.arg(key)
+            .arg(permits_key(key))
+            .arg(token.as_bytes())
+            .arg(ttl_millis(ttl));
+        call
+    }
+
+    /// The withdrawal (`withdraw.lua`) of the waiting writer `token`'s mark on `key`,
+    /// publishing with `SPUBLISH` when `sharded`.
+    pub(super) fn withdraw_call(&self, key: &str, token: &Token, sharded: bool) -> redis::Cmd {
+        let mark = writer_key(key);
+        let mut call = self
+            .withdraw
+            .call(2, key.len() + mark.len() + Token::LEN + 16);
+        call.arg(key).arg(mark).arg(token.as_bytes());
+        if sharded {
+            call.arg("SPUBLISH");
         }
         call
     }
@@ -106,7 +135,10 @@ pub(super) fn all_taken(
 }
 
 /// The reply of `acquire_shared.lua` for `request`.
-fn shared_attempt(request: &AcquireRequest<'_>, reply: (i64, i64)) -> Result<Attempt, StoreError> {
+pub(super) fn shared_attempt(
+    request: &AcquireRequest<'_>,
+    reply: (i64, i64),
+) -> Result<Attempt, StoreError> {
     match reply {
         (1, fence) => Ok(Attempt::Acquired {
             fence: request.fence_key.and_then(|_| u64::try_from(fence).ok()),
@@ -146,12 +178,7 @@ impl RedisStore {
     /// Takes back the waiting writer `token`'s mark on `key` (see `scripts/withdraw.lua`).
     pub(super) async fn withdraw_writer(&self, key: &str, token: &Token) -> Result<(), StoreError> {
         let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
-        let mark = writer_key(key);
-        let mut call = self
-            .scripts
-            .withdraw
-            .call(2, key.len() + mark.len() + Token::LEN + 8);
-        call.arg(key).arg(mark).arg(token.as_bytes());
+        let call = self.scripts.withdraw_call(key, token, false);
         let _: i64 = self
             .scripts
             .withdraw
@@ -167,9 +194,7 @@ impl RedisStore {
         token: &Token,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
-        let call = self
-            .scripts
-            .shared_call(&self.scripts.release_shared, key, token, None);
+        let call = self.scripts.release_shared_call(key, token, false);
         let released: i64 = self
             .scripts
             .release_shared
@@ -187,10 +212,7 @@ impl RedisStore {
     ) -> Result<bool, StoreError> {
         self.conn.note_ttl(ttl);
         let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
-        let ms = Some(ttl_millis(ttl));
-        let call = self
-            .scripts
-            .shared_call(&self.scripts.extend_shared, key, token, ms);
+        let call = self.scripts.extend_shared_call(key, token, ttl);
         let extended: i64 = self
             .scripts
             .extend_shared

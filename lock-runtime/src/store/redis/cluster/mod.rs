@@ -33,7 +33,7 @@ use super::{
     alive::RuntimeAlive,
     operate,
     script::{Floor, Scripts},
-    Capabilities, RedisSettings, TlsConfig,
+    shared, Capabilities, RedisSettings, TlsConfig,
 };
 
 mod shards;
@@ -322,14 +322,20 @@ impl Drop for Registration {
 
 impl Store for ClusterStore {
     /// Every request carries the client's response timeout, set to the time bound. Several
-    /// keys are taken in one script when they share a slot.
+    /// keys are taken in one script when they share a slot. Readers and permits run the
+    /// single server's scripts on the lock's slot (not with replica acknowledgements, as on
+    /// one server).
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new("redis-cluster")
+        let plain = Capabilities::new("redis-cluster")
             .fencing()
             .notifies_waiters()
             .several_keys_at_once()
             .operators()
-            .bounds_own_calls()
+            .bounds_own_calls();
+        match self.replicas {
+            None => plain.readers().permits(),
+            Some(_) => plain,
+        }
     }
 
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
@@ -341,6 +347,13 @@ impl Store for ClusterStore {
                 return Ok(Attempt::Recovering { left });
             }
             let mut conn = self.conn().await?;
+            if request.kind.is_shared() {
+                let call = self.scripts.acquire_shared_call(&request, self.floor.get());
+                let reply = self.scripts.acquire_shared.run(&call, &mut conn).await;
+                let attempt = shared::shared_attempt(&request, reply.map_err(Self::failed)?)?;
+                self.floor.note(&attempt);
+                return Ok(attempt);
+            }
             if super::plain(&request) {
                 let reply: Value = super::set_nx(&request)
                     .query_async(&mut conn)
@@ -403,7 +416,7 @@ impl Store for ClusterStore {
                 .run(&call, &mut self.conn().await?)
                 .await
                 .map_err(Self::failed)?;
-            let taken = super::shared::all_taken(keys, &reply)?;
+            let taken = shared::all_taken(keys, &reply)?;
             if let Ok(fences) = &taken {
                 for fence in fences.iter().flatten() {
                     self.floor.raise(*fence);
@@ -423,6 +436,51 @@ impl Store for ClusterStore {
                 .await
                 .map_err(Self::failed)?;
             Ok(deleted == 1)
+        })
+    }
+
+    fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let call = self.scripts.release_shared_call(key, token, true);
+            let released: i64 = self
+                .scripts
+                .release_shared
+                .run(&call, &mut self.conn().await?)
+                .await
+                .map_err(Self::failed)?;
+            Ok(released == 1)
+        })
+    }
+
+    fn extend_shared<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        self.shards.note_ttl(ttl);
+        Box::pin(async move {
+            let call = self.scripts.extend_shared_call(key, token, ttl);
+            let extended: i64 = self
+                .scripts
+                .extend_shared
+                .run(&call, &mut self.conn().await?)
+                .await
+                .map_err(Self::failed)?;
+            Ok(extended == 1)
+        })
+    }
+
+    fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let call = self.scripts.withdraw_call(key, token, true);
+            let _: i64 = self
+                .scripts
+                .withdraw
+                .run(&call, &mut self.conn().await?)
+                .await
+                .map_err(Self::failed)?;
+            Ok(())
         })
     }
 
