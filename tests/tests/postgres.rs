@@ -440,9 +440,12 @@ async fn tokens_follow_the_order_of_grants_under_contention() {
         clients.push(backend(&postgres_url(), &table).await);
     }
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let options = LockOptions::new(Duration::from_millis(200))
+    // A lease long enough that a busy machine's scheduler does not end it between the grant
+    // and the release (200 ms did, once, under load); each lease left to run out costs its
+    // waiters that long.
+    let options = LockOptions::new(Duration::from_secs(1))
         .fencing(true)
-        .wait(Duration::from_secs(20));
+        .wait(Duration::from_secs(60));
     let mut tasks = Vec::new();
     for (c, client) in clients.iter().enumerate() {
         for t in 0..4 {
