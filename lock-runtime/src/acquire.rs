@@ -370,8 +370,8 @@ impl Backend {
         };
         Err(LockError::invalid(format!(
             "the {} store does not support {what}; use Redis (one server or a cluster, \
-             without `replicas_acknowledge`) or the in-memory store (see the capability \
-             table in the README)",
+             without `replicas_acknowledge`), PostgreSQL or the in-memory store (see the \
+             capability table in the README)",
             self.capabilities().label()
         )))
     }

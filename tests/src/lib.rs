@@ -582,6 +582,20 @@ impl Stores {
         }
     }
 
+    /// Two clients of the tests' PostgreSQL server, in a table of their own.
+    pub async fn postgres() -> Self {
+        let table = unique_table("stores");
+        let client = || async {
+            lock_runtime::Backend::builder()
+                .postgres_table(table.clone())
+                .connect(&postgres_url())
+                .await
+                .expect("connect to PostgreSQL")
+        };
+        let (a, b) = (client().await, client().await);
+        Self { server: None, a, b }
+    }
+
     /// Two connections to a fresh `redis-server`.
     pub async fn redis() -> Self {
         let server = RedisServer::start();

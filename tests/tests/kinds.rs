@@ -1,4 +1,4 @@
-//! Read-write locks, semaphores and several keys at once, on both stores: who may hold a
+//! Read-write locks, semaphores and several keys at once, on memory, Redis and PostgreSQL: who may hold a
 //! key beside whom, token-checked release and renewal, leases that run out on their own,
 //! and clear errors for what a store or a key cannot do.
 
@@ -22,6 +22,35 @@ fn read(ttl_ms: u64) -> LockOptions {
 }
 
 on_both_stores!(
+    readers_share_and_exclude_writers,
+    a_waiting_writer_keeps_new_readers_out,
+    readers_release_and_renew_only_their_own_lease,
+    a_semaphore_admits_at_most_its_permits,
+    a_semaphore_needs_one_permit_count,
+    a_vanished_permit_holder_gives_its_permit_back,
+    permits_and_readers_renew_and_report_a_lost_lease,
+    several_keys_are_taken_all_or_none,
+    several_keys_in_opposite_orders_never_deadlock,
+    several_keys_fence_and_renew_each_key,
+    operators_are_told_readers_and_permits_hold_a_key,
+    a_writer_that_leaves_takes_its_mark_back,
+);
+
+/// The same scenarios on PostgreSQL, whose readers and permits live in the key's row.
+macro_rules! on_postgres {
+    ($($scenario:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(lock_tests::Stores::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_postgres!(
     readers_share_and_exclude_writers,
     a_waiting_writer_keeps_new_readers_out,
     readers_release_and_renew_only_their_own_lease,

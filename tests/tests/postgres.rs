@@ -163,7 +163,10 @@ async fn a_killed_holders_lock_passes_on_within_its_ttl() {
     let wait = LockOptions::new(Duration::from_secs(5)).wait(Duration::from_secs(10));
     let next = b.acquire("held", &wait).await.expect("the lock passed on");
     let after = held_at.elapsed();
-    assert!(after < ttl + Duration::from_millis(100), "late: {after:?}");
+    // Within the TTL, with room for the scheduler of a busy machine (a bound of 100 ms
+    // failed once while other PostgreSQL tests ran beside it: 340 ms late); without the
+    // lease ending the waiter would get nothing in its 10 s.
+    assert!(after < ttl + Duration::from_secs(1), "late: {after:?}");
     next.release().await.expect("release");
 }
 
@@ -662,4 +665,73 @@ async fn a_promoted_standby_holds_grants_until_earlier_leases_ended() {
         held.fencing_token()
     );
     granted.release().await.expect("release");
+}
+
+/// A table made before readers and permits existed (no shared holders' columns) gets them
+/// when a client connects; the exclusive lock already in it stays held, and readers work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_table_gets_the_shared_columns_and_keeps_its_locks() {
+    let table = unique_table("older");
+    admin(&format!(
+        "CREATE TABLE \"{table}\" (name text PRIMARY KEY, token text NOT NULL, \
+         holder text NOT NULL, expires_at timestamptz NOT NULL, fence bigint NOT NULL); \
+         CREATE SEQUENCE \"{table}_fence\"; \
+         INSERT INTO \"{table}\" VALUES ('lock:{{held}}', 'someone', '', \
+         clock_timestamp() + interval '1 minute', 7);"
+    ))
+    .await;
+    let client = backend(&postgres_url(), &table).await;
+    let busy = client
+        .acquire("held", &LockOptions::new(Duration::from_secs(5)))
+        .await;
+    assert!(matches!(&busy, Err(e) if e.is_busy()), "{busy:?}");
+    let read = LockOptions::new(Duration::from_secs(5)).mode(lock_runtime::LockMode::Read);
+    let r1 = client.acquire("doc", &read).await.expect("a reader");
+    let r2 = client.acquire("doc", &read).await.expect("a second reader");
+    r1.release().await.expect("release");
+    r2.release().await.expect("release");
+}
+
+/// A semaphore of three under contention (3 clients x 4 tasks, each taking a permit 10
+/// times, with waiting): never more than three bodies at once, every permit granted in
+/// the end. The count is decided on the key's row under its lock, so concurrent tries
+/// that all saw two holders cannot all get in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contended_semaphore_never_admits_more_than_its_permits() {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+    let table = unique_table("sem");
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(backend(&postgres_url(), &table).await);
+    }
+    let (inside, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let options = LockOptions::new(Duration::from_secs(10))
+        .permits(3)
+        .wait(Duration::from_secs(60));
+    let mut tasks = Vec::new();
+    for client in &clients {
+        for _ in 0..4 {
+            let (client, options) = (client.clone(), options.clone());
+            let (inside, most) = (inside.clone(), most.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..10 {
+                    let permit = client.acquire("pool", &options).await.expect("a permit");
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    permit.release().await.expect("release");
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!(most <= 3, "{most} permits held at once");
+    assert_eq!(most, 3, "the three permits were used at once at some point");
 }

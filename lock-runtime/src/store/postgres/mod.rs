@@ -9,7 +9,9 @@
 //! - release: one token-checked `UPDATE` that expires our row (it stays, with its token,
 //!   until swept) and sends `NOTIFY` with the key, which the waiters of every process
 //!   `LISTEN` for (`listen.rs`);
-//! - extend: one token-checked `UPDATE`.
+//! - extend: one token-checked `UPDATE`;
+//! - readers and permits: kept in the key's row, each with its own token and lease, and
+//!   decided in one statement under the row's lock (`shared.rs`).
 //!
 //! Expiry is by the server's clock (`clock_timestamp()`), as on Redis. Every statement
 //! reaches its row by primary key; rows of holders that vanished are taken over by the
@@ -47,6 +49,7 @@ use crate::{error::LockError, token::Token};
 mod connect;
 mod listen;
 mod pipeline;
+mod shared;
 mod sql;
 
 pub(crate) use self::sql::check_table;
@@ -80,6 +83,7 @@ struct Conn {
     lease_left: Statement,
     release: Statement,
     extend: Statement,
+    shared: shared::SharedStatements,
 }
 
 /// Locks kept in a PostgreSQL table (see the module documentation).
@@ -174,6 +178,7 @@ impl PostgresStore {
         let lease_left = client.prepare(&self.sql.lease_left).await?;
         let release = client.prepare(&self.sql.release).await?;
         let extend = client.prepare(&self.sql.extend).await?;
+        let shared = self.sql.shared.prepare(&client).await?;
         Ok(Conn {
             client,
             driver,
@@ -181,6 +186,7 @@ impl PostgresStore {
             lease_left,
             release,
             extend,
+            shared,
         })
     }
 
@@ -356,6 +362,8 @@ fn millis(ttl: Duration) -> i64 {
 impl Store for PostgresStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities::new("postgres")
+            .readers()
+            .permits()
             .fencing()
             .notifies_waiters()
             .operators()
@@ -364,6 +372,9 @@ impl Store for PostgresStore {
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         Box::pin(async move {
             self.server.hold.note_ttl(request.ttl);
+            if request.kind.is_shared() {
+                return self.acquire_shared(request).await;
+            }
             // A new connection is where a changed server is seen: the hold is asked after.
             let conn = self.conn().await?;
             if let Some(left) = self.server.hold.left(request.ttl) {
@@ -396,14 +407,18 @@ impl Store for PostgresStore {
                     conn.client.query_opt(&conn.lease_left, &[&key]).await
                 })
                 .await?;
-            let left: i64 = match left {
-                Some(row) => row.try_get(0)?,
+            let (left, shared): (i64, bool) = match left {
+                Some(row) => (row.try_get(0)?, row.try_get(1)?),
                 // Released in between: try again at once.
-                None => 0,
+                None => (0, false),
             };
-            Ok(Attempt::BusyFor {
-                left: Duration::from_millis(left.max(0).unsigned_abs()),
-            })
+            let left = Duration::from_millis(left.max(0).unsigned_abs());
+            if shared && !left.is_zero() {
+                // Readers or permits hold it: keep new readers out while this writer waits.
+                self.mark_writer(request.key, request.token).await?;
+                return Ok(Attempt::BusyShared { left });
+            }
+            Ok(Attempt::BusyFor { left })
         })
     }
 
@@ -448,6 +463,23 @@ impl Store for PostgresStore {
         })
     }
 
+    fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+        Box::pin(self.release_one_shared(key, token))
+    }
+
+    fn extend_shared<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(self.extend_one_shared(key, token, ttl))
+    }
+
+    fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()> {
+        Box::pin(self.withdraw_writer(key, token))
+    }
+
     fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
         Box::pin(async move { Ok(self.listener.watch(key).await) })
     }
@@ -456,7 +488,11 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let conn = self.conn().await?;
             let rows = conn.client.query(&self.sql.inspect, &[&key]).await;
-            rows.map_err(failed)?.first().map(stored).transpose()
+            let held = rows.map_err(failed)?.first().map(stored).transpose()?;
+            if held.is_none() {
+                self.shared_holders(key).await?;
+            }
+            Ok(held)
         })
     }
 
@@ -484,7 +520,11 @@ impl Store for PostgresStore {
             let conn = self.conn().await?;
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&key, &self.sql.channel];
             let rows = conn.client.query(&self.sql.force_release, &params).await;
-            rows.map_err(failed)?.first().map(stored).transpose()
+            let held = rows.map_err(failed)?.first().map(stored).transpose()?;
+            if held.is_none() {
+                self.shared_holders(key).await?;
+            }
+            Ok(held)
         })
     }
 }

@@ -32,13 +32,20 @@ pub(crate) fn check_table(table: &str) -> Result<(), String> {
 const SHOWN: &str = "name, token || holder || ';fence=' || fence, \
     (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint, fence";
 
-/// A row whose lease runs.
-const LIVE: &str = "expires_at > clock_timestamp()";
+/// A row whose lease runs, held exclusively (shared holders' rows have no token of their
+/// own: operators see exclusive locks only, as on Redis).
+const LIVE: &str = "expires_at > clock_timestamp() AND token <> ''";
+
+/// The columns of shared holders (readers, permits) and of a waiting writer's mark: the
+/// semaphore's count (0 for readers), the holders (`{token: {"e": lease end in server
+/// ms, "h": record}}`), and the writer that keeps new readers out until when.
+pub(super) const SHARED_COLUMNS: &str = "permits integer NOT NULL DEFAULT 0, \
+    holders jsonb NOT NULL DEFAULT '{}', writer text, writer_until timestamptz";
 
 /// The server's clock in microseconds: the floor of every fencing token, so tokens keep
 /// increasing when the sequence (and the rows) went back, after a restore of a backup or
 /// the promotion of a standby that lagged, as long as the server's clock did not.
-const CLOCK_US: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
+pub(super) const CLOCK_US: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
 /// What a release or a forced release leaves of a row: expired now, with no owner. The row
 /// stays (until swept, a minute after), so the next holder's token is drawn above the one
@@ -53,6 +60,8 @@ pub(super) struct Sql {
     pub(super) channel: String,
     schema: Option<String>,
     create: String,
+    /// Adds the shared holders' columns to a table made before they existed.
+    migrate: String,
     pub(super) acquire: String,
     pub(super) lease_left: String,
     pub(super) release: String,
@@ -62,6 +71,8 @@ pub(super) struct Sql {
     pub(super) inspect: String,
     pub(super) list: String,
     pub(super) force_release: String,
+    /// Readers' and permits' statements.
+    pub(super) shared: super::shared::SharedSql,
 }
 
 impl Sql {
@@ -82,10 +93,15 @@ impl Sql {
              \x20   token text NOT NULL,\n\
              \x20   holder text NOT NULL,\n\
              \x20   expires_at timestamptz NOT NULL,\n\
-             \x20   fence bigint NOT NULL\n\
+             \x20   fence bigint NOT NULL,\n\
+             \x20   {SHARED_COLUMNS}\n\
              );\n\
              CREATE SEQUENCE IF NOT EXISTS {sequence};\n\
              CREATE INDEX IF NOT EXISTS \"{name}_expires\" ON {t} (expires_at);"
+        );
+        let migrate = format!(
+            "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {}",
+            SHARED_COLUMNS.replace(", ", ", ADD COLUMN IF NOT EXISTS ")
         );
         let create = match &schema {
             Some(schema) => format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\";\n{create}"),
@@ -103,14 +119,15 @@ impl Sql {
                  GREATEST(nextval('{sequence}'), {CLOCK_US})) \
                  ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, \
                  holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at, \
+                 permits = 0, holders = '{{}}', writer = NULL, writer_until = NULL, \
                  fence = GREATEST(nextval('{sequence}'), {CLOCK_US}, held.fence + 1) \
                  WHERE held.expires_at <= clock_timestamp() \
                  OR ($5 AND held.token = EXCLUDED.token) \
                  RETURNING fence"
             ),
             lease_left: format!(
-                "SELECT (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint \
-                 FROM {t} WHERE name = $1"
+                "SELECT (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint, \
+                 token = '' FROM {t} WHERE name = $1"
             ),
             release: format!(
                 "WITH was AS (SELECT name, {LIVE} AS held FROM {t} \
@@ -135,14 +152,17 @@ impl Sql {
                  WHERE cur.name = was.name RETURNING was.*) \
                  SELECT {SHOWN} FROM gone, pg_notify($2, gone.name)"
             ),
+            shared: super::shared::SharedSql::new(&t, &sequence),
             schema,
             create,
+            migrate,
         }
     }
 
-    /// The statements an administrator runs for a role that may not create tables.
-    pub(super) fn setup(&self) -> &str {
-        &self.create
+    /// The statements an administrator runs for a role that may not create tables (or add
+    /// the shared holders' columns to an older table).
+    pub(super) fn setup(&self) -> String {
+        format!("{}\n{};", self.create, self.migrate)
     }
 
     /// Creates the table, sequence and index unless the table exists; one process at a
@@ -152,7 +172,23 @@ impl Sql {
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&self.regclass()])
             .await?;
         if exists.try_get::<_, bool>(0)? {
-            return Ok(());
+            // A table made before readers and permits: add their columns.
+            let current = client
+                .query_one(
+                    "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) \
+                     AND attname = 'holders' AND NOT attisdropped",
+                    &[&self.regclass()],
+                )
+                .await?;
+            if current.try_get::<_, i64>(0)? == 1 {
+                return Ok(());
+            }
+            return client
+                .batch_execute(&format!(
+                    "BEGIN;\nSELECT pg_advisory_xact_lock(7042351926);\n{};\nCOMMIT;",
+                    self.migrate
+                ))
+                .await;
         }
         client
             .batch_execute(&format!(
