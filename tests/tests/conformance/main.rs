@@ -141,6 +141,8 @@ macro_rules! conformance {
                 readers_and_permits,
                 metrics_count_what_happened,
                 the_readme_table_says_what_the_store_declares,
+                a_silent_connection_is_replaced,
+                an_unknown_outcome_leaves_no_orphan,
             );
             own!(fencing_grows_across_a_restart, killed_and_back);
         }

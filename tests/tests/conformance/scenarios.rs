@@ -661,3 +661,96 @@ pub async fn the_readme_table_says_what_the_store_declares<S: Servers>(
     }
     Outcome::Passed
 }
+
+/// Every connection to the store goes silent (frozen at a proxy, as in a network black
+/// hole; new connections still go through): the client opens new ones and grants locks
+/// again within seconds, not never.
+pub async fn a_silent_connection_is_replaced<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+    let (url, proxies) = match servers.proxied() {
+        Ok(proxied) => proxied,
+        Err(why) => return skipped(why),
+    };
+    let client = servers.connect_to(&url, scenario).await;
+    let options = LockOptions::new(ttl(&client, Duration::from_secs(5)));
+    let warm = client
+        .acquire("silent", &options)
+        .await
+        .expect("before the silence");
+    warm.release().await.expect("release");
+    let before: Vec<u64> = proxies.iter().map(lock_tests::Proxy::connections).collect();
+    for proxy in &proxies {
+        proxy.freeze_existing();
+    }
+    let started = Instant::now();
+    let guard = eventually_acquired(&client, "silent", &options).await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "granted again only after {took:?}"
+    );
+    for (proxy, before) in proxies.iter().zip(before) {
+        assert!(proxy.connections() > before, "no new connection was opened");
+    }
+    guard.release().await.expect("release");
+    Outcome::Passed
+}
+
+/// The store takes a lock but its reply comes after the time bound (held back at a proxy):
+/// the caller cannot know it has the lock, and must not wait out the 30 s lease of its own
+/// orphan: a later try finds the lock its own (reclaim), or the runtime's clean-up of the
+/// unknown outcome freed it first. Either way the caller has it within seconds, another
+/// client finds it busy, and its release frees it.
+pub async fn an_unknown_outcome_leaves_no_orphan<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+    let (url, proxies) = match servers.proxied() {
+        Ok(proxied) => proxied,
+        Err(why) => return skipped(why),
+    };
+    let client = servers.connect_to(&url, scenario).await;
+    let other = servers.connect(scenario).await;
+    let options = LockOptions::new(ttl(&client, Duration::from_secs(30)));
+    // Scripts loaded and statements prepared: the delayed request is the acquire itself.
+    let warm = client
+        .acquire("reclaimed", &options)
+        .await
+        .expect("warm-up");
+    warm.release().await.expect("release");
+    for proxy in &proxies {
+        proxy.delay_replies(Duration::from_millis(1_500));
+    }
+    let started = Instant::now();
+    let (c, waiting) = (
+        client.clone(),
+        options.clone().wait(Duration::from_secs(20)),
+    );
+    let acquiring = tokio::spawn(async move { c.acquire("reclaimed", &waiting).await });
+    // The first try reached the store; its reply is late past the 1 s bound.
+    assert!(
+        lock_tests::eventually_async(Duration::from_secs(10), || async {
+            matches!(other.acquire("reclaimed", &options).await, Err(e) if e.is_busy())
+        })
+        .await,
+        "the first try never took the lock"
+    );
+    tokio::time::sleep(Duration::from_millis(1_200).saturating_sub(started.elapsed())).await;
+    for proxy in &proxies {
+        proxy.delay_replies(Duration::ZERO);
+    }
+    let guard = acquiring.await.expect("task").expect("had by a later try");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "had only after {took:?} (a 30 s lease)"
+    );
+    let busy = other.acquire("reclaimed", &options).await;
+    assert!(matches!(&busy, Err(e) if e.is_busy()), "{busy:?}");
+    guard
+        .release()
+        .await
+        .expect("the reclaimed lock is ours to release");
+    let next = other
+        .acquire("reclaimed", &options)
+        .await
+        .expect("free after the release");
+    next.release().await.expect("release");
+    Outcome::Passed
+}

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use lock_runtime::{store::MemoryStore, Backend, BackendBuilder};
 use lock_tests::{
-    postgres_url, unique_table, PrivateCluster, RedisCluster, RedisServer, RedlockServers,
+    postgres_url, unique_table, PrivateCluster, Proxy, RedisCluster, RedisServer, RedlockServers,
     Sentinel, ZooKeeperServer,
 };
 
@@ -36,11 +36,20 @@ pub(crate) trait Servers: Send + Sync + Sized + 'static {
 
     /// A new client, its locks under `prefix`: another process's view of the same store.
     async fn connect(&self, prefix: &str) -> Backend {
-        self.settings(settings(prefix))
-            .connect(&self.url())
-            .await
-            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.url()))
+        self.connect_to(&self.url(), prefix).await
     }
+
+    /// A new client of the store at `url` (the store's own, or one through proxies).
+    async fn connect_to(&self, url: &str, prefix: &str) -> Backend {
+        self.settings(settings(prefix))
+            .connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+    }
+
+    /// A URL that reaches the store through proxies (one per server) that the scenario
+    /// can freeze or slow down, or why this fixture has none.
+    fn proxied(&self) -> Result<(String, Vec<Proxy>), &'static str>;
 
     /// Kills every server of the store (SIGKILL), or says why this fixture cannot.
     fn kill(&mut self) -> Result<(), &'static str>;
@@ -80,6 +89,10 @@ impl Servers for Memory {
             .expect("memory backend")
     }
 
+    fn proxied(&self) -> Result<(String, Vec<Proxy>), &'static str> {
+        Err("the in-memory store has no connection")
+    }
+
     fn kill(&mut self) -> Result<(), &'static str> {
         Err("the in-memory store has no server to kill")
     }
@@ -99,6 +112,11 @@ impl Servers for Redis {
 
     fn url(&self) -> String {
         self.0.as_ref().expect("server").url()
+    }
+
+    fn proxied(&self) -> Result<(String, Vec<Proxy>), &'static str> {
+        let proxy = Proxy::start(self.0.as_ref().expect("server").port());
+        Ok((proxy.url(), vec![proxy]))
     }
 
     fn kill(&mut self) -> Result<(), &'static str> {
@@ -134,6 +152,13 @@ impl Servers for SentinelStore {
         Sentinel::url(&self.sentinels, "conformance")
     }
 
+    fn proxied(&self) -> Result<(String, Vec<Proxy>), &'static str> {
+        Err(
+            "the Sentinels name the primary's own address, which no proxy of the fixture \
+             stands in for",
+        )
+    }
+
     fn kill(&mut self) -> Result<(), &'static str> {
         self.primary.as_mut().expect("primary").kill();
         Ok(())
@@ -159,6 +184,13 @@ impl Servers for Cluster {
         self.0.url()
     }
 
+    fn proxied(&self) -> Result<(String, Vec<Proxy>), &'static str> {
+        Err(
+            "the cluster's nodes announce their own addresses, which no proxy of the \
+             fixture stands in for",
+        )
+    }
+
     fn kill(&mut self) -> Result<(), &'static str> {
         Err(
             "the test cluster cannot start a killed node again in place (its nodes.conf is \
@@ -181,6 +213,17 @@ impl Servers for Redlock {
 
     fn url(&self) -> String {
         self.0.url()
+    }
+
+    fn proxied(&self) -> Result<(String, Vec<Proxy>), &'static str> {
+        let proxies: Vec<Proxy> = self
+            .0
+            .servers()
+            .iter()
+            .map(|s| Proxy::start(s.port()))
+            .collect();
+        let hosts: Vec<String> = proxies.iter().map(Proxy::hosts).collect();
+        Ok((format!("redis+redlock://{}", hosts.join(",")), proxies))
     }
 
     fn kill(&mut self) -> Result<(), &'static str> {
@@ -212,6 +255,11 @@ impl Servers for ZooKeeper {
 
     fn url(&self) -> String {
         self.0.as_ref().expect("server").url()
+    }
+
+    fn proxied(&self) -> Result<(String, Vec<Proxy>), &'static str> {
+        let proxy = Proxy::start(self.0.as_ref().expect("server").port());
+        Ok((format!("zookeeper://{}", proxy.hosts()), vec![proxy]))
     }
 
     fn kill(&mut self) -> Result<(), &'static str> {
@@ -262,6 +310,17 @@ impl Servers for Postgres {
 
     fn settings(&self, builder: BackendBuilder) -> BackendBuilder {
         builder.postgres_table(self.table.clone())
+    }
+
+    fn proxied(&self) -> Result<(String, Vec<Proxy>), &'static str> {
+        let url = self.url();
+        let (head, rest) = url.split_once("127.0.0.1:").ok_or("not a 127.0.0.1 URL")?;
+        let (port, path) = rest.split_once('/').ok_or("no database in the URL")?;
+        let proxy = Proxy::start(port.parse().map_err(|_| "no port in the URL")?);
+        Ok((
+            format!("{head}127.0.0.1:{}/{path}", proxy.port()),
+            vec![proxy],
+        ))
     }
 
     fn kill(&mut self) -> Result<(), &'static str> {
