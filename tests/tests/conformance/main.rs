@@ -143,6 +143,7 @@ macro_rules! conformance {
                 the_readme_table_says_what_the_store_declares,
                 a_silent_connection_is_replaced,
                 an_unknown_outcome_leaves_no_orphan,
+                an_unreachable_store_ends_the_body_at_the_lease_end,
             );
             own!(fencing_grows_across_a_restart, killed_and_back);
         }

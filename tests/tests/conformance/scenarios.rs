@@ -700,7 +700,10 @@ pub async fn a_silent_connection_is_replaced<S: Servers>(servers: &S, scenario: 
 /// orphan: a later try finds the lock its own (reclaim), or the runtime's clean-up of the
 /// unknown outcome freed it first. Either way the caller has it within seconds, another
 /// client finds it busy, and its release frees it.
-pub async fn an_unknown_outcome_leaves_no_orphan<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+pub async fn an_unknown_outcome_leaves_no_orphan<S: Servers>(
+    servers: &S,
+    scenario: &str,
+) -> Outcome {
     let (url, proxies) = match servers.proxied() {
         Ok(proxied) => proxied,
         Err(why) => return skipped(why),
@@ -723,15 +726,14 @@ pub async fn an_unknown_outcome_leaves_no_orphan<S: Servers>(servers: &S, scenar
         options.clone().wait(Duration::from_secs(20)),
     );
     let acquiring = tokio::spawn(async move { c.acquire("reclaimed", &waiting).await });
-    // The first try reached the store; its reply is late past the 1 s bound.
-    assert!(
-        lock_tests::eventually_async(Duration::from_secs(10), || async {
-            matches!(other.acquire("reclaimed", &options).await, Err(e) if e.is_busy())
-        })
-        .await,
-        "the first try never took the lock"
-    );
-    tokio::time::sleep(Duration::from_millis(1_200).saturating_sub(started.elapsed())).await;
+    // The first try reached the store by now; its reply is late past the 1 s bound.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // Whether the store holds the lock for the first try now depends on the store: Redis
+    // and PostgreSQL do (an orphan, until reclaimed); Redlock has taken it back from
+    // every server after its failed gathering; ZooKeeper may have ended the session, and
+    // the node with it. What every store must give is below.
+    let landed = matches!(other.inspect("reclaimed").await, Ok(Some(_)));
+    eprintln!("held for the first try while its reply was late: {landed}");
     for proxy in &proxies {
         proxy.delay_replies(Duration::ZERO);
     }
@@ -753,4 +755,72 @@ pub async fn an_unknown_outcome_leaves_no_orphan<S: Servers>(servers: &S, scenar
         .expect("free after the release");
     next.release().await.expect("release");
     Outcome::Passed
+}
+
+/// The store becomes unreachable while a renewed body runs (every connection, and new
+/// ones, frozen at proxies): the renewals go unanswered, the body is cancelled at the end
+/// of the lease it could last count on, and the call ends with `Lost`; another client gets
+/// the lock once that lease is over on the store.
+pub async fn an_unreachable_store_ends_the_body_at_the_lease_end<S: Servers>(
+    servers: &S,
+    scenario: &str,
+) -> Outcome {
+    let (url, proxies) = match servers.proxied() {
+        Ok(proxied) => proxied,
+        Err(why) => return skipped(why),
+    };
+    let client = servers.connect_to(&url, scenario).await;
+    let other = servers.connect(scenario).await;
+    let lease = ttl(&client, Duration::from_secs(2));
+    let options = LockOptions::new(lease).renew(true);
+    let ended = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let stamp = StampOnDrop(ended.clone());
+    let holder = tokio::spawn(async move {
+        let body = async move {
+            let _stamp = stamp;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        };
+        client.with_lock("unreachable", &options, body).await
+    });
+    let once = LockOptions::new(lease);
+    assert!(
+        lock_tests::eventually_async(Duration::from_secs(10), || async {
+            matches!(other.inspect("unreachable").await, Ok(Some(_)))
+        })
+        .await,
+        "the holder never held the lock"
+    );
+    let cut_at = Instant::now();
+    for proxy in &proxies {
+        proxy.freeze_new(true);
+        proxy.freeze_existing();
+    }
+    let outcome = tokio::time::timeout(lease * 2 + Duration::from_secs(10), holder)
+        .await
+        .expect("the call did not end")
+        .expect("task");
+    assert!(matches!(&outcome, Err(e) if e.is_lost()), "{outcome:?}");
+    let ended = ended.lock().unwrap().expect("the body ended");
+    // The last renewal before the cut was sent before it: the lease ends by `cut_at +
+    // lease`, and the body must be gone then (with room for a busy scheduler).
+    let late = ended.saturating_duration_since(cut_at + lease);
+    assert!(
+        late < Duration::from_millis(500),
+        "the body ran {late:?} past its lease"
+    );
+    let next = eventually_acquired(&other, "unreachable", &once).await;
+    next.release().await.expect("release");
+    for proxy in &proxies {
+        proxy.freeze_new(false);
+    }
+    Outcome::Passed
+}
+
+/// Records when it is dropped.
+struct StampOnDrop(std::sync::Arc<std::sync::Mutex<Option<Instant>>>);
+
+impl Drop for StampOnDrop {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap() = Some(Instant::now());
+    }
 }
