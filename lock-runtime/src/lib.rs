@@ -35,7 +35,9 @@
 //! ```
 //!
 //! Features: `macros` (default: the attribute), `metrics` (default: counters, histograms
-//! and a gauge per lock on the `metrics` facade), `tls` (`rediss://`, `rediss+cluster://`,
+//! and a gauge per lock on the `metrics` facade), `redis` (default: `redis://`,
+//! `rediss://`, `redis+unix://` and [`Backend::redis`]; leave the default features out for
+//! a build without the `redis` crate, on PostgreSQL, ZooKeeper or memory alone), `tls` (`rediss://`, `rediss+cluster://`,
 //! and PostgreSQL URLs with `sslmode=require`), `axum` (`LockError` as a response),
 //! `sentinel` (`redis+sentinel://`), `cluster` (`redis+cluster://`), `redlock`
 //! (`redis+redlock://`: a majority of independent servers), `zookeeper` (`zookeeper://`:

@@ -22,6 +22,7 @@ pub(crate) fn url(url: &str) -> String {
 
 /// `text` with every occurrence of `secret` replaced by `***` (for error messages from a
 /// driver that may quote what it was given).
+#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
 pub(crate) fn scrub(text: &str, secret: Option<&str>) -> String {
     match secret {
         Some(secret) if !secret.is_empty() => text.replace(secret, "***"),
@@ -30,6 +31,7 @@ pub(crate) fn scrub(text: &str, secret: Option<&str>) -> String {
 }
 
 /// The password in `url`'s user-info, if any.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn password(url: &str) -> Option<&str> {
     let (_, rest) = url.split_once("://")?;
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());

@@ -1,12 +1,13 @@
-//! What several stores share below the contract: TTLs in milliseconds, the drift margin,
-//! glob matching for operators' listings, the writer mark's life, and the words of a kind
-//! mismatch.
+//! What several stores share below the contract: their connection settings, TTLs in
+//! milliseconds, the drift margin, glob matching for operators' listings, the writer mark's
+//! life, and the words of a kind mismatch.
 
 use std::time::Duration;
 
 use super::KindMismatch;
 
 /// A TTL in whole milliseconds, rounded up, as Redis' `PX` takes it.
+#[cfg(any(feature = "redis", feature = "postgres"))]
 pub(crate) fn ttl_millis(ttl: Duration) -> u64 {
     let ms = ttl.as_millis() + u128::from(!ttl.subsec_nanos().is_multiple_of(1_000_000));
     u64::try_from(ms).unwrap_or(u64::MAX)
@@ -109,4 +110,24 @@ mod tests {
         assert!(glob_matches("", ""));
         assert!(!glob_matches("", "a"));
     }
+}
+
+/// What a store that connects is set up with (see [`BackendBuilder`](crate::BackendBuilder)):
+/// its time bound, restart hold and health checks (every such store), and Redis' idle
+/// notification channels and replica acknowledgements.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectSettings {
+    /// The time bound on one call.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) bound: Duration,
+    /// The restart hold's floor; `None`: no hold.
+    pub(crate) restart_guard: Option<Duration>,
+    /// Hold at first connect too, for a server up for less than the longest TTL.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) strict: bool,
+    pub(crate) health_interval: Duration,
+    pub(crate) notification_idle: Duration,
+    /// Grant and extend only once this many replicas confirmed the write, waiting at most
+    /// this long (`WAIT`).
+    pub(crate) replicas: Option<(u32, Duration)>,
 }

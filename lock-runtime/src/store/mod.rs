@@ -15,20 +15,27 @@ use crate::token::Token;
 
 mod capabilities;
 mod common;
+#[cfg(any(feature = "redis", feature = "postgres"))]
 mod hold;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+#[cfg(feature = "redis")]
 pub(crate) mod redis;
 #[cfg(feature = "redlock")]
 pub(crate) mod redlock;
 #[cfg(feature = "zookeeper")]
 pub(crate) mod zookeeper;
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) use self::common::ttl_millis;
 pub(crate) use self::common::{
-    drift_margin, glob_matches, mismatch, shared_held, ttl_millis, WRITER_WAITING,
+    drift_margin, glob_matches, mismatch, shared_held, ConnectSettings, WRITER_WAITING,
 };
-pub use self::{capabilities::Capabilities, memory::MemoryStore, redis::RedisStore};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::RedisStore;
+pub use self::{capabilities::Capabilities, memory::MemoryStore};
 
 /// The future a [`Store`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

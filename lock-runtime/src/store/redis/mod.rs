@@ -25,8 +25,8 @@ use redis::{aio::MultiplexedConnection, Value};
 pub(crate) use self::endpoint::Endpoint;
 use self::{conn::Connection, pubsub::Subscriber, script::Scripts};
 use super::{
-    ttl_millis, AcquireRequest, Attempt, CallTimedOut, Capabilities, NotAcknowledged, Store,
-    StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch,
+    ttl_millis, AcquireRequest, Attempt, CallTimedOut, Capabilities, ConnectSettings,
+    NotAcknowledged, Store, StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch,
 };
 use crate::{error::LockError, redact, token::Token};
 
@@ -49,22 +49,6 @@ mod shared;
 /// and keeps what a name used once leaves behind to an hour: a counter is about 130 bytes
 /// of server memory, so a million names fenced an hour cost about 130 MB at most.
 pub(crate) const FENCE_COUNTER_LIFE: Duration = Duration::from_secs(60 * 60);
-
-/// What a Redis store is set up with (see [`BackendBuilder`](crate::BackendBuilder)).
-#[derive(Debug, Clone)]
-pub(crate) struct RedisSettings {
-    /// The time bound on one call.
-    pub(crate) bound: Duration,
-    /// The restart hold's floor; `None`: no hold.
-    pub(crate) restart_guard: Option<Duration>,
-    /// Hold at first connect too, for a server up for less than the longest TTL.
-    pub(crate) strict: bool,
-    pub(crate) health_interval: Duration,
-    pub(crate) notification_idle: Duration,
-    /// Grant and extend only once this many replicas confirmed the write, waiting at most
-    /// this long (`WAIT`).
-    pub(crate) replicas: Option<(u32, Duration)>,
-}
 
 /// Locks kept in a Redis server (or anything that speaks its protocol and runs Lua).
 ///
@@ -118,7 +102,7 @@ impl RedisStore {
     pub(crate) async fn connect(
         endpoint: Endpoint,
         password: Option<&str>,
-        settings: RedisSettings,
+        settings: ConnectSettings,
     ) -> Result<Self, LockError> {
         let bound = settings.bound;
         let conn = Connection::open(endpoint.clone(), &settings)
@@ -341,7 +325,7 @@ impl RedisStore {
 pub(crate) async fn cluster(
     url: &str,
     tls_root: Option<Vec<u8>>,
-    settings: &RedisSettings,
+    settings: &ConnectSettings,
 ) -> Result<Box<dyn Store>, LockError> {
     let (tls, rest) = match url.strip_prefix("rediss+cluster://") {
         Some(rest) => (true, rest),

@@ -33,9 +33,9 @@ use self::{
     watch::merged,
 };
 use super::{
-    redis::{endpoint, Endpoint, RedisSettings},
-    AcquireRequest, Attempt, CallTimedOut, Capabilities, NoQuorum, RedisStore, Store, StoreError,
-    StoreFuture, StoredLock, Watch,
+    redis::{endpoint, Endpoint},
+    AcquireRequest, Attempt, CallTimedOut, Capabilities, ConnectSettings, NoQuorum, RedisStore,
+    Store, StoreError, StoreFuture, StoredLock, Watch,
 };
 use crate::{error::LockError, redact, store::drift_margin, token::Token};
 
@@ -143,7 +143,7 @@ impl RedlockStore {
     pub(crate) async fn connect(
         urls: &[String],
         tls_root: Option<Vec<u8>>,
-        settings: RedisSettings,
+        settings: ConnectSettings,
     ) -> Result<Self, LockError> {
         if urls.is_empty() {
             return Err(LockError::invalid(
@@ -218,7 +218,7 @@ impl RedlockStore {
                 %error,
                 "a Redlock server is unreachable; connecting to it in the background"
             );
-            let late = RedisSettings {
+            let late = ConnectSettings {
                 // It may have restarted while out of reach: hold it back if it is young.
                 strict: true,
                 ..settings.clone()
@@ -309,7 +309,7 @@ async fn connect_later(
     index: usize,
     endpoint: Endpoint,
     url: String,
-    settings: RedisSettings,
+    settings: ConnectSettings,
 ) {
     loop {
         tokio::time::sleep(RECONNECT_EVERY).await;

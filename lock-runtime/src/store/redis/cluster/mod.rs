@@ -33,7 +33,7 @@ use super::{
     alive::RuntimeAlive,
     operate,
     script::{Floor, Scripts},
-    shared, Capabilities, RedisSettings, TlsConfig,
+    shared, Capabilities, TlsConfig,
 };
 
 mod shards;
@@ -41,8 +41,8 @@ use crate::{
     error::LockError,
     redact,
     store::{
-        fence_key, AcquireRequest, Attempt, CallTimedOut, NotAcknowledged, Store, StoreError,
-        StoreFuture, StoredLock, Together, TogetherFuture, Watch,
+        fence_key, AcquireRequest, Attempt, CallTimedOut, ConnectSettings, NotAcknowledged, Store,
+        StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch,
     },
     token::Token,
 };
@@ -93,7 +93,7 @@ impl ClusterStore {
         seeds: Vec<String>,
         password: Option<&str>,
         tls: Option<TlsConfig>,
-        settings: &RedisSettings,
+        settings: &ConnectSettings,
     ) -> Result<Self, LockError> {
         let bound = settings.bound;
         let channels = Arc::new(Channels::default());

@@ -1,0 +1,269 @@
+//! The Redis part of [`BackendBuilder`] (feature `redis`): one server, Sentinel, Cluster and
+//! Redlock.
+
+use super::BackendBuilder;
+use crate::{
+    backend::Backend,
+    error::LockError,
+    store::{ConnectSettings, RedisStore},
+};
+
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+impl BackendBuilder {
+    /// Connects to Redis at `url` (`redis://`, `rediss://`, `redis+unix://` or `unix://`), to
+    /// the primary that Redis Sentinels name
+    /// (`redis+sentinel://[user:password@]host:port,host:port/service-name`; the user and
+    /// password are the primary's), or to a Redis Cluster
+    /// (`redis+cluster://[:password@]host:port,host:port`, any nodes of it;
+    /// `rediss+cluster://` when its nodes speak TLS), within the time bound.
+    ///
+    /// TLS URLs need the crate's `tls` feature, `redis+sentinel://` its `sentinel` feature
+    /// and `redis+cluster://` its `cluster` feature; without them such a URL is
+    /// [`LockError::InvalidInput`]. Over TLS, [`tls_root_certificate`](Self::tls_root_certificate)
+    /// names the CA to trust.
+    ///
+    /// With Sentinel, every new connection asks the sentinels for the primary again, and the
+    /// store follows the sentinels' `+switch-master` announcements: a switch (or a lost
+    /// connection, or a `READONLY` answer) moves it to the new primary, which it treats
+    /// like a restarted server (no grant until every earlier lease has ended; see
+    /// [`restart_guard`](Self::restart_guard)). The primary must answer `ROLE`.
+    pub async fn redis(self, url: &str) -> Result<Backend, LockError> {
+        if let Some(servers) = redlock_servers(url) {
+            return self.redlock(servers?).await;
+        }
+        self.check_redis()?;
+        if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") {
+            let settings = ConnectSettings {
+                bound: self.op_timeout,
+                strict: self.strict.unwrap_or(false),
+                ..self.redis.clone()
+            };
+            let store = crate::store::redis::cluster(url, self.tls_root.clone(), &settings).await?;
+            return self.boxed_store(store);
+        }
+        let endpoint = crate::store::redis::endpoint(url, self.tls_root.clone())?;
+        let settings = ConnectSettings {
+            bound: self.op_timeout,
+            strict: self.strict.unwrap_or(false),
+            ..self.redis.clone()
+        };
+        let store = RedisStore::connect(endpoint, crate::redact::password(url), settings).await?;
+        self.store(store)
+    }
+
+    /// Connects to the primary that the Redis Sentinels at `sentinels` (`host:port` each)
+    /// name for `service`: the same as [`redis`](Self::redis) with
+    /// `redis+sentinel://host:port,host:port/service`. Needs the crate's `sentinel` feature.
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), lock_runtime::LockError> {
+    /// let backend = lock_runtime::Backend::builder()
+    ///     .redis_sentinel(["10.0.0.5:26379", "10.0.0.6:26379"], "locks")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn redis_sentinel<S: AsRef<str>>(
+        self,
+        sentinels: impl IntoIterator<Item = S>,
+        service: &str,
+    ) -> Result<Backend, LockError> {
+        let url = format!("redis+sentinel://{}/{service}", joined(sentinels));
+        self.redis(&url).await
+    }
+
+    /// Connects to the Redis Cluster that `nodes` (`host:port` each, any nodes of it) belong
+    /// to: the same as [`redis`](Self::redis) with `redis+cluster://host:port,host:port`.
+    /// Needs the crate's `cluster` feature. For nodes that speak TLS, pass a
+    /// `rediss+cluster://` URL to [`redis`](Self::redis).
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), lock_runtime::LockError> {
+    /// let backend = lock_runtime::Backend::builder()
+    ///     .redis_cluster(["10.0.0.5:6379", "10.0.0.6:6379", "10.0.0.7:6379"])
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn redis_cluster<S: AsRef<str>>(
+        self,
+        nodes: impl IntoIterator<Item = S>,
+    ) -> Result<Backend, LockError> {
+        let url = format!("redis+cluster://{}", joined(nodes));
+        self.redis(&url).await
+    }
+
+    /// Connects to the independent Redis servers at `urls` (each a URL as for
+    /// [`redis`](Self::redis): `redis://`, `rediss://`, `redis+unix://`, or a Sentinel's)
+    /// and takes every lock on a majority of them: the Redlock algorithm. Any minority of
+    /// the servers may fail, stall or restart without losing a lock or stopping grants.
+    /// The same as [`redis`](Self::redis) with `redis+redlock://host:port,host:port,...`.
+    /// Needs the crate's `redlock` feature.
+    ///
+    /// - Every call goes to all servers at once, each within the time bound, and counts as
+    ///   done when a majority (N/2+1) did it; a slow server does not delay a quick majority.
+    /// - The lease runs from before the first request was sent, less the drift margin: an
+    ///   acquire whose majority came later than that is refused and taken back.
+    /// - When too many servers fail for a majority to decide, calls fail with
+    ///   [`LockError::NoQuorum`]. Connecting needs a majority too; the others are connected
+    ///   in the background.
+    /// - A server that restarted grants nothing for the longest TTL, as one server does
+    ///   after a restart ([`restart_guard`](Self::restart_guard)); so does a server younger
+    ///   than the longest TTL when this process first connects
+    ///   ([`restart_guard_on_connect`](Self::restart_guard_on_connect), on by default
+    ///   here: a fresh process cannot otherwise tell that a server restarted empty).
+    /// - There are no fencing tokens: an acquire that asks for one fails with
+    ///   [`LockError::InvalidInput`]. Use one Redis or a Redis Cluster for fenced locks.
+    ///
+    /// An even number of servers is allowed (with a warning): it needs more of them to
+    /// agree and tolerates no more failures than one server fewer.
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), lock_runtime::LockError> {
+    /// let backend = lock_runtime::Backend::builder()
+    ///     .redlock(["redis://10.0.0.5:6379", "redis://10.0.1.5:6379", "redis://10.0.2.5:6379"])
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn redlock<S: AsRef<str>>(
+        self,
+        urls: impl IntoIterator<Item = S>,
+    ) -> Result<Backend, LockError> {
+        self.check()?;
+        self.check_redis()?;
+        let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        #[cfg(feature = "redlock")]
+        {
+            let settings = ConnectSettings {
+                bound: self.op_timeout,
+                strict: self.strict.unwrap_or(true),
+                ..self.redis.clone()
+            };
+            let store = crate::store::redlock::RedlockStore::connect(
+                &urls,
+                self.tls_root.clone(),
+                settings,
+            )
+            .await?;
+            self.store(store)
+        }
+        #[cfg(not(feature = "redlock"))]
+        {
+            let _ = urls;
+            Err(LockError::invalid(
+                "Redlock needs lock-runtime's `redlock` feature",
+            ))
+        }
+    }
+
+    /// What every Redis store checks of its settings.
+    fn check_redis(&self) -> Result<(), LockError> {
+        self.check()?;
+        if self.redis.health_interval.is_zero() {
+            return Err(LockError::invalid(
+                "the health check interval must not be zero",
+            ));
+        }
+        if let Some(longest) = self.redis.restart_guard.filter(|t| *t > crate::MAX_TTL) {
+            return Err(LockError::invalid(format!(
+                "restart_guard(Some({longest:?})): the longest TTL may be at most a year (as \
+                 a lock's TTL), or no lock would ever be granted again after a restart"
+            )));
+        }
+        self.check_replicas()
+    }
+
+    fn check_replicas(&self) -> Result<(), LockError> {
+        match self.redis.replicas {
+            Some((replicas, timeout))
+                if replicas == 0 || timeout.is_zero() || timeout >= self.op_timeout =>
+            {
+                Err(LockError::invalid(format!(
+                    "replicas_acknowledge({replicas}, {timeout:?}): the replica count and the \
+                     timeout must not be zero, and the timeout must be shorter than the time \
+                     bound ({:?})",
+                    self.op_timeout
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The constructors of Redis backends with the default settings.
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+impl Backend {
+    /// Connects to Redis at `url` with the default settings.
+    pub async fn redis(url: &str) -> Result<Self, LockError> {
+        BackendBuilder::default().redis(url).await
+    }
+
+    /// Connects to the primary that the Redis Sentinels at `sentinels` name for `service`,
+    /// with the default settings (see [`BackendBuilder::redis_sentinel`]).
+    pub async fn redis_sentinel<S: AsRef<str>>(
+        sentinels: impl IntoIterator<Item = S>,
+        service: &str,
+    ) -> Result<Self, LockError> {
+        BackendBuilder::default()
+            .redis_sentinel(sentinels, service)
+            .await
+    }
+
+    /// Connects to the Redis Cluster that `nodes` belong to, with the default settings (see
+    /// [`BackendBuilder::redis_cluster`]).
+    pub async fn redis_cluster<S: AsRef<str>>(
+        nodes: impl IntoIterator<Item = S>,
+    ) -> Result<Self, LockError> {
+        BackendBuilder::default().redis_cluster(nodes).await
+    }
+
+    /// Takes locks on a majority of the independent Redis servers at `urls` (Redlock), with
+    /// the default settings (see [`BackendBuilder::redlock`]).
+    pub async fn redlock<S: AsRef<str>>(
+        urls: impl IntoIterator<Item = S>,
+    ) -> Result<Self, LockError> {
+        BackendBuilder::default().redlock(urls).await
+    }
+}
+
+/// For a `redis+redlock://[user:password@]host:port,host:port[/db]` URL (`rediss+redlock://`
+/// over TLS): one URL per server, each with the user, password and database; `None` for
+/// any other URL.
+fn redlock_servers(url: &str) -> Option<Result<Vec<String>, LockError>> {
+    let (scheme, rest) = match url.split_once("://")? {
+        ("redis+redlock", rest) => ("redis", rest),
+        ("rediss+redlock", rest) => ("rediss", rest),
+        _ => return None,
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), authority),
+    };
+    let hosts: Vec<&str> = hosts.split(',').collect();
+    if hosts.iter().any(|h| h.is_empty()) {
+        return Some(Err(LockError::invalid(format!(
+            "malformed Redlock URL `{}`: an empty server address",
+            crate::redact::url(url)
+        ))));
+    }
+    let path = if path.is_empty() {
+        String::new()
+    } else {
+        format!("/{path}")
+    };
+    Some(Ok(hosts
+        .into_iter()
+        .map(|host| format!("{scheme}://{userinfo}{host}{path}"))
+        .collect()))
+}
+
+/// `host:port` addresses joined with commas, for a URL.
+fn joined<S: AsRef<str>>(addresses: impl IntoIterator<Item = S>) -> String {
+    let addresses: Vec<String> = addresses
+        .into_iter()
+        .map(|a| a.as_ref().to_owned())
+        .collect();
+    addresses.join(",")
+}
