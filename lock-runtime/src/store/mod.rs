@@ -8,13 +8,12 @@
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use tokio::sync::Notify;
-
 pub use crate::error::StoreError;
 use crate::token::Token;
 
 mod capabilities;
 mod common;
+mod failure;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 mod hold;
 pub(crate) mod memory;
@@ -24,6 +23,7 @@ pub(crate) mod postgres;
 pub(crate) mod redis;
 #[cfg(feature = "redlock")]
 pub(crate) mod redlock;
+mod watch;
 #[cfg(feature = "zookeeper")]
 pub(crate) mod zookeeper;
 
@@ -35,7 +35,12 @@ pub(crate) use self::common::{
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisStore;
-pub use self::{capabilities::Capabilities, memory::MemoryStore};
+pub use self::{
+    capabilities::Capabilities,
+    failure::{CallTimedOut, KindMismatch, NoQuorum, NotAcknowledged, Unsupported},
+    memory::MemoryStore,
+    watch::{SessionState, SessionWatch, Watch},
+};
 
 /// The future a [`Store`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -99,20 +104,6 @@ impl LockKind {
     }
 }
 
-/// The error a store fails an acquire with when the key is held as another kind of lock
-/// (read locks on a semaphore's key, say) or as a semaphore with another permit count; the
-/// runtime reports it as [`LockError::InvalidInput`](crate::LockError::InvalidInput), at once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KindMismatch(pub String);
-
-impl std::fmt::Display for KindMismatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for KindMismatch {}
-
 /// What [`Store::try_acquire_all`] returns: `None` when the store cannot take the keys
 /// together; else the fencing tokens of all of them (in order), or what the first busy key
 /// said.
@@ -154,19 +145,6 @@ impl StoredLock {
     }
 }
 
-/// The error of a [`Store`] that cannot show or change its locks for operators (the
-/// default [`Store::inspect`], [`Store::list`] and [`Store::force_release`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unsupported;
-
-impl std::fmt::Display for Unsupported {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("this store cannot show or change its locks from outside")
-    }
-}
-
-impl std::error::Error for Unsupported {}
-
 /// What an acquire attempt found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -199,61 +177,6 @@ pub enum Attempt {
         /// How much longer the hold lasts.
         left: Duration,
     },
-}
-
-/// A wake-up hint for waiters: notified when the lock it watches may have been released.
-/// Waiters also re-check on a timer, so a store may notify late, spuriously, or never.
-///
-/// ```
-/// use lock_runtime::store::Watch;
-/// use std::sync::Arc;
-/// use tokio::sync::Notify;
-///
-/// // A store without notifications returns this (the default `Store::watch`):
-/// let quiet = Watch::none();
-/// // A store with them hands out its per-key `Notify`, kept registered while the watch lives:
-/// let notify = Arc::new(Notify::new());
-/// let watch = Watch::new(notify.clone(), ());
-/// # drop((quiet, watch));
-/// ```
-pub struct Watch {
-    notify: Arc<Notify>,
-    _registration: Option<Box<dyn Send + Sync>>,
-}
-
-impl std::fmt::Debug for Watch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watch").finish_non_exhaustive()
-    }
-}
-
-impl Watch {
-    /// A watch that never fires: waiters rely on their re-check timer alone.
-    pub fn none() -> Self {
-        Self {
-            notify: Arc::new(Notify::new()),
-            _registration: None,
-        }
-    }
-
-    /// A watch on `notify`, kept registered with the store until dropped (through
-    /// `registration`'s `Drop`).
-    pub fn new(notify: Arc<Notify>, registration: impl Send + Sync + 'static) -> Self {
-        Self {
-            notify,
-            _registration: Some(Box::new(registration)),
-        }
-    }
-
-    pub(crate) fn notify(&self) -> &Notify {
-        &self.notify
-    }
-
-    /// The notify itself, for a watch that merges several.
-    #[cfg_attr(not(feature = "redlock"), allow(dead_code))]
-    pub(crate) fn shared_notify(&self) -> Arc<Notify> {
-        self.notify.clone()
-    }
 }
 
 /// A place where locks live.
@@ -403,100 +326,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         let _ = key;
         Box::pin(std::future::ready(Err(Box::new(Unsupported) as StoreError)))
-    }
-}
-
-/// What the runtime follows of a store session (see [`Store::session`]).
-pub type SessionWatch = tokio::sync::watch::Receiver<SessionState>;
-
-/// The state of a store session that holds locks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SessionState {
-    /// Connected: the locks it holds are held.
-    Live,
-    /// Cut off from the store since `since`: the locks it holds are safe only until
-    /// `since + for_at_most` (the store may end the session after that), unless the
-    /// session is live again first.
-    Suspended {
-        /// When the connection was lost.
-        since: std::time::Instant,
-        /// How long after that the locks are surely still held.
-        for_at_most: Duration,
-    },
-    /// Ended: every lock it held is gone.
-    Ended,
-}
-
-/// The error a store that bounds its own calls ([`Capabilities::bounds_own_calls`]) fails a call
-/// with when the bound ran out; the runtime reports it as
-/// [`LockError::Timeout`](crate::LockError::Timeout).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallTimedOut;
-
-impl std::fmt::Display for CallTimedOut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the store did not answer within the time bound")
-    }
-}
-
-impl std::error::Error for CallTimedOut {}
-
-/// The error a store fails an acquire or extend with when it wrote the lock but fewer
-/// replicas than required confirmed the write in time (see
-/// [`BackendBuilder::replicas_acknowledge`](crate::BackendBuilder::replicas_acknowledge));
-/// the runtime reports it as [`LockError::NotReplicated`](crate::LockError::NotReplicated).
-/// An acquire that fails so has taken the lock back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotAcknowledged {
-    /// How many replicas confirmed the write.
-    pub acknowledged: u32,
-    /// How many had to.
-    pub wanted: u32,
-    /// How long the store waited for them.
-    pub timeout: Duration,
-}
-
-impl std::fmt::Display for NotAcknowledged {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} of {} replicas confirmed the write within {:?}",
-            self.acknowledged, self.wanted, self.timeout
-        )
-    }
-}
-
-impl std::error::Error for NotAcknowledged {}
-
-/// The error a store made of several servers (Redlock) fails a call with when too many of
-/// them failed or did not answer for a majority to decide; the runtime reports it as
-/// [`LockError::NoQuorum`](crate::LockError::NoQuorum).
-#[derive(Debug)]
-pub struct NoQuorum {
-    /// How many servers failed or did not answer in time.
-    pub failed: u32,
-    /// How many servers the store has.
-    pub nodes: u32,
-    /// How many must agree.
-    pub needed: u32,
-    /// One of the servers' errors, if one answered with an error.
-    pub source: Option<StoreError>,
-}
-
-impl std::fmt::Display for NoQuorum {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} of {} servers failed or did not answer; {} must agree",
-            self.failed, self.nodes, self.needed
-        )
-    }
-}
-
-impl std::error::Error for NoQuorum {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as _)
     }
 }
 
