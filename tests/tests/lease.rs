@@ -137,11 +137,17 @@ async fn renewal_goes_on_while_the_body_blocks_its_thread() {
     let ttl = Duration::from_secs(1);
     let options = LockOptions::new(ttl).renew(true);
     let (running, started) = tokio::sync::oneshot::channel();
+    // Set when the body has ended: the release comes after it, so another client may get
+    // the lock from then on, before the task is seen finished (a busy machine widens that
+    // gap; checking `is_finished` there failed once under load).
+    let ended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body_ended = ended.clone();
     let body = tokio::spawn(async move {
         holder
             .with_lock("k", &options, async {
                 let _ = running.send(());
                 std::thread::sleep(ttl * 4);
+                body_ended.store(true, std::sync::atomic::Ordering::SeqCst);
                 "done"
             })
             .await
@@ -151,7 +157,8 @@ async fn renewal_goes_on_while_the_body_blocks_its_thread() {
     while !body.is_finished() {
         let attempt = other.acquire("k", &LockOptions::new(ttl)).await;
         assert!(
-            matches!(attempt, Err(LockError::Busy { .. })) || body.is_finished(),
+            matches!(attempt, Err(LockError::Busy { .. }))
+                || ended.load(std::sync::atomic::Ordering::SeqCst),
             "another client got the lock while the body ran: {attempt:?}"
         );
         tries += 1;
