@@ -32,7 +32,7 @@ use self::shards::Shards;
 use super::{
     alive::RuntimeAlive,
     operate,
-    script::{Floor, Scripts},
+    script::{Floor, LuaScript, Scripts},
     shared, Capabilities, TlsConfig,
 };
 
@@ -264,6 +264,16 @@ impl ClusterStore {
         Err(Box::new(short))
     }
 
+    /// Runs `call` of `script` on the connection: whether it answered 1 (the token held
+    /// the key, and the script acted on it).
+    async fn done(&self, script: &LuaScript, call: &redis::Cmd) -> Result<bool, StoreError> {
+        let answer: i64 = script
+            .run(call, &mut self.conn().await?)
+            .await
+            .map_err(Self::failed)?;
+        Ok(answer == 1)
+    }
+
     fn failed(error: redis::RedisError) -> StoreError {
         if error.is_timeout() {
             return Box::new(CallTimedOut);
@@ -429,26 +439,14 @@ impl Store for ClusterStore {
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let call = self.scripts.release_call(key, token, true);
-            let deleted: i64 = self
-                .scripts
-                .release
-                .run(&call, &mut self.conn().await?)
-                .await
-                .map_err(Self::failed)?;
-            Ok(deleted == 1)
+            self.done(&self.scripts.release, &call).await
         })
     }
 
     fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let call = self.scripts.release_shared_call(key, token, true);
-            let released: i64 = self
-                .scripts
-                .release_shared
-                .run(&call, &mut self.conn().await?)
-                .await
-                .map_err(Self::failed)?;
-            Ok(released == 1)
+            self.done(&self.scripts.release_shared, &call).await
         })
     }
 
@@ -461,26 +459,14 @@ impl Store for ClusterStore {
         self.shards.note_ttl(ttl);
         Box::pin(async move {
             let call = self.scripts.extend_shared_call(key, token, ttl);
-            let extended: i64 = self
-                .scripts
-                .extend_shared
-                .run(&call, &mut self.conn().await?)
-                .await
-                .map_err(Self::failed)?;
-            Ok(extended == 1)
+            self.done(&self.scripts.extend_shared, &call).await
         })
     }
 
     fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let call = self.scripts.withdraw_call(key, token, true);
-            let _: i64 = self
-                .scripts
-                .withdraw
-                .run(&call, &mut self.conn().await?)
-                .await
-                .map_err(Self::failed)?;
-            Ok(())
+            self.done(&self.scripts.withdraw, &call).await.map(drop)
         })
     }
 
