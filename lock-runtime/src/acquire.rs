@@ -16,7 +16,7 @@ use crate::{
     lease::lease_end,
     local::{Entry, Slot},
     options::LockOptions,
-    store::{fence_key, AcquireRequest, Attempt, LockKind, Watch},
+    store::{fence_key, AcquireRequest, Attempt, LockKind, Operation, StoreError, Watch},
     token::Token,
 };
 
@@ -52,8 +52,8 @@ impl Backend {
     pub async fn acquire(&self, name: &str, options: &LockOptions) -> Result<LockGuard, LockError> {
         check_request(name, options.ttl())?;
         let token = Token::generate().map_err(|e| LockError::Backend {
-            operation: "acquire",
-            source: Box::new(e),
+            operation: Operation::Acquire,
+            source: StoreError::other(e),
         })?;
         let key: Arc<str> = self.key_for(name).into();
         let span = tracing::debug_span!(
@@ -246,7 +246,7 @@ impl Backend {
             let sent_at = Instant::now();
             unknown.arm(sent_at + request.ttl);
             let answer = self
-                .bounded("acquire", self.store().try_acquire(request))
+                .bounded(Operation::Acquire, self.store().try_acquire(request))
                 .await;
             // How long the holder's lease has left, when the store says.
             let mut lease_left = None;
@@ -335,7 +335,7 @@ impl Backend {
         let until = deadline.map_or(Duration::MAX, |d| {
             d.saturating_duration_since(Instant::now())
         });
-        match tokio::time::timeout(until, self.bounded("watch", watch)).await {
+        match tokio::time::timeout(until, self.bounded(Operation::Watch, watch)).await {
             Ok(Ok(watch)) => watch,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "no release notifications; re-checking on a timer");
@@ -449,7 +449,7 @@ impl Mark<'_> {
             let store = self.backend.store();
             let withdrawn = self
                 .backend
-                .bounded("release", store.withdraw(self.key, self.token))
+                .bounded(Operation::Release, store.withdraw(self.key, self.token))
                 .await;
             if let Err(error) = withdrawn {
                 tracing::debug!(%error, "taking back a waiting writer's mark failed");

@@ -15,10 +15,7 @@ use crate::{
     local::LocalQueue,
     metrics::{ErrorKind, LockMetrics, Metrics},
     options::LockOptions,
-    store::{
-        CallTimedOut, Capabilities, KindMismatch, MemoryStore, NoQuorum, NotAcknowledged, Store,
-        StoreError, StoreFuture,
-    },
+    store::{Capabilities, MemoryStore, Operation, Store, StoreError, StoreFuture},
     token::Token,
 };
 
@@ -141,7 +138,7 @@ impl Backend {
     /// ends its calls at the bound itself.
     pub(crate) async fn bounded<T>(
         &self,
-        operation: &'static str,
+        operation: Operation,
         call: StoreFuture<'_, T>,
     ) -> Result<T, LockError> {
         let after = self.inner.op_timeout;
@@ -151,7 +148,7 @@ impl Backend {
         } else {
             match tokio::time::timeout(after, call).await {
                 Ok(outcome) => outcome,
-                Err(_) => Err(Box::new(CallTimedOut) as _),
+                Err(_) => Err(StoreError::TimedOut),
             }
         };
         let failed = outcome.as_ref().err().map(error_kind);
@@ -237,7 +234,10 @@ impl Backend {
             let mut pause = CLEANUP_RETRY;
             loop {
                 let outcome = backend
-                    .bounded("release", backend.store_release(&key, &token, shared))
+                    .bounded(
+                        Operation::Release,
+                        backend.store_release(&key, &token, shared),
+                    )
                     .await;
                 tracing::debug!(%key, ?outcome, "background release");
                 if outcome.is_ok() || Instant::now() + pause >= until {
@@ -282,47 +282,47 @@ impl Backend {
 
 /// What kind of failure a store error is, for the metrics.
 fn error_kind(source: &StoreError) -> ErrorKind {
-    if source.is::<CallTimedOut>() {
-        ErrorKind::Timeout
-    } else if source.is::<NotAcknowledged>() {
-        ErrorKind::NotReplicated
-    } else if source.is::<NoQuorum>() {
-        ErrorKind::NoQuorum
-    } else {
-        ErrorKind::Backend
+    match source {
+        StoreError::TimedOut => ErrorKind::Timeout,
+        StoreError::NotAcknowledged { .. } => ErrorKind::NotReplicated,
+        StoreError::NoQuorum { .. } => ErrorKind::NoQuorum,
+        _ => ErrorKind::Backend,
     }
 }
 
 /// The error a store call for `operation`, bounded by `after`, failed with, as the caller
 /// sees it.
 pub(crate) fn store_failure(
-    operation: &'static str,
+    operation: Operation,
     after: Duration,
     source: StoreError,
 ) -> LockError {
-    if source.is::<CallTimedOut>() {
-        return LockError::Timeout { operation, after };
-    }
-    if let Some(mismatch) = source.downcast_ref::<KindMismatch>() {
-        return LockError::InvalidInput(mismatch.0.clone());
-    }
-    if let Some(not) = source.downcast_ref::<NotAcknowledged>() {
-        return LockError::NotReplicated {
+    match source {
+        StoreError::TimedOut => LockError::Timeout { operation, after },
+        StoreError::KindMismatch(message) => LockError::InvalidInput(message),
+        StoreError::NotAcknowledged {
+            acknowledged,
+            wanted,
+            timeout,
+        } => LockError::NotReplicated {
             operation,
-            acknowledged: not.acknowledged,
-            wanted: not.wanted,
-            waited: not.timeout,
-        };
-    }
-    match source.downcast::<NoQuorum>() {
-        Ok(no) => LockError::NoQuorum {
-            operation,
-            failed: no.failed,
-            nodes: no.nodes,
-            needed: no.needed,
-            source: no.source,
+            acknowledged,
+            wanted,
+            waited: timeout,
         },
-        Err(source) => LockError::Backend { operation, source },
+        StoreError::NoQuorum {
+            failed,
+            nodes,
+            needed,
+            source,
+        } => LockError::NoQuorum {
+            operation,
+            failed,
+            nodes,
+            needed,
+            source: source.map(|source| *source),
+        },
+        source => LockError::Backend { operation, source },
     }
 }
 

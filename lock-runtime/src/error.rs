@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-/// The error a store implementation reports; the runtime wraps it in [`LockError::Backend`].
-pub type StoreError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use crate::store::{Operation, StoreError};
 
 /// Why a lock operation failed.
 ///
@@ -22,7 +21,7 @@ pub type StoreError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// }
 /// # assert_eq!(status(&LockError::Lost { key: "k".into() }), 503);
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum LockError {
     /// Another owner held the lock for the whole `wait` (or at the one try when `wait` is zero).
@@ -58,8 +57,8 @@ pub enum LockError {
     /// The store answered with an error, or the connection to it failed.
     #[error("lock store error during {operation}: {source}")]
     Backend {
-        /// What was being done: `connect`, `acquire`, `release`, `extend`.
-        operation: &'static str,
+        /// What was being done.
+        operation: Operation,
         /// The store's own error.
         #[source]
         source: StoreError,
@@ -73,8 +72,8 @@ pub enum LockError {
          {waited:?}"
     )]
     NotReplicated {
-        /// What was being done: `acquire` or `extend`.
-        operation: &'static str,
+        /// What was being done: [`Operation::Acquire`] or [`Operation::Extend`].
+        operation: Operation,
         /// How many replicas confirmed the write.
         acknowledged: u32,
         /// How many had to.
@@ -90,8 +89,8 @@ pub enum LockError {
          {needed} must agree"
     )]
     NoQuorum {
-        /// What was being done: `connect`, `acquire`, `release`, `extend`.
-        operation: &'static str,
+        /// What was being done.
+        operation: Operation,
         /// How many servers failed or did not answer in time.
         failed: u32,
         /// How many servers the store has.
@@ -105,8 +104,8 @@ pub enum LockError {
     /// The store did not answer within the client's time bound.
     #[error("lock store did not answer {operation} within {after:?}")]
     Timeout {
-        /// What was being done: `connect`, `acquire`, `release`, `extend`.
-        operation: &'static str,
+        /// What was being done.
+        operation: Operation,
         /// The bound that ran out.
         after: Duration,
     },
@@ -164,60 +163,5 @@ impl LockError {
 
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidInput(message.into())
-    }
-
-    /// An equal error, for a second caller (a store's own error becomes its message).
-    pub(crate) fn duplicate(&self) -> Self {
-        match self {
-            Self::Busy { key, waited } => Self::Busy {
-                key: key.clone(),
-                waited: *waited,
-            },
-            Self::Lost { key } => Self::Lost { key: key.clone() },
-            Self::Recovering { key, waited, left } => Self::Recovering {
-                key: key.clone(),
-                waited: *waited,
-                left: *left,
-            },
-            Self::Backend { operation, source } => Self::Backend {
-                operation,
-                source: source.to_string().into(),
-            },
-            Self::NotReplicated {
-                operation,
-                acknowledged,
-                wanted,
-                waited,
-            } => Self::NotReplicated {
-                operation,
-                acknowledged: *acknowledged,
-                wanted: *wanted,
-                waited: *waited,
-            },
-            Self::NoQuorum {
-                operation,
-                failed,
-                nodes,
-                needed,
-                source,
-            } => Self::NoQuorum {
-                operation,
-                failed: *failed,
-                nodes: *nodes,
-                needed: *needed,
-                source: source.as_ref().map(|e| e.to_string().into()),
-            },
-            Self::Timeout { operation, after } => Self::Timeout {
-                operation,
-                after: *after,
-            },
-            Self::NotInitialized { client } => Self::NotInitialized {
-                client: client.clone(),
-            },
-            Self::AlreadyRegistered { client } => Self::AlreadyRegistered {
-                client: client.clone(),
-            },
-            Self::InvalidInput(message) => Self::InvalidInput(message.clone()),
-        }
     }
 }

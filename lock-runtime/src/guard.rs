@@ -13,7 +13,7 @@ use crate::{
     lease::{lease_end, session_over, Renewal},
     metrics::LockMetrics,
     options::LockOptions,
-    store::SessionWatch,
+    store::{Operation, SessionWatch},
     token::Token,
 };
 
@@ -157,7 +157,7 @@ impl LockGuard {
         let call = self
             .backend
             .store_extend(&self.store_key, &self.token, ttl, self.shared);
-        match self.backend.bounded("extend", call).await? {
+        match self.backend.bounded(Operation::Extend, call).await? {
             true => {
                 self.metrics.renewed();
                 self.lease_end = lease_end(sent_at, ttl);
@@ -182,7 +182,7 @@ impl LockGuard {
             .store_release(&self.store_key, &self.token, self.shared);
         let outcome = self
             .backend
-            .bounded("release", call)
+            .bounded(Operation::Release, call)
             .instrument(span.clone())
             .await;
         // Only now: if this future is dropped before the answer, `Drop` releases again.

@@ -10,7 +10,7 @@ use crate::{
     backend::{check_name, store_failure, Backend},
     error::LockError,
     holder::{self, LockInfo},
-    store::{StoredLock, Watch},
+    store::{Operation, StoredLock, Watch},
 };
 
 /// How often [`LockWatch`] looks at its lock when no release notification came: a new
@@ -40,7 +40,9 @@ impl Backend {
     pub async fn inspect(&self, name: &str) -> Result<Option<LockInfo>, LockError> {
         check_name(name)?;
         let key = self.key_for(name);
-        let stored = self.bounded("inspect", self.store().inspect(&key)).await?;
+        let stored = self
+            .bounded(Operation::Inspect, self.store().inspect(&key))
+            .await?;
         Ok(stored.map(|stored| self.info(stored)))
     }
 
@@ -70,12 +72,11 @@ impl Backend {
         let all = self.op_timeout().saturating_mul(20);
         let listing = tokio::time::timeout(all, self.store().list(&keys));
         let stored = match listing.await {
-            Ok(stored) => {
-                stored.map_err(|source| store_failure("list", self.op_timeout(), source))?
-            }
+            Ok(stored) => stored
+                .map_err(|source| store_failure(Operation::List, self.op_timeout(), source))?,
             Err(_) => {
                 return Err(LockError::Timeout {
-                    operation: "list",
+                    operation: Operation::List,
                     after: all,
                 })
             }
@@ -95,7 +96,7 @@ impl Backend {
         check_name(name)?;
         let key = self.key_for(name);
         let stored = self
-            .bounded("force_release", self.store().force_release(&key))
+            .bounded(Operation::ForceRelease, self.store().force_release(&key))
             .await?;
         if let Some(stored) = &stored {
             tracing::warn!(key = name, held_by = %stored.value, "lock released by force");
@@ -107,7 +108,9 @@ impl Backend {
     pub async fn watch_lock(&self, name: &str) -> Result<LockWatch, LockError> {
         check_name(name)?;
         let key: Arc<str> = self.key_for(name).into();
-        let watch = self.bounded("watch", self.store().watch(&key)).await?;
+        let watch = self
+            .bounded(Operation::Watch, self.store().watch(&key))
+            .await?;
         Ok(LockWatch {
             backend: self.clone(),
             name: name.to_owned(),

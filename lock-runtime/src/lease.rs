@@ -22,7 +22,7 @@ use crate::{
     error::LockError,
     metrics::LockMetrics,
     options::{LockOptions, OnLost},
-    store::{drift_margin, SessionState, SessionWatch},
+    store::{drift_margin, Operation, SessionState, SessionWatch},
     token::Token,
 };
 
@@ -223,7 +223,7 @@ impl Renewal {
                 self.backend
                     .store_extend(&self.store_key, &self.token, self.ttl, self.shared);
             let outcome = tokio::select! {
-                outcome = self.backend.bounded("extend", call) => outcome,
+                outcome = self.backend.bounded(Operation::Extend, call) => outcome,
                 () = tokio::time::sleep_until(end.into()) => {
                     tracing::warn!(key, client, "renewal unanswered until the lease ended");
                     lease.send_replace(LeaseState::Lost);

@@ -117,6 +117,7 @@ pub use crate::{
     options::{LockMode, LockOptions, OnLost, DEFAULT_MAX_HOLD},
     registry::{client, init, init_from_env, register, URL_ENV},
     run::{fencing_token, fencing_token_of, with_lock, with_locks, with_permit},
+    store::{Operation, StoreError},
     token::Token,
 };
 

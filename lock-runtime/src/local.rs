@@ -23,7 +23,7 @@ use std::{
 
 use tokio::sync::{oneshot, Notify};
 
-use crate::error::LockError;
+use crate::{error::LockError, store::Operation};
 
 #[derive(Debug, Default)]
 pub(crate) struct LocalQueue {
@@ -217,7 +217,7 @@ impl Slot<'_> {
                 if failure.is_none() {
                     entry.trying_since = None;
                 }
-                entry.failure = failure.map(LockError::duplicate);
+                entry.failure = failure.cloned();
             }
         }
     }
@@ -286,13 +286,13 @@ impl<'a> Ticket<'a> {
         let keys = self.queue.keys();
         let entry = keys.get(&**self.key)?;
         if let Some(failure) = &entry.failure {
-            return Some(failure.duplicate());
+            return Some(failure.clone());
         }
         let waited = entered.elapsed();
         let silent =
             entry.lease_end.is_none() && entry.trying_since.is_some_and(|since| since <= entered);
         (silent && !waited.is_zero()).then_some(LockError::Timeout {
-            operation: "acquire",
+            operation: Operation::Acquire,
             after: waited,
         })
     }

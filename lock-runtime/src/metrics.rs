@@ -13,19 +13,6 @@
 /// would make one time series per name.
 pub const UNNAMED: &str = "unnamed";
 
-#[cfg(feature = "metrics")]
-/// The operations whose store calls are timed, as the `operation` label says them.
-const OPERATIONS: [&str; 8] = [
-    "acquire",
-    "release",
-    "extend",
-    "watch",
-    "inspect",
-    "list",
-    "force_release",
-    "other",
-];
-
 /// The kinds of store errors, as the `kind` label says them.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum ErrorKind {
@@ -61,7 +48,8 @@ mod enabled {
         metrics::with_recorder(|recorder| size_of_val(recorder) != 0)
     }
 
-    use super::{ErrorKind, OPERATIONS, UNNAMED};
+    use super::{ErrorKind, UNNAMED};
+    use crate::store::Operation;
 
     /// One lock template's instruments, in one client and backend.
     pub(crate) struct LockMetrics {
@@ -255,7 +243,7 @@ mod enabled {
     /// A backend's instruments for its store calls.
     pub(crate) struct Metrics {
         backend: &'static str,
-        calls: [OnceLock<CallMetrics>; OPERATIONS.len()],
+        calls: [OnceLock<CallMetrics>; Operation::ALL.len()],
     }
 
     struct CallMetrics {
@@ -284,14 +272,10 @@ mod enabled {
             lock_metrics(template.unwrap_or(UNNAMED), client, self.backend)
         }
 
-        fn call(&self, operation: &'static str) -> &CallMetrics {
-            let at = OPERATIONS
-                .iter()
-                .position(|o| *o == operation)
-                .unwrap_or(OPERATIONS.len() - 1);
-            self.calls[at].get_or_init(|| {
+        fn call(&self, operation: Operation) -> &CallMetrics {
+            self.calls[operation as usize].get_or_init(|| {
                 let labels = [
-                    Label::from_static_parts("operation", OPERATIONS[at]),
+                    Label::from_static_parts("operation", operation.as_str()),
                     Label::from_static_parts("backend", self.backend),
                 ];
                 CallMetrics {
@@ -307,7 +291,7 @@ mod enabled {
         }
 
         /// A store call for `operation` starts now.
-        pub(crate) fn start(&self, operation: &'static str) -> Started {
+        pub(crate) fn start(&self, operation: Operation) -> Started {
             Started(self.call(operation).timed.then(Instant::now))
         }
 
@@ -315,7 +299,7 @@ mod enabled {
         /// `failed` says.
         pub(crate) fn called(
             &self,
-            operation: &'static str,
+            operation: Operation,
             started: Started,
             failed: Option<ErrorKind>,
         ) {
@@ -367,11 +351,11 @@ mod disabled {
             &LockMetrics
         }
 
-        pub(crate) fn start(&self, _: &'static str) -> Started {
+        pub(crate) fn start(&self, _: crate::store::Operation) -> Started {
             Started
         }
 
-        pub(crate) fn called(&self, _: &'static str, _: Started, _: Option<ErrorKind>) {}
+        pub(crate) fn called(&self, _: crate::store::Operation, _: Started, _: Option<ErrorKind>) {}
     }
 }
 

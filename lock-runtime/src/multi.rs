@@ -26,7 +26,7 @@ use crate::{
     holder,
     lease::{lease_end, LeaseState, LeaseWatch, RenewalTask},
     options::LockOptions,
-    store::{fence_key, Attempt, LockKind, Together},
+    store::{fence_key, Attempt, LockKind, Operation, StoreError, Together},
     token::Token,
 };
 
@@ -184,8 +184,8 @@ impl Backend {
             })
             .collect();
         let token = Token::generate().map_err(|e| LockError::Backend {
-            operation: "acquire",
-            source: Box::new(e),
+            operation: Operation::Acquire,
+            source: StoreError::other(e),
         })?;
         let holder = holder::Record::now(options.function_name());
         let ttl = options.ttl();
@@ -200,7 +200,7 @@ impl Backend {
         };
         let metrics = self.lock_metrics(options);
         let sent_at = Instant::now();
-        match self.bounded("acquire", call).await {
+        match self.bounded(Operation::Acquire, call).await {
             Ok(Ok(fences)) => {
                 metrics.acquired(sent_at.elapsed());
                 let guards = keys

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::{http::header::RETRY_AFTER, response::IntoResponse};
-use lock_runtime::LockError;
+use lock_runtime::{LockError, Operation};
 
 #[test]
 fn lock_errors_answer_with_the_documented_status_and_retry_after() {
@@ -29,7 +29,7 @@ fn lock_errors_answer_with_the_documented_status_and_retry_after() {
         (LockError::Lost { key: key() }, 503, None),
         (
             LockError::Timeout {
-                operation: "acquire",
+                operation: Operation::Acquire,
                 after: Duration::from_secs(1),
             },
             503,

@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lock_runtime::{Backend, LockError, LockOptions};
+use lock_runtime::{Backend, LockError, LockOptions, Operation};
 use lock_tests::{free_port, signal, RedisServer};
 
 const BOUND: Duration = Duration::from_millis(400);
@@ -33,10 +33,10 @@ async fn unreachable_address_is_a_connect_error() {
         matches!(
             err,
             LockError::Backend {
-                operation: "connect",
+                operation: Operation::Connect,
                 ..
             } | LockError::Timeout {
-                operation: "connect",
+                operation: Operation::Connect,
                 ..
             }
         ),
@@ -63,7 +63,7 @@ async fn a_server_that_never_answers_times_out_within_the_bound() {
     let elapsed = started.elapsed();
     match result {
         Err(LockError::Timeout {
-            operation: "connect",
+            operation: Operation::Connect,
             after,
         }) => assert_eq!(after, BOUND),
         Ok(backend) => {
@@ -76,7 +76,7 @@ async fn a_server_that_never_answers_times_out_within_the_bound() {
                 matches!(
                     err,
                     Err(LockError::Timeout {
-                        operation: "acquire",
+                        operation: Operation::Acquire,
                         ..
                     })
                 ),
@@ -116,7 +116,7 @@ async fn a_paused_server_gives_timeouts_not_hangs_and_not_busy() {
         matches!(
             acquire,
             Err(LockError::Timeout {
-                operation: "acquire",
+                operation: Operation::Acquire,
                 ..
             })
         ),
@@ -130,7 +130,7 @@ async fn a_paused_server_gives_timeouts_not_hangs_and_not_busy() {
         matches!(
             release,
             Err(LockError::Timeout {
-                operation: "release",
+                operation: Operation::Release,
                 ..
             })
         ),
@@ -151,7 +151,7 @@ async fn wrong_password_is_a_connect_error_that_says_so() {
     assert!(started.elapsed() < BOUND + SLACK);
     match &err {
         LockError::Backend {
-            operation: "connect",
+            operation: Operation::Connect,
             source,
         } => {
             let text = source.to_string().to_lowercase();

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lock_runtime::{Backend, LockError, LockOptions};
+use lock_runtime::{Backend, LockError, LockOptions, Operation};
 use lock_tests::{assert_exclusive_around, LockLoops, RedisCluster};
 
 async fn backend(cluster: &RedisCluster) -> Backend {
@@ -421,7 +421,7 @@ async fn replica_acknowledgements_are_asked_of_the_locks_own_shard() {
         matches!(
             extended,
             Err(LockError::NotReplicated {
-                operation: "extend",
+                operation: Operation::Extend,
                 ..
             })
         ),

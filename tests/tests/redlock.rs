@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use lock_runtime::{Backend, LockError, LockOptions};
+use lock_runtime::{Backend, LockError, LockOptions, Operation};
 use lock_tests::{
     assert_no_overlap_around, eventually, now_us, LockLoops, Proxy, RedisServer, RedlockServers,
 };
@@ -184,7 +184,7 @@ async fn with_three_of_five_down_acquires_fail_fast_with_no_quorum_and_recover()
         let took = started.elapsed();
         match outcome {
             Err(LockError::NoQuorum {
-                operation: "acquire",
+                operation: Operation::Acquire,
                 failed: 3,
                 nodes: 5,
                 needed: 3,
@@ -235,7 +235,7 @@ async fn connecting_needs_a_majority_and_the_rest_join_later() {
         matches!(
             err,
             LockError::NoQuorum {
-                operation: "connect",
+                operation: Operation::Connect,
                 failed: 3,
                 nodes: 5,
                 needed: 3,

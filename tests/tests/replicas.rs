@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use lock_runtime::{Backend, LockError, LockOptions};
+use lock_runtime::{Backend, LockError, LockOptions, Operation};
 use lock_tests::{eventually, signal, RedisServer, Sentinel};
 
 const SERVICE: &str = "locks";
@@ -18,7 +18,7 @@ async fn acknowledged_backend(url: &str) -> Backend {
         .expect("connect")
 }
 
-fn assert_not_replicated(result: Result<lock_runtime::LockGuard, LockError>, operation: &str) {
+fn assert_not_replicated(result: Result<lock_runtime::LockGuard, LockError>, operation: Operation) {
     match result {
         Err(LockError::NotReplicated {
             operation: op,
@@ -35,10 +35,10 @@ async fn without_a_replica_to_confirm_it_no_lock_is_granted_and_none_is_left() {
     let server = RedisServer::start();
     let backend = acknowledged_backend(&server.url()).await;
     // The plain `SET` path and the scripted one (fencing).
-    assert_not_replicated(backend.acquire("plain", &OPTIONS).await, "acquire");
+    assert_not_replicated(backend.acquire("plain", &OPTIONS).await, Operation::Acquire);
     assert_not_replicated(
         backend.acquire("fenced", &OPTIONS.fencing(true)).await,
-        "acquire",
+        Operation::Acquire,
     );
     for name in ["plain", "fenced"] {
         let key = backend.key_for(name);
@@ -89,13 +89,13 @@ async fn grants_and_extensions_count_only_while_the_replica_confirms_them() {
         matches!(
             extended,
             Err(LockError::NotReplicated {
-                operation: "extend",
+                operation: Operation::Extend,
                 ..
             })
         ),
         "{extended:?}"
     );
-    assert_not_replicated(other, "acquire");
+    assert_not_replicated(other, Operation::Acquire);
     assert_eq!(
         primary.raw(&["EXISTS", &backend.key_for("other")]).trim(),
         ":0"

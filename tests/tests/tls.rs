@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lock_runtime::{Backend, LockError, LockOptions};
+use lock_runtime::{Backend, LockError, LockOptions, Operation};
 use lock_tests::{RedisCluster, RedisServer};
 
 #[tokio::test]
@@ -46,7 +46,7 @@ async fn untrusted(url: &str) {
         matches!(
             err,
             LockError::Backend {
-                operation: "connect",
+                operation: Operation::Connect,
                 ..
             }
         ),

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::KindMismatch;
+use super::StoreError;
 
 /// A TTL in whole milliseconds, rounded up, as Redis' `PX` takes it.
 #[cfg(any(feature = "redis", feature = "postgres"))]
@@ -69,13 +69,13 @@ pub(crate) fn glob_matches(pattern: &str, text: &str) -> bool {
 /// The error an operator's look at, or release of, `key` gets while readers or a
 /// semaphore's permits (`permits`, 0 for readers) hold it: those calls show and release
 /// exclusive locks only, and a shared holder's key is left as it is.
-pub(crate) fn shared_held(key: &str, holders: usize, permits: u32) -> KindMismatch {
+pub(crate) fn shared_held(key: &str, holders: usize, permits: u32) -> StoreError {
     let who = match (permits, holders) {
         (0, 1) => "1 reader of a read-write lock".to_owned(),
         (0, n) => format!("{n} readers of a read-write lock"),
         (p, n) => format!("{n} of a semaphore's {p} permits"),
     };
-    KindMismatch(format!(
+    StoreError::KindMismatch(format!(
         "`{key}` is held by {who}; inspecting and releasing by force see exclusive locks \
          only"
     ))
@@ -83,8 +83,8 @@ pub(crate) fn shared_held(key: &str, holders: usize, permits: u32) -> KindMismat
 
 /// Why a shared request cannot join the holders of `key`, which hold it with `held`
 /// permits (0: as readers) where the request says `wanted`.
-pub(crate) fn mismatch(key: &str, held: u32, wanted: u32) -> KindMismatch {
-    KindMismatch(match (held, wanted) {
+pub(crate) fn mismatch(key: &str, held: u32, wanted: u32) -> StoreError {
+    StoreError::KindMismatch(match (held, wanted) {
         (0, _) => format!("`{key}` is held by readers of a read-write lock, not as a semaphore"),
         (_, 0) => format!("`{key}` is a semaphore of {held} permits; it cannot be read-locked"),
         _ => format!(

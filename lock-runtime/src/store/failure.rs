@@ -1,105 +1,276 @@
-//! The failures a store reports that the runtime tells apart: a call that ran out of
-//! time, a kind mismatch, unconfirmed replication, no quorum, an unsupported call.
+//! How a store call fails ([`StoreError`]) and what it was doing ([`Operation`]).
+//!
+//! The runtime tells the failures apart by variant: a call that ran out of time becomes
+//! [`LockError::Timeout`](crate::LockError::Timeout), a kind mismatch
+//! [`LockError::InvalidInput`](crate::LockError::InvalidInput), and so on; everything a
+//! store's driver reports is [`StoreError::Other`], kept whole (its message and its
+//! `source()` chain) and cheap to clone.
 
-use std::time::Duration;
+use std::{fmt, sync::Arc, time::Duration};
 
-use super::StoreError;
+/// Why a [`Store`](super::Store) call failed.
+///
+/// ```
+/// use lock_runtime::store::StoreError;
+///
+/// let error = StoreError::from("the server said no");
+/// assert!(matches!(error, StoreError::Other(_)));
+/// assert_eq!(error.to_string(), "the server said no");
+/// assert!(matches!(error.clone(), StoreError::Other(_)));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store did not answer within the time bound (a store that bounds its own calls,
+    /// [`Capabilities::bounds_own_calls`](super::Capabilities::bounds_own_calls), says so
+    /// itself; for the others the runtime's timer does). Reported as
+    /// [`LockError::Timeout`](crate::LockError::Timeout).
+    TimedOut,
+    /// The key is held as another kind of lock (read locks on a semaphore's key, say) or as
+    /// a semaphore with another permit count; the message says which. Reported as
+    /// [`LockError::InvalidInput`](crate::LockError::InvalidInput), at once.
+    KindMismatch(String),
+    /// The store wrote the lock, but fewer replicas than required confirmed the write in
+    /// time (see [`BackendBuilder::replicas_acknowledge`](crate::BackendBuilder::replicas_acknowledge)).
+    /// An acquire that fails so has taken the lock back. Reported as
+    /// [`LockError::NotReplicated`](crate::LockError::NotReplicated).
+    NotAcknowledged {
+        /// How many replicas confirmed the write.
+        acknowledged: u32,
+        /// How many had to.
+        wanted: u32,
+        /// How long the store waited for them.
+        timeout: Duration,
+    },
+    /// Too many servers of a store made of several (Redlock) failed or did not answer for
+    /// a majority to decide. Reported as [`LockError::NoQuorum`](crate::LockError::NoQuorum).
+    NoQuorum {
+        /// How many servers failed or did not answer in time.
+        failed: u32,
+        /// How many servers the store has.
+        nodes: u32,
+        /// How many must agree.
+        needed: u32,
+        /// One of the servers' errors, if one answered with an error.
+        source: Option<Box<StoreError>>,
+    },
+    /// The store cannot do this call at all (see [`Capabilities`](super::Capabilities));
+    /// the runtime refuses such calls before they reach the store where it can.
+    Unsupported,
+    /// Anything else: the connection failed, the server answered with an error, a reply
+    /// made no sense. The driver's own error, shared.
+    Other(Arc<dyn std::error::Error + Send + Sync + 'static>),
+}
 
-/// The error a store fails an acquire with when the key is held as another kind of lock
-/// (read locks on a semaphore's key, say) or as a semaphore with another permit count; the
-/// runtime reports it as [`LockError::InvalidInput`](crate::LockError::InvalidInput), at once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KindMismatch(pub String);
+impl StoreError {
+    /// Wraps a driver's error as [`StoreError::Other`].
+    pub fn other(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Other(Arc::new(error))
+    }
 
-impl std::fmt::Display for KindMismatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    /// The driver's error of [`StoreError::Other`], if it is an `E` (a
+    /// `redis::RedisError`, a `tokio_postgres::Error`, ...).
+    pub fn driver_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Self::Other(error) => error.downcast_ref(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TimedOut => f.write_str("the store did not answer within the time bound"),
+            Self::KindMismatch(message) => f.write_str(message),
+            Self::NotAcknowledged {
+                acknowledged,
+                wanted,
+                timeout,
+            } => write!(
+                f,
+                "{acknowledged} of {wanted} replicas confirmed the write within {timeout:?}"
+            ),
+            Self::NoQuorum {
+                failed,
+                nodes,
+                needed,
+                ..
+            } => write!(
+                f,
+                "{failed} of {nodes} servers failed or did not answer; {needed} must agree"
+            ),
+            Self::Unsupported => f.write_str("this store cannot do this"),
+            Self::Other(error) => fmt::Display::fmt(error, f),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::NoQuorum {
+                source: Some(source),
+                ..
+            } => Some(&**source),
+            // The driver's error stands in for this one (its message is ours), so its
+            // causes come next.
+            Self::Other(error) => error.source(),
+            _ => None,
+        }
+    }
+}
+
+/// A message of the store's own (a reply that made no sense, say).
+impl From<String> for StoreError {
+    fn from(message: String) -> Self {
+        Self::other(Message(message))
+    }
+}
+
+impl From<&str> for StoreError {
+    fn from(message: &str) -> Self {
+        Self::from(message.to_owned())
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(error: std::io::Error) -> Self {
+        Self::other(error)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl From<redis::RedisError> for StoreError {
+    fn from(error: redis::RedisError) -> Self {
+        Self::other(error)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl From<redis::ParsingError> for StoreError {
+    fn from(error: redis::ParsingError) -> Self {
+        Self::other(error)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::other(error)
+    }
+}
+
+#[cfg(feature = "zookeeper")]
+impl From<zookeeper_client::Error> for StoreError {
+    fn from(error: zookeeper_client::Error) -> Self {
+        Self::other(error)
+    }
+}
+
+/// A plain message as an error.
+#[derive(Debug)]
+struct Message(String);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for KindMismatch {}
+impl std::error::Error for Message {}
 
-/// The error of a [`Store`](super::Store) that cannot show or change its locks for operators (the
-/// default [`Store::inspect`](super::Store::inspect), [`Store::list`](super::Store::list) and [`Store::force_release`](super::Store::force_release)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unsupported;
+/// What a store call was doing when it failed, as errors, traces and the metrics'
+/// `operation` label name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Connecting to the store (or checking it at start).
+    Connect,
+    /// Taking a lock (one try).
+    Acquire,
+    /// Giving a lock back (or a waiting writer's mark).
+    Release,
+    /// Renewing a lease.
+    Extend,
+    /// Asking the store to tell waiters of a release.
+    Watch,
+    /// An operator's look at one lock.
+    Inspect,
+    /// An operator's listing of locks.
+    List,
+    /// An operator's deletion of a lock.
+    ForceRelease,
+}
 
-impl std::fmt::Display for Unsupported {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("this store cannot show or change its locks from outside")
+impl Operation {
+    /// Every operation, in the order of their discriminants (the metrics keep one set of
+    /// instruments per operation).
+    #[cfg_attr(not(any(test, feature = "metrics")), allow(dead_code))]
+    pub(crate) const ALL: [Operation; 8] = [
+        Self::Connect,
+        Self::Acquire,
+        Self::Release,
+        Self::Extend,
+        Self::Watch,
+        Self::Inspect,
+        Self::List,
+        Self::ForceRelease,
+    ];
+
+    /// The operation's name: `connect`, `acquire`, `release`, `extend`, `watch`,
+    /// `inspect`, `list` or `force_release`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Acquire => "acquire",
+            Self::Release => "release",
+            Self::Extend => "extend",
+            Self::Watch => "watch",
+            Self::Inspect => "inspect",
+            Self::List => "list",
+            Self::ForceRelease => "force_release",
+        }
     }
 }
 
-impl std::error::Error for Unsupported {}
-
-/// The error a store that bounds its own calls ([`Capabilities::bounds_own_calls`](super::Capabilities::bounds_own_calls)) fails a call
-/// with when the bound ran out; the runtime reports it as
-/// [`LockError::Timeout`](crate::LockError::Timeout).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallTimedOut;
-
-impl std::fmt::Display for CallTimedOut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the store did not answer within the time bound")
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
-impl std::error::Error for CallTimedOut {}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The error a store fails an acquire or extend with when it wrote the lock but fewer
-/// replicas than required confirmed the write in time (see
-/// [`BackendBuilder::replicas_acknowledge`](crate::BackendBuilder::replicas_acknowledge));
-/// the runtime reports it as [`LockError::NotReplicated`](crate::LockError::NotReplicated).
-/// An acquire that fails so has taken the lock back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotAcknowledged {
-    /// How many replicas confirmed the write.
-    pub acknowledged: u32,
-    /// How many had to.
-    pub wanted: u32,
-    /// How long the store waited for them.
-    pub timeout: Duration,
-}
-
-impl std::fmt::Display for NotAcknowledged {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} of {} replicas confirmed the write within {:?}",
-            self.acknowledged, self.wanted, self.timeout
-        )
+    #[test]
+    fn names_follow_the_order_of_all() {
+        for (at, operation) in Operation::ALL.into_iter().enumerate() {
+            assert_eq!(operation as usize, at, "{operation}");
+        }
+        let names: std::collections::HashSet<_> =
+            Operation::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(names.len(), Operation::ALL.len());
     }
-}
 
-impl std::error::Error for NotAcknowledged {}
-
-/// The error a store made of several servers (Redlock) fails a call with when too many of
-/// them failed or did not answer for a majority to decide; the runtime reports it as
-/// [`LockError::NoQuorum`](crate::LockError::NoQuorum).
-#[derive(Debug)]
-pub struct NoQuorum {
-    /// How many servers failed or did not answer in time.
-    pub failed: u32,
-    /// How many servers the store has.
-    pub nodes: u32,
-    /// How many must agree.
-    pub needed: u32,
-    /// One of the servers' errors, if one answered with an error.
-    pub source: Option<StoreError>,
-}
-
-impl std::fmt::Display for NoQuorum {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} of {} servers failed or did not answer; {} must agree",
-            self.failed, self.nodes, self.needed
-        )
-    }
-}
-
-impl std::error::Error for NoQuorum {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as _)
+    #[test]
+    fn a_driver_error_keeps_its_message_and_causes_and_clones() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = StoreError::from(io);
+        let copy = error.clone();
+        assert_eq!(copy.to_string(), "refused");
+        let no_quorum = StoreError::NoQuorum {
+            failed: 2,
+            nodes: 3,
+            needed: 2,
+            source: Some(Box::new(error)),
+        };
+        let source = std::error::Error::source(&no_quorum).expect("a source");
+        assert_eq!(source.to_string(), "refused");
+        assert_eq!(
+            no_quorum.to_string(),
+            "2 of 3 servers failed or did not answer; 2 must agree"
+        );
     }
 }

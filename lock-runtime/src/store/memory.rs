@@ -11,9 +11,8 @@ use std::{
 use tokio::sync::Notify;
 
 use super::{
-    glob_matches, mismatch, shared_held, AcquireRequest, Attempt, Capabilities, KindMismatch,
-    LockKind, Store, StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch,
-    WRITER_WAITING,
+    glob_matches, mismatch, shared_held, AcquireRequest, Attempt, Capabilities, LockKind, Store,
+    StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch, WRITER_WAITING,
 };
 use crate::token::Token;
 
@@ -174,7 +173,7 @@ impl State {
         }
         if let Some(shared) = self.live_shared(request.key, now) {
             if shared.permits != permits {
-                return Err(Box::new(mismatch(request.key, shared.permits, permits)));
+                return Err(mismatch(request.key, shared.permits, permits));
             }
             if let Some(held) = shared
                 .holders
@@ -235,8 +234,8 @@ fn ready<T: Send + 'static>(value: T) -> StoreFuture<'static, T> {
     Box::pin(std::future::ready(Ok(value)))
 }
 
-fn failed<T: Send + 'static>(error: KindMismatch) -> StoreFuture<'static, T> {
-    Box::pin(std::future::ready(Err(Box::new(error) as StoreError)))
+fn failed<T: Send + 'static>(error: StoreError) -> StoreFuture<'static, T> {
+    Box::pin(std::future::ready(Err(error)))
 }
 
 impl Store for MemoryStore {

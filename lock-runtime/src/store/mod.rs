@@ -8,7 +8,6 @@
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
-pub use crate::error::StoreError;
 use crate::token::Token;
 
 mod capabilities;
@@ -37,7 +36,7 @@ pub(crate) use self::common::{
 pub use self::redis::RedisStore;
 pub use self::{
     capabilities::Capabilities,
-    failure::{CallTimedOut, KindMismatch, NoQuorum, NotAcknowledged, Unsupported},
+    failure::{Operation, StoreError},
     memory::MemoryStore,
     watch::{SessionState, SessionWatch, Watch},
 };
@@ -90,7 +89,7 @@ pub enum LockKind {
     Read,
     /// One of at most `permits` holders of a semaphore. Every holder must name the same
     /// count: a request naming another while the key has holders fails with
-    /// [`KindMismatch`].
+    /// [`StoreError::KindMismatch`].
     Permit {
         /// How many holders the semaphore admits.
         permits: u32,
@@ -247,10 +246,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Removes the shared holder `token` (a reader or a permit) of `key`, waking waiters, if
     /// its lease has not run out. `Ok(false)` means it had. By default fails with
-    /// [`Unsupported`] (see [`supports`](Capabilities::supports)).
+    /// [`StoreError::Unsupported`] (see [`supports`](Capabilities::supports)).
     fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         let _ = (key, token);
-        Box::pin(std::future::ready(Err(Box::new(Unsupported) as StoreError)))
+        Box::pin(std::future::ready(Err(StoreError::Unsupported)))
     }
 
     /// A writer that waited for `key` (its tries answered [`Attempt::BusyShared`], so the
@@ -263,7 +262,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     }
 
     /// Resets the lease of the shared holder `token` of `key` to `ttl`, if it has not run
-    /// out. By default fails with [`Unsupported`].
+    /// out. By default fails with [`StoreError::Unsupported`].
     fn extend_shared<'a>(
         &'a self,
         key: &'a str,
@@ -271,7 +270,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
         let _ = (key, token, ttl);
-        Box::pin(std::future::ready(Err(Box::new(Unsupported) as StoreError)))
+        Box::pin(std::future::ready(Err(StoreError::Unsupported)))
     }
 
     /// For a store that can take several exclusive locks in one atomic step: takes every
@@ -306,26 +305,26 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     }
 
     /// The lock at `key` as the store holds it now, or `None` if it is free. For operators
-    /// (no lock is taken or changed); by default fails with [`Unsupported`].
+    /// (no lock is taken or changed); by default fails with [`StoreError::Unsupported`].
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         let _ = key;
-        Box::pin(std::future::ready(Err(Box::new(Unsupported) as StoreError)))
+        Box::pin(std::future::ready(Err(StoreError::Unsupported)))
     }
 
     /// Every held lock whose full key matches the glob `pattern` (`*`, `?`), found without
     /// blocking the store (Redis: `SCAN`, never `KEYS`); by default fails with
-    /// [`Unsupported`].
+    /// [`StoreError::Unsupported`].
     fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
         let _ = pattern;
-        Box::pin(std::future::ready(Err(Box::new(Unsupported) as StoreError)))
+        Box::pin(std::future::ready(Err(StoreError::Unsupported)))
     }
 
     /// Deletes the lock at `key` whoever holds it, waking its waiters, and returns what
     /// held it (`None` if it was free). For an operator clearing a stuck lock: its holder
-    /// is not told until it renews or releases. By default fails with [`Unsupported`].
+    /// is not told until it renews or releases. By default fails with [`StoreError::Unsupported`].
     fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         let _ = key;
-        Box::pin(std::future::ready(Err(Box::new(Unsupported) as StoreError)))
+        Box::pin(std::future::ready(Err(StoreError::Unsupported)))
     }
 }
 

@@ -41,10 +41,10 @@ use tokio_postgres::{Client, Statement};
 
 use self::{connect::Target, listen::Listener, pipeline::Pipeline, sql::Sql};
 use super::{
-    glob_matches, hold::RestartHold, ttl_millis, AcquireRequest, Attempt, CallTimedOut,
-    Capabilities, Store, StoreError, StoreFuture, StoredLock, Watch,
+    glob_matches, hold::RestartHold, ttl_millis, AcquireRequest, Attempt, Capabilities, Store,
+    StoreError, StoreFuture, StoredLock, Watch,
 };
-use crate::{error::LockError, token::Token};
+use crate::{error::LockError, store::Operation, token::Token};
 
 mod connect;
 mod listen;
@@ -152,7 +152,7 @@ impl PostgresStore {
             }
             Ok(Err(error)) => Err(sql::connect_error(&error, password.as_deref(), &store.sql)),
             Err(_) => Err(LockError::Timeout {
-                operation: "connect",
+                operation: Operation::Connect,
                 after: settings.bound,
             }),
         }
@@ -212,7 +212,7 @@ impl PostgresStore {
         };
         let conn = tokio::time::timeout(self.bound, fresh)
             .await
-            .map_err(|_| Box::new(CallTimedOut) as StoreError)?
+            .map_err(|_| StoreError::TimedOut)?
             .map_err(failed)?;
         Ok(self.install(conn))
     }

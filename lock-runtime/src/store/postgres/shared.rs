@@ -189,7 +189,7 @@ impl PostgresStore {
         );
         if !exclusive && live > 0 && held != permits {
             let held = u32::try_from(held).unwrap_or(0);
-            return Err(Box::new(mismatch(request.key, held, wanted)));
+            return Err(mismatch(request.key, held, wanted));
         }
         Ok(Attempt::BusyFor {
             left: Duration::from_millis(left.max(0).unsigned_abs()),
@@ -281,6 +281,6 @@ impl PostgresStore {
             usize::try_from(live).unwrap_or(usize::MAX),
             u32::try_from(held).unwrap_or(0),
         );
-        Err(Box::new(shared_held(key, live, held)))
+        Err(shared_held(key, live, held))
     }
 }

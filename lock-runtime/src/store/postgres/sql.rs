@@ -2,7 +2,7 @@
 
 use tokio_postgres::{error::SqlState, Client};
 
-use crate::error::LockError;
+use crate::{error::LockError, store::Operation};
 
 /// Checks a table name: `table` or `schema.table`, each part lowercase letters, digits and
 /// `_`, not starting with a digit, at most 48 bytes (the sequence and index names add to
@@ -229,7 +229,7 @@ pub(super) fn connect_error(
         ""
     };
     LockError::Backend {
-        operation: "connect",
+        operation: Operation::Connect,
         source: format!("{text}{hint}").into(),
     }
 }

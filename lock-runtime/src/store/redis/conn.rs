@@ -250,7 +250,7 @@ impl Connection {
     /// made once more, on a connection of the caller's runtime.
     pub(crate) async fn lost_with_its_runtime(&self, error: &crate::store::StoreError) -> bool {
         let dropped = error
-            .downcast_ref::<RedisError>()
+            .driver_error::<RedisError>()
             .is_some_and(|e| e.is_connection_dropped() || e.is_io_error());
         if !dropped {
             return false;

@@ -25,10 +25,10 @@ use redis::{aio::MultiplexedConnection, Value};
 pub(crate) use self::endpoint::Endpoint;
 use self::{conn::Connection, pubsub::Subscriber, script::Scripts};
 use super::{
-    ttl_millis, AcquireRequest, Attempt, CallTimedOut, Capabilities, ConnectSettings,
-    NotAcknowledged, Store, StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch,
+    ttl_millis, AcquireRequest, Attempt, Capabilities, ConnectSettings, Store, StoreError,
+    StoreFuture, StoredLock, Together, TogetherFuture, Watch,
 };
-use crate::{error::LockError, redact, token::Token};
+use crate::{error::LockError, redact, store::Operation, token::Token};
 
 mod alive;
 #[cfg(feature = "cluster")]
@@ -109,12 +109,12 @@ impl RedisStore {
             .await
             .map_err(|error| match error {
                 Some(e) if !e.is_timeout() => LockError::Backend {
-                    operation: "connect",
+                    operation: Operation::Connect,
                     // A driver's message may quote what it was given.
                     source: redact::scrub(&e.to_string(), password).into(),
                 },
                 _ => LockError::Timeout {
-                    operation: "connect",
+                    operation: Operation::Connect,
                     after: bound,
                 },
             })?;
@@ -273,7 +273,7 @@ impl RedisStore {
 
     /// After taking `key` for `token`: fine when `acknowledged` replicas are enough; else
     /// deletes the key again (a lock only the primary knows could vanish in a failover) and
-    /// fails with [`NotAcknowledged`].
+    /// fails with [`StoreError::NotAcknowledged`].
     async fn confirmed(
         &self,
         conn: &mut MultiplexedConnection,
@@ -294,11 +294,11 @@ impl RedisStore {
             .run(&call, conn)
             .await
             .map_err(|e| self.failed(e))?;
-        Err(Box::new(NotAcknowledged {
+        Err(StoreError::NotAcknowledged {
             acknowledged,
             wanted,
             timeout,
-        }))
+        })
     }
 }
 
@@ -310,13 +310,13 @@ fn command(args: usize, bytes: usize) -> redis::Cmd {
 
 impl RedisStore {
     /// Passes a request's error on, replacing the connection first if it broke; a request
-    /// that ran out of time is [`CallTimedOut`].
+    /// that ran out of time is [`StoreError::TimedOut`].
     fn failed(&self, error: redis::RedisError) -> StoreError {
         if error.is_timeout() {
-            return Box::new(CallTimedOut);
+            return StoreError::TimedOut;
         }
         self.conn.check(&error);
-        Box::new(error)
+        StoreError::from(error)
     }
 }
 
@@ -528,11 +528,11 @@ impl Store for RedisStore {
                     if acknowledged < wanted {
                         // The key keeps its new TTL on the primary, but the extension does
                         // not count: a failover now could bring back the old one.
-                        return Err(Box::new(NotAcknowledged {
+                        return Err(StoreError::NotAcknowledged {
                             acknowledged,
                             wanted,
                             timeout,
-                        }) as StoreError);
+                        });
                     }
                 }
             }

@@ -23,7 +23,7 @@ pub(super) fn stored(key: &str, reply: Value) -> Result<Option<StoredLock>, Stor
         }
         let permits: u32 = redis::from_redis_value(permits.clone())?;
         let holders = usize::try_from(*holders).unwrap_or(usize::MAX);
-        return Err(Box::new(shared_held(key, holders, permits)));
+        return Err(shared_held(key, holders, permits));
     }
     let mut parts = parts.into_iter();
     let value: Option<String> = redis::from_redis_value(parts.next().unwrap_or(Value::Nil))?;

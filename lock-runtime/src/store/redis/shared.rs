@@ -152,7 +152,7 @@ pub(super) fn shared_attempt(
                 _ => 0,
             };
             let held = u32::try_from(held).unwrap_or(u32::MAX);
-            Err(Box::new(mismatch(request.key, held, wanted)))
+            Err(mismatch(request.key, held, wanted))
         }
     }
 }

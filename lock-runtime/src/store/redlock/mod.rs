@@ -8,7 +8,7 @@
 //!   drift margin, still has time left. It returns as soon as the answers decide: a slow
 //!   server does not hold back a quick majority. Otherwise it takes the lock back on every
 //!   server that took it or may have (those still answering included, in the background)
-//!   and says why: `Busy`, `Recovering`, or [`NoQuorum`] when too many servers failed;
+//!   and says why: `Busy`, `Recovering`, or [`StoreError::NoQuorum`] when too many servers failed;
 //! - **release** and **extend** count as done with a majority; extend also only inside
 //!   the lease's time;
 //! - a server that **restarted** (a new `run_id`) grants nothing for the longest TTL (the
@@ -34,10 +34,15 @@ use self::{
 };
 use super::{
     redis::{endpoint, Endpoint},
-    AcquireRequest, Attempt, CallTimedOut, Capabilities, ConnectSettings, NoQuorum, RedisStore,
-    Store, StoreError, StoreFuture, StoredLock, Watch,
+    AcquireRequest, Attempt, Capabilities, ConnectSettings, RedisStore, Store, StoreError,
+    StoreFuture, StoredLock, Watch,
 };
-use crate::{error::LockError, redact, store::drift_margin, token::Token};
+use crate::{
+    error::LockError,
+    redact,
+    store::{drift_margin, Operation},
+    token::Token,
+};
 
 mod gather;
 mod watch;
@@ -127,12 +132,12 @@ impl Nodes {
     }
 
     fn no_quorum(&self, failed: usize, source: Option<StoreError>) -> StoreError {
-        Box::new(NoQuorum {
+        StoreError::NoQuorum {
             failed: u32::try_from(failed).unwrap_or(u32::MAX),
             nodes: self.count(),
             needed: u32::try_from(self.quorum).unwrap_or(u32::MAX),
-            source,
-        })
+            source: source.map(Box::new),
+        }
     }
 }
 
@@ -187,7 +192,7 @@ impl RedlockStore {
         for (index, attempt) in attempts.into_iter().enumerate() {
             let outcome = attempt.await.unwrap_or_else(|e| {
                 Err(LockError::Backend {
-                    operation: "connect",
+                    operation: Operation::Connect,
                     source: e.to_string().into(),
                 })
             });
@@ -203,9 +208,9 @@ impl RedlockStore {
             let source = failures
                 .into_iter()
                 .next()
-                .map(|(_, e)| Box::new(e) as StoreError);
+                .map(|(_, e)| StoreError::other(e));
             return Err(LockError::NoQuorum {
-                operation: "connect",
+                operation: Operation::Connect,
                 failed: u32::try_from(failed).unwrap_or(u32::MAX),
                 nodes: nodes.count(),
                 needed: u32::try_from(nodes.quorum).unwrap_or(u32::MAX),
@@ -284,7 +289,7 @@ impl RedlockStore {
         }
         if granted >= self.nodes.quorum {
             // A majority granted, but too late: the lease would already be over.
-            return Err(Box::new(CallTimedOut));
+            return Err(StoreError::TimedOut);
         }
         if failed > self.nodes.nodes.len() - self.nodes.quorum {
             return Err(self.nodes.no_quorum(failed, first_error));
@@ -338,7 +343,7 @@ fn yes(answers: &[Option<Result<bool, StoreError>>]) -> usize {
 impl RedlockStore {
     /// The outcome of a release or extend sent to every server: done by a majority (by
     /// `deadline`, if there is one), `false` when too few servers still held the lock,
-    /// [`NoQuorum`] when the servers that failed (or, past the deadline, did not answer)
+    /// [`StoreError::NoQuorum`] when the servers that failed (or, past the deadline, did not answer)
     /// leave it open.
     fn settled(
         &self,

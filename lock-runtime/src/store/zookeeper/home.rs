@@ -12,7 +12,7 @@ use std::future::Future;
 
 use tokio::sync::oneshot;
 
-use crate::error::LockError;
+use crate::{error::LockError, store::Operation};
 
 pub(super) struct Home {
     handle: tokio::runtime::Handle,
@@ -44,7 +44,7 @@ impl Home {
                 }
             });
         let failed = |e: std::io::Error| LockError::Backend {
-            operation: "connect",
+            operation: Operation::Connect,
             source: format!("starting the ZooKeeper client's thread: {e}").into(),
         };
         spawned.map_err(failed)?;
@@ -67,7 +67,7 @@ impl Home {
             .spawn(work)
             .await
             .map_err(|e| LockError::Backend {
-                operation: "connect",
+                operation: Operation::Connect,
                 source: format!("the ZooKeeper client's runtime: {e}").into(),
             })?
     }

@@ -41,7 +41,7 @@ use super::{
     AcquireRequest, Attempt, Capabilities, SessionWatch, Store, StoreError, StoreFuture,
     StoredLock, Watch,
 };
-use crate::{error::LockError, token::Token};
+use crate::{error::LockError, store::Operation, token::Token};
 
 mod home;
 mod operate;
@@ -95,7 +95,16 @@ struct Contender {
 }
 
 fn failed(error: zk::Error) -> StoreError {
-    Box::new(error)
+    StoreError::from(error)
+}
+
+/// A new session that could not be opened, as the failure of the call that needed it.
+fn not_reopened(error: LockError) -> StoreError {
+    match error {
+        LockError::Timeout { .. } => StoreError::TimedOut,
+        LockError::Backend { source, .. } => source,
+        other => StoreError::other(other),
+    }
 }
 
 impl ZooKeeperStore {
@@ -120,11 +129,11 @@ impl ZooKeeperStore {
         )
         .await
         .map_err(|_| LockError::Timeout {
-            operation: "connect",
+            operation: Operation::Connect,
             after: settings.bound,
         })?
         .map_err(|e| LockError::Backend {
-            operation: "connect",
+            operation: Operation::Connect,
             source: failed(e),
         })?;
         Ok(Self {
@@ -158,7 +167,7 @@ impl ZooKeeperStore {
             *current = Arc::new(
                 Self::open(&self.home, &self.settings)
                     .await
-                    .map_err(|e| Box::new(e) as StoreError)?,
+                    .map_err(not_reopened)?,
             );
         }
         Ok(current.clone())

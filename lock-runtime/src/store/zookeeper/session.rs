@@ -9,7 +9,7 @@ use zookeeper_client as zk;
 use super::ZooKeeperSettings;
 use crate::{
     error::LockError,
-    store::{SessionState, SessionWatch},
+    store::{Operation, SessionState, SessionWatch, StoreError},
 };
 
 pub(super) struct Session {
@@ -37,13 +37,13 @@ impl Session {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => {
                 return Err(LockError::Backend {
-                    operation: "connect",
-                    source: Box::new(e),
+                    operation: Operation::Connect,
+                    source: StoreError::from(e),
                 })
             }
             Err(_) => {
                 return Err(LockError::Timeout {
-                    operation: "connect",
+                    operation: Operation::Connect,
                     after: within,
                 })
             }

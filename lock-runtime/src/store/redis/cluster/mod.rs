@@ -41,8 +41,8 @@ use crate::{
     error::LockError,
     redact,
     store::{
-        fence_key, AcquireRequest, Attempt, CallTimedOut, ConnectSettings, NotAcknowledged, Store,
-        StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch,
+        fence_key, AcquireRequest, Attempt, ConnectSettings, Operation, Store, StoreError,
+        StoreFuture, StoredLock, Together, TogetherFuture, Watch,
     },
     token::Token,
 };
@@ -135,13 +135,13 @@ impl ClusterStore {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
                 return Err(LockError::Backend {
-                    operation: "connect",
+                    operation: Operation::Connect,
                     source: redact::scrub(&e.to_string(), password).into(),
                 })
             }
             Err(_) => {
                 return Err(LockError::Timeout {
-                    operation: "connect",
+                    operation: Operation::Connect,
                     after: bound,
                 })
             }
@@ -198,7 +198,7 @@ impl ClusterStore {
         tracing::debug!("the runtime that drove the lock store connection is gone; reconnecting");
         let mut conn = tokio::time::timeout(self.bound, self.client.get_async_connection())
             .await
-            .map_err(|_| Box::new(CallTimedOut) as StoreError)?
+            .map_err(|_| StoreError::TimedOut)?
             .map_err(Self::failed)?;
         // Waiters on other runtimes still watch these; a failure leaves them their re-check
         // timers.
@@ -223,7 +223,7 @@ impl ClusterStore {
         &self,
         conn: &mut ClusterConnection,
         key: &str,
-    ) -> Result<Option<NotAcknowledged>, StoreError> {
+    ) -> Result<Option<StoreError>, StoreError> {
         let Some((wanted, timeout)) = self.replicas else {
             return Ok(None);
         };
@@ -236,15 +236,17 @@ impl ClusterStore {
             .await
             .map_err(Self::failed)?;
         let acknowledged: u32 = redis::from_redis_value(reply)?;
-        Ok((acknowledged < wanted).then_some(NotAcknowledged {
-            acknowledged,
-            wanted,
-            timeout,
-        }))
+        Ok(
+            (acknowledged < wanted).then_some(StoreError::NotAcknowledged {
+                acknowledged,
+                wanted,
+                timeout,
+            }),
+        )
     }
 
     /// After taking `key` for `token`: fine unless too few replicas confirmed it; then the
-    /// key is deleted again and the grant fails with [`NotAcknowledged`].
+    /// key is deleted again and the grant fails with [`StoreError::NotAcknowledged`].
     async fn confirmed(
         &self,
         conn: &mut ClusterConnection,
@@ -261,7 +263,7 @@ impl ClusterStore {
             .run(&call, conn)
             .await
             .map_err(Self::failed)?;
-        Err(Box::new(short))
+        Err(short)
     }
 
     /// Runs `call` of `script` on the connection: whether it answered 1 (the token held
@@ -276,9 +278,9 @@ impl ClusterStore {
 
     fn failed(error: redis::RedisError) -> StoreError {
         if error.is_timeout() {
-            return Box::new(CallTimedOut);
+            return StoreError::TimedOut;
         }
-        Box::new(error)
+        StoreError::from(error)
     }
 }
 
@@ -490,7 +492,7 @@ impl Store for ClusterStore {
                 if let Some(short) = self.replicated(&mut conn, key).await? {
                     // The extension does not count: a failover now could bring back the
                     // old TTL.
-                    return Err(Box::new(short) as StoreError);
+                    return Err(short);
                 }
             }
             Ok(extended == 1)
