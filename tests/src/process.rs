@@ -35,6 +35,7 @@ pub(crate) fn await_ready(
             return None;
         }
         if ready() {
+            reap_with_this_process(child.id());
             return Some(child);
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -45,6 +46,37 @@ pub(crate) fn await_ready(
         "{what} on port {port} did not become ready within {bound:?}; log:\n{}",
         log()
     );
+}
+
+/// Makes sure the server `pid` does not outlive this test process: a small shell watches
+/// both and, once this process is gone while the server still runs (a server kept in a
+/// static, or a test binary killed), kills the server and removes its directory under the
+/// temporary directory. A server stopped as usual ends the watch (within a second).
+fn reap_with_this_process(pid: u32) {
+    let dir = std::fs::read_link(format!("/proc/{pid}/cwd"))
+        .ok()
+        .filter(|dir| {
+            dir.starts_with(std::env::temp_dir()) && dir.to_string_lossy().contains("lock-tests")
+        })
+        .map(|dir| dir.display().to_string())
+        .unwrap_or_default();
+    let watch = r#"while kill -0 "$1" 2>/dev/null; do
+        if ! kill -0 "$2" 2>/dev/null; then
+            kill -9 "$1"; [ -n "$3" ] && rm -rf "$3"; exit 0
+        fi
+        sleep 1
+    done"#;
+    let spawned = Command::new("sh")
+        .args(["-c", watch, "reaper", &pid.to_string()])
+        .arg(std::process::id().to_string())
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    if let Err(e) = spawned {
+        eprintln!("cannot watch server {pid} ({e}): it may outlive a failed test run");
+    }
 }
 
 /// A port on 127.0.0.1 that nobody listens on right now.
