@@ -228,7 +228,7 @@ impl Backend {
         let mut jitter: Option<Jitter> = None;
         loop {
             if std::mem::take(&mut subscribe) {
-                watch = Some(self.subscribe(request.key, deadline).await);
+                watch = Some(self.subscribe(request.key, request.token, deadline).await);
             }
             // Listen before trying, so a release right after the try is not missed.
             let notified = watch.as_ref().map(|w| w.notify().notified());
@@ -327,11 +327,12 @@ impl Backend {
         }
     }
 
-    /// The store's release notifications for `key`, or none if it cannot give them now.
+    /// The store's release notifications for `key` (for the waiter `token`), or none if it
+    /// cannot give them now.
     /// Bounded by the time bound and by what is left of the wait, so that subscribing never
     /// stretches an acquire past its wait plus one store call.
-    async fn subscribe(&self, key: &str, deadline: Option<Instant>) -> Watch {
-        let watch = self.store().watch(key);
+    async fn subscribe(&self, key: &str, token: &Token, deadline: Option<Instant>) -> Watch {
+        let watch = self.store().watch(key, Some(token));
         let until = deadline.map_or(Duration::MAX, |d| {
             d.saturating_duration_since(Instant::now())
         });

@@ -109,7 +109,7 @@ impl Backend {
         check_name(name)?;
         let key: Arc<str> = self.key_for(name).into();
         let watch = self
-            .bounded(Operation::Watch, self.store().watch(&key))
+            .bounded(Operation::Watch, self.store().watch(&key, None))
             .await?;
         Ok(LockWatch {
             backend: self.clone(),

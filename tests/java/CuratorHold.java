@@ -1,33 +1,76 @@
-// A Java process taking a lock with Apache Curator's InterProcessMutex, for the test that
-// checks it and this crate exclude each other on one ZooKeeper path.
+// A Java process taking a lock with one of Apache Curator's recipes, for the tests that
+// check it and this crate share one lock on one ZooKeeper path.
 //
-// Usage: java CuratorHold <connect string> <lock path> <wait ms> <hold ms>
+// Usage: java CuratorHold <connect string> <lock path> <wait ms> <hold ms> [recipe]
+// where recipe is `mutex` (InterProcessMutex, the default), `read` or `write` (the two
+// sides of InterProcessReadWriteLock) or `permits=N` (one lease of InterProcessSemaphoreV2
+// with N leases).
 // Prints "held" once it holds the lock (or "busy" if it could not get it within the wait),
-// then "released" after holding it for the hold time.
+// then "released" after holding it for the hold time (a negative one: until a line comes
+// on standard input).
 
 import java.util.concurrent.TimeUnit;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
+import org.apache.curator.framework.recipes.locks.InterProcessLock;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
+import org.apache.curator.framework.recipes.locks.InterProcessReadWriteLock;
+import org.apache.curator.framework.recipes.locks.InterProcessSemaphoreV2;
+import org.apache.curator.framework.recipes.locks.Lease;
 import org.apache.curator.retry.RetryOneTime;
 
 public class CuratorHold {
     public static void main(String[] args) throws Exception {
         CuratorFramework client = CuratorFrameworkFactory.newClient(args[0], new RetryOneTime(100));
         client.start();
-        InterProcessMutex mutex = new InterProcessMutex(client, args[1]);
-        if (!mutex.acquire(Long.parseLong(args[2]), TimeUnit.MILLISECONDS)) {
-            System.out.println("busy");
-            System.out.flush();
-            client.close();
-            return;
+        String path = args[1];
+        long wait = Long.parseLong(args[2]);
+        long hold = Long.parseLong(args[3]);
+        String recipe = args.length > 4 ? args[4] : "mutex";
+        if (recipe.startsWith("permits=")) {
+            int permits = Integer.parseInt(recipe.substring("permits=".length()));
+            InterProcessSemaphoreV2 semaphore = new InterProcessSemaphoreV2(client, path, permits);
+            Lease lease = semaphore.acquire(wait, TimeUnit.MILLISECONDS);
+            if (lease == null) {
+                busy(client);
+                return;
+            }
+            held(hold);
+            semaphore.returnLease(lease);
+        } else {
+            InterProcessLock lock;
+            if (recipe.equals("read")) {
+                lock = new InterProcessReadWriteLock(client, path).readLock();
+            } else if (recipe.equals("write")) {
+                lock = new InterProcessReadWriteLock(client, path).writeLock();
+            } else {
+                lock = new InterProcessMutex(client, path);
+            }
+            if (!lock.acquire(wait, TimeUnit.MILLISECONDS)) {
+                busy(client);
+                return;
+            }
+            held(hold);
+            lock.release();
         }
-        System.out.println("held");
-        System.out.flush();
-        Thread.sleep(Long.parseLong(args[3]));
-        mutex.release();
         System.out.println("released");
         System.out.flush();
         client.close();
+    }
+
+    static void busy(CuratorFramework client) {
+        System.out.println("busy");
+        System.out.flush();
+        client.close();
+    }
+
+    static void held(long hold) throws Exception {
+        System.out.println("held");
+        System.out.flush();
+        if (hold < 0) {
+            new java.io.BufferedReader(new java.io.InputStreamReader(System.in)).readLine();
+        } else {
+            Thread.sleep(hold);
+        }
     }
 }

@@ -67,6 +67,36 @@ impl Stores {
         Self { server: None, a, b }
     }
 
+    /// Two sessions of one ZooKeeper server, shared by every caller in this test process
+    /// (a JVM per test would be slow, and several at once starve a small machine); each
+    /// call's locks live under a root of their own. The server is stopped when the process
+    /// ends (see `reap_with_this_process`).
+    pub async fn zookeeper() -> Self {
+        static SERVER: tokio::sync::OnceCell<ZooKeeperServer> = tokio::sync::OnceCell::const_new();
+        static ROOTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let server = SERVER
+            .get_or_init(|| async {
+                tokio::task::spawn_blocking(ZooKeeperServer::start)
+                    .await
+                    .expect("start ZooKeeper")
+            })
+            .await;
+        let root = format!(
+            "/stores-{}",
+            ROOTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let client = || async {
+            lock_runtime::Backend::builder()
+                .zookeeper_session_timeout(Duration::from_secs(2))
+                .zookeeper_root(root.clone())
+                .connect(&server.url())
+                .await
+                .expect("connect to ZooKeeper")
+        };
+        let (a, b) = (client().await, client().await);
+        Self { server: None, a, b }
+    }
+
     /// Two connections to a fresh `redis-server`.
     pub async fn redis() -> Self {
         let server = RedisServer::start();

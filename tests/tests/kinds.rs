@@ -1,5 +1,5 @@
-//! Read-write locks, semaphores and several keys at once, on memory, Redis and PostgreSQL: who may hold a
-//! key beside whom, token-checked release and renewal, leases that run out on their own,
+//! Read-write locks, semaphores and several keys at once, on memory, Redis, PostgreSQL and
+//! ZooKeeper: who may hold a key beside whom, token-checked release and renewal, leases that run out on their own,
 //! and clear errors for what a store or a key cannot do.
 
 use std::{
@@ -61,6 +61,33 @@ on_postgres!(
     several_keys_are_taken_all_or_none,
     several_keys_in_opposite_orders_never_deadlock,
     several_keys_fence_and_renew_each_key,
+    operators_are_told_readers_and_permits_hold_a_key,
+    a_writer_that_leaves_takes_its_mark_back,
+);
+
+/// The scenarios whose leases are at least ZooKeeper's session timeout, on ZooKeeper
+/// (Curator's read-write lock and semaphore layouts); the others need leases shorter than
+/// any session.
+macro_rules! on_zookeeper {
+    ($($scenario:ident),* $(,)?) => {
+        mod zookeeper {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(lock_tests::Stores::zookeeper().await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_zookeeper!(
+    readers_share_and_exclude_writers,
+    a_waiting_writer_keeps_new_readers_out,
+    a_semaphore_admits_at_most_its_permits,
+    a_semaphore_needs_one_permit_count,
+    several_keys_are_taken_all_or_none,
+    several_keys_in_opposite_orders_never_deadlock,
     operators_are_told_readers_and_permits_hold_a_key,
     a_writer_that_leaves_takes_its_mark_back,
 );
@@ -199,7 +226,10 @@ async fn a_semaphore_admits_at_most_its_permits(stores: Stores) {
                         .with_permit("sem", 3, &wait, async {
                             let now = held.fetch_add(1, Ordering::SeqCst) + 1;
                             most.fetch_max(now, Ordering::SeqCst);
-                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            // Long enough beside a hand-over for all three permits to be
+                            // used at once also where taking one costs several writes
+                            // (ZooKeeper's queue and lease).
+                            tokio::time::sleep(Duration::from_millis(30)).await;
                             held.fetch_sub(1, Ordering::SeqCst);
                         })
                         .await

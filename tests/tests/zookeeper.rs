@@ -1,9 +1,10 @@
-//! The ZooKeeper store against a real standalone ZooKeeper server: Curator's lock recipe,
-//! a fair queue across processes, the session as the lease.
+//! The ZooKeeper store against a real standalone ZooKeeper server: Curator's lock,
+//! read-write lock and semaphore recipes (with Curator itself, in Java), a fair queue across
+//! processes, the session as the lease.
 
 use std::time::{Duration, Instant};
 
-use lock_runtime::{Backend, LockError, LockOptions};
+use lock_runtime::{Backend, LockError, LockMode, LockOptions};
 use lock_tests::{eventually, eventually_async, ZooKeeperServer};
 use zookeeper_client as zk;
 
@@ -102,6 +103,7 @@ impl Holder {
     fn start(command: &mut tokio::process::Command) -> Self {
         use tokio::io::AsyncBufReadExt as _;
         let mut child = command
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -116,6 +118,14 @@ impl Holder {
             }
         });
         Self { child, lines }
+    }
+
+    /// Sends it a line (a `CuratorHold` holding "until told" lets go).
+    async fn tell(&mut self) {
+        use tokio::io::AsyncWriteExt as _;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin.write_all(b"go\n").await.expect("tell the holder");
+        stdin.flush().await.expect("tell the holder");
     }
 
     /// The next line it prints, within `bound`.
@@ -419,12 +429,26 @@ fn curator_classpath() -> String {
 
 /// `CuratorHold` taking `/locks/<lock>` with Curator's `InterProcessMutex`.
 fn curator(server: &ZooKeeperServer, lock: &str, wait: Duration, hold: Duration) -> Holder {
+    curator_with(server, lock, wait, Some(hold), "mutex")
+}
+
+/// `CuratorHold` taking `/locks/<lock>` with Curator's `recipe` (`mutex`, `read`, `write`,
+/// `permits=N`), holding it for `hold` (`None`: until [told](Holder::tell)).
+fn curator_with(
+    server: &ZooKeeperServer,
+    lock: &str,
+    wait: Duration,
+    hold: Option<Duration>,
+    recipe: &str,
+) -> Holder {
+    let hold = hold.map_or_else(|| "-1".to_owned(), |h| h.as_millis().to_string());
     let mut command = tokio::process::Command::new("java");
     command
         .args(["-cp", &curator_classpath(), "CuratorHold", &server.hosts()])
         .arg(format!("/locks/{lock}"))
         .arg(wait.as_millis().to_string())
-        .arg(hold.as_millis().to_string());
+        .arg(hold)
+        .arg(recipe);
     Holder::start(&mut command)
 }
 
@@ -487,6 +511,194 @@ async fn curators_interprocess_mutex_and_this_crate_exclude_each_other() {
     );
     guard.release().await.expect("release");
     assert_eq!(java.line(Duration::from_secs(10)).await, "held");
+}
+
+/// The children of `/locks/<lock>/<sub>` (a semaphore's `leases` or `locks`).
+async fn children(client: &zk::Client, lock: &str, sub: &str) -> Vec<String> {
+    match client.list_children(&format!("/locks/{lock}/{sub}")).await {
+        Ok(children) => children,
+        Err(zk::Error::NoNode) => Vec::new(),
+        Err(e) => panic!("list /locks/{lock}/{sub}: {e}"),
+    }
+}
+
+/// A Java service using Curator's `InterProcessReadWriteLock` and a Rust one (writers as
+/// Curator's, `zookeeper_curator_write_lock`) share one read-write lock: readers beside
+/// readers, a writer alone, each side waiting for the other and woken when it lets go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curators_read_write_lock_and_this_crate_share_one_lock() {
+    let _serial = SERIAL.lock().await;
+    let server = ZooKeeperServer::start();
+    let rust = Backend::builder()
+        .zookeeper_session_timeout(SESSION)
+        .zookeeper_curator_write_lock(true)
+        .connect(&server.url())
+        .await
+        .expect("connect to ZooKeeper");
+    let zk = look(&server).await;
+    let write = LockOptions::new(Duration::from_secs(10));
+    let read = write.clone().mode(LockMode::Read);
+    let long = Duration::from_secs(20);
+
+    // Java reads: a Rust reader joins it, a Rust writer waits until Java lets go.
+    let mut java = curator_with(&server, "rw", long, None, "read");
+    assert_eq!(java.line(Duration::from_secs(30)).await, "held");
+    let reader = rust
+        .acquire("rw", &read)
+        .await
+        .expect("a reader beside Java's");
+    reader.release().await.expect("release");
+    let busy = rust.acquire("rw", &write).await;
+    assert!(matches!(busy, Err(LockError::Busy { .. })), "{busy:?}");
+    let waiting = {
+        let (rust, write) = (rust.clone(), write.clone().wait(long));
+        tokio::spawn(async move { rust.acquire("rw", &write).await })
+    };
+    // Queued behind Java's reader under Curator's node names (the refused writer's node,
+    // deleted in the background, may still be there a moment).
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            let queue = contenders(&zk, "rw").await;
+            queue.len() == 2
+                && queue.iter().any(|c| c.contains("-__WRIT__"))
+                && queue.iter().any(|c| c.contains("-__READ__"))
+        })
+        .await,
+        "the Rust writer queued behind Java's reader: {:?}",
+        contenders(&zk, "rw").await
+    );
+    java.tell().await;
+    assert_eq!(java.line(Duration::from_secs(10)).await, "released");
+    let writer = waiting
+        .await
+        .expect("task")
+        .expect("the Rust writer once Java's reader left");
+
+    // Rust writes: Java's readers and writers are refused, and one that waits gets in once
+    // Rust lets go.
+    for recipe in ["read", "write"] {
+        let mut java = curator_with(
+            &server,
+            "rw",
+            Duration::from_millis(500),
+            Some(Duration::ZERO),
+            recipe,
+        );
+        assert_eq!(java.line(Duration::from_secs(30)).await, "busy", "{recipe}");
+    }
+    let mut java = curator_with(&server, "rw", long, None, "write");
+    assert!(
+        eventually_async(Duration::from_secs(30), || async {
+            contenders(&zk, "rw").await.len() == 2
+        })
+        .await,
+        "Java's writer queued behind Rust's"
+    );
+    writer.release().await.expect("release");
+    assert_eq!(java.line(Duration::from_secs(10)).await, "held");
+    // Java writes: a Rust reader waits for it.
+    let busy = rust.acquire("rw", &read).await;
+    assert!(matches!(busy, Err(LockError::Busy { .. })), "{busy:?}");
+    let waiting = {
+        let (rust, read) = (rust.clone(), read.clone().wait(long));
+        tokio::spawn(async move { rust.acquire("rw", &read).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    java.tell().await;
+    assert_eq!(java.line(Duration::from_secs(10)).await, "released");
+    let reader = waiting
+        .await
+        .expect("task")
+        .expect("the Rust reader once Java's writer left");
+    // Rust reads: a Java reader joins, a Java writer is refused.
+    let mut java = curator_with(&server, "rw", long, Some(Duration::ZERO), "read");
+    assert_eq!(java.line(Duration::from_secs(30)).await, "held");
+    let mut java = curator_with(
+        &server,
+        "rw",
+        Duration::from_millis(500),
+        Some(Duration::ZERO),
+        "write",
+    );
+    assert_eq!(java.line(Duration::from_secs(30)).await, "busy");
+    reader.release().await.expect("release");
+}
+
+/// A Java service using Curator's `InterProcessSemaphoreV2` and a Rust one share one
+/// semaphore: together they never hold more leases than its count, and each side's
+/// waiter gets the lease the other gives back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curators_semaphore_and_this_crate_share_one_semaphore() {
+    let _serial = SERIAL.lock().await;
+    let server = ZooKeeperServer::start();
+    let rust = backend(&server).await;
+    let zk = look(&server).await;
+    let options = LockOptions::new(Duration::from_secs(10));
+    let long = Duration::from_secs(20);
+
+    // Java takes one of two leases, Rust the other: a third is refused on either side.
+    let mut first = curator_with(&server, "sem", long, None, "permits=2");
+    assert_eq!(first.line(Duration::from_secs(30)).await, "held");
+    let permit = rust
+        .acquire_permit("sem", 2, &options)
+        .await
+        .expect("Rust's lease beside Java's");
+    let leases = children(&zk, "sem", "leases").await;
+    assert_eq!(leases.len(), 2, "{leases:?}");
+    assert!(
+        leases
+            .iter()
+            .all(|l| l.starts_with("_c_") && l.contains("-lease-")),
+        "{leases:?}"
+    );
+    let third = rust.acquire_permit("sem", 2, &options).await;
+    assert!(matches!(third, Err(LockError::Busy { .. })), "{third:?}");
+    let mut refused = curator_with(
+        &server,
+        "sem",
+        Duration::from_millis(500),
+        Some(Duration::ZERO),
+        "permits=2",
+    );
+    assert_eq!(refused.line(Duration::from_secs(30)).await, "busy");
+
+    // A Java waiter gets the lease Rust gives back.
+    let mut waiter = curator_with(&server, "sem", long, None, "permits=2");
+    assert!(
+        eventually_async(Duration::from_secs(30), || async {
+            !children(&zk, "sem", "locks").await.is_empty()
+        })
+        .await,
+        "Java's waiter queued"
+    );
+    permit.release().await.expect("release");
+    assert_eq!(waiter.line(Duration::from_secs(10)).await, "held");
+
+    // Full again (two Java holders): a Rust waiter gets the lease Java gives back.
+    let busy = rust.acquire_permit("sem", 2, &options).await;
+    assert!(matches!(busy, Err(LockError::Busy { .. })), "{busy:?}");
+    let waiting = {
+        let (rust, options) = (rust.clone(), options.clone().wait(long));
+        tokio::spawn(async move { rust.acquire_permit("sem", 2, &options).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    first.tell().await;
+    assert_eq!(first.line(Duration::from_secs(10)).await, "released");
+    let permit = waiting
+        .await
+        .expect("task")
+        .expect("the Rust waiter once Java gave a lease back");
+    assert_eq!(children(&zk, "sem", "leases").await.len(), 2);
+    waiter.tell().await;
+    assert_eq!(waiter.line(Duration::from_secs(10)).await, "released");
+    permit.release().await.expect("release");
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            children(&zk, "sem", "leases").await.is_empty()
+        })
+        .await,
+        "every lease given back"
+    );
 }
 
 /// A waiter cancelled while queued, a guard dropped without release and a body that panics
@@ -594,7 +806,7 @@ async fn ttl_covers_the_session_renewal_keeps_the_lock_and_empty_directories_go(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn several_keys_are_taken_in_order_and_semaphores_are_refused() {
+async fn several_keys_are_taken_in_order_and_semaphores_keep_curators_layout() {
     let _serial = SERIAL.lock().await;
     let server = ZooKeeperServer::start();
     let (a, b) = (backend(&server).await, backend(&server).await);
@@ -610,10 +822,30 @@ async fn several_keys_are_taken_in_order_and_semaphores_are_refused() {
     both.release().await.expect("release");
     let next = waiter.await.expect("task").expect("both after the release");
     next.release().await.expect("release");
-    let permit = a.acquire_permit("k:3", 2, &wait).await;
+    // A semaphore: each holder's lease in `leases/`, the count written beside them, and
+    // the queue in `locks/` left empty once the leases are taken.
+    let zk = look(&server).await;
+    let first = a.acquire_permit("k:3", 2, &wait).await.expect("a permit");
+    let second = b.acquire_permit("k:3", 2, &wait).await.expect("a second");
+    let leases = children(&zk, "k:3", "leases").await;
+    assert_eq!(leases.len(), 2, "{leases:?}");
+    let (count, _) = zk.get_data("/locks/k:3/leases").await.expect("leases");
+    assert_eq!(count, b"2");
     assert!(
-        matches!(&permit, Err(LockError::InvalidInput(m)) if m.contains("zookeeper")),
-        "{permit:?}"
+        eventually_async(Duration::from_secs(5), || async {
+            children(&zk, "k:3", "locks").await.is_empty()
+        })
+        .await,
+        "the queue emptied"
+    );
+    first.release().await.expect("release");
+    second.release().await.expect("release");
+    assert!(
+        eventually_async(Duration::from_secs(5), || async {
+            children(&zk, "k:3", "leases").await.is_empty()
+        })
+        .await,
+        "the leases gone"
     );
 }
 

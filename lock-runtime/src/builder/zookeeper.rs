@@ -16,6 +16,7 @@ const DEFAULT_ROOT: &str = "/locks";
 pub(super) struct Settings {
     session_timeout: Duration,
     root: String,
+    rw_writers: bool,
 }
 
 impl Default for Settings {
@@ -23,6 +24,7 @@ impl Default for Settings {
         Self {
             session_timeout: DEFAULT_ZOOKEEPER_SESSION_TIMEOUT,
             root: DEFAULT_ROOT.to_owned(),
+            rw_writers: false,
         }
     }
 }
@@ -50,6 +52,19 @@ impl BackendBuilder {
         self
     }
 
+    /// Which of Apache Curator's recipes exclusive locks (plain locks, and read-write locks'
+    /// writers) on ZooKeeper follow: `InterProcessMutex` (`false`, the default: `lock-`
+    /// nodes), or the write side of `InterProcessReadWriteLock` (`true`: `__WRIT__` nodes).
+    /// Readers always follow `InterProcessReadWriteLock` (`__READ__` nodes), and this crate
+    /// reads all three names in one lock, so Rust services exclude each other either way;
+    /// the choice matters only to share locks with Java services using Curator, whose two
+    /// recipes do not see each other's nodes: pick the one they use on those paths.
+    #[must_use]
+    pub fn zookeeper_curator_write_lock(mut self, write_lock: bool) -> Self {
+        self.zookeeper.rw_writers = write_lock;
+        self
+    }
+
     /// Connects to ZooKeeper at `hosts` (`host:port,host:port[/chroot]`, as ZooKeeper's own
     /// clients take it) within the time bound; the same as [`connect`](Self::connect) with
     /// `zookeeper://host:port,host:port[/chroot]`. Needs the crate's `zookeeper` feature.
@@ -65,7 +80,11 @@ impl BackendBuilder {
     ///   that is not renewed, and must be at least the session timeout; `renew` asks
     ///   ZooKeeper only whether the node is still there;
     /// - fencing tokens are the zxid that created the holder's node, increasing across
-    ///   server restarts and leader changes.
+    ///   server restarts and leader changes;
+    /// - readers and semaphores keep Curator's `InterProcessReadWriteLock` and
+    ///   `InterProcessSemaphoreV2` layouts, shared with Java services using those recipes
+    ///   (for Curator's read-write lock, see
+    ///   [`zookeeper_curator_write_lock`](Self::zookeeper_curator_write_lock)).
     ///
     /// ```no_run
     /// # #[tokio::main]
@@ -106,6 +125,7 @@ impl BackendBuilder {
                 root: self.zookeeper.root.clone(),
                 session_timeout: self.zookeeper.session_timeout,
                 bound: self.op_timeout,
+                rw_writers: self.zookeeper.rw_writers,
             })
             .await?;
             self.store(store)

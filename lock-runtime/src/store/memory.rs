@@ -402,7 +402,7 @@ impl Store for MemoryStore {
         Some(ready(Ok(fences)))
     }
 
-    fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
+    fn watch<'a>(&'a self, key: &'a str, _waiter: Option<&'a Token>) -> StoreFuture<'a, Watch> {
         let mut state = self.state();
         let notify = match state.watchers.get(key).and_then(Weak::upgrade) {
             Some(notify) => notify,

@@ -289,9 +289,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         None
     }
 
-    /// A hint for waiters on `key`; by default none (waiters re-check on a timer).
-    fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
-        let _ = key;
+    /// A hint for the waiter `waiter` (its owner token) on `key`, or for an observer of
+    /// `key` (`None`: an operator following it); by default none (waiters re-check on a
+    /// timer). A store that queues contenders wakes each waiter when its own turn may have
+    /// come; the others when `key` may have been released.
+    fn watch<'a>(&'a self, key: &'a str, waiter: Option<&'a Token>) -> StoreFuture<'a, Watch> {
+        let _ = (key, waiter);
         Box::pin(std::future::ready(Ok(Watch::none())))
     }
 
@@ -362,8 +365,8 @@ impl<S: Store> Store for Arc<S> {
         (**self).extend(key, token, ttl)
     }
 
-    fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
-        (**self).watch(key)
+    fn watch<'a>(&'a self, key: &'a str, waiter: Option<&'a Token>) -> StoreFuture<'a, Watch> {
+        (**self).watch(key, waiter)
     }
 
     fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {

@@ -480,7 +480,7 @@ impl Store for PostgresStore {
         Box::pin(self.withdraw_writer(key, token))
     }
 
-    fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
+    fn watch<'a>(&'a self, key: &'a str, _waiter: Option<&'a Token>) -> StoreFuture<'a, Watch> {
         Box::pin(async move { Ok(self.listener.watch(key).await) })
     }
 

@@ -572,7 +572,7 @@ impl Store for RedisStore {
         Some(Box::pin(self.acquire_all(keys, token, ttl, holder)))
     }
 
-    fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
+    fn watch<'a>(&'a self, key: &'a str, _waiter: Option<&'a Token>) -> StoreFuture<'a, Watch> {
         Box::pin(async move { Ok(self.subscriber.watch(key).await) })
     }
 

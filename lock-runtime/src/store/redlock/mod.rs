@@ -485,13 +485,14 @@ impl Store for RedlockStore {
         })
     }
 
-    fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
+    fn watch<'a>(&'a self, key: &'a str, _waiter: Option<&'a Token>) -> StoreFuture<'a, Watch> {
         Box::pin(async move {
             // A release that counts deletes the key on a majority, and publishes on each of
             // them: a majority of watches hears at least one of those. A server slow to
             // subscribe (or stalled) is left out.
             let quorum = self.nodes.quorum;
-            let mut gathered = Gathering::start(self.nodes.each(None, |store| store.watch(key)));
+            let mut gathered =
+                Gathering::start(self.nodes.each(None, |store| store.watch(key, None)));
             gathered
                 .until(None, |answers, _| {
                     answers.iter().filter(|a| matches!(a, Some(Ok(_)))).count() >= quorum

@@ -1,5 +1,7 @@
 //! ZooKeeper (feature `zookeeper`): the lock recipe of ZooKeeper's documentation, as Apache
-//! Curator's `InterProcessMutex` implements it, with Curator's node names (`path.rs`).
+//! Curator's `InterProcessMutex` implements it, with Curator's node names (`path.rs`);
+//! readers and semaphores as Curator's `InterProcessReadWriteLock` and
+//! `InterProcessSemaphoreV2` keep them (`shared.rs`).
 //!
 //! - **Acquire** creates the contender's ephemeral sequential node in the lock's directory
 //!   (once per acquire: a waiter keeps its place) and lists the directory, the list sent
@@ -34,19 +36,23 @@ use zookeeper_client as zk;
 
 use self::{
     home::Home,
-    path::{lock_dir, node_prefix, sequence},
+    path::{lock_dir, node_prefix, parse, Node},
     session::Session,
 };
 use super::{
-    AcquireRequest, Attempt, Capabilities, SessionWatch, Store, StoreError, StoreFuture,
+    AcquireRequest, Attempt, Capabilities, LockKind, SessionWatch, Store, StoreError, StoreFuture,
     StoredLock, Watch,
 };
 use crate::{error::LockError, store::Operation, token::Token};
 
 mod home;
+mod nodes;
 mod operate;
 mod path;
+mod release;
+mod semaphore;
 mod session;
+mod wake;
 
 /// What a ZooKeeper store is set up with (see [`BackendBuilder`](crate::BackendBuilder)).
 #[derive(Debug, Clone)]
@@ -58,6 +64,9 @@ pub(crate) struct ZooKeeperSettings {
     pub(crate) session_timeout: Duration,
     /// The time bound on connecting.
     pub(crate) bound: Duration,
+    /// Exclusive locks take the write side of Curator's `InterProcessReadWriteLock`
+    /// (`__WRIT__` nodes) rather than an `InterProcessMutex` (`lock-` nodes).
+    pub(crate) rw_writers: bool,
 }
 
 /// Locks kept in ZooKeeper; see the module documentation.
@@ -69,8 +78,9 @@ pub(crate) struct ZooKeeperStore {
     session: tokio::sync::Mutex<Arc<Session>>,
     /// The session timeout the server granted.
     timeout: Duration,
-    /// This process's contender for each lock it is taking or holds.
-    contenders: Mutex<HashMap<String, Contender>>,
+    /// This process's contenders for each lock it is taking or holds (one exclusive, or
+    /// any number of readers or permits).
+    contenders: Mutex<HashMap<String, Vec<Contender>>>,
 }
 
 impl std::fmt::Debug for ZooKeeperStore {
@@ -86,12 +96,29 @@ impl std::fmt::Debug for ZooKeeperStore {
 #[derive(Clone)]
 struct Contender {
     token: Token,
-    /// The lock's directory and the node's full path.
+    /// The lock's directory and the node's full path: in the directory for an exclusive
+    /// lock or a reader; a permit's lease in `leases/` once it has one, before that its
+    /// place in the `locks/` queue.
     dir: String,
     path: String,
     /// The zxid that created it: the fencing token if it gets the lock.
     czxid: i64,
     session: Arc<Session>,
+    kind: LockKind,
+    /// A permit's place in the `locks/` queue while it has one.
+    queued: Option<String>,
+}
+
+impl Contender {
+    /// The node's name (the last part of its path).
+    fn name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or_default()
+    }
+
+    /// Whether this is a permit that has its lease (rather than only a place in the queue).
+    fn leased(&self) -> bool {
+        kind_of(self.name()) == Some(Node::Lease)
+    }
 }
 
 fn failed(error: zk::Error) -> StoreError {
@@ -152,7 +179,7 @@ impl ZooKeeperStore {
             .await
     }
 
-    fn contenders(&self) -> MutexGuard<'_, HashMap<String, Contender>> {
+    fn contenders(&self) -> MutexGuard<'_, HashMap<String, Vec<Contender>>> {
         // No critical section below can panic half-way.
         self.contenders
             .lock()
@@ -177,121 +204,76 @@ impl ZooKeeperStore {
     /// has not ended.
     fn contender(&self, key: &str, token: &Token) -> Option<Contender> {
         self.contenders()
-            .get(key)
-            .filter(|c| c.token == *token && !c.session.ended())
+            .get(key)?
+            .iter()
+            .find(|c| c.token == *token && !c.session.ended())
             .cloned()
     }
 
-    /// Creates `token`'s node for `key`, the directory first if need be, and lists the
-    /// queue in the same round trip (the list is sent right behind the create, and the
-    /// server answers in order); the queue is `None` when the node was found rather than
-    /// made. When an earlier request may have made it (`unsure`: it failed without an
-    /// answer), the node is looked for by name first; a create that fails without an answer
-    /// is looked for the same way, so a contender never queues twice.
+    /// Records (or updates) `contender` as `key`'s.
+    fn remember(&self, key: &str, contender: Contender) {
+        let mut contenders = self.contenders();
+        let all = contenders.entry(key.to_owned()).or_default();
+        match all.iter_mut().find(|c| c.token == contender.token) {
+            Some(known) => *known = contender,
+            None => all.push(contender),
+        }
+    }
+
+    /// Queues `request`'s contender for an exclusive lock or a read lock, or finds it
+    /// queued: the contender and the directory's children (`None` when it was queued
+    /// already).
     async fn enqueue(
         &self,
-        session: &Arc<Session>,
-        key: &str,
-        token: &Token,
-        holder: &str,
-        unsure: bool,
+        request: &AcquireRequest<'_>,
     ) -> Result<(Contender, Option<Vec<String>>), StoreError> {
-        let client = &session.client;
-        let dir = lock_dir(&self.settings.root, key);
-        let name = node_prefix(token);
-        let prefix = format!("{dir}/{name}");
-        let ephemeral = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
-        let mut look_first = unsure;
-        let (path, czxid, queue) = loop {
-            if std::mem::take(&mut look_first) {
-                if let Some((path, czxid)) = Self::find(client, &dir, &name).await? {
-                    break (path, czxid, None);
-                }
-            }
-            // The data is the holder's record, as operators read it (see `holder.rs`).
-            let create = client.create(&prefix, holder.as_bytes(), &ephemeral);
-            let list = client.list_children(&dir);
-            let (created, listed) = tokio::join!(create, list);
-            match created {
-                Ok((stat, sequence)) => {
-                    break (format!("{prefix}{sequence}"), stat.czxid, listed.ok());
-                }
-                Err(zk::Error::NoNode) => {
-                    let container = zk::CreateMode::Container.with_acls(zk::Acls::anyone_all());
-                    match client.create(&dir, &[], &container).await {
-                        Ok(_) | Err(zk::Error::NodeExists) => {}
-                        Err(e) => return Err(failed(e)),
-                    }
-                }
-                // The server said no: nothing was made.
-                Err(
-                    e @ (zk::Error::NoAuth
-                    | zk::Error::InvalidAcl
-                    | zk::Error::BadArguments(_)
-                    | zk::Error::NoChildrenForEphemerals
-                    | zk::Error::SessionExpired),
-                ) => return Err(failed(e)),
-                // No answer: it may have been made.
-                Err(e) => {
-                    tracing::debug!(error = %e, "creating a contender node failed; looking for it");
-                    look_first = true;
-                }
-            }
+        if let Some(contender) = self.contender(request.key, request.token) {
+            return Ok((contender, None));
+        }
+        let session = self.live_session().await?;
+        let dir = lock_dir(&self.settings.root, request.key);
+        let name = match request.kind {
+            LockKind::Read => path::READER,
+            _ if self.settings.rw_writers => path::WRITER,
+            _ => path::MUTEX,
         };
+        let name = node_prefix(request.token, name);
+        // The data is the holder's record, as operators read it (see `holder.rs`).
+        let data = request.holder.as_bytes();
+        let client = &session.client;
+        let (path, czxid, queue) =
+            nodes::make_node(client, &dir, &dir, &name, data, &[], request.reclaim).await?;
         let contender = Contender {
-            token: *token,
+            token: *request.token,
             dir,
             path,
             czxid,
             session: session.clone(),
+            kind: request.kind,
+            queued: None,
         };
-        self.contenders().insert(key.to_owned(), contender.clone());
-        Ok((contender, queue.map(sorted)))
+        self.remember(request.key, contender.clone());
+        Ok((contender, queue))
     }
 
-    /// The node named `name…` in `dir`, with the zxid that created it, if there is one.
-    async fn find(
-        client: &zk::Client,
-        dir: &str,
-        name: &str,
-    ) -> Result<Option<(String, i64)>, StoreError> {
-        let children = match client.list_children(dir).await {
-            Err(zk::Error::NoNode) => return Ok(None),
-            other => other.map_err(failed)?,
-        };
-        let Some(ours) = children.iter().find(|c| c.starts_with(name)) else {
-            return Ok(None);
-        };
-        let path = format!("{dir}/{ours}");
-        Ok(client
-            .check_stat(&path)
-            .await
-            .map_err(failed)?
-            .map(|stat| (path, stat.czxid)))
-    }
-
-    /// The contenders queued for a lock, by sequence; none when its directory is gone (its
-    /// last contender removed it).
-    async fn queue(client: &zk::Client, dir: &str) -> Result<Vec<String>, StoreError> {
-        match client.list_children(dir).await {
-            Err(zk::Error::NoNode) => Ok(Vec::new()),
-            listed => Ok(sorted(listed.map_err(failed)?)),
-        }
-    }
-
-    /// Forgets `key`'s contender if it is `token`'s.
+    /// Forgets `key`'s contender with `token`, if there is one.
     fn forget(&self, key: &str, token: &Token) -> Option<Contender> {
         let mut contenders = self.contenders();
-        match contenders.get(key) {
-            Some(c) if c.token == *token => contenders.remove(key),
-            _ => None,
+        let all = contenders.get_mut(key)?;
+        let at = all.iter().position(|c| c.token == *token)?;
+        let contender = all.swap_remove(at);
+        if all.is_empty() {
+            contenders.remove(key);
         }
+        Some(contender)
     }
 }
 
 impl Store for ZooKeeperStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities::new("zookeeper")
+            .readers()
+            .permits()
             .fencing()
             .queues_contenders()
             .notifies_waiters()
@@ -307,30 +289,42 @@ impl Store for ZooKeeperStore {
 
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         Box::pin(async move {
-            let (contender, queue) = match self.contender(request.key, request.token) {
-                Some(contender) => (contender, None),
-                None => {
-                    let session = self.live_session().await?;
-                    let (key, token) = (request.key, request.token);
-                    self.enqueue(&session, key, token, request.holder, request.reclaim)
-                        .await?
-                }
+            if let LockKind::Permit { permits } = request.kind {
+                return self.try_permit(&request, permits).await;
+            }
+            let (contender, children) = self.enqueue(&request).await?;
+            let client = &contender.session.client;
+            let children = match children {
+                Some(children) => children,
+                None => nodes::queue(client, &contender.dir).await?,
+            };
+            let queue = sorted(children.clone());
+            let Some(at) = queue.iter().position(|c| c == contender.name()) else {
+                // Our node is gone (deleted by hand, or its session ended just now).
+                self.forget(request.key, request.token);
+                return Err(format!("the contender node {} vanished", contender.path).into());
             };
             let fence = request.fence_key.and(u64::try_from(contender.czxid).ok());
-            let queue = match queue {
-                Some(queue) => queue,
-                None => Self::queue(&contender.session.client, &contender.dir).await?,
-            };
-            let ours = contender.path.rsplit('/').next().unwrap_or_default();
-            match queue.iter().position(|c| c == ours) {
-                Some(0) => Ok(Attempt::Acquired { fence }),
-                Some(_) => Ok(Attempt::Busy),
-                None => {
-                    // Our node is gone (deleted by hand, or its session ended just now).
-                    self.forget(request.key, request.token);
-                    Err(format!("the contender node {} vanished", contender.path).into())
+            let ahead = &queue[..at];
+            let granted = match request.kind {
+                // A reader holds once no exclusive contender is before it.
+                LockKind::Read => {
+                    if nodes::has_leases(client, &contender.dir, &children).await? {
+                        self.release_shared(request.key, request.token).await?;
+                        return Err(self.semaphore_here(request.key));
+                    }
+                    !ahead.iter().any(|c| kind_of(c) == Some(Node::Exclusive))
                 }
-            }
+                // An exclusive contender holds once first, and no semaphore's holder is left.
+                _ => {
+                    ahead.is_empty()
+                        && !nodes::has_leases(client, &contender.dir, &children).await?
+                }
+            };
+            Ok(match granted {
+                true => Attempt::Acquired { fence },
+                false => Attempt::Busy,
+            })
         })
     }
 
@@ -338,55 +332,17 @@ impl Store for ZooKeeperStore {
         Box::pin(async move {
             let contender = match self.forget(key, token) {
                 Some(contender) => contender,
-                None => {
-                    // No record (a release retried in the background): look for the node,
-                    // in the current session only: one that ended took its nodes along.
-                    let session = self.session.lock().await.clone();
-                    if session.ended() {
-                        return Ok(false);
-                    }
-                    let dir = lock_dir(&self.settings.root, key);
-                    let name = node_prefix(token);
-                    let children = match session.client.list_children(&dir).await {
-                        Err(zk::Error::NoNode) => return Ok(false),
-                        other => other.map_err(failed)?,
-                    };
-                    let Some(ours) = children.into_iter().find(|c| c.starts_with(&name)) else {
-                        return Ok(false);
-                    };
-                    Contender {
-                        token: *token,
-                        path: format!("{dir}/{ours}"),
-                        dir,
-                        czxid: 0,
-                        session,
-                    }
-                }
+                None => match self.look_up(key, token).await? {
+                    Some(contender) => contender,
+                    None => return Ok(false),
+                },
             };
-            if contender.session.ended() {
-                // The node went with its session.
-                return Ok(false);
-            }
-            // Version 0: nobody wrote to our node since we made it. The directory goes
-            // too if that left it empty, in the same round trip (the server answers in
-            // order, and refuses a directory that still has contenders; one that makes its
-            // node after finds none and makes the directory again): names used once do not
-            // pile up faster than the server removes empty containers.
-            let client = &contender.session.client;
-            let (deleted, _) = tokio::join!(
-                client.delete(&contender.path, Some(0)),
-                client.delete(&contender.dir, None)
-            );
-            match deleted {
-                Ok(()) => Ok(true),
-                Err(zk::Error::NoNode | zk::Error::BadVersion) => Ok(false),
-                Err(e) => {
-                    // Keep the record so a retry finds it.
-                    self.contenders().insert(key.to_owned(), contender);
-                    Err(failed(e))
-                }
-            }
+            self.delete(key, contender).await
         })
+    }
+
+    fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+        self.release(key, token)
     }
 
     fn extend<'a>(
@@ -413,15 +369,25 @@ impl Store for ZooKeeperStore {
         })
     }
 
-    fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
+    fn extend_shared<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        self.extend(key, token, ttl)
+    }
+
+    fn watch<'a>(&'a self, key: &'a str, waiter: Option<&'a Token>) -> StoreFuture<'a, Watch> {
         Box::pin(async move {
-            let contender = self.contenders().get(key).cloned();
-            let Some(contender) = contender else {
+            // Each waiter watches what stands between it and its turn (an observer, with
+            // no node of its own, re-checks on a timer).
+            let Some(contender) = waiter.and_then(|token| self.contender(key, token)) else {
                 return Ok(Watch::none());
             };
             let notify = Arc::new(Notify::new());
-            let task = tokio::spawn(wake_when_first(contender, notify.clone()));
-            Ok(Watch::new(notify, AbortOnDrop(task.abort_handle())))
+            let task = tokio::spawn(wake::when_due(contender, notify.clone()));
+            Ok(Watch::new(notify, wake::AbortOnDrop(task.abort_handle())))
         })
     }
 
@@ -442,48 +408,15 @@ impl Store for ZooKeeperStore {
     }
 }
 
-/// The contenders among a lock directory's `children`, by sequence.
+/// What the node `name` stands for, if it is a contender's.
+fn kind_of(name: &str) -> Option<Node> {
+    parse(name).map(|(node, _)| node)
+}
+
+/// The contenders among a lock directory's (or a semaphore's `leases/`) `children`, by
+/// sequence.
 fn sorted(mut children: Vec<String>) -> Vec<String> {
-    children.retain(|c| sequence(c).is_some());
-    children.sort_by_key(|c| sequence(c));
+    children.retain(|c| parse(c).is_some());
+    children.sort_by_key(|c| parse(c).map(|(_, sequence)| sequence));
     children
-}
-
-/// Watches the node just before `contender`'s and notifies once `contender` is first.
-async fn wake_when_first(contender: Contender, notify: Arc<Notify>) {
-    let client = &contender.session.client;
-    let ours = contender.path.rsplit('/').next().unwrap_or_default();
-    loop {
-        let queue = match ZooKeeperStore::queue(client, &contender.dir).await {
-            Ok(queue) => queue,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let predecessor = match queue.iter().position(|c| c == ours) {
-            // First now (the try that follows looks again), or our node is gone.
-            Some(0) | None => {
-                notify.notify_waiters();
-                return;
-            }
-            Some(at) => format!("{}/{}", contender.dir, queue[at - 1]),
-        };
-        match client.check_and_watch_stat(&predecessor).await {
-            Ok((None, _)) => {}
-            Ok((Some(_), watcher)) => {
-                watcher.changed().await;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-/// Stops a task when dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

@@ -1,14 +1,15 @@
 //! What operators do with ZooKeeper locks: read the holder (the first contender node, its
 //! data the holder's record), list the lock directories, and delete a stuck holder's node.
+//! Readers and a semaphore's holders are reported, not shown or deleted, as on every store.
 
 use zookeeper_client as zk;
 
 use super::{
-    failed,
-    path::{lock_dir, lock_name, token_of},
+    failed, kind_of,
+    path::{lock_dir, lock_name, token_of, Node, LEASES},
     sorted, ZooKeeperStore,
 };
-use crate::store::{glob_matches, StoreError, StoredLock};
+use crate::store::{glob_matches, shared_held, StoreError, StoredLock};
 
 impl ZooKeeperStore {
     /// The holder of the lock at `key`, its node deleted first if `delete`.
@@ -21,10 +22,34 @@ impl ZooKeeperStore {
         let client = &session.client;
         let dir = lock_dir(&self.settings.root, key);
         loop {
-            let queue = match client.list_children(&dir).await {
+            let children = match client.list_children(&dir).await {
                 Err(zk::Error::NoNode) => return Ok(None),
-                other => sorted(other.map_err(failed)?),
+                other => other.map_err(failed)?,
             };
+            if children.iter().any(|c| c == LEASES) {
+                let leases = format!("{dir}/{LEASES}");
+                let (held, count) =
+                    tokio::join!(client.list_children(&leases), client.get_data(&leases));
+                let held = match held {
+                    Err(zk::Error::NoNode) => Vec::new(),
+                    other => sorted(other.map_err(failed)?),
+                };
+                if !held.is_empty() {
+                    let permits = count
+                        .ok()
+                        .and_then(|(data, _)| std::str::from_utf8(&data).ok()?.parse().ok())
+                        .unwrap_or(0);
+                    return Err(shared_held(key, held.len(), permits.max(1)));
+                }
+            }
+            let queue = sorted(children);
+            let readers = queue
+                .iter()
+                .take_while(|c| kind_of(c) == Some(Node::Reader))
+                .count();
+            if readers > 0 {
+                return Err(shared_held(key, readers, 0));
+            }
             let Some(first) = queue.first() else {
                 return Ok(None);
             };
@@ -67,8 +92,11 @@ impl ZooKeeperStore {
             if !glob_matches(pattern, &key) {
                 continue;
             }
-            if let Some(lock) = self.holder_of(&key, false).await? {
-                found.push(lock);
+            match self.holder_of(&key, false).await {
+                Ok(Some(lock)) => found.push(lock),
+                // Readers or a semaphore's holders: not an exclusive lock to list.
+                Ok(None) | Err(StoreError::KindMismatch(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(found)

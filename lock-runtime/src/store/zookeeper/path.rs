@@ -1,16 +1,59 @@
 //! Where a lock lives in ZooKeeper, and what its contenders' nodes are called.
 //!
 //! The lock `order:7` is the directory `{root}/order:7` (a container node, removed by
-//! ZooKeeper once empty); each contender is an ephemeral sequential node in it named as
-//! Apache Curator's `InterProcessMutex` names its own, `_c_{uuid}-lock-{sequence}`, so that
-//! a Java service locking the same path with Curator and a Rust service using this crate
-//! exclude each other. The uuid is the contender's owner token, so a client that lost its
-//! connection while creating its node finds it again by name.
+//! ZooKeeper once empty). Its contenders are ephemeral sequential nodes named as Apache
+//! Curator's recipes name their own, `_c_{uuid}-{name}{sequence}`, so that a Java service
+//! using Curator on the same path and a Rust service using this crate share one lock:
+//! - an exclusive lock is `_c_{uuid}-lock-{sequence}` in the directory (`InterProcessMutex`),
+//!   or `_c_{uuid}-__WRIT__{sequence}` (the write side of `InterProcessReadWriteLock`);
+//! - a reader is `_c_{uuid}-__READ__{sequence}` in the directory (its read side);
+//! - a semaphore (`InterProcessSemaphoreV2`) keeps its holders' leases in `leases/`, as
+//!   `_c_{uuid}-lease-{sequence}`, and queues those about to take one with an
+//!   `InterProcessMutex` on `locks/`.
+//!
+//! The uuid is the contender's owner token, so a client that lost its connection while
+//! creating its node finds it again by name.
 
 use crate::token::Token;
 
-/// The part of a contender's node name after its uuid, before the sequence number.
-pub(super) const LOCK_NAME: &str = "-lock-";
+/// The name of an `InterProcessMutex`'s nodes (after the uuid, before the sequence).
+pub(super) const MUTEX: &str = "-lock-";
+/// The name of an `InterProcessReadWriteLock`'s writers' nodes.
+pub(super) const WRITER: &str = "-__WRIT__";
+/// The name of an `InterProcessReadWriteLock`'s readers' nodes.
+pub(super) const READER: &str = "-__READ__";
+/// The name of an `InterProcessSemaphoreV2`'s lease nodes.
+pub(super) const LEASE: &str = "-lease-";
+/// Where a semaphore keeps its leases, and where those about to take one queue.
+pub(super) const LEASES: &str = "leases";
+pub(super) const LOCKS: &str = "locks";
+
+/// What a node in a lock's directory (or its `leases/`) stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Node {
+    /// A mutex's or a writer's contender: alone once first.
+    Exclusive,
+    /// A reader: holds once no exclusive contender is before it.
+    Reader,
+    /// A semaphore's lease.
+    Lease,
+}
+
+/// What the node `name` is, and its sequence number, if it is a contender's node.
+pub(super) fn parse(name: &str) -> Option<(Node, i64)> {
+    [
+        (MUTEX, Node::Exclusive),
+        (WRITER, Node::Exclusive),
+        (READER, Node::Reader),
+        (LEASE, Node::Lease),
+    ]
+    .into_iter()
+    .find_map(|(infix, node)| {
+        let at = name.rfind(infix)?;
+        let sequence = name[at + infix.len()..].parse().ok()?;
+        Some((node, sequence))
+    })
+}
 
 /// The directory of the lock whose store key is `key` (`{prefix}{{name}}`): `root/name`,
 /// the name escaped so that any lock name is one valid path segment.
@@ -73,28 +116,23 @@ pub(super) fn lock_name(dir: &str) -> String {
 pub(super) fn token_of(node: &str) -> String {
     let uuid = node
         .strip_prefix("_c_")
-        .and_then(|rest| rest.split(LOCK_NAME).next())
+        .and_then(|rest| rest.get(..36))
         .unwrap_or(node);
     uuid.replace('-', "")
 }
 
-/// `_c_{uuid}-lock-`: the name of `token`'s contender node before the sequence number.
-pub(super) fn node_prefix(token: &Token) -> String {
+/// `_c_{uuid}{name}`: the name of `token`'s node before the sequence number, `name` one
+/// of [`MUTEX`], [`WRITER`], [`READER`], [`LEASE`].
+pub(super) fn node_prefix(token: &Token, name: &str) -> String {
     let hex = token.as_str();
     format!(
-        "_c_{}-{}-{}-{}-{}{LOCK_NAME}",
+        "_c_{}-{}-{}-{}-{}{name}",
         &hex[0..8],
         &hex[8..12],
         &hex[12..16],
         &hex[16..20],
         &hex[20..32]
     )
-}
-
-/// The sequence number at the end of a contender's node name, if it is one.
-pub(super) fn sequence(name: &str) -> Option<i64> {
-    let at = name.rfind(LOCK_NAME)?;
-    name[at + LOCK_NAME.len()..].parse().ok()
 }
 
 #[cfg(test)]
@@ -117,7 +155,7 @@ mod tests {
         }
         let token = Token::generate().expect("token");
         assert_eq!(
-            token_of(&format!("{}0000000003", node_prefix(&token))),
+            token_of(&format!("{}0000000003", node_prefix(&token, READER))),
             token.as_str()
         );
     }
@@ -125,10 +163,23 @@ mod tests {
     #[test]
     fn node_names_are_curators() {
         let token = Token::generate().expect("token");
-        let prefix = node_prefix(&token);
+        let prefix = node_prefix(&token, MUTEX);
         assert!(prefix.starts_with("_c_") && prefix.ends_with("-lock-"));
         assert_eq!(prefix.len(), 3 + 36 + 6);
-        assert_eq!(sequence(&format!("{prefix}0000000042")), Some(42));
-        assert_eq!(sequence("_c_x-latch-0000000001"), None);
+        assert_eq!(
+            parse(&format!("{prefix}0000000042")),
+            Some((Node::Exclusive, 42))
+        );
+        let names = [
+            (WRITER, Node::Exclusive),
+            (READER, Node::Reader),
+            (LEASE, Node::Lease),
+        ];
+        for (name, node) in names {
+            let prefix = node_prefix(&token, name);
+            assert_eq!(parse(&format!("{prefix}0000000007")), Some((node, 7)));
+        }
+        assert_eq!(parse("_c_x-latch-0000000001"), None);
+        assert_eq!(parse(LEASES), None);
     }
 }

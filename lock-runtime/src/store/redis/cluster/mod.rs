@@ -499,7 +499,7 @@ impl Store for ClusterStore {
         })
     }
 
-    fn watch<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Watch> {
+    fn watch<'a>(&'a self, key: &'a str, _waiter: Option<&'a Token>) -> StoreFuture<'a, Watch> {
         Box::pin(async move {
             let (notify, first) = {
                 let mut map = self.channels.map();

@@ -1,0 +1,116 @@
+//! Making, finding and listing contender nodes.
+
+use zookeeper_client as zk;
+
+use super::{
+    failed,
+    path::{parse, LEASES},
+};
+use crate::store::StoreError;
+
+/// Creates the node `name…` (ephemeral, sequential, `data` in it) in `parent`, the lock
+/// directory `dir` and `parent` (with `parent_data` in it, if it is not `dir`) first if
+/// need be, and lists `parent` in the same round
+/// trip (the list is sent right behind the create, and the server answers in order);
+/// the list is `None` when the node was found rather than made. When an earlier request
+/// may have made it (`unsure`: it failed without an answer), the node is looked for by
+/// name first; a create that fails without an answer is looked for the same way, so a
+/// contender never queues twice. Answers the node's path and creating zxid.
+pub(super) async fn make_node(
+    client: &zk::Client,
+    dir: &str,
+    parent: &str,
+    name: &str,
+    data: &[u8],
+    parent_data: &[u8],
+    unsure: bool,
+) -> Result<(String, i64, Option<Vec<String>>), StoreError> {
+    let prefix = format!("{parent}/{name}");
+    let ephemeral = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+    let mut look_first = unsure;
+    loop {
+        if std::mem::take(&mut look_first) {
+            if let Some((path, czxid)) = find(client, parent, name).await? {
+                return Ok((path, czxid, None));
+            }
+        }
+        let create = client.create(&prefix, data, &ephemeral);
+        let list = client.list_children(parent);
+        let (created, listed) = tokio::join!(create, list);
+        match created {
+            Ok((stat, sequence)) => {
+                return Ok((format!("{prefix}{sequence}"), stat.czxid, listed.ok()));
+            }
+            Err(zk::Error::NoNode) => {
+                // Containers, as Curator makes them: ZooKeeper removes them once empty.
+                let container = zk::CreateMode::Container.with_acls(zk::Acls::anyone_all());
+                let parents = [(dir, &[][..]), (parent, parent_data)];
+                for (path, data) in parents.into_iter().take(if parent == dir { 1 } else { 2 }) {
+                    match client.create(path, data, &container).await {
+                        Ok(_) | Err(zk::Error::NodeExists) => {}
+                        Err(e) => return Err(failed(e)),
+                    }
+                }
+            }
+            // The server said no: nothing was made.
+            Err(
+                e @ (zk::Error::NoAuth
+                | zk::Error::InvalidAcl
+                | zk::Error::BadArguments(_)
+                | zk::Error::NoChildrenForEphemerals
+                | zk::Error::SessionExpired),
+            ) => return Err(failed(e)),
+            // No answer: it may have been made.
+            Err(e) => {
+                tracing::debug!(error = %e, "creating a contender node failed; looking for it");
+                look_first = true;
+            }
+        }
+    }
+}
+
+/// The node named `name…` in `dir`, with the zxid that created it, if there is one.
+pub(super) async fn find(
+    client: &zk::Client,
+    dir: &str,
+    name: &str,
+) -> Result<Option<(String, i64)>, StoreError> {
+    let children = match client.list_children(dir).await {
+        Err(zk::Error::NoNode) => return Ok(None),
+        other => other.map_err(failed)?,
+    };
+    let Some(ours) = children.iter().find(|c| c.starts_with(name)) else {
+        return Ok(None);
+    };
+    let path = format!("{dir}/{ours}");
+    Ok(client
+        .check_stat(&path)
+        .await
+        .map_err(failed)?
+        .map(|stat| (path, stat.czxid)))
+}
+
+/// The children of a lock's directory; none when it is gone (its last contender
+/// removed it).
+pub(super) async fn queue(client: &zk::Client, dir: &str) -> Result<Vec<String>, StoreError> {
+    match client.list_children(dir).await {
+        Err(zk::Error::NoNode) => Ok(Vec::new()),
+        listed => listed.map_err(failed),
+    }
+}
+
+/// Whether the semaphore at `dir` has holders (a lock directory whose children
+/// include `leases/`): an exclusive lock waits for them to go.
+pub(super) async fn has_leases(
+    client: &zk::Client,
+    dir: &str,
+    children: &[String],
+) -> Result<bool, StoreError> {
+    if !children.iter().any(|c| c == LEASES) {
+        return Ok(false);
+    }
+    match client.list_children(&format!("{dir}/{LEASES}")).await {
+        Err(zk::Error::NoNode) => Ok(false),
+        listed => Ok(listed.map_err(failed)?.iter().any(|c| parse(c).is_some())),
+    }
+}

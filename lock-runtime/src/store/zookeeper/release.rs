@@ -1,0 +1,111 @@
+//! Letting go: deleting exactly a contender's own nodes.
+
+use zookeeper_client as zk;
+
+use super::{
+    failed,
+    path::{lock_dir, node_prefix, LEASES, LOCKS},
+    Contender, ZooKeeperStore,
+};
+use crate::{
+    store::{LockKind, StoreError},
+    token::Token,
+};
+
+impl ZooKeeperStore {
+    /// `token`'s nodes for `key`, found by name, when this process keeps no record of them
+    /// (a release retried in the background): in the current session only, as one that
+    /// ended took its nodes along.
+    pub(super) async fn look_up(
+        &self,
+        key: &str,
+        token: &Token,
+    ) -> Result<Option<Contender>, StoreError> {
+        let session = self.session.lock().await.clone();
+        if session.ended() {
+            return Ok(None);
+        }
+        let client = &session.client;
+        let dir = lock_dir(&self.settings.root, key);
+        let (leases, locks) = (format!("{dir}/{LEASES}"), format!("{dir}/{LOCKS}"));
+        // `_c_{uuid}`: any of our nodes.
+        let ours = node_prefix(token, "");
+        let listed = tokio::join!(
+            client.list_children(&dir),
+            client.list_children(&leases),
+            client.list_children(&locks)
+        );
+        let mut found = Vec::new();
+        for (parent, children) in [(&dir, listed.0), (&leases, listed.1), (&locks, listed.2)] {
+            let children = match children {
+                Err(zk::Error::NoNode) => continue,
+                other => other.map_err(failed)?,
+            };
+            if let Some(node) = children.iter().find(|c| c.starts_with(&ours)) {
+                found.push(format!("{parent}/{node}"));
+            }
+        }
+        let mut found = found.into_iter();
+        let Some(path) = found.next() else {
+            return Ok(None);
+        };
+        Ok(Some(Contender {
+            token: *token,
+            dir,
+            path,
+            czxid: 0,
+            session,
+            kind: LockKind::Exclusive,
+            queued: found.next(),
+        }))
+    }
+
+    /// Deletes `contender`'s nodes (its `key`), and the lock's directories with them when
+    /// that left them empty, in one round trip (the server answers in order, and refuses a
+    /// directory that still has children; a contender that makes its node after finds none
+    /// and makes the directory again): names used once do not pile up faster than the
+    /// server removes empty containers. Whether its node was still there.
+    pub(super) async fn delete(&self, key: &str, contender: Contender) -> Result<bool, StoreError> {
+        if contender.session.ended() {
+            // The nodes went with their session.
+            return Ok(false);
+        }
+        let client = &contender.session.client;
+        let queued = contender.queued.as_ref().filter(|q| **q != contender.path);
+        let dir = &contender.dir;
+        let (leases, locks) = (format!("{dir}/{LEASES}"), format!("{dir}/{LOCKS}"));
+        let semaphore = matches!(contender.kind, LockKind::Permit { .. }) || queued.is_some();
+        // Version 0: nobody wrote to our node since we made it.
+        let deleted = client.delete(&contender.path, Some(0));
+        let unqueued = async {
+            match queued {
+                Some(queued) => client.delete(queued, None).await,
+                None => Ok(()),
+            }
+        };
+        let tidied = async {
+            if semaphore {
+                let _ = tokio::join!(
+                    client.delete(&leases, None),
+                    client.delete(&locks, None),
+                    client.delete(dir, None)
+                );
+            } else {
+                let _ = client.delete(dir, None).await;
+            }
+        };
+        let (deleted, unqueued, ()) = tokio::join!(deleted, unqueued, tidied);
+        let outcome = match (deleted, unqueued) {
+            (Ok(()), Ok(()) | Err(zk::Error::NoNode)) => Ok(true),
+            (Err(zk::Error::NoNode | zk::Error::BadVersion), Ok(()) | Err(zk::Error::NoNode)) => {
+                Ok(false)
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        outcome.map_err(|e| {
+            // Keep the record so a retry finds it.
+            self.remember(key, contender);
+            failed(e)
+        })
+    }
+}
