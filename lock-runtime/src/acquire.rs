@@ -165,7 +165,7 @@ impl Backend {
                     lease_end,
                     acquired_at: sent_at,
                     client: options.client_label(),
-                    session: self.store().session(&key, &token),
+                    session: self.sessions(&key, &token),
                     metrics,
                     shared: kind.is_shared(),
                 };
@@ -447,10 +447,12 @@ struct Mark<'a> {
 impl Mark<'_> {
     async fn withdraw(&mut self) {
         if std::mem::take(&mut self.set) {
-            let store = self.backend.store();
+            let Some(shared) = self.backend.store().shared() else {
+                return;
+            };
             let withdrawn = self
                 .backend
-                .bounded(Operation::Release, store.withdraw(self.key, self.token))
+                .bounded(Operation::Release, shared.withdraw(self.key, self.token))
                 .await;
             if let Err(error) = withdrawn {
                 tracing::debug!(%error, "taking back a waiting writer's mark failed");

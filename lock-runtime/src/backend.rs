@@ -15,7 +15,10 @@ use crate::{
     local::LocalQueue,
     metrics::{ErrorKind, LockMetrics, Metrics},
     options::LockOptions,
-    store::{Capabilities, MemoryStore, Operation, Store, StoreError, StoreFuture},
+    store::{
+        unsupported, Capabilities, MemoryStore, Operation, Operators, SessionWatch, Store,
+        StoreError, StoreFuture,
+    },
     token::Token,
 };
 
@@ -261,7 +264,28 @@ impl Backend {
     ) -> StoreFuture<'a, bool> {
         match shared {
             false => self.store().release(key, token),
-            true => self.store().release_shared(key, token),
+            true => match self.store().shared() {
+                Some(shared) => shared.release_shared(key, token),
+                None => unsupported(),
+            },
+        }
+    }
+
+    /// The state of the session holding `key` for `token`, on a store whose leases are
+    /// sessions.
+    pub(crate) fn sessions(&self, key: &str, token: &Token) -> Option<SessionWatch> {
+        self.store().sessions()?.session(key, token)
+    }
+
+    /// `call` on the store's operators' part, or a failure with
+    /// [`StoreError::Unsupported`] where it has none.
+    pub(crate) fn operators<'a, T: Send + 'a>(
+        &'a self,
+        call: impl FnOnce(&'a dyn Operators) -> StoreFuture<'a, T>,
+    ) -> StoreFuture<'a, T> {
+        match self.store().operators() {
+            Some(operators) => call(operators),
+            None => unsupported(),
         }
     }
 
@@ -275,7 +299,10 @@ impl Backend {
     ) -> StoreFuture<'a, bool> {
         match shared {
             false => self.store().extend(key, token, ttl),
-            true => self.store().extend_shared(key, token, ttl),
+            true => match self.store().shared() {
+                Some(shared) => shared.extend_shared(key, token, ttl),
+                None => unsupported(),
+            },
         }
     }
 }

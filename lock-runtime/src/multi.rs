@@ -192,10 +192,11 @@ impl Backend {
         if let Some(why) = self.capabilities().refuses(ttl, options.fenced()) {
             return Err(LockError::invalid(why));
         }
-        let Some(call) = self
+        let call = self
             .store()
-            .try_acquire_all(&together, &token, ttl, holder.as_str())
-        else {
+            .several_keys()
+            .and_then(|several| several.try_acquire_all(&together, &token, ttl, holder.as_str()));
+        let Some(call) = call else {
             return Ok(None);
         };
         let metrics = self.lock_metrics(options);
@@ -215,7 +216,7 @@ impl Backend {
                             lease_end: lease_end(sent_at, ttl),
                             acquired_at: sent_at,
                             client: options.client_label(),
-                            session: self.store().session(&key, &token),
+                            session: self.sessions(&key, &token),
                             metrics,
                             shared: false,
                         };

@@ -260,6 +260,9 @@ impl BackendBuilder {
 
     fn boxed_store(self, store: Box<dyn Store>) -> Result<Backend, LockError> {
         self.check()?;
+        if let Some(missing) = crate::store::missing_part(&*store) {
+            return Err(LockError::invalid(missing));
+        }
         Ok(Backend::new(store, self.prefix.into(), self.op_timeout))
     }
 

@@ -63,12 +63,11 @@ impl Capabilities {
         }
     }
 
-    /// Takes read locks ([`LockKind::Read`]): [`Store::release_shared`],
-    /// [`Store::extend_shared`] and [`Store::withdraw`] act on them.
+    /// Takes read locks ([`LockKind::Read`]): the store's [`SharedLocks`] act on them
+    /// (it must hand them out from [`Store::shared`]).
     ///
-    /// [`Store::release_shared`]: super::Store::release_shared
-    /// [`Store::extend_shared`]: super::Store::extend_shared
-    /// [`Store::withdraw`]: super::Store::withdraw
+    /// [`SharedLocks`]: super::SharedLocks
+    /// [`Store::shared`]: super::Store::shared
     #[must_use]
     pub const fn readers(mut self) -> Self {
         self.readers = true;
@@ -115,7 +114,7 @@ impl Capabilities {
         self
     }
 
-    /// [`Store::try_acquire_all`](super::Store::try_acquire_all) takes several locks in one
+    /// [`SeveralKeys::try_acquire_all`](super::SeveralKeys::try_acquire_all) takes several locks in one
     /// atomic step (where it can: a cluster only when they share a slot).
     #[must_use]
     pub const fn several_keys_at_once(mut self) -> Self {
@@ -123,15 +122,15 @@ impl Capabilities {
         self
     }
 
-    /// [`Store::inspect`](super::Store::inspect), [`Store::list`](super::Store::list) and
-    /// [`Store::force_release`](super::Store::force_release) work, for operators.
+    /// [`Operators::inspect`](super::Operators::inspect), [`Operators::list`](super::Operators::list) and
+    /// [`Operators::force_release`](super::Operators::force_release) work, for operators.
     #[must_use]
     pub const fn operators(mut self) -> Self {
         self.operators = true;
         self
     }
 
-    /// Leases are sessions ([`Store::session`](super::Store::session)): a lock ends when
+    /// Leases are sessions ([`Sessions::session`](super::Sessions::session)): a lock ends when
     /// the session that holds it does, which the runtime follows.
     #[must_use]
     pub const fn session_leases(mut self) -> Self {
@@ -242,5 +241,85 @@ impl Capabilities {
             )),
             _ => None,
         }
+    }
+}
+
+/// What `store` declares but does not hand out the part for, if anything: a store of one's
+/// own that says it has readers must give its [`SharedLocks`](super::SharedLocks), and so
+/// on. The builder refuses such a store at once.
+pub(crate) fn missing_part(store: &dyn super::Store) -> Option<String> {
+    let declared = store.capabilities();
+    let lacks = [
+        (
+            declared.supports(LockKind::Read) || declared.supports(LockKind::Permit { permits: 1 }),
+            store.shared().is_none(),
+            "readers or permits but no `Store::shared` part",
+        ),
+        (
+            declared.has_several_keys_at_once(),
+            store.several_keys().is_none(),
+            "several keys at once but no `Store::several_keys` part",
+        ),
+        (
+            declared.has_operators(),
+            store.operators().is_none(),
+            "operators' calls but no `Store::operators` part",
+        ),
+        (
+            declared.has_session_leases(),
+            store.sessions().is_none(),
+            "session leases but no `Store::sessions` part",
+        ),
+    ];
+    lacks
+        .into_iter()
+        .find(|(declares, lacks, _)| *declares && *lacks)
+        .map(|(_, _, what)| format!("the store `{}` declares {what}", declared.label()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{
+        store::{AcquireRequest, Attempt, Capabilities, MemoryStore, Store, StoreFuture},
+        Backend, LockError, Token,
+    };
+
+    /// A store that declares readers but hands out no part for them.
+    #[derive(Debug, Default)]
+    struct Boasting(MemoryStore);
+
+    impl Store for Boasting {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::new("boasting").readers()
+        }
+        fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
+            self.0.try_acquire(request)
+        }
+        fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+            self.0.release(key, token)
+        }
+        fn extend<'a>(
+            &'a self,
+            key: &'a str,
+            token: &'a Token,
+            ttl: Duration,
+        ) -> StoreFuture<'a, bool> {
+            self.0.extend(key, token, ttl)
+        }
+    }
+
+    #[test]
+    fn a_store_must_hand_out_what_it_declares() {
+        let refused = Backend::builder().store(Boasting::default());
+        let Err(LockError::InvalidInput(message)) = refused else {
+            panic!("{refused:?}");
+        };
+        assert!(
+            message.contains("`boasting`") && message.contains("Store::shared"),
+            "{message}"
+        );
+        assert!(Backend::builder().store(MemoryStore::new()).is_ok());
     }
 }

@@ -11,8 +11,9 @@ use std::{
 use tokio::sync::Notify;
 
 use super::{
-    glob_matches, mismatch, shared_held, AcquireRequest, Attempt, Capabilities, LockKind, Store,
-    StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch, WRITER_WAITING,
+    glob_matches, mismatch, shared_held, AcquireRequest, Attempt, Capabilities, LockKind,
+    Operators, SeveralKeys, SharedLocks, Store, StoreError, StoreFuture, StoredLock, Together,
+    TogetherFuture, Watch, WRITER_WAITING,
 };
 use crate::token::Token;
 
@@ -318,6 +319,36 @@ impl Store for MemoryStore {
         ready(extended)
     }
 
+    fn watch<'a>(&'a self, key: &'a str, _waiter: Option<&'a Token>) -> StoreFuture<'a, Watch> {
+        let mut state = self.state();
+        let notify = match state.watchers.get(key).and_then(Weak::upgrade) {
+            Some(notify) => notify,
+            None => {
+                let notify = Arc::new(Notify::new());
+                state
+                    .watchers
+                    .insert(key.to_owned(), Arc::downgrade(&notify));
+                notify
+            }
+        };
+        // The `Arc` kept by the watch is the registration: the map only holds a `Weak`.
+        ready(Watch::new(notify.clone(), notify))
+    }
+
+    fn shared(&self) -> Option<&dyn SharedLocks> {
+        Some(self)
+    }
+
+    fn several_keys(&self) -> Option<&dyn SeveralKeys> {
+        Some(self)
+    }
+
+    fn operators(&self) -> Option<&dyn Operators> {
+        Some(self)
+    }
+}
+
+impl SharedLocks for MemoryStore {
     fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()> {
         let mut state = self.state();
         if state
@@ -363,7 +394,9 @@ impl Store for MemoryStore {
         let extended = held.map(|h| h.expires_at = now + ttl).is_some();
         ready(extended)
     }
+}
 
+impl SeveralKeys for MemoryStore {
     fn try_acquire_all<'a>(
         &'a self,
         keys: &'a [Together<'a>],
@@ -401,23 +434,9 @@ impl Store for MemoryStore {
             .collect();
         Some(ready(Ok(fences)))
     }
+}
 
-    fn watch<'a>(&'a self, key: &'a str, _waiter: Option<&'a Token>) -> StoreFuture<'a, Watch> {
-        let mut state = self.state();
-        let notify = match state.watchers.get(key).and_then(Weak::upgrade) {
-            Some(notify) => notify,
-            None => {
-                let notify = Arc::new(Notify::new());
-                state
-                    .watchers
-                    .insert(key.to_owned(), Arc::downgrade(&notify));
-                notify
-            }
-        };
-        // The `Arc` kept by the watch is the registration: the map only holds a `Weak`.
-        ready(Watch::new(notify.clone(), notify))
-    }
-
+impl Operators for MemoryStore {
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         let now = Instant::now();
         let mut state = self.state();

@@ -26,6 +26,7 @@ mod watch;
 #[cfg(feature = "zookeeper")]
 pub(crate) mod zookeeper;
 
+pub(crate) use self::capabilities::missing_part;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 pub(crate) use self::common::ttl_millis;
 pub(crate) use self::common::{
@@ -75,8 +76,8 @@ pub struct AcquireRequest<'a> {
 /// The kind of lock an [`AcquireRequest`] takes.
 ///
 /// Shared kinds (readers and permits) are held by many owners at once, each with a lease
-/// and token of its own; they are released and extended with [`Store::release_shared`] and
-/// [`Store::extend_shared`]. A key is either held exclusively or shared, never both: an
+/// and token of its own; they are released and extended with [`SharedLocks::release_shared`] and
+/// [`SharedLocks::extend_shared`]. A key is either held exclusively or shared, never both: an
 /// exclusive request finds a key with shared holders busy, and the other way round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -103,12 +104,12 @@ impl LockKind {
     }
 }
 
-/// What [`Store::try_acquire_all`] returns: `None` when the store cannot take the keys
+/// What [`SeveralKeys::try_acquire_all`] returns: `None` when the store cannot take the keys
 /// together; else the fencing tokens of all of them (in order), or what the first busy key
 /// said.
 pub type TogetherFuture<'a> = Option<StoreFuture<'a, Result<Vec<Option<u64>>, Attempt>>>;
 
-/// One of several locks taken together in one atomic step ([`Store::try_acquire_all`]).
+/// One of several locks taken together in one atomic step ([`SeveralKeys::try_acquire_all`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Together<'a> {
     /// The full key.
@@ -117,7 +118,7 @@ pub struct Together<'a> {
     pub fence_key: Option<&'a str>,
 }
 
-/// A lock as a store holds it, for operators ([`Store::inspect`]).
+/// A lock as a store holds it, for operators ([`Operators::inspect`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StoredLock {
@@ -190,14 +191,25 @@ pub enum Attempt {
 /// - `watch` (optional) gives waiters a hint when `key` may have been released;
 /// - for the kinds it [`supports`](Capabilities::supports) beyond exclusive locks, `try_acquire`
 ///   adds `token` as one more shared holder when the kind admits it (no exclusive holder,
-///   and for readers no waiting writer; fewer holders than permits), and
-///   `release_shared` / `extend_shared` act on that holder alone;
-/// - `try_acquire_all` (optional) takes several exclusive locks in one atomic step.
+///   and for readers no waiting writer; fewer holders than permits), and its
+///   [`SharedLocks`] act on that holder alone.
+///
+/// What only some stores do is reached through an optional part, one small trait each, that
+/// the store hands out where it has it: [`SharedLocks`] (readers and permits),
+/// [`SeveralKeys`] (several locks in one step), [`Operators`] (look at, list, release by
+/// force) and [`Sessions`] (leases that are sessions). Its [`Capabilities`] say what the
+/// runtime may ask of it.
 ///
 /// The runtime bounds every call in time; a store need not.
 ///
 /// ```
-/// use lock_runtime::{store::{AcquireRequest, Attempt, Capabilities, MemoryStore, Store, StoreFuture}, Backend, Token};
+/// use lock_runtime::{
+///     store::{
+///         AcquireRequest, Attempt, Capabilities, MemoryStore, Operators, SeveralKeys, SharedLocks,
+///         Store, StoreFuture,
+///     },
+///     Backend, Token,
+/// };
 /// use std::time::Duration;
 ///
 /// /// A store that counts acquisitions and otherwise keeps locks in memory.
@@ -221,6 +233,16 @@ pub enum Attempt {
 ///     fn extend<'a>(&'a self, key: &'a str, token: &'a Token, ttl: Duration) -> StoreFuture<'a, bool> {
 ///         self.inner.extend(key, token, ttl)
 ///     }
+///     // The parts it declares (readers and permits, several keys, operators' calls).
+///     fn shared(&self) -> Option<&dyn SharedLocks> {
+///         self.inner.shared()
+///     }
+///     fn several_keys(&self) -> Option<&dyn SeveralKeys> {
+///         self.inner.several_keys()
+///     }
+///     fn operators(&self) -> Option<&dyn Operators> {
+///         self.inner.operators()
+///     }
 /// }
 ///
 /// let backend = Backend::builder().store(Counting::default())?;
@@ -230,7 +252,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// What this store can do: the runtime refuses what it cannot (a lock kind, a fencing
     /// token, a lease too short) with
     /// [`LockError::InvalidInput`](crate::LockError::InvalidInput) before any call, and
-    /// calls the optional methods below only where it declares them.
+    /// reaches the optional parts below only where it declares them.
     fn capabilities(&self) -> Capabilities;
 
     /// Takes the lock if it is free.
@@ -244,51 +266,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn extend<'a>(&'a self, key: &'a str, token: &'a Token, ttl: Duration)
         -> StoreFuture<'a, bool>;
 
-    /// Removes the shared holder `token` (a reader or a permit) of `key`, waking waiters, if
-    /// its lease has not run out. `Ok(false)` means it had. By default fails with
-    /// [`StoreError::Unsupported`] (see [`supports`](Capabilities::supports)).
-    fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
-        let _ = (key, token);
-        Box::pin(std::future::ready(Err(StoreError::Unsupported)))
-    }
-
-    /// A writer that waited for `key` (its tries answered [`Attempt::BusyShared`], so the
-    /// store kept new readers out for it) gives up or is cancelled: the store takes its
-    /// mark back if it is still `token`'s, so readers need not wait out the mark. By
-    /// default nothing: a store without readers sets no mark.
-    fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()> {
-        let _ = (key, token);
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    /// Resets the lease of the shared holder `token` of `key` to `ttl`, if it has not run
-    /// out. By default fails with [`StoreError::Unsupported`].
-    fn extend_shared<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a Token,
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
-        let _ = (key, token, ttl);
-        Box::pin(std::future::ready(Err(StoreError::Unsupported)))
-    }
-
-    /// For a store that can take several exclusive locks in one atomic step: takes every
-    /// one of `keys` for `token` with a lease of `ttl` if all are free, else none, and
-    /// answers with the fencing tokens (in `keys`' order) or what the first busy key
-    /// said. `None` when it cannot take these keys together (the default; a cluster whose
-    /// keys lie in several slots): the runtime then takes them one by one, in order.
-    fn try_acquire_all<'a>(
-        &'a self,
-        keys: &'a [Together<'a>],
-        token: &'a Token,
-        ttl: Duration,
-        holder: &'a str,
-    ) -> TogetherFuture<'a> {
-        let _ = (keys, token, ttl, holder);
-        None
-    }
-
     /// A hint for the waiter `waiter` (its owner token) on `key`, or for an observer of
     /// `key` (`None`: an operator following it); by default none (waiters re-check on a
     /// timer). A store that queues contenders wakes each waiter when its own turn may have
@@ -298,37 +275,88 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         Box::pin(std::future::ready(Ok(Watch::none())))
     }
 
-    /// For a store whose leases are sessions (ZooKeeper): the state of the session that
-    /// holds the lock `key` (taken with `token`), which the runtime follows to tell the
-    /// holder its lease is over as soon as the session is. By default `None`: the lease is
-    /// the TTL alone.
-    fn session(&self, key: &str, token: &Token) -> Option<SessionWatch> {
-        let _ = (key, token);
+    /// Readers and permits, for a store that holds them (its capabilities say which kinds).
+    fn shared(&self) -> Option<&dyn SharedLocks> {
         None
     }
 
-    /// The lock at `key` as the store holds it now, or `None` if it is free. For operators
-    /// (no lock is taken or changed); by default fails with [`StoreError::Unsupported`].
-    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
-        let _ = key;
-        Box::pin(std::future::ready(Err(StoreError::Unsupported)))
+    /// Several exclusive locks in one atomic step, for a store that can take them so.
+    fn several_keys(&self) -> Option<&dyn SeveralKeys> {
+        None
     }
 
-    /// Every held lock whose full key matches the glob `pattern` (`*`, `?`), found without
-    /// blocking the store (Redis: `SCAN`, never `KEYS`); by default fails with
-    /// [`StoreError::Unsupported`].
-    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
-        let _ = pattern;
-        Box::pin(std::future::ready(Err(StoreError::Unsupported)))
+    /// Operators' calls (look at, list, release by force), for a store that has them.
+    fn operators(&self) -> Option<&dyn Operators> {
+        None
     }
+
+    /// The sessions leases live in, for a store whose leases are sessions (ZooKeeper).
+    fn sessions(&self) -> Option<&dyn Sessions> {
+        None
+    }
+}
+
+/// Readers and a semaphore's permits: each shared holder has a token and a lease of its
+/// own, taken by [`Store::try_acquire`] with a shared [`LockKind`] and given back or
+/// renewed here, on that holder alone.
+pub trait SharedLocks: Send + Sync {
+    /// Removes the shared holder `token` (a reader or a permit) of `key`, waking waiters, if
+    /// its lease has not run out. `Ok(false)` means it had.
+    fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool>;
+
+    /// Resets the lease of the shared holder `token` of `key` to `ttl`, if it has not run
+    /// out.
+    fn extend_shared<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool>;
+
+    /// A writer that waited for `key` (its tries answered [`Attempt::BusyShared`], so the
+    /// store kept new readers out for it) gives up or is cancelled: the store takes its
+    /// mark back if it is still `token`'s, so readers need not wait out the mark. A store
+    /// that sets no such mark (its queue orders writers and readers) does nothing.
+    fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()>;
+}
+
+/// Several exclusive locks in one atomic step.
+pub trait SeveralKeys: Send + Sync {
+    /// Takes every one of `keys` for `token` with a lease of `ttl` if all are free, else
+    /// none, and answers with the fencing tokens (in `keys`' order) or what the first busy
+    /// key said. `None` when it cannot take these keys together (a cluster whose keys lie
+    /// in several slots): the runtime then takes them one by one, in order.
+    fn try_acquire_all<'a>(
+        &'a self,
+        keys: &'a [Together<'a>],
+        token: &'a Token,
+        ttl: Duration,
+        holder: &'a str,
+    ) -> TogetherFuture<'a>;
+}
+
+/// What operators do with locks: nothing here takes a lock or waits for one.
+pub trait Operators: Send + Sync {
+    /// The lock at `key` as the store holds it now, or `None` if it is free. Readers or
+    /// permits holding it are an error ([`StoreError::KindMismatch`]) naming them.
+    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>>;
+
+    /// Every held exclusive lock whose full key matches the glob `pattern` (`*`, `?`),
+    /// found without blocking the store (Redis: `SCAN`, never `KEYS`).
+    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>>;
 
     /// Deletes the lock at `key` whoever holds it, waking its waiters, and returns what
     /// held it (`None` if it was free). For an operator clearing a stuck lock: its holder
-    /// is not told until it renews or releases. By default fails with [`StoreError::Unsupported`].
-    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
-        let _ = key;
-        Box::pin(std::future::ready(Err(StoreError::Unsupported)))
-    }
+    /// is not told until it renews or releases.
+    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>>;
+}
+
+/// A store whose leases are sessions (ZooKeeper).
+pub trait Sessions: Send + Sync {
+    /// The state of the session that holds the lock `key` (taken with `token`), which the
+    /// runtime follows to tell the holder its lease is over as soon as the session is.
+    /// `None` when it has no such session (the lease is the TTL alone).
+    fn session(&self, key: &str, token: &Token) -> Option<SessionWatch>;
 }
 
 /// One store shared by several backends (for example two [`Backend`](crate::Backend)s over
@@ -369,48 +397,26 @@ impl<S: Store> Store for Arc<S> {
         (**self).watch(key, waiter)
     }
 
-    fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
-        (**self).release_shared(key, token)
+    fn shared(&self) -> Option<&dyn SharedLocks> {
+        (**self).shared()
     }
 
-    fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()> {
-        (**self).withdraw(key, token)
+    fn several_keys(&self) -> Option<&dyn SeveralKeys> {
+        (**self).several_keys()
     }
 
-    fn extend_shared<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a Token,
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
-        (**self).extend_shared(key, token, ttl)
+    fn operators(&self) -> Option<&dyn Operators> {
+        (**self).operators()
     }
 
-    fn try_acquire_all<'a>(
-        &'a self,
-        keys: &'a [Together<'a>],
-        token: &'a Token,
-        ttl: Duration,
-        holder: &'a str,
-    ) -> TogetherFuture<'a> {
-        (**self).try_acquire_all(keys, token, ttl, holder)
+    fn sessions(&self) -> Option<&dyn Sessions> {
+        (**self).sessions()
     }
+}
 
-    fn session(&self, key: &str, token: &Token) -> Option<SessionWatch> {
-        (**self).session(key, token)
-    }
-
-    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
-        (**self).inspect(key)
-    }
-
-    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
-        (**self).list(pattern)
-    }
-
-    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
-        (**self).force_release(key)
-    }
+/// The call of a part the store does not have: it fails with [`StoreError::Unsupported`].
+pub(crate) fn unsupported<'a, T: Send + 'a>() -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(Err(StoreError::Unsupported)))
 }
 
 /// Where the fencing counter of the lock at `key` lives: beside it, in the same hash slot.

@@ -60,7 +60,7 @@ impl Watch {
     }
 }
 
-/// What the runtime follows of a store session (see [`Store::session`](super::Store::session)).
+/// What the runtime follows of a store session (see [`Sessions::session`](super::Sessions::session)).
 pub type SessionWatch = tokio::sync::watch::Receiver<SessionState>;
 
 /// The state of a store session that holds locks.

@@ -41,8 +41,8 @@ use tokio_postgres::{Client, Statement};
 
 use self::{connect::Target, listen::Listener, pipeline::Pipeline, sql::Sql};
 use super::{
-    glob_matches, hold::RestartHold, ttl_millis, AcquireRequest, Attempt, Capabilities, Store,
-    StoreError, StoreFuture, StoredLock, Watch,
+    glob_matches, hold::RestartHold, ttl_millis, AcquireRequest, Attempt, Capabilities, Operators,
+    SharedLocks, Store, StoreError, StoreFuture, StoredLock, Watch,
 };
 use crate::{error::LockError, store::Operation, token::Token};
 
@@ -83,7 +83,7 @@ struct Conn {
     lease_left: Statement,
     release: Statement,
     extend: Statement,
-    shared: shared::SharedStatements,
+    shared: sql::SharedStatements,
 }
 
 /// Locks kept in a PostgreSQL table (see the module documentation).
@@ -463,6 +463,20 @@ impl Store for PostgresStore {
         })
     }
 
+    fn watch<'a>(&'a self, key: &'a str, _waiter: Option<&'a Token>) -> StoreFuture<'a, Watch> {
+        Box::pin(async move { Ok(self.listener.watch(key).await) })
+    }
+
+    fn shared(&self) -> Option<&dyn SharedLocks> {
+        Some(self)
+    }
+
+    fn operators(&self) -> Option<&dyn Operators> {
+        Some(self)
+    }
+}
+
+impl SharedLocks for PostgresStore {
     fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         Box::pin(self.release_one_shared(key, token))
     }
@@ -479,11 +493,9 @@ impl Store for PostgresStore {
     fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()> {
         Box::pin(self.withdraw_writer(key, token))
     }
+}
 
-    fn watch<'a>(&'a self, key: &'a str, _waiter: Option<&'a Token>) -> StoreFuture<'a, Watch> {
-        Box::pin(async move { Ok(self.listener.watch(key).await) })
-    }
-
+impl Operators for PostgresStore {
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         Box::pin(async move {
             let conn = self.conn().await?;

@@ -25,8 +25,8 @@ use redis::{aio::MultiplexedConnection, Value};
 pub(crate) use self::endpoint::Endpoint;
 use self::{conn::Connection, pubsub::Subscriber, script::Scripts};
 use super::{
-    ttl_millis, AcquireRequest, Attempt, Capabilities, ConnectSettings, Store, StoreError,
-    StoreFuture, StoredLock, Together, TogetherFuture, Watch,
+    ttl_millis, AcquireRequest, Attempt, Capabilities, ConnectSettings, Operators, SeveralKeys,
+    SharedLocks, Store, StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch,
 };
 use crate::{error::LockError, redact, store::Operation, token::Token};
 
@@ -540,6 +540,24 @@ impl Store for RedisStore {
         }))
     }
 
+    fn watch<'a>(&'a self, key: &'a str, _waiter: Option<&'a Token>) -> StoreFuture<'a, Watch> {
+        Box::pin(async move { Ok(self.subscriber.watch(key).await) })
+    }
+
+    fn shared(&self) -> Option<&dyn SharedLocks> {
+        Some(self)
+    }
+
+    fn several_keys(&self) -> Option<&dyn SeveralKeys> {
+        Some(self)
+    }
+
+    fn operators(&self) -> Option<&dyn Operators> {
+        Some(self)
+    }
+}
+
+impl SharedLocks for RedisStore {
     fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         Box::pin(self.release_one_shared(key, token))
     }
@@ -556,7 +574,9 @@ impl Store for RedisStore {
     ) -> StoreFuture<'a, bool> {
         Box::pin(self.extend_one_shared(key, token, ttl))
     }
+}
 
+impl SeveralKeys for RedisStore {
     /// One script for all keys, except with `replicas_acknowledge` (one by one, each
     /// confirmed).
     fn try_acquire_all<'a>(
@@ -571,11 +591,9 @@ impl Store for RedisStore {
         }
         Some(Box::pin(self.acquire_all(keys, token, ttl, holder)))
     }
+}
 
-    fn watch<'a>(&'a self, key: &'a str, _waiter: Option<&'a Token>) -> StoreFuture<'a, Watch> {
-        Box::pin(async move { Ok(self.subscriber.watch(key).await) })
-    }
-
+impl Operators for RedisStore {
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         Box::pin(async move {
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::Value;
 
-use crate::store::{shared_held, Store, StoreError, StoredLock};
+use crate::store::{shared_held, Operators, StoreError, StoredLock};
 
 /// How many keys one `SCAN` step looks at.
 const SCAN_COUNT: usize = 1000;
@@ -42,7 +42,7 @@ pub(super) fn stored(key: &str, reply: Value) -> Result<Option<StoredLock>, Stor
 /// The locks at `keys` that are still held once looked at (one may be released between
 /// the listing and the look).
 pub(super) async fn held(
-    store: &impl Store,
+    store: &impl Operators,
     keys: Vec<String>,
 ) -> Result<Vec<StoredLock>, StoreError> {
     let mut found = Vec::with_capacity(keys.len());

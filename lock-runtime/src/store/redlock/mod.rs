@@ -34,8 +34,8 @@ use self::{
 };
 use super::{
     redis::{endpoint, Endpoint},
-    AcquireRequest, Attempt, Capabilities, ConnectSettings, RedisStore, Store, StoreError,
-    StoreFuture, StoredLock, Watch,
+    AcquireRequest, Attempt, Capabilities, ConnectSettings, Operators, RedisStore, Store,
+    StoreError, StoreFuture, StoredLock, Watch,
 };
 use crate::{
     error::LockError,
@@ -504,6 +504,12 @@ impl Store for RedlockStore {
         })
     }
 
+    fn operators(&self) -> Option<&dyn Operators> {
+        Some(self)
+    }
+}
+
+impl Operators for RedlockStore {
     /// Held when a majority of servers hold it for one token; the shortest remaining lease
     /// among them.
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {

@@ -40,8 +40,8 @@ use self::{
     session::Session,
 };
 use super::{
-    AcquireRequest, Attempt, Capabilities, LockKind, SessionWatch, Store, StoreError, StoreFuture,
-    StoredLock, Watch,
+    AcquireRequest, Attempt, Capabilities, LockKind, Operators, SessionWatch, Sessions,
+    SharedLocks, Store, StoreError, StoreFuture, StoredLock, Watch,
 };
 use crate::{error::LockError, store::Operation, token::Token};
 
@@ -310,7 +310,7 @@ impl Store for ZooKeeperStore {
                 // A reader holds once no exclusive contender is before it.
                 LockKind::Read => {
                     if nodes::has_leases(client, &contender.dir, &children).await? {
-                        self.release_shared(request.key, request.token).await?;
+                        self.release(request.key, request.token).await?;
                         return Err(self.semaphore_here(request.key));
                     }
                     !ahead.iter().any(|c| kind_of(c) == Some(Node::Exclusive))
@@ -341,10 +341,6 @@ impl Store for ZooKeeperStore {
         })
     }
 
-    fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
-        self.release(key, token)
-    }
-
     fn extend<'a>(
         &'a self,
         key: &'a str,
@@ -369,15 +365,6 @@ impl Store for ZooKeeperStore {
         })
     }
 
-    fn extend_shared<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a Token,
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
-        self.extend(key, token, ttl)
-    }
-
     fn watch<'a>(&'a self, key: &'a str, waiter: Option<&'a Token>) -> StoreFuture<'a, Watch> {
         Box::pin(async move {
             // Each waiter watches what stands between it and its turn (an observer, with
@@ -391,10 +378,41 @@ impl Store for ZooKeeperStore {
         })
     }
 
-    fn session(&self, key: &str, token: &Token) -> Option<SessionWatch> {
-        self.contender(key, token).map(|c| c.session.watch())
+    fn shared(&self) -> Option<&dyn SharedLocks> {
+        Some(self)
     }
 
+    fn operators(&self) -> Option<&dyn Operators> {
+        Some(self)
+    }
+
+    fn sessions(&self) -> Option<&dyn Sessions> {
+        Some(self)
+    }
+}
+
+impl SharedLocks for ZooKeeperStore {
+    fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+        self.release(key, token)
+    }
+
+    fn extend_shared<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        self.extend(key, token, ttl)
+    }
+
+    /// Nothing to take back: a waiting writer keeps later readers out by its place in the
+    /// queue, which it leaves with its node.
+    fn withdraw<'a>(&'a self, _key: &'a str, _token: &'a Token) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+impl Operators for ZooKeeperStore {
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         Box::pin(self.holder_of(key, false))
     }
@@ -405,6 +423,12 @@ impl Store for ZooKeeperStore {
 
     fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         Box::pin(self.holder_of(key, true))
+    }
+}
+
+impl Sessions for ZooKeeperStore {
+    fn session(&self, key: &str, token: &Token) -> Option<SessionWatch> {
+        self.contender(key, token).map(|c| c.session.watch())
     }
 }
 

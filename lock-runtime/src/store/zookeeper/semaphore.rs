@@ -78,7 +78,7 @@ impl ZooKeeperStore {
                 self.remember(key, contender.clone());
                 let children = children?;
                 if children.iter().any(|c| kind_of(c) == Some(Node::Reader)) {
-                    self.release_shared(key, token).await?;
+                    self.release(key, token).await?;
                     return Err(mismatch(key, 0, permits));
                 }
                 if children.iter().any(|c| kind_of(c) == Some(Node::Exclusive)) {
@@ -121,7 +121,7 @@ impl ZooKeeperStore {
                     .ok()
                     .and_then(|(data, _)| std::str::from_utf8(&data).ok()?.parse::<u32>().ok());
                 if let Some(held) = held.filter(|held| *held != permits) {
-                    self.release_shared(key, token).await?;
+                    self.release(key, token).await?;
                     return Err(mismatch(key, held, permits));
                 }
                 let leases = match leases {

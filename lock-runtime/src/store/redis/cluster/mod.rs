@@ -41,8 +41,8 @@ use crate::{
     error::LockError,
     redact,
     store::{
-        fence_key, AcquireRequest, Attempt, ConnectSettings, Operation, Store, StoreError,
-        StoreFuture, StoredLock, Together, TogetherFuture, Watch,
+        fence_key, AcquireRequest, Attempt, ConnectSettings, Operation, Operators, SeveralKeys,
+        SharedLocks, Store, StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch,
     },
     token::Token,
 };
@@ -395,80 +395,10 @@ impl Store for ClusterStore {
         })
     }
 
-    /// In one script when every key lies in one hash slot (and grants need no replicas'
-    /// confirmation); else `None`: one by one.
-    fn try_acquire_all<'a>(
-        &'a self,
-        keys: &'a [Together<'a>],
-        token: &'a Token,
-        ttl: Duration,
-        holder: &'a str,
-    ) -> TogetherFuture<'a> {
-        let first = shards::slot(keys.first()?.key.as_bytes());
-        let one_slot = keys.iter().all(|k| {
-            shards::slot(k.key.as_bytes()) == first
-                && k.fence_key
-                    .is_none_or(|f| shards::slot(f.as_bytes()) == first)
-        });
-        if !one_slot || self.replicas.is_some() {
-            return None;
-        }
-        self.shards.note_ttl(ttl);
-        Some(Box::pin(async move {
-            if let Some(left) = self.shards.hold(keys[0].key) {
-                return Ok(Err(Attempt::Recovering { left }));
-            }
-            let floor = self.floor.get();
-            let call = self
-                .scripts
-                .acquire_all_call(keys, token, ttl, holder, floor);
-            let reply: Vec<i64> = self
-                .scripts
-                .acquire_all
-                .run(&call, &mut self.conn().await?)
-                .await
-                .map_err(Self::failed)?;
-            let taken = shared::all_taken(keys, &reply)?;
-            if let Ok(fences) = &taken {
-                for fence in fences.iter().flatten() {
-                    self.floor.raise(*fence);
-                }
-            }
-            Ok(taken)
-        }))
-    }
-
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let call = self.scripts.release_call(key, token, true);
             self.done(&self.scripts.release, &call).await
-        })
-    }
-
-    fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let call = self.scripts.release_shared_call(key, token, true);
-            self.done(&self.scripts.release_shared, &call).await
-        })
-    }
-
-    fn extend_shared<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a Token,
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
-        self.shards.note_ttl(ttl);
-        Box::pin(async move {
-            let call = self.scripts.extend_shared_call(key, token, ttl);
-            self.done(&self.scripts.extend_shared, &call).await
-        })
-    }
-
-    fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let call = self.scripts.withdraw_call(key, token, true);
-            self.done(&self.scripts.withdraw, &call).await.map(drop)
         })
     }
 
@@ -527,6 +457,94 @@ impl Store for ClusterStore {
         })
     }
 
+    fn shared(&self) -> Option<&dyn SharedLocks> {
+        Some(self)
+    }
+
+    fn several_keys(&self) -> Option<&dyn SeveralKeys> {
+        Some(self)
+    }
+
+    fn operators(&self) -> Option<&dyn Operators> {
+        Some(self)
+    }
+}
+
+impl SharedLocks for ClusterStore {
+    fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let call = self.scripts.release_shared_call(key, token, true);
+            self.done(&self.scripts.release_shared, &call).await
+        })
+    }
+
+    fn extend_shared<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        self.shards.note_ttl(ttl);
+        Box::pin(async move {
+            let call = self.scripts.extend_shared_call(key, token, ttl);
+            self.done(&self.scripts.extend_shared, &call).await
+        })
+    }
+
+    fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let call = self.scripts.withdraw_call(key, token, true);
+            self.done(&self.scripts.withdraw, &call).await.map(drop)
+        })
+    }
+}
+
+impl SeveralKeys for ClusterStore {
+    /// In one script when every key lies in one hash slot (and grants need no replicas'
+    /// confirmation); else `None`: one by one.
+    fn try_acquire_all<'a>(
+        &'a self,
+        keys: &'a [Together<'a>],
+        token: &'a Token,
+        ttl: Duration,
+        holder: &'a str,
+    ) -> TogetherFuture<'a> {
+        let first = shards::slot(keys.first()?.key.as_bytes());
+        let one_slot = keys.iter().all(|k| {
+            shards::slot(k.key.as_bytes()) == first
+                && k.fence_key
+                    .is_none_or(|f| shards::slot(f.as_bytes()) == first)
+        });
+        if !one_slot || self.replicas.is_some() {
+            return None;
+        }
+        self.shards.note_ttl(ttl);
+        Some(Box::pin(async move {
+            if let Some(left) = self.shards.hold(keys[0].key) {
+                return Ok(Err(Attempt::Recovering { left }));
+            }
+            let floor = self.floor.get();
+            let call = self
+                .scripts
+                .acquire_all_call(keys, token, ttl, holder, floor);
+            let reply: Vec<i64> = self
+                .scripts
+                .acquire_all
+                .run(&call, &mut self.conn().await?)
+                .await
+                .map_err(Self::failed)?;
+            let taken = shared::all_taken(keys, &reply)?;
+            if let Ok(fences) = &taken {
+                for fence in fences.iter().flatten() {
+                    self.floor.raise(*fence);
+                }
+            }
+            Ok(taken)
+        }))
+    }
+}
+
+impl Operators for ClusterStore {
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         Box::pin(async move {
             let call = self.scripts.inspect_call(key, &fence_key(key));
