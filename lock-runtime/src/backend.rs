@@ -42,9 +42,11 @@ const MOST_BACKGROUND_RELEASES: usize = 1024;
 /// [`acquire`](crate::acquire) and `#[distributed_lock]` find it, or call
 /// [`Backend::acquire`] on it directly.
 ///
-/// Lock names are stored as `{prefix}{{name}}` (for example `lock:{order:7}`): the prefix
-/// keeps lock keys apart from application keys, and the braces are a Redis Cluster hash tag,
-/// so every key belonging to one lock lands in one slot.
+/// Each store keeps a lock under a key of its own making from the backend's prefix and the
+/// lock's name ([`key_for`](Self::key_for)): Redis as `{prefix}{{name}}` (for example
+/// `lock:{order:7}`; the braces are a Redis Cluster hash tag, so every key belonging to one
+/// lock lands in one slot), PostgreSQL the same in its table's `name` column, ZooKeeper as
+/// a directory under its root, memory as `{prefix}{name}`.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -114,27 +116,22 @@ impl Backend {
         )
     }
 
-    /// The store key for a lock name: `{prefix}{{name}}`.
+    /// The key the store keeps the lock `name` under (see [`Store::key`]): on Redis and
+    /// PostgreSQL `{prefix}{{name}}`, on ZooKeeper the lock's directory under the root, in
+    /// memory `{prefix}{name}`.
     ///
     /// ```
     /// let backend = lock_runtime::Backend::builder().prefix("app:").memory()?;
-    /// assert_eq!(backend.key_for("order:7"), "app:{order:7}");
+    /// assert_eq!(backend.key_for("order:7"), "app:order:7");
     /// # Ok::<(), lock_runtime::LockError>(())
     /// ```
     pub fn key_for(&self, name: &str) -> String {
-        let prefix = &self.inner.prefix;
-        let mut key = String::with_capacity(prefix.len() + name.len() + 2);
-        key.push_str(prefix);
-        key.push('{');
-        key.push_str(name);
-        key.push('}');
-        key
+        self.store().key(&self.inner.prefix, name)
     }
 
     /// The lock name inside a key made by [`key_for`](Self::key_for).
     pub(crate) fn name_in<'k>(&self, key: &'k str) -> &'k str {
-        key.get(self.inner.prefix.len() + 1..key.len().saturating_sub(1))
-            .unwrap_or(key)
+        self.store().name_in(&self.inner.prefix, key)
     }
 
     /// Runs one store call within the time bound: with a timer of its own, unless the store

@@ -244,11 +244,6 @@ impl LockGuard {
         }
     }
 
-    /// The store key, shared.
-    pub(crate) fn shared_store_key(&self) -> Arc<str> {
-        self.store_key.clone()
-    }
-
     /// The client the lock was taken through (`"default"` for the default client).
     pub(crate) fn client(&self) -> &'static str {
         self.client

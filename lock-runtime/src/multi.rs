@@ -26,7 +26,7 @@ use crate::{
     holder,
     lease::{lease_end, LeaseState, LeaseWatch, RenewalTask},
     options::LockOptions,
-    store::{fence_key, Attempt, LockKind, Operation, StoreError, Together},
+    store::{Attempt, LockKind, Operation, StoreError, Together},
     token::Token,
 };
 
@@ -171,16 +171,11 @@ impl Backend {
         keys: &[(String, String)],
         options: &LockOptions,
     ) -> Result<Option<MultiGuard>, LockError> {
-        let fences: Vec<Option<String>> = keys
-            .iter()
-            .map(|(key, _)| options.fenced().then(|| fence_key(key)))
-            .collect();
         let together: Vec<Together<'_>> = keys
             .iter()
-            .zip(&fences)
-            .map(|((key, _), fence)| Together {
+            .map(|(key, _)| Together {
                 key,
-                fence_key: fence.as_deref(),
+                fencing: options.fenced(),
             })
             .collect();
         let token = Token::generate().map_err(|e| LockError::Backend {

@@ -543,7 +543,7 @@ async fn operators_are_told_readers_and_permits_hold_a_key(stores: Stores) {
         };
         assert!(message.contains(what), "{message}");
     };
-    told(a.inspect("rw").await, "`lock:{rw}` is held by 2 readers");
+    told(a.inspect("rw").await, "is held by 2 readers");
     told(b.force_release("rw").await, "2 readers");
     told(a.inspect("sem").await, "1 of a semaphore's 3 permits");
     told(a.force_release("sem").await, "1 of a semaphore's 3 permits");

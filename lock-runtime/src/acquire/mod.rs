@@ -16,7 +16,7 @@ use crate::{
     lease::lease_end,
     local::{Entry, Slot},
     options::LockOptions,
-    store::{fence_key, AcquireRequest, Attempt, LockKind, Operation, StoreError, Watch},
+    store::{AcquireRequest, Attempt, LockKind, Operation, StoreError, Watch},
     token::Token,
 };
 
@@ -138,13 +138,12 @@ impl Backend {
                 }
             },
         };
-        let fence_key = options.fenced().then(|| fence_key(&key));
         let holder = holder::Record::now(options.function_name());
         let request = AcquireRequest {
             key: &key,
             token: &token,
             ttl: options.ttl(),
-            fence_key: fence_key.as_deref(),
+            fencing: options.fenced(),
             reclaim: false,
             waiting: false,
             holder: holder.as_str(),

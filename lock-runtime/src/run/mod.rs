@@ -34,7 +34,8 @@ tokio::task_local! {
 #[derive(Debug, Clone)]
 struct Held {
     backend: usize,
-    store_key: Arc<str>,
+    /// The lock's name, as the caller gave it.
+    name: Arc<str>,
     fence: Option<u64>,
     options: LockOptions,
     lease: LeaseWatch,
@@ -112,13 +113,10 @@ pub fn fencing_token() -> Option<u64> {
 /// ```
 pub fn fencing_token_of(name: &str) -> Option<u64> {
     HELD.try_with(|held| {
-        let named = |h: &&Held| {
-            h.store_key
-                .strip_suffix('}')
-                .and_then(|k| k.strip_suffix(name))
-                .is_some_and(|k| k.ends_with('{'))
-        };
-        held.iter().rev().find(named).and_then(|h| h.fence)
+        held.iter()
+            .rev()
+            .find(|h| &*h.name == name)
+            .and_then(|h| h.fence)
     })
     .ok()
     .flatten()
@@ -257,7 +255,7 @@ impl Backend {
         }
         held.push(Held {
             backend: self.id(),
-            store_key: guard.shared_store_key(),
+            name: guard.key().into(),
             fence: guard.fencing_token(),
             options: options.clone(),
             lease: lease.clone(),
@@ -322,7 +320,7 @@ impl Backend {
     }
 
     fn is(&self, held: &Held, name: &str) -> bool {
-        held.backend == self.id() && self.name_in(&held.store_key) == name
+        held.backend == self.id() && &*held.name == name
     }
 }
 

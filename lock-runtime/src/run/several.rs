@@ -116,7 +116,7 @@ impl Backend {
         for guard in &guards {
             held.push(Held {
                 backend: self.id(),
-                store_key: guard.shared_store_key(),
+                name: guard.key().into(),
                 fence: guard.fencing_token(),
                 options: options.clone(),
                 lease: lease.clone(),

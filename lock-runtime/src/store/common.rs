@@ -94,6 +94,25 @@ pub(crate) fn mismatch(key: &str, held: u32, wanted: u32) -> StoreError {
     })
 }
 
+/// `{prefix}{{name}}`: the key shape of Redis (a hash tag, so a lock's keys share a
+/// cluster slot) and of PostgreSQL (the rows earlier versions wrote).
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) fn braced_key(prefix: &str, name: &str) -> String {
+    let mut key = String::with_capacity(prefix.len() + name.len() + 2);
+    key.push_str(prefix);
+    key.push('{');
+    key.push_str(name);
+    key.push('}');
+    key
+}
+
+/// The name in a key made by [`braced_key`].
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) fn braced_name<'k>(prefix: &str, key: &'k str) -> &'k str {
+    key.get(prefix.len() + 1..key.len().saturating_sub(1))
+        .unwrap_or(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::glob_matches;

@@ -147,9 +147,9 @@ impl State {
         (until > now).then(|| until - now)
     }
 
-    fn next_fence(&mut self, fence_key: Option<&str>) -> Option<u64> {
-        fence_key.map(|fence_key| {
-            let counter = self.fences.entry(fence_key.to_owned()).or_insert(0);
+    fn next_fence(&mut self, key: &str, fencing: bool) -> Option<u64> {
+        fencing.then(|| {
+            let counter = self.fences.entry(key.to_owned()).or_insert(0);
             *counter += 1;
             *counter
         })
@@ -192,7 +192,7 @@ impl State {
                 });
             }
         }
-        let fence = self.next_fence(request.fence_key);
+        let fence = self.next_fence(request.key, request.fencing);
         let holder = Entry {
             token: *request.token,
             expires_at: now + request.ttl,
@@ -212,7 +212,7 @@ impl State {
 
     /// The fencing counter of the lock at `key`, if it issued a token.
     fn counter(&self, key: &str) -> Option<u64> {
-        self.fences.get(&super::fence_key(key)).copied()
+        self.fences.get(key).copied()
     }
 
     /// Drops expired entries and dead watchers now and then, so they do not pile up.
@@ -277,7 +277,7 @@ impl Store for MemoryStore {
             }
             None => {}
         }
-        let fence = state.next_fence(request.fence_key);
+        let fence = state.next_fence(request.key, request.fencing);
         if !state.writer_waiting.is_empty() {
             state.writer_waiting.remove(request.key);
         }
@@ -421,7 +421,7 @@ impl SeveralKeys for MemoryStore {
         let fences = keys
             .iter()
             .map(|together| {
-                let fence = state.next_fence(together.fence_key);
+                let fence = state.next_fence(together.key, together.fencing);
                 let entry = Entry {
                     token: *token,
                     expires_at: now + ttl,

@@ -28,7 +28,7 @@ pub(crate) mod zookeeper;
 
 pub(crate) use self::capabilities::missing_part;
 #[cfg(any(feature = "redis", feature = "postgres"))]
-pub(crate) use self::common::ttl_millis;
+pub(crate) use self::common::{braced_key, braced_name, ttl_millis};
 pub(crate) use self::common::{
     drift_margin, glob_matches, mismatch, shared_held, ConnectSettings, WRITER_WAITING,
 };
@@ -54,8 +54,9 @@ pub struct AcquireRequest<'a> {
     pub token: &'a Token,
     /// The lease's length.
     pub ttl: Duration,
-    /// Where the fencing counter of this lock lives, when a fencing token is wanted.
-    pub fence_key: Option<&'a str>,
+    /// A fencing token is wanted: the store draws one greater than every earlier one of
+    /// this lock (where it keeps the counter is its own business).
+    pub fencing: bool,
     /// An earlier request with this token had an unknown outcome (it timed out or failed on
     /// the wire) and may have taken the lock: if the key holds `token`, the lock is ours.
     pub reclaim: bool,
@@ -114,8 +115,8 @@ pub type TogetherFuture<'a> = Option<StoreFuture<'a, Result<Vec<Option<u64>>, At
 pub struct Together<'a> {
     /// The full key.
     pub key: &'a str,
-    /// Where its fencing counter lives, when fencing tokens are wanted.
-    pub fence_key: Option<&'a str>,
+    /// A fencing token is wanted for it.
+    pub fencing: bool,
 }
 
 /// A lock as a store holds it, for operators ([`Operators::inspect`]).
@@ -255,6 +256,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// reaches the optional parts below only where it declares them.
     fn capabilities(&self) -> Capabilities;
 
+    /// The key this store keeps the lock `name` under, in a backend whose keys begin with
+    /// `prefix`; every other call names the lock by it. By default `{prefix}{name}`; a store
+    /// whose keys need a shape of their own builds it here (Redis puts the name in a hash
+    /// tag, ZooKeeper makes a path under its root).
+    fn key(&self, prefix: &str, name: &str) -> String {
+        let mut key = String::with_capacity(prefix.len() + name.len());
+        key.push_str(prefix);
+        key.push_str(name);
+        key
+    }
+
+    /// The lock name in `key`, a key this store made with [`key`](Self::key) and `prefix`
+    /// (for operators' listings and errors).
+    fn name_in<'k>(&self, prefix: &str, key: &'k str) -> &'k str {
+        key.strip_prefix(prefix).unwrap_or(key)
+    }
+
     /// Takes the lock if it is free.
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt>;
 
@@ -376,6 +394,14 @@ impl<S: Store> Store for Arc<S> {
         (**self).capabilities()
     }
 
+    fn key(&self, prefix: &str, name: &str) -> String {
+        (**self).key(prefix, name)
+    }
+
+    fn name_in<'k>(&self, prefix: &str, key: &'k str) -> &'k str {
+        (**self).name_in(prefix, key)
+    }
+
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         (**self).try_acquire(request)
     }
@@ -417,12 +443,4 @@ impl<S: Store> Store for Arc<S> {
 /// The call of a part the store does not have: it fails with [`StoreError::Unsupported`].
 pub(crate) fn unsupported<'a, T: Send + 'a>() -> StoreFuture<'a, T> {
     Box::pin(std::future::ready(Err(StoreError::Unsupported)))
-}
-
-/// Where the fencing counter of the lock at `key` lives: beside it, in the same hash slot.
-pub(crate) fn fence_key(key: &str) -> String {
-    let mut fence = String::with_capacity(key.len() + 6);
-    fence.push_str(key);
-    fence.push_str(":fence");
-    fence
 }

@@ -41,8 +41,8 @@ use tokio_postgres::{Client, Statement};
 
 use self::{connect::Target, listen::Listener, pipeline::Pipeline, sql::Sql};
 use super::{
-    glob_matches, hold::RestartHold, ttl_millis, AcquireRequest, Attempt, Capabilities, Operators,
-    SharedLocks, Store, StoreError, StoreFuture, StoredLock, Watch,
+    braced_key, braced_name, glob_matches, hold::RestartHold, ttl_millis, AcquireRequest, Attempt,
+    Capabilities, Operators, SharedLocks, Store, StoreError, StoreFuture, StoredLock, Watch,
 };
 use crate::{error::LockError, store::Operation, token::Token};
 
@@ -369,6 +369,16 @@ impl Store for PostgresStore {
             .operators()
     }
 
+    /// `{prefix}{{name}}` in the `name` column, the shape earlier versions wrote (and Redis
+    /// uses), so a process upgraded beside older ones takes the very same rows.
+    fn key(&self, prefix: &str, name: &str) -> String {
+        braced_key(prefix, name)
+    }
+
+    fn name_in<'k>(&self, prefix: &str, key: &'k str) -> &'k str {
+        braced_name(prefix, key)
+    }
+
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         Box::pin(async move {
             self.server.hold.note_ttl(request.ttl);
@@ -395,7 +405,7 @@ impl Store for PostgresStore {
             if let Some(row) = row {
                 let fence: i64 = row.try_get(0)?;
                 return Ok(Attempt::Acquired {
-                    fence: request.fence_key.and_then(|_| u64::try_from(fence).ok()),
+                    fence: request.fencing.then(|| u64::try_from(fence).ok()).flatten(),
                 });
             }
             if !request.waiting {

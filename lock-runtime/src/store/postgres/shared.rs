@@ -47,7 +47,7 @@ impl PostgresStore {
         if let Some(row) = row {
             let fence: i64 = row.try_get(0)?;
             return Ok(Attempt::Acquired {
-                fence: request.fence_key.and_then(|_| u64::try_from(fence).ok()),
+                fence: request.fencing.then(|| u64::try_from(fence).ok()).flatten(),
             });
         }
         let key = request.key.to_owned();

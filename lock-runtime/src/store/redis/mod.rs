@@ -25,8 +25,9 @@ use redis::{aio::MultiplexedConnection, Value};
 pub(crate) use self::endpoint::Endpoint;
 use self::{conn::Connection, pubsub::Subscriber, script::Scripts};
 use super::{
-    ttl_millis, AcquireRequest, Attempt, Capabilities, ConnectSettings, Operators, SeveralKeys,
-    SharedLocks, Store, StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch,
+    braced_key, braced_name, ttl_millis, AcquireRequest, Attempt, Capabilities, ConnectSettings,
+    Operators, SeveralKeys, SharedLocks, Store, StoreError, StoreFuture, StoredLock, Together,
+    TogetherFuture, Watch,
 };
 use crate::{error::LockError, redact, store::Operation, token::Token};
 
@@ -180,7 +181,7 @@ fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Client, LockErr
 /// Whether `request` can be one plain `SET NX PX` (no fencing, no reclaim, no lease
 /// report for a waiter).
 fn plain(request: &AcquireRequest<'_>) -> bool {
-    !request.reclaim && request.fence_key.is_none() && !request.waiting
+    !request.reclaim && !request.fencing && !request.waiting
 }
 
 /// `SET key <token><holder record> NX PX ttl`.
@@ -442,7 +443,7 @@ impl RedisStore {
                     .await?;
             }
         }
-        let attempt = attempt(reply, request.fence_key.is_some());
+        let attempt = attempt(reply, request.fencing);
         self.conn.floor.note(&attempt);
         Ok(attempt)
     }
@@ -478,6 +479,16 @@ impl Store for RedisStore {
             None => plain.readers().permits().several_keys_at_once(),
             Some(_) => plain,
         }
+    }
+
+    /// `{prefix}{{name}}`: the name is a hash tag, so a lock's keys (its fencing counter,
+    /// its permits, a writer's mark) lie in one cluster slot.
+    fn key(&self, prefix: &str, name: &str) -> String {
+        braced_key(prefix, name)
+    }
+
+    fn name_in<'k>(&self, prefix: &str, key: &'k str) -> &'k str {
+        braced_name(prefix, key)
     }
 
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
@@ -597,7 +608,7 @@ impl Operators for RedisStore {
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         Box::pin(async move {
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
-            let fence_key = super::fence_key(key);
+            let fence_key = script::fence_key(key);
             let call = self.scripts.inspect_call(key, &fence_key);
             let reply = self.scripts.inspect.run(&call, &mut conn).await;
             operate::stored(key, reply.map_err(|e| self.failed(e))?)
@@ -622,7 +633,7 @@ impl Operators for RedisStore {
     fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         Box::pin(async move {
             let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
-            let fence_key = super::fence_key(key);
+            let fence_key = script::fence_key(key);
             let call = self.scripts.force_release_call(key, &fence_key, false);
             let reply = self.scripts.inspect.run(&call, &mut conn).await;
             operate::stored(key, reply.map_err(|e| self.failed(e))?)

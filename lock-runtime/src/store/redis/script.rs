@@ -87,12 +87,13 @@ impl Scripts {
     /// The scripted acquire for `request` (see `scripts/acquire.lua`); a fencing token is
     /// drawn above `floor`.
     pub(super) fn acquire_call(&self, request: &AcquireRequest<'_>, floor: u64) -> Cmd {
-        let fence_len = request.fence_key.map_or(0, str::len);
-        let keys = if request.fence_key.is_some() { 2 } else { 1 };
+        let fence_key = request.fencing.then(|| fence_key(request.key));
+        let fence_len = fence_key.as_ref().map_or(0, String::len);
+        let keys = if request.fencing { 2 } else { 1 };
         let bytes = request.key.len() + fence_len + Token::LEN + request.holder.len() + 48;
         let mut call = self.acquire.call(keys, bytes);
         call.arg(request.key);
-        if let Some(fence_key) = request.fence_key {
+        if let Some(fence_key) = &fence_key {
             call.arg(fence_key);
         }
         call.arg(request.token.as_bytes())
@@ -100,11 +101,11 @@ impl Scripts {
             .arg(u8::from(request.reclaim))
             .arg(ttl_millis(FENCE_COUNTER_LIFE))
             .arg(request.holder);
-        if request.waiting || request.fence_key.is_some() {
+        if request.waiting || request.fencing {
             call.arg(u8::from(request.waiting))
                 .arg(ttl_millis(WRITER_WAITING));
         }
-        if request.fence_key.is_some() {
+        if request.fencing {
             call.arg(floor);
         }
         call
@@ -196,6 +197,14 @@ impl LuaScript {
             .await?;
         call.query_async(conn).await
     }
+}
+
+/// Where the fencing counter of the lock at `key` lives: beside it, in the same hash slot.
+pub(super) fn fence_key(key: &str) -> String {
+    let mut fence = String::with_capacity(key.len() + 6);
+    fence.push_str(key);
+    fence.push_str(":fence");
+    fence
 }
 
 #[cfg(test)]

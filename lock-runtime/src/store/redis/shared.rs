@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::{
-    script::{permits_key, writer_key, Scripts},
+    script::{fence_key, permits_key, writer_key, Scripts},
     RedisStore, FENCE_COUNTER_LIFE,
 };
 use crate::{
@@ -24,13 +24,13 @@ impl Scripts {
             LockKind::Permit { permits } => permits,
             _ => 0,
         };
-        let keys = if request.fence_key.is_some() { 4 } else { 3 };
+        let keys = if request.fencing { 4 } else { 3 };
         let mut call = self.acquire_shared.call(keys, 4 * request.key.len() + 160);
         call.arg(request.key)
             .arg(permits_key(request.key))
             .arg(writer_key(request.key));
-        if let Some(fence_key) = request.fence_key {
-            call.arg(fence_key);
+        if request.fencing {
+            call.arg(fence_key(request.key));
         }
         call.arg(request.token.as_bytes())
             .arg(ttl_millis(request.ttl))
@@ -94,7 +94,7 @@ impl Scripts {
         holder: &str,
         floor: u64,
     ) -> redis::Cmd {
-        let fenced = keys.iter().all(|k| k.fence_key.is_some());
+        let fenced = keys.iter().all(|k| k.fencing);
         let bytes: usize = keys.iter().map(|k| 2 * k.key.len() + 10).sum();
         let count = if fenced { 2 * keys.len() } else { keys.len() };
         let mut call = self.acquire_all.call(count, bytes + holder.len() + 64);
@@ -103,7 +103,7 @@ impl Scripts {
         }
         if fenced {
             for together in keys {
-                call.arg(together.fence_key);
+                call.arg(fence_key(together.key));
             }
         }
         call.arg(token.as_bytes())
@@ -121,7 +121,7 @@ pub(super) fn all_taken(
     keys: &[Together<'_>],
     reply: &[i64],
 ) -> Result<Result<Vec<Option<u64>>, Attempt>, StoreError> {
-    let fenced = keys.iter().all(|k| k.fence_key.is_some());
+    let fenced = keys.iter().all(|k| k.fencing);
     match reply {
         [1, fences @ ..] if fences.len() == keys.len() => Ok(Ok(fences
             .iter()
@@ -141,7 +141,7 @@ pub(super) fn shared_attempt(
 ) -> Result<Attempt, StoreError> {
     match reply {
         (1, fence) => Ok(Attempt::Acquired {
-            fence: request.fence_key.and_then(|_| u64::try_from(fence).ok()),
+            fence: request.fencing.then(|| u64::try_from(fence).ok()).flatten(),
         }),
         (0, left) => Ok(Attempt::BusyFor {
             left: Duration::from_millis(left.unsigned_abs()),

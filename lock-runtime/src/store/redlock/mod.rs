@@ -33,6 +33,7 @@ use self::{
     watch::merged,
 };
 use super::{
+    braced_key, braced_name,
     redis::{endpoint, Endpoint},
     AcquireRequest, Attempt, Capabilities, ConnectSettings, Operators, RedisStore, Store,
     StoreError, StoreFuture, StoredLock, Watch,
@@ -384,12 +385,22 @@ impl Store for RedlockStore {
             .bounds_own_calls()
     }
 
+    /// `{prefix}{{name}}`: the name is a hash tag, so a lock's keys (its fencing counter,
+    /// its permits, a writer's mark) lie in one cluster slot; the same keys on every server.
+    fn key(&self, prefix: &str, name: &str) -> String {
+        braced_key(prefix, name)
+    }
+
+    fn name_in<'k>(&self, prefix: &str, key: &'k str) -> &'k str {
+        braced_name(prefix, key)
+    }
+
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         Box::pin(async move {
             let started = Instant::now();
             let validity = request.ttl - drift_margin(request.ttl);
             let request = AcquireRequest {
-                fence_key: None,
+                fencing: false,
                 ..request
             };
             let quorum = self.nodes.quorum;

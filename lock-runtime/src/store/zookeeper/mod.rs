@@ -270,6 +270,16 @@ impl ZooKeeperStore {
 }
 
 impl Store for ZooKeeperStore {
+    /// `{root}/{name}`, the lock's directory (with the name escaped into one path segment
+    /// where it is made); the key prefix is not used, the root keeps applications apart.
+    fn key(&self, _prefix: &str, name: &str) -> String {
+        path::lock_key(&self.settings.root, name)
+    }
+
+    fn name_in<'k>(&self, _prefix: &str, key: &'k str) -> &'k str {
+        path::name_in(&self.settings.root, key)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::new("zookeeper")
             .readers()
@@ -304,7 +314,10 @@ impl Store for ZooKeeperStore {
                 self.forget(request.key, request.token);
                 return Err(format!("the contender node {} vanished", contender.path).into());
             };
-            let fence = request.fence_key.and(u64::try_from(contender.czxid).ok());
+            let fence = request
+                .fencing
+                .then(|| u64::try_from(contender.czxid).ok())
+                .flatten();
             let ahead = &queue[..at];
             let granted = match request.kind {
                 // A reader holds once no exclusive contender is before it.

@@ -6,7 +6,7 @@ use zookeeper_client as zk;
 
 use super::{
     failed, kind_of,
-    path::{lock_dir, lock_name, token_of, Node, LEASES},
+    path::{lock_dir, lock_key, lock_name, token_of, Node, LEASES},
     sorted, ZooKeeperStore,
 };
 use crate::store::{glob_matches, shared_held, StoreError, StoredLock};
@@ -78,17 +78,16 @@ impl ZooKeeperStore {
         }
     }
 
-    /// The held locks whose full key (`{prefix}{{name}}`) matches `pattern`.
+    /// The held locks whose key (`{root}/{name}`) matches `pattern`.
     pub(super) async fn held(&self, pattern: &str) -> Result<Vec<StoredLock>, StoreError> {
         let session = self.live_session().await?;
-        let prefix = pattern.split('{').next().unwrap_or_default();
         let dirs = match session.client.list_children(&self.settings.root).await {
             Err(zk::Error::NoNode) => Vec::new(),
             other => other.map_err(failed)?,
         };
         let mut found = Vec::new();
         for dir in dirs {
-            let key = format!("{prefix}{{{}}}", lock_name(&dir));
+            let key = lock_key(&self.settings.root, &lock_name(&dir));
             if !glob_matches(pattern, &key) {
                 continue;
             }

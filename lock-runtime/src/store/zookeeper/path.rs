@@ -55,13 +55,26 @@ pub(super) fn parse(name: &str) -> Option<(Node, i64)> {
     })
 }
 
-/// The directory of the lock whose store key is `key` (`{prefix}{{name}}`): `root/name`,
+/// The store key of the lock `name`: `root/name`, as written (see [`lock_dir`]).
+pub(super) fn lock_key(root: &str, name: &str) -> String {
+    let mut key = String::with_capacity(root.len() + 1 + name.len());
+    key.push_str(root);
+    key.push('/');
+    key.push_str(name);
+    key
+}
+
+/// The lock name in a key made by [`lock_key`].
+pub(super) fn name_in<'k>(root: &str, key: &'k str) -> &'k str {
+    key.strip_prefix(root)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(key)
+}
+
+/// The directory of the lock whose store key is `key` (made by [`lock_key`]): `root/name`,
 /// the name escaped so that any lock name is one valid path segment.
 pub(super) fn lock_dir(root: &str, key: &str) -> String {
-    let name = match (key.find('{'), key.rfind('}')) {
-        (Some(open), Some(close)) if open < close => &key[open + 1..close],
-        _ => key,
-    };
+    let name = name_in(root, key);
     let mut dir = String::with_capacity(root.len() + name.len() + 1);
     dir.push_str(root);
     dir.push('/');
@@ -141,16 +154,18 @@ mod tests {
 
     #[test]
     fn a_lock_name_is_one_segment_under_the_root() {
-        assert_eq!(lock_dir("/locks", "lock:{order:7}"), "/locks/order:7");
-        assert_eq!(lock_dir("/locks", "lock:{a/b%c}"), "/locks/a%2Fb%25c");
-        assert_eq!(lock_dir("/locks", "lock:{..}"), "/locks/%2E%2E");
-        assert_eq!(lock_dir("/x", "p:{{inner}}"), "/x/{inner}");
+        let dir = |root: &str, name: &str| lock_dir(root, &lock_key(root, name));
+        assert_eq!(dir("/locks", "order:7"), "/locks/order:7");
+        assert_eq!(dir("/locks", "a/b%c"), "/locks/a%2Fb%25c");
+        assert_eq!(dir("/locks", ".."), "/locks/%2E%2E");
+        assert_eq!(dir("/x", "{inner}"), "/x/{inner}");
+        assert_eq!(name_in("/x", &lock_key("/x", "a/b")), "a/b");
     }
 
     #[test]
     fn directories_and_nodes_read_back() {
         for name in ["order:7", "a/b%c", "..", "", "tab\there"] {
-            let dir = lock_dir("/locks", &format!("lock:{{{name}}}"));
+            let dir = lock_dir("/locks", &lock_key("/locks", name));
             assert_eq!(lock_name(&dir["/locks/".len()..]), name);
         }
         let token = Token::generate().expect("token");

@@ -146,7 +146,10 @@ impl ZooKeeperStore {
         if let Some(queued) = &contender.queued {
             drop(contender.session.client.delete(queued, None));
         }
-        let fence = request.fence_key.and(u64::try_from(contender.czxid).ok());
+        let fence = request
+            .fencing
+            .then(|| u64::try_from(contender.czxid).ok())
+            .flatten();
         Ok(Attempt::Acquired { fence })
     }
 

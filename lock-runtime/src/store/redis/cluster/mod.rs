@@ -31,8 +31,8 @@ use tokio::sync::Notify;
 use self::shards::Shards;
 use super::{
     alive::RuntimeAlive,
-    operate,
-    script::{Floor, LuaScript, Scripts},
+    braced_key, braced_name, operate,
+    script::{fence_key, Floor, LuaScript, Scripts},
     shared, Capabilities, TlsConfig,
 };
 
@@ -41,8 +41,8 @@ use crate::{
     error::LockError,
     redact,
     store::{
-        fence_key, AcquireRequest, Attempt, ConnectSettings, Operation, Operators, SeveralKeys,
-        SharedLocks, Store, StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch,
+        AcquireRequest, Attempt, ConnectSettings, Operation, Operators, SeveralKeys, SharedLocks,
+        Store, StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch,
     },
     token::Token,
 };
@@ -350,6 +350,16 @@ impl Store for ClusterStore {
         }
     }
 
+    /// `{prefix}{{name}}`: the name is a hash tag, so a lock's keys (its fencing counter,
+    /// its permits, a writer's mark) lie in one cluster slot.
+    fn key(&self, prefix: &str, name: &str) -> String {
+        braced_key(prefix, name)
+    }
+
+    fn name_in<'k>(&self, prefix: &str, key: &'k str) -> &'k str {
+        braced_name(prefix, key)
+    }
+
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         self.shards.note_ttl(request.ttl);
         Box::pin(async move {
@@ -389,7 +399,7 @@ impl Store for ClusterStore {
                 self.confirmed(&mut conn, request.key, request.token)
                     .await?;
             }
-            let attempt = super::attempt(reply, request.fence_key.is_some());
+            let attempt = super::attempt(reply, request.fencing);
             self.floor.note(&attempt);
             Ok(attempt)
         })
@@ -512,8 +522,7 @@ impl SeveralKeys for ClusterStore {
         let first = shards::slot(keys.first()?.key.as_bytes());
         let one_slot = keys.iter().all(|k| {
             shards::slot(k.key.as_bytes()) == first
-                && k.fence_key
-                    .is_none_or(|f| shards::slot(f.as_bytes()) == first)
+                && (!k.fencing || shards::slot(fence_key(k.key).as_bytes()) == first)
         });
         if !one_slot || self.replicas.is_some() {
             return None;
