@@ -9,12 +9,17 @@ use crate::{
     store::{ConnectSettings, MemoryStore, Store},
 };
 
+#[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "zookeeper")]
 mod zookeeper;
 
-pub use self::{postgres::DEFAULT_POSTGRES_TABLE, zookeeper::DEFAULT_ZOOKEEPER_SESSION_TIMEOUT};
+#[cfg(feature = "postgres")]
+pub use self::postgres::DEFAULT_POSTGRES_TABLE;
+#[cfg(feature = "zookeeper")]
+pub use self::zookeeper::DEFAULT_ZOOKEEPER_SESSION_TIMEOUT;
 
 /// How often a Redis backend checks, unless configured otherwise, that its connection
 /// still answers and still reaches the same server (same process, same replication
@@ -42,7 +47,9 @@ pub struct BackendBuilder {
     /// `restart_guard_on_connect` as set; unset, off for one server and on for Redlock.
     strict: Option<bool>,
     tls_root: Option<Vec<u8>>,
+    #[cfg(feature = "zookeeper")]
     zookeeper: zookeeper::Settings,
+    #[cfg(feature = "postgres")]
     postgres_table: String,
 }
 
@@ -72,7 +79,9 @@ impl Default for BackendBuilder {
             },
             strict: None,
             tls_root: None,
+            #[cfg(feature = "zookeeper")]
             zookeeper: zookeeper::Settings::default(),
+            #[cfg(feature = "postgres")]
             postgres_table: DEFAULT_POSTGRES_TABLE.to_owned(),
         }
     }
@@ -238,8 +247,18 @@ impl BackendBuilder {
                     crate::redact::url(url)
                 )));
             }
-            Some("zookeeper") => self.zookeeper(&url["zookeeper://".len()..]).await,
-            Some("postgres" | "postgresql") => self.postgres(url).await,
+            Some("zookeeper") => {
+                #[cfg(feature = "zookeeper")]
+                return self.zookeeper(&url["zookeeper://".len()..]).await;
+                #[cfg(not(feature = "zookeeper"))]
+                return Err(needs_feature(url, "ZooKeeper", "zookeeper"));
+            }
+            Some("postgres" | "postgresql") => {
+                #[cfg(feature = "postgres")]
+                return self.postgres(url).await;
+                #[cfg(not(feature = "postgres"))]
+                return Err(needs_feature(url, "PostgreSQL", "postgres"));
+            }
             _ => Err(LockError::invalid(format!(
                 "unsupported lock store URL `{}`: expected `memory://`, `redis://host:port`, \
                  `rediss://host:port`, `redis+unix:///path`, \
@@ -295,38 +314,69 @@ impl Backend {
     pub fn builder() -> BackendBuilder {
         BackendBuilder::default()
     }
-
-    /// Connects to ZooKeeper at `hosts` (`host:port,host:port[/chroot]`) with the default
-    /// settings (see [`BackendBuilder::zookeeper`]).
-    pub async fn zookeeper(hosts: &str) -> Result<Self, LockError> {
-        BackendBuilder::default().zookeeper(hosts).await
-    }
-
-    /// Connects to PostgreSQL at `url` with the default settings (see
-    /// [`BackendBuilder::postgres`]).
-    pub async fn postgres(url: &str) -> Result<Self, LockError> {
-        BackendBuilder::default().postgres(url).await
-    }
 }
 
-#[cfg(all(test, not(feature = "redis")))]
+/// Why a URL whose store's feature is off cannot be opened.
+#[cfg(not(all(feature = "zookeeper", feature = "postgres")))]
+fn needs_feature(url: &str, store: &str, feature: &str) -> LockError {
+    LockError::invalid(format!(
+        "`{}` names {store}: enable lock-runtime's `{feature}` feature",
+        crate::redact::url(url)
+    ))
+}
+
+#[cfg(test)]
 mod tests {
-    /// Without the `redis` feature, a Redis URL is refused at once, naming the feature.
-    #[test]
-    fn a_redis_url_without_the_feature_names_it() {
+    /// What `connect` says of `url`, expected to be a refusal at once.
+    #[allow(dead_code)]
+    fn refusal(url: &str) -> String {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
+        let refused = runtime.block_on(super::BackendBuilder::default().connect(url));
+        match refused {
+            Err(crate::LockError::InvalidInput(why)) => why,
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+
+    /// Without the `redis` feature, a Redis URL is refused at once, naming the feature.
+    #[cfg(not(feature = "redis"))]
+    #[test]
+    fn a_redis_url_without_the_feature_names_it() {
         for url in [
             "redis://127.0.0.1:6379",
             "redis+redlock://127.0.0.1:1,127.0.0.1:2",
         ] {
-            let refused = runtime.block_on(super::BackendBuilder::default().connect(url));
-            let Err(crate::LockError::InvalidInput(why)) = refused else {
-                panic!("{url}: {refused:?}");
-            };
+            let why = refusal(url);
             assert!(why.contains("`redis` feature"), "{why}");
         }
+    }
+
+    /// Without the `zookeeper` feature (whose builder methods are then absent, not failing
+    /// at run time), a ZooKeeper URL is refused at once, naming the feature.
+    #[cfg(not(feature = "zookeeper"))]
+    #[test]
+    fn a_zookeeper_url_without_the_feature_names_it() {
+        let why = refusal("zookeeper://127.0.0.1:2181/app");
+        assert!(why.contains("`zookeeper` feature"), "{why}");
+    }
+
+    /// The same for PostgreSQL, without a password in the message.
+    #[cfg(not(feature = "postgres"))]
+    #[test]
+    fn a_postgres_url_without_the_feature_names_it() {
+        let why = refusal("postgres://app:secret@127.0.0.1/app");
+        assert!(why.contains("`postgres` feature"), "{why}");
+        assert!(!why.contains("secret"), "{why}");
+    }
+
+    /// The same for Redlock, in a build with Redis but not Redlock.
+    #[cfg(all(feature = "redis", not(feature = "redlock")))]
+    #[test]
+    fn a_redlock_url_without_the_feature_names_it() {
+        let why = refusal("redis+redlock://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3");
+        assert!(why.contains("`redlock` feature"), "{why}");
     }
 }

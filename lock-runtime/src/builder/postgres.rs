@@ -7,6 +7,7 @@ use crate::{backend::Backend, error::LockError, redact};
 /// search path.
 pub const DEFAULT_POSTGRES_TABLE: &str = "distributed_locks";
 
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 impl BackendBuilder {
     /// The table PostgreSQL locks live in: `table` or `schema.table`, lowercase letters,
     /// digits and `_` ([`DEFAULT_POSTGRES_TABLE`] by default). Its fencing sequence is
@@ -64,7 +65,6 @@ impl BackendBuilder {
     /// ```
     pub async fn postgres(self, url: &str) -> Result<Backend, LockError> {
         self.check()?;
-        #[cfg(feature = "postgres")]
         {
             use crate::store::postgres::{check_table, PostgresSettings, PostgresStore};
             check_table(&self.postgres_table).map_err(LockError::invalid)?;
@@ -92,10 +92,15 @@ impl BackendBuilder {
             .await?;
             self.store(store)
         }
-        #[cfg(not(feature = "postgres"))]
-        Err(LockError::invalid(format!(
-            "`{}` names PostgreSQL: enable lock-runtime's `postgres` feature",
-            redact::url(url)
-        )))
+    }
+}
+
+/// The PostgreSQL constructor that starts from the default settings.
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+impl Backend {
+    /// Connects to PostgreSQL at `url` with the default settings (see
+    /// [`BackendBuilder::postgres`]).
+    pub async fn postgres(url: &str) -> Result<Self, LockError> {
+        BackendBuilder::default().postgres(url).await
     }
 }

@@ -29,7 +29,16 @@ impl BackendBuilder {
     /// [`restart_guard`](Self::restart_guard)). The primary must answer `ROLE`.
     pub async fn redis(self, url: &str) -> Result<Backend, LockError> {
         if let Some(servers) = redlock_servers(url) {
+            #[cfg(feature = "redlock")]
             return self.redlock(servers?).await;
+            #[cfg(not(feature = "redlock"))]
+            {
+                let _ = servers?;
+                return Err(LockError::invalid(format!(
+                    "`{}` names Redlock: enable lock-runtime's `redlock` feature",
+                    crate::redact::url(url)
+                )));
+            }
         }
         self.check_redis()?;
         if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") {
@@ -63,6 +72,8 @@ impl BackendBuilder {
     ///     .await?;
     /// # Ok(()) }
     /// ```
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
     pub async fn redis_sentinel<S: AsRef<str>>(
         self,
         sentinels: impl IntoIterator<Item = S>,
@@ -85,6 +96,8 @@ impl BackendBuilder {
     ///     .await?;
     /// # Ok(()) }
     /// ```
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
     pub async fn redis_cluster<S: AsRef<str>>(
         self,
         nodes: impl IntoIterator<Item = S>,
@@ -126,6 +139,8 @@ impl BackendBuilder {
     ///     .await?;
     /// # Ok(()) }
     /// ```
+    #[cfg(feature = "redlock")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redlock")))]
     pub async fn redlock<S: AsRef<str>>(
         self,
         urls: impl IntoIterator<Item = S>,
@@ -133,28 +148,15 @@ impl BackendBuilder {
         self.check()?;
         self.check_redis()?;
         let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
-        #[cfg(feature = "redlock")]
-        {
-            let settings = ConnectSettings {
-                bound: self.op_timeout,
-                strict: self.strict.unwrap_or(true),
-                ..self.redis.clone()
-            };
-            let store = crate::store::redlock::RedlockStore::connect(
-                &urls,
-                self.tls_root.clone(),
-                settings,
-            )
-            .await?;
-            self.store(store)
-        }
-        #[cfg(not(feature = "redlock"))]
-        {
-            let _ = urls;
-            Err(LockError::invalid(
-                "Redlock needs lock-runtime's `redlock` feature",
-            ))
-        }
+        let settings = ConnectSettings {
+            bound: self.op_timeout,
+            strict: self.strict.unwrap_or(true),
+            ..self.redis.clone()
+        };
+        let store =
+            crate::store::redlock::RedlockStore::connect(&urls, self.tls_root.clone(), settings)
+                .await?;
+        self.store(store)
     }
 
     /// What every Redis store checks of its settings.
@@ -201,6 +203,8 @@ impl Backend {
 
     /// Connects to the primary that the Redis Sentinels at `sentinels` name for `service`,
     /// with the default settings (see [`BackendBuilder::redis_sentinel`]).
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
     pub async fn redis_sentinel<S: AsRef<str>>(
         sentinels: impl IntoIterator<Item = S>,
         service: &str,
@@ -212,6 +216,8 @@ impl Backend {
 
     /// Connects to the Redis Cluster that `nodes` belong to, with the default settings (see
     /// [`BackendBuilder::redis_cluster`]).
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
     pub async fn redis_cluster<S: AsRef<str>>(
         nodes: impl IntoIterator<Item = S>,
     ) -> Result<Self, LockError> {
@@ -220,6 +226,8 @@ impl Backend {
 
     /// Takes locks on a majority of the independent Redis servers at `urls` (Redlock), with
     /// the default settings (see [`BackendBuilder::redlock`]).
+    #[cfg(feature = "redlock")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redlock")))]
     pub async fn redlock<S: AsRef<str>>(
         urls: impl IntoIterator<Item = S>,
     ) -> Result<Self, LockError> {
@@ -259,6 +267,7 @@ fn redlock_servers(url: &str) -> Option<Result<Vec<String>, LockError>> {
         .collect()))
 }
 
+#[cfg(any(feature = "sentinel", feature = "cluster"))]
 /// `host:port` addresses joined with commas, for a URL.
 fn joined<S: AsRef<str>>(addresses: impl IntoIterator<Item = S>) -> String {
     let addresses: Vec<String> = addresses

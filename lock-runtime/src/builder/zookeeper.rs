@@ -29,6 +29,7 @@ impl Default for Settings {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "zookeeper")))]
 impl BackendBuilder {
     /// The session timeout a ZooKeeper backend asks for
     /// ([`DEFAULT_ZOOKEEPER_SESSION_TIMEOUT`] by default; the server may grant another within
@@ -117,7 +118,6 @@ impl BackendBuilder {
                 "malformed ZooKeeper address `{hosts}`: expected `host:port,host:port[/chroot]`"
             )));
         }
-        #[cfg(feature = "zookeeper")]
         {
             use crate::store::zookeeper::{ZooKeeperSettings, ZooKeeperStore};
             let store = ZooKeeperStore::connect(ZooKeeperSettings {
@@ -130,9 +130,15 @@ impl BackendBuilder {
             .await?;
             self.store(store)
         }
-        #[cfg(not(feature = "zookeeper"))]
-        Err(LockError::invalid(
-            "ZooKeeper needs lock-runtime's `zookeeper` feature",
-        ))
+    }
+}
+
+/// The ZooKeeper constructor that starts from the default settings.
+#[cfg_attr(docsrs, doc(cfg(feature = "zookeeper")))]
+impl Backend {
+    /// Connects to ZooKeeper at `hosts` (`host:port,host:port[/chroot]`) with the default
+    /// settings (see [`BackendBuilder::zookeeper`]).
+    pub async fn zookeeper(hosts: &str) -> Result<Self, LockError> {
+        BackendBuilder::default().zookeeper(hosts).await
     }
 }

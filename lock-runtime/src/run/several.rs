@@ -53,7 +53,7 @@ where
 impl Backend {
     /// Runs `body` while holding every lock in `names` (taken as
     /// [`acquire_all`](Self::acquire_all) takes them); the body does not start unless all
-    /// were taken. Renewal, fencing (one token per key, [`fencing_token_of`]) and the
+    /// were taken. Renewal, fencing (one token per key, [`fencing_token_of`](crate::fencing_token_of)) and the
     /// reaction to a lost lease are as for [`with_lock`](Self::with_lock): losing any
     /// lease is losing the lock.
     ///
