@@ -21,6 +21,19 @@ fn ttl(backend: &Backend, ttl: Duration) -> Duration {
     shortest.map_or(ttl, |shortest| shortest.max(ttl))
 }
 
+/// Why a scenario that needs the store's servers or connections (to kill or to cut) does
+/// not run: the store's own declaration where it says its locks live in one process (it
+/// has neither), else `why`, the fixture's limit.
+fn unavailable(backend: &Backend, why: &str) -> Outcome {
+    match backend.capabilities().across_processes() {
+        false => skipped(
+            "the store declares its locks live in one process (`one_process`): it has no \
+             server to kill and no connection to cut",
+        ),
+        true => skipped(why),
+    }
+}
+
 fn skipped(why: impl Into<String>) -> Outcome {
     Outcome::Skipped(why.into())
 }
@@ -531,7 +544,7 @@ pub async fn fencing_grows_across_a_restart<S: Servers>(
         guard.release().await.expect("release");
     }
     if let Err(why) = servers.kill() {
-        return skipped(why);
+        return unavailable(&backend, why);
     }
     servers.revive().await;
     let after = eventually_acquired(&backend, "restarted", &fenced).await;
@@ -555,7 +568,7 @@ pub async fn killed_and_back<S: Servers>(servers: &mut S, scenario: &str) -> Out
         .expect("before the kill");
     guard.release().await.expect("release");
     if let Err(why) = servers.kill() {
-        return skipped(why);
+        return unavailable(&backend, why);
     }
     for waiting in [Duration::ZERO, Duration::from_secs(2)] {
         let started = Instant::now();
@@ -668,7 +681,7 @@ pub async fn the_readme_table_says_what_the_store_declares<S: Servers>(
 pub async fn a_silent_connection_is_replaced<S: Servers>(servers: &S, scenario: &str) -> Outcome {
     let (url, proxies) = match servers.proxied() {
         Ok(proxied) => proxied,
-        Err(why) => return skipped(why),
+        Err(why) => return unavailable(&servers.connect(scenario).await, why),
     };
     let client = servers.connect_to(&url, scenario).await;
     let options = LockOptions::new(ttl(&client, Duration::from_secs(5)));
@@ -706,7 +719,7 @@ pub async fn an_unknown_outcome_leaves_no_orphan<S: Servers>(
 ) -> Outcome {
     let (url, proxies) = match servers.proxied() {
         Ok(proxied) => proxied,
-        Err(why) => return skipped(why),
+        Err(why) => return unavailable(&servers.connect(scenario).await, why),
     };
     let client = servers.connect_to(&url, scenario).await;
     let other = servers.connect(scenario).await;
@@ -767,7 +780,7 @@ pub async fn an_unreachable_store_ends_the_body_at_the_lease_end<S: Servers>(
 ) -> Outcome {
     let (url, proxies) = match servers.proxied() {
         Ok(proxied) => proxied,
-        Err(why) => return skipped(why),
+        Err(why) => return unavailable(&servers.connect(scenario).await, why),
     };
     let client = servers.connect_to(&url, scenario).await;
     let other = servers.connect(scenario).await;
