@@ -123,6 +123,32 @@ impl RedisCluster {
         }
     }
 
+    /// Kills every node (SIGKILL): the whole cluster is down.
+    pub fn kill_all(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+    }
+
+    /// Starts every node again in place (same port, same directory, so the same
+    /// `nodes.conf`: each comes back as the node it was, with its slots) and waits until
+    /// every node says `cluster_state:ok`. Keys are gone: the nodes keep no data.
+    pub async fn restart_all(&mut self) {
+        let nodes = std::mem::take(&mut self.nodes);
+        let mut restarted = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            restarted.push(node.restarted().await);
+        }
+        self.nodes = restarted;
+        let ready = eventually(Duration::from_secs(30), || {
+            self.nodes
+                .iter()
+                .all(|n| n.raw(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        })
+        .await;
+        assert!(ready, "the restarted cluster never reached cluster_state:ok");
+    }
+
     /// Takes `locks` fenced locks through `a`, one after the other, and checks each: the
     /// key holds `a`'s token on the shard its slot belongs to, its fencing counter lives
     /// there too, `b` cannot take it, and the release deletes it; and that the locks spread

@@ -192,13 +192,13 @@ impl Servers for Cluster {
     }
 
     fn kill(&mut self) -> Result<(), &'static str> {
-        Err(
-            "the test cluster cannot start a killed node again in place (its nodes.conf is \
-             not kept)",
-        )
+        self.0.kill_all();
+        Ok(())
     }
 
-    async fn revive(&mut self) {}
+    async fn revive(&mut self) {
+        self.0.restart_all().await;
+    }
 }
 
 /// Redlock over three independent Redis servers.
