@@ -146,7 +146,10 @@ impl RedisCluster {
                 .all(|n| n.raw(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
         })
         .await;
-        assert!(ready, "the restarted cluster never reached cluster_state:ok");
+        assert!(
+            ready,
+            "the restarted cluster never reached cluster_state:ok"
+        );
     }
 
     /// Takes `locks` fenced locks through `a`, one after the other, and checks each: the

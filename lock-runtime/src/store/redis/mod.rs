@@ -22,24 +22,35 @@ use std::{sync::Arc, time::Duration};
 
 use redis::{aio::MultiplexedConnection, Value};
 
-pub(crate) use self::endpoint::Endpoint;
-use self::{conn::Connection, pubsub::Subscriber, script::Scripts};
+#[cfg(feature = "cluster")]
+use self::url::TlsConfig;
+use self::{
+    command::{attempt, command, plain, set_nx, set_nx_attempt, set_nx_taken, wait},
+    conn::Connection,
+    pubsub::Subscriber,
+    script::Scripts,
+};
+pub(crate) use self::{
+    endpoint::Endpoint,
+    url::{cluster, endpoint},
+};
 use super::{
-    braced_key, braced_name, ttl_millis, AcquireRequest, Attempt, Capabilities, ConnectSettings,
-    Operators, SeveralKeys, SharedLocks, Store, StoreError, StoreFuture, StoredLock, Together,
-    TogetherFuture, Watch,
+    braced_key, braced_name, AcquireRequest, Attempt, Capabilities, ConnectSettings, Operators,
+    SeveralKeys, SharedLocks, Store, StoreError, StoreFuture, Together, TogetherFuture, Watch,
 };
 use crate::{error::LockError, redact, store::Operation, token::Token};
 
 mod alive;
 #[cfg(feature = "cluster")]
 mod cluster;
+mod command;
 mod conn;
 mod endpoint;
 mod operate;
 mod pubsub;
 mod script;
 mod shared;
+mod url;
 
 /// How long a fencing counter lives after the last acquisition that used it: an hour.
 /// Tokens stay increasing after it expires, since every token is at least the server's
@@ -139,122 +150,6 @@ impl RedisStore {
     }
 }
 
-/// Where `url` points: one server (for `rediss://`, over TLS, trusting `tls_root` (PEM) if
-/// given, else the system's roots), or, for `redis+sentinel://`, the primary its sentinels
-/// name.
-pub(crate) fn endpoint(url: &str, tls_root: Option<Vec<u8>>) -> Result<Endpoint, LockError> {
-    if let Some(rest) = url.strip_prefix("redis+sentinel://") {
-        #[cfg(feature = "sentinel")]
-        return endpoint::sentinel(rest).map_err(|detail| malformed(url, &detail));
-        #[cfg(not(feature = "sentinel"))]
-        {
-            let _ = rest;
-            return Err(LockError::invalid(format!(
-                "`{}` names Redis Sentinels: enable lock-runtime's `sentinel` feature",
-                redact::url(url)
-            )));
-        }
-    }
-    client(url, tls_root).map(|client| Endpoint::Server(Box::new(client)))
-}
-
-fn malformed(url: &str, detail: &str) -> LockError {
-    let detail = redact::scrub(detail, redact::password(url));
-    LockError::invalid(format!(
-        "malformed Redis URL `{}`: {detail}",
-        redact::url(url)
-    ))
-}
-
-fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Client, LockError> {
-    let malformed = |e: redis::RedisError| malformed(url, &e.to_string());
-    if !url.starts_with("rediss://") {
-        return redis::Client::open(url).map_err(malformed);
-    }
-    let certificates = tls_config(url, tls_root)?;
-    #[cfg(feature = "tls")]
-    return redis::Client::build_with_tls(url, certificates).map_err(malformed);
-    #[cfg(not(feature = "tls"))]
-    match certificates {}
-}
-
-/// Whether `request` can be one plain `SET NX PX` (no fencing, no reclaim, no lease
-/// report for a waiter).
-fn plain(request: &AcquireRequest<'_>) -> bool {
-    !request.reclaim && !request.fencing && !request.waiting
-}
-
-/// `SET key <token><holder record> NX PX ttl`.
-fn set_nx(request: &AcquireRequest<'_>) -> redis::Cmd {
-    let mut set = command(
-        6,
-        request.key.len() + Token::LEN + request.holder.len() + 32,
-    );
-    set.arg("SET").arg(request.key);
-    // The value written straight into the command: the token, then the holder's record.
-    redis::RedisWrite::write_arg_fmt(&mut set, LockValue(request.token, request.holder));
-    set.arg("NX").arg("PX").arg(ttl_millis(request.ttl));
-    set
-}
-
-/// A lock's value: the owner token followed by the holder's record.
-struct LockValue<'a>(&'a Token, &'a str);
-
-impl std::fmt::Display for LockValue<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0.as_str())?;
-        f.write_str(self.1)
-    }
-}
-
-/// Whether `SET NX` took the key, from its reply.
-fn set_nx_taken(reply: Value) -> Result<bool, StoreError> {
-    match reply {
-        Value::Okay => Ok(true),
-        Value::Nil => Ok(false),
-        other => Err(format!("unexpected reply to SET NX: {other:?}").into()),
-    }
-}
-
-fn set_nx_attempt(taken: bool) -> Attempt {
-    if taken {
-        Attempt::Acquired { fence: None }
-    } else {
-        Attempt::Busy
-    }
-}
-
-/// What `scripts/acquire.lua` adds to a busy reply's lease when readers or permits hold
-/// the key.
-const SHARED_BUSY: u64 = 1 << 40;
-
-/// What the acquire script's `reply` means (see `scripts/acquire.lua`).
-fn attempt(reply: i64, fenced: bool) -> Attempt {
-    match reply {
-        // -1 - the holder's remaining lease in milliseconds (plus `SHARED_BUSY`).
-        busy if busy < 0 => match busy.unsigned_abs() - 1 {
-            shared if shared >= SHARED_BUSY => Attempt::BusyShared {
-                left: Duration::from_millis(shared - SHARED_BUSY),
-            },
-            left => Attempt::BusyFor {
-                left: Duration::from_millis(left),
-            },
-        },
-        _ if !fenced => Attempt::Acquired { fence: None },
-        fence => Attempt::Acquired {
-            fence: u64::try_from(fence).ok(),
-        },
-    }
-}
-
-/// `WAIT wanted timeout`: how many replicas have confirmed this connection's writes so far,
-/// once `wanted` have or `timeout` passed.
-fn wait(wanted: u32, timeout: Duration) -> redis::Cmd {
-    let mut wait = command(3, 24);
-    wait.arg("WAIT").arg(wanted).arg(ttl_millis(timeout));
-    wait
-}
-
 impl RedisStore {
     /// After a write, when grants need replicas' confirmation: how many replicas confirmed
     /// it (a `WAIT` of its own); `None` without that setting.
@@ -303,12 +198,6 @@ impl RedisStore {
     }
 }
 
-/// An empty command with room for `args` arguments of `bytes` bytes in all, so that adding
-/// them does not grow its buffers one argument at a time.
-fn command(args: usize, bytes: usize) -> redis::Cmd {
-    redis::Cmd::with_capacity(args, bytes)
-}
-
 impl RedisStore {
     /// Passes a request's error on, replacing the connection first if it broke; a request
     /// that ran out of time is [`StoreError::TimedOut`].
@@ -318,76 +207,6 @@ impl RedisStore {
         }
         self.conn.check(&error);
         StoreError::from(error)
-    }
-}
-
-/// Connects to the Redis Cluster that `url` (`redis+cluster://[:password@]host:port,...`)
-/// names, with requests bounded by `bound`.
-pub(crate) async fn cluster(
-    url: &str,
-    tls_root: Option<Vec<u8>>,
-    settings: &ConnectSettings,
-) -> Result<Box<dyn Store>, LockError> {
-    let (tls, rest) = match url.strip_prefix("rediss+cluster://") {
-        Some(rest) => (true, rest),
-        None => (false, url.trim_start_matches("redis+cluster://")),
-    };
-    #[cfg(feature = "cluster")]
-    {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let hosts = authority
-            .rsplit_once('@')
-            .map_or(authority, |(_, hosts)| hosts);
-        let seeds: Vec<String> = hosts.split(',').map(str::to_owned).collect();
-        if seeds.iter().any(String::is_empty) {
-            return Err(malformed(url, "an empty node address"));
-        }
-        let tls = if tls {
-            Some(tls_config(url, tls_root)?)
-        } else {
-            None
-        };
-        let store =
-            cluster::ClusterStore::connect(seeds, redact::password(url), tls, settings).await?;
-        Ok(Box::new(store))
-    }
-    #[cfg(not(feature = "cluster"))]
-    {
-        let _ = (settings, tls, rest, tls_root);
-        Err(LockError::invalid(format!(
-            "`{}` names a Redis Cluster: enable lock-runtime's `cluster` feature",
-            redact::url(url)
-        )))
-    }
-}
-
-/// What a TLS connection trusts: the `redis` crate's certificates with the `tls` feature;
-/// nothing can be made without it.
-#[cfg(feature = "tls")]
-pub(crate) type TlsConfig = redis::TlsCertificates;
-#[cfg(not(feature = "tls"))]
-pub(crate) type TlsConfig = std::convert::Infallible;
-
-/// The certificates to trust for a TLS `url` (`root`, else the system's roots); an error
-/// without the `tls` feature.
-fn tls_config(url: &str, root: Option<Vec<u8>>) -> Result<TlsConfig, LockError> {
-    #[cfg(feature = "tls")]
-    {
-        let _ = url;
-        // One process-wide crypto provider; another part of the program may have set it.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        Ok(redis::TlsCertificates {
-            client_tls: None,
-            root_cert: root,
-        })
-    }
-    #[cfg(not(feature = "tls"))]
-    {
-        let _ = root;
-        Err(LockError::invalid(format!(
-            "`{}` asks for TLS: enable lock-runtime's `tls` feature, or use `redis://`",
-            redact::url(url)
-        )))
     }
 }
 
@@ -601,42 +420,5 @@ impl SeveralKeys for RedisStore {
             return None;
         }
         Some(Box::pin(self.acquire_all(keys, token, ttl, holder)))
-    }
-}
-
-impl Operators for RedisStore {
-    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
-        Box::pin(async move {
-            let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
-            let fence_key = script::fence_key(key);
-            let call = self.scripts.inspect_call(key, &fence_key);
-            let reply = self.scripts.inspect.run(&call, &mut conn).await;
-            operate::stored(key, reply.map_err(|e| self.failed(e))?)
-        })
-    }
-
-    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
-        Box::pin(async move {
-            let conn = self.conn.get().await.map_err(|e| self.failed(e))?;
-            let keys = operate::scan(pattern, |step| {
-                let mut conn = conn.clone();
-                async move {
-                    let reply = step.query_async(&mut conn).await;
-                    reply.map_err(|e| self.failed(e))
-                }
-            })
-            .await?;
-            operate::held(self, keys).await
-        })
-    }
-
-    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
-        Box::pin(async move {
-            let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
-            let fence_key = script::fence_key(key);
-            let call = self.scripts.force_release_call(key, &fence_key, false);
-            let reply = self.scripts.inspect.run(&call, &mut conn).await;
-            operate::stored(key, reply.map_err(|e| self.failed(e))?)
-        })
     }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use redis::Value;
 
-use crate::store::{shared_held, Operators, StoreError, StoredLock};
+use super::{script, RedisStore};
+use crate::store::{shared_held, Operators, StoreError, StoreFuture, StoredLock};
 
 /// How many keys one `SCAN` step looks at.
 const SCAN_COUNT: usize = 1000;
@@ -97,6 +98,43 @@ where
     keys.sort();
     keys.dedup();
     Ok(keys)
+}
+
+impl Operators for RedisStore {
+    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        Box::pin(async move {
+            let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
+            let fence_key = script::fence_key(key);
+            let call = self.scripts.inspect_call(key, &fence_key);
+            let reply = self.scripts.inspect.run(&call, &mut conn).await;
+            stored(key, reply.map_err(|e| self.failed(e))?)
+        })
+    }
+
+    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
+        Box::pin(async move {
+            let conn = self.conn.get().await.map_err(|e| self.failed(e))?;
+            let keys = scan(pattern, |step| {
+                let mut conn = conn.clone();
+                async move {
+                    let reply = step.query_async(&mut conn).await;
+                    reply.map_err(|e| self.failed(e))
+                }
+            })
+            .await?;
+            held(self, keys).await
+        })
+    }
+
+    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        Box::pin(async move {
+            let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
+            let fence_key = script::fence_key(key);
+            let call = self.scripts.force_release_call(key, &fence_key, false);
+            let reply = self.scripts.inspect.run(&call, &mut conn).await;
+            stored(key, reply.map_err(|e| self.failed(e))?)
+        })
+    }
 }
 
 #[cfg(test)]
