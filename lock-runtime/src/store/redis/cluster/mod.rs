@@ -13,36 +13,39 @@
 //! the primary that serves the lock (a second round trip: the cluster connection cannot
 //! pipeline a keyless `WAIT` behind a keyed command to the same node).
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
 use redis::{
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
     cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
-    PushInfo, PushKind, Value,
+    PushInfo, Value,
 };
 use tokio::sync::Notify;
 
-use self::shards::Shards;
+use self::{
+    channels::{deliver, Channels, Registration},
+    shards::Shards,
+};
 use super::{
     alive::RuntimeAlive,
-    braced_key, braced_name, operate,
-    script::{fence_key, Floor, LuaScript, Scripts},
+    braced_key, braced_name,
+    script::{Floor, LuaScript, Scripts},
     shared, Capabilities, TlsConfig,
 };
 
+mod channels;
+mod operators;
+mod parts;
 mod shards;
+
 use crate::{
     error::LockError,
     redact,
     store::{
         AcquireRequest, Attempt, ConnectSettings, Operation, Operators, SeveralKeys, SharedLocks,
-        Store, StoreError, StoreFuture, StoredLock, Together, TogetherFuture, Watch,
+        Store, StoreError, StoreFuture, Watch,
     },
     token::Token,
 };
@@ -73,17 +76,6 @@ impl std::fmt::Debug for ClusterStore {
 struct Current {
     conn: ClusterConnection,
     runtime: RuntimeAlive,
-}
-
-/// The lock channels this process watches: each one's notify and watcher count.
-#[derive(Default)]
-struct Channels(Mutex<HashMap<String, (Arc<Notify>, usize)>>);
-
-impl Channels {
-    fn map(&self) -> MutexGuard<'_, HashMap<String, (Arc<Notify>, usize)>> {
-        // No critical section below can panic half-way.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 impl ClusterStore {
@@ -284,54 +276,6 @@ impl ClusterStore {
     }
 }
 
-/// Wakes the waiters of the lock whose release notification `push` is.
-fn deliver(channels: &std::sync::Weak<Channels>, push: &PushInfo) {
-    if push.kind != PushKind::SMessage {
-        return;
-    }
-    let Some(channels) = channels.upgrade() else {
-        return;
-    };
-    if let Some(Value::BulkString(name)) = push.data.first() {
-        let name = String::from_utf8_lossy(name);
-        if let Some((notify, _)) = channels.map().get(name.as_ref()) {
-            notify.notify_waiters();
-        }
-    }
-}
-
-/// Keeps one lock's channel watched; the last one dropped unsubscribes.
-struct Registration {
-    channels: Arc<Channels>,
-    current: Arc<ArcSwap<Current>>,
-    name: String,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let mut map = self.channels.map();
-        let Some(entry) = map.get_mut(&self.name) else {
-            return;
-        };
-        entry.1 -= 1;
-        if entry.1 > 0 {
-            return;
-        }
-        map.remove(&self.name);
-        let current = self.current.load();
-        // A connection whose runtime is gone subscribed to nothing its successor keeps.
-        if !current.runtime.get() {
-            return;
-        }
-        let (mut conn, name) = (current.conn.clone(), std::mem::take(&mut self.name));
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = conn.sunsubscribe(name).await;
-            });
-        }
-    }
-}
-
 impl Store for ClusterStore {
     /// Every request carries the client's response timeout, set to the time bound. Several
     /// keys are taken in one script when they share a slot. Readers and permits run the
@@ -477,148 +421,5 @@ impl Store for ClusterStore {
 
     fn operators(&self) -> Option<&dyn Operators> {
         Some(self)
-    }
-}
-
-impl SharedLocks for ClusterStore {
-    fn release_shared<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let call = self.scripts.release_shared_call(key, token, true);
-            self.done(&self.scripts.release_shared, &call).await
-        })
-    }
-
-    fn extend_shared<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a Token,
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
-        self.shards.note_ttl(ttl);
-        Box::pin(async move {
-            let call = self.scripts.extend_shared_call(key, token, ttl);
-            self.done(&self.scripts.extend_shared, &call).await
-        })
-    }
-
-    fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let call = self.scripts.withdraw_call(key, token, true);
-            self.done(&self.scripts.withdraw, &call).await.map(drop)
-        })
-    }
-}
-
-impl SeveralKeys for ClusterStore {
-    /// In one script when every key lies in one hash slot (and grants need no replicas'
-    /// confirmation); else `None`: one by one.
-    fn try_acquire_all<'a>(
-        &'a self,
-        keys: &'a [Together<'a>],
-        token: &'a Token,
-        ttl: Duration,
-        holder: &'a str,
-    ) -> TogetherFuture<'a> {
-        let first = shards::slot(keys.first()?.key.as_bytes());
-        let one_slot = keys.iter().all(|k| {
-            shards::slot(k.key.as_bytes()) == first
-                && (!k.fencing || shards::slot(fence_key(k.key).as_bytes()) == first)
-        });
-        if !one_slot || self.replicas.is_some() {
-            return None;
-        }
-        self.shards.note_ttl(ttl);
-        Some(Box::pin(async move {
-            if let Some(left) = self.shards.hold(keys[0].key) {
-                return Ok(Err(Attempt::Recovering { left }));
-            }
-            let floor = self.floor.get();
-            let call = self
-                .scripts
-                .acquire_all_call(keys, token, ttl, holder, floor);
-            let reply: Vec<i64> = self
-                .scripts
-                .acquire_all
-                .run(&call, &mut self.conn().await?)
-                .await
-                .map_err(Self::failed)?;
-            let taken = shared::all_taken(keys, &reply)?;
-            if let Ok(fences) = &taken {
-                for fence in fences.iter().flatten() {
-                    self.floor.raise(*fence);
-                }
-            }
-            Ok(taken)
-        }))
-    }
-}
-
-impl Operators for ClusterStore {
-    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
-        Box::pin(async move {
-            let call = self.scripts.inspect_call(key, &fence_key(key));
-            let reply = self
-                .scripts
-                .inspect
-                .run(&call, &mut self.conn().await?)
-                .await;
-            operate::stored(key, reply.map_err(Self::failed)?)
-        })
-    }
-
-    /// `SCAN` on every primary in turn.
-    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
-        Box::pin(async move {
-            let conn = self.conn().await?;
-            let slots = conn
-                .clone()
-                .route_command(
-                    redis::cmd("CLUSTER").arg("SLOTS").clone(),
-                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-                )
-                .await
-                .map_err(Self::failed)?;
-            let mut primaries: Vec<String> = shards::slot_ranges(&slots)
-                .into_iter()
-                .map(|(_, _, address)| address)
-                .collect();
-            primaries.sort();
-            primaries.dedup();
-            let mut found = Vec::new();
-            for primary in primaries {
-                let Some((host, port)) = primary
-                    .rsplit_once(':')
-                    .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
-                else {
-                    continue;
-                };
-                let keys = operate::scan(pattern, |step| {
-                    let mut conn = conn.clone();
-                    let node = SingleNodeRoutingInfo::ByAddress {
-                        host: host.clone(),
-                        port,
-                    };
-                    async move {
-                        let reply = conn.route_command(step, RoutingInfo::SingleNode(node));
-                        reply.await.map_err(Self::failed)
-                    }
-                })
-                .await?;
-                found.extend(operate::held(self, keys).await?);
-            }
-            Ok(found)
-        })
-    }
-
-    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
-        Box::pin(async move {
-            let call = self.scripts.force_release_call(key, &fence_key(key), true);
-            let reply = self
-                .scripts
-                .inspect
-                .run(&call, &mut self.conn().await?)
-                .await;
-            operate::stored(key, reply.map_err(Self::failed)?)
-        })
     }
 }
