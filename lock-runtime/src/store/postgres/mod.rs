@@ -31,7 +31,7 @@ use std::{
     future::Future,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex, PoisonError,
+        Arc, Mutex,
     },
     time::Duration,
 };
@@ -39,15 +39,23 @@ use std::{
 use arc_swap::ArcSwapOption;
 use tokio_postgres::{Client, Statement};
 
-use self::{connect::Target, listen::Listener, pipeline::Pipeline, sql::Sql};
+use self::{
+    connect::Target,
+    health::{health, started, Server},
+    listen::Listener,
+    pipeline::Pipeline,
+    sql::Sql,
+};
 use super::{
-    braced_key, braced_name, glob_matches, hold::RestartHold, ttl_millis, AcquireRequest, Attempt,
-    Capabilities, Operators, SharedLocks, Store, StoreError, StoreFuture, StoredLock, Watch,
+    braced_key, braced_name, hold::RestartHold, ttl_millis, AcquireRequest, Attempt, Capabilities,
+    Operators, SharedLocks, Store, StoreError, StoreFuture, Watch,
 };
 use crate::{error::LockError, store::Operation, token::Token};
 
 mod connect;
+mod health;
 mod listen;
+mod operate;
 mod pipeline;
 mod shared;
 mod sql;
@@ -265,89 +273,6 @@ impl PostgresStore {
     }
 }
 
-/// Who the server is (when it started), and the hold after that changed.
-struct Server {
-    started: Mutex<Option<String>>,
-    hold: RestartHold,
-}
-
-impl Server {
-    /// Looks at the server's start time: a new one starts the restart hold.
-    fn observe(&self, started: &str) {
-        let before = self
-            .started
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .replace(started.to_owned());
-        if before.is_some_and(|before| before != started) {
-            let hold = self.hold.start();
-            tracing::warn!(
-                ?hold,
-                "the PostgreSQL lock server restarted or was replaced (a promoted standby?): \
-                 no lock is granted until every earlier lease has ended"
-            );
-        }
-    }
-}
-
-/// When the server on `client` started, as text.
-async fn started(client: &Client) -> Result<String, tokio_postgres::Error> {
-    client
-        .query_one("SELECT pg_postmaster_start_time()::text", &[])
-        .await?
-        .try_get(0)
-}
-
-/// The health checks of the connection `mine` while it is the one in use: the server's
-/// start time every `interval`, answered within `bound`, or the connection is dropped (the
-/// next call opens a new one) and its driver stopped.
-async fn health(
-    current: std::sync::Weak<ArcSwapOption<Conn>>,
-    server: std::sync::Weak<Server>,
-    mine: Arc<Conn>,
-    interval: Duration,
-    bound: Duration,
-) {
-    loop {
-        tokio::time::sleep(interval).await;
-        let Some(current) = current.upgrade() else {
-            return;
-        };
-        if !current
-            .load()
-            .as_ref()
-            .is_some_and(|c| Arc::ptr_eq(c, &mine))
-        {
-            return;
-        }
-        match tokio::time::timeout(bound, started(&mine.client)).await {
-            Ok(Ok(started)) => {
-                if let Some(server) = server.upgrade() {
-                    server.observe(&started);
-                }
-            }
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "PostgreSQL lock connection health check failed");
-                // Broken: the next call sees it closed and replaces it. Still open (the
-                // server refused the query): keep checking it.
-                if mine.client.is_closed() {
-                    return;
-                }
-            }
-            Err(_) => {
-                tracing::warn!(
-                    ?bound,
-                    "the PostgreSQL lock connection did not answer a health check; replacing it"
-                );
-                let silent = Some(mine.clone());
-                current.compare_and_swap(&silent, None);
-                mine.driver.abort();
-                return;
-            }
-        }
-    }
-}
-
 /// A statement's error as a store error, in the server's own words; the connection is
 /// replaced on the next call if it broke.
 fn failed(error: tokio_postgres::Error) -> StoreError {
@@ -503,64 +428,6 @@ impl SharedLocks for PostgresStore {
     fn withdraw<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, ()> {
         Box::pin(self.withdraw_writer(key, token))
     }
-}
-
-impl Operators for PostgresStore {
-    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
-        Box::pin(async move {
-            let conn = self.conn().await?;
-            let rows = conn.client.query(&self.sql.inspect, &[&key]).await;
-            let held = rows.map_err(failed)?.first().map(stored).transpose()?;
-            if held.is_none() {
-                self.shared_holders(key).await?;
-            }
-            Ok(held)
-        })
-    }
-
-    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
-        Box::pin(async move {
-            let conn = self.conn().await?;
-            let rows = conn
-                .client
-                .query(&self.sql.list, &[])
-                .await
-                .map_err(failed)?;
-            let mut found = Vec::new();
-            for row in &rows {
-                let lock = stored(row)?;
-                if glob_matches(pattern, &lock.key) {
-                    found.push(lock);
-                }
-            }
-            Ok(found)
-        })
-    }
-
-    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
-        Box::pin(async move {
-            let conn = self.conn().await?;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&key, &self.sql.channel];
-            let rows = conn.client.query(&self.sql.force_release, &params).await;
-            let held = rows.map_err(failed)?.first().map(stored).transpose()?;
-            if held.is_none() {
-                self.shared_holders(key).await?;
-            }
-            Ok(held)
-        })
-    }
-}
-
-/// A row as operators see it (see `sql::SHOWN`).
-fn stored(row: &tokio_postgres::Row) -> Result<StoredLock, StoreError> {
-    let key: String = row.try_get(0)?;
-    let value: String = row.try_get(1)?;
-    let left: i64 = row.try_get(2)?;
-    let fence: i64 = row.try_get(3)?;
-    let mut lock = StoredLock::new(key, value);
-    lock.remaining = Some(Duration::from_millis(left.max(0).unsigned_abs()));
-    lock.fence = u64::try_from(fence).ok();
-    Ok(lock)
 }
 
 impl Drop for PostgresStore {

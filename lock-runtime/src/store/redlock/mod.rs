@@ -24,7 +24,7 @@
 //! servers.
 
 use std::{
-    sync::{Arc, OnceLock, Weak},
+    sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -33,19 +33,14 @@ use self::{
     watch::merged,
 };
 use super::{
-    braced_key, braced_name,
-    redis::{endpoint, Endpoint},
-    AcquireRequest, Attempt, Capabilities, ConnectSettings, Operators, RedisStore, Store,
-    StoreError, StoreFuture, StoredLock, Watch,
+    braced_key, braced_name, AcquireRequest, Attempt, Capabilities, Operators, RedisStore, Store,
+    StoreError, StoreFuture, Watch,
 };
-use crate::{
-    error::LockError,
-    redact,
-    store::{drift_margin, Operation},
-    token::Token,
-};
+use crate::{store::drift_margin, token::Token};
 
+mod connect;
 mod gather;
+mod operate;
 mod watch;
 
 /// The least time a refused acquire or a release gives servers slower than the majority to
@@ -143,107 +138,6 @@ impl Nodes {
 }
 
 impl RedlockStore {
-    /// Connects to every server in `urls` at once (each within the time bound of
-    /// `settings`); succeeds once a majority is connected and keeps trying the others in
-    /// the background.
-    pub(crate) async fn connect(
-        urls: &[String],
-        tls_root: Option<Vec<u8>>,
-        settings: ConnectSettings,
-    ) -> Result<Self, LockError> {
-        if urls.is_empty() {
-            return Err(LockError::invalid(
-                "Redlock needs at least one Redis server",
-            ));
-        }
-        // Every URL is checked before any connection is made.
-        let endpoints = urls
-            .iter()
-            .map(|url| endpoint(url, tls_root.clone()))
-            .collect::<Result<Vec<Endpoint>, LockError>>()?;
-        let nodes = Arc::new(Nodes {
-            nodes: urls
-                .iter()
-                .map(|url| Node {
-                    address: redact::url(url),
-                    store: OnceLock::new(),
-                })
-                .collect(),
-            quorum: urls.len() / 2 + 1,
-        });
-        if urls.len().is_multiple_of(2) {
-            tracing::warn!(
-                servers = urls.len(),
-                "Redlock over an even number of servers tolerates no more failures than one \
-                 server fewer would, and needs {} of them to agree",
-                nodes.quorum
-            );
-        }
-        let attempts: Vec<_> = endpoints
-            .iter()
-            .zip(urls)
-            .map(|(endpoint, url)| {
-                let (endpoint, url, settings) = (endpoint.clone(), url.clone(), settings.clone());
-                tokio::spawn(async move {
-                    RedisStore::connect(endpoint, redact::password(&url), settings).await
-                })
-            })
-            .collect();
-        let mut failures = Vec::new();
-        for (index, attempt) in attempts.into_iter().enumerate() {
-            let outcome = attempt.await.unwrap_or_else(|e| {
-                Err(LockError::Backend {
-                    operation: Operation::Connect,
-                    source: e.to_string().into(),
-                })
-            });
-            match outcome {
-                Ok(store) => {
-                    let _ = nodes.nodes[index].store.set(store);
-                }
-                Err(error) => failures.push((index, error)),
-            }
-        }
-        if urls.len() - failures.len() < nodes.quorum {
-            let failed = failures.len();
-            let source = failures
-                .into_iter()
-                .next()
-                .map(|(_, e)| StoreError::other(e));
-            return Err(LockError::NoQuorum {
-                operation: Operation::Connect,
-                failed: u32::try_from(failed).unwrap_or(u32::MAX),
-                nodes: nodes.count(),
-                needed: u32::try_from(nodes.quorum).unwrap_or(u32::MAX),
-                source,
-            });
-        }
-        for (index, error) in failures {
-            tracing::warn!(
-                server = %nodes.nodes[index].address,
-                %error,
-                "a Redlock server is unreachable; connecting to it in the background"
-            );
-            let late = ConnectSettings {
-                // It may have restarted while out of reach: hold it back if it is young.
-                strict: true,
-                ..settings.clone()
-            };
-            let (endpoint, url) = (endpoints[index].clone(), urls[index].clone());
-            tokio::spawn(connect_later(
-                Arc::downgrade(&nodes),
-                index,
-                endpoint,
-                url,
-                late,
-            ));
-        }
-        Ok(Self {
-            nodes,
-            bound: settings.bound,
-        })
-    }
-
     /// Takes back a lock that was not granted, on the servers in `taken` (they took it,
     /// failed, or had not answered, and may have). Waits at most until the time bound of the
     /// acquire that `started` runs out; the rest goes on in the background.
@@ -304,31 +198,6 @@ impl RedlockStore {
         match recovering {
             Some(left) => Ok(Attempt::Recovering { left }),
             None => Err(self.nodes.no_quorum(failed, first_error)),
-        }
-    }
-}
-
-/// Connects to server `index` until it answers, then puts it to use; ends early if the
-/// store is dropped.
-async fn connect_later(
-    nodes: Weak<Nodes>,
-    index: usize,
-    endpoint: Endpoint,
-    url: String,
-    settings: ConnectSettings,
-) {
-    loop {
-        tokio::time::sleep(RECONNECT_EVERY).await;
-        if nodes.strong_count() == 0 {
-            return;
-        }
-        let connected =
-            RedisStore::connect(endpoint.clone(), redact::password(&url), settings.clone()).await;
-        let Some(nodes) = nodes.upgrade() else { return };
-        if let Ok(store) = connected {
-            tracing::info!(server = %nodes.nodes[index].address, "a Redlock server is connected");
-            let _ = nodes.nodes[index].store.set(store);
-            return;
         }
     }
 }
@@ -517,88 +386,5 @@ impl Store for RedlockStore {
 
     fn operators(&self) -> Option<&dyn Operators> {
         Some(self)
-    }
-}
-
-impl Operators for RedlockStore {
-    /// Held when a majority of servers hold it for one token; the shortest remaining lease
-    /// among them.
-    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
-        Box::pin(async move {
-            let answers = self
-                .answers(self.nodes.each(None, |store| store.inspect(key)))
-                .await?;
-            Ok(self.majority(answers.into_iter().flatten().collect()))
-        })
-    }
-
-    /// The locks a majority of servers hold, each as [`inspect`](Self::inspect) sees it.
-    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
-        Box::pin(async move {
-            let answers = self
-                .answers(self.nodes.each(None, |store| store.list(pattern)))
-                .await?;
-            let mut by_key: std::collections::BTreeMap<String, Vec<StoredLock>> =
-                std::collections::BTreeMap::new();
-            for lock in answers.into_iter().flatten() {
-                by_key.entry(lock.key.clone()).or_default().push(lock);
-            }
-            Ok(by_key
-                .into_values()
-                .filter_map(|locks| self.majority(locks))
-                .collect())
-        })
-    }
-
-    /// Deletes the key on every server; what a majority held.
-    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
-        Box::pin(async move {
-            let answers = self
-                .answers(self.nodes.each(None, |store| store.force_release(key)))
-                .await?;
-            Ok(self.majority(answers.into_iter().flatten().collect()))
-        })
-    }
-}
-
-impl RedlockStore {
-    /// Every server's answer to one operator call; fails unless a majority answered.
-    async fn answers<'a, T: Send + 'a>(
-        &self,
-        calls: Vec<StoreFuture<'a, T>>,
-    ) -> Result<Vec<T>, StoreError> {
-        let mut gathered = Gathering::start(calls);
-        gathered.until(None, |_, _| false).await;
-        let (mut answered, mut failed, mut first_error) = (Vec::new(), 0, None);
-        for answer in std::mem::take(&mut gathered.answers) {
-            match answer {
-                Some(Ok(value)) => answered.push(value),
-                Some(Err(error)) => {
-                    failed += 1;
-                    first_error.get_or_insert(error);
-                }
-                None => failed += 1,
-            }
-        }
-        if answered.len() < self.nodes.quorum {
-            return Err(self.nodes.no_quorum(failed, first_error));
-        }
-        Ok(answered)
-    }
-
-    /// The lock that a majority of `locks` (one key, one per server that holds it) agree
-    /// on: the same owner token.
-    fn majority(&self, locks: Vec<StoredLock>) -> Option<StoredLock> {
-        let token = |lock: &StoredLock| lock.value.split(';').next().map(str::to_owned);
-        let mut best: Option<StoredLock> = None;
-        for lock in &locks {
-            let same: Vec<&StoredLock> = locks.iter().filter(|l| token(l) == token(lock)).collect();
-            if same.len() >= self.nodes.quorum {
-                let shortest = same.into_iter().min_by_key(|l| l.remaining)?;
-                best = Some(shortest.clone());
-                break;
-            }
-        }
-        best
     }
 }

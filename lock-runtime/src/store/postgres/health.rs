@@ -1,0 +1,96 @@
+//! Watching the server under the one connection: who it is (when it started, so a restart
+//! is seen and grants are held back), and whether it still answers.
+
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use arc_swap::ArcSwapOption;
+use tokio_postgres::Client;
+
+use super::Conn;
+use crate::store::hold::RestartHold;
+
+/// Who the server is (when it started), and the hold after that changed.
+pub(super) struct Server {
+    pub(super) started: Mutex<Option<String>>,
+    pub(super) hold: RestartHold,
+}
+
+impl Server {
+    /// Looks at the server's start time: a new one starts the restart hold.
+    pub(super) fn observe(&self, started: &str) {
+        let before = self
+            .started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(started.to_owned());
+        if before.is_some_and(|before| before != started) {
+            let hold = self.hold.start();
+            tracing::warn!(
+                ?hold,
+                "the PostgreSQL lock server restarted or was replaced (a promoted standby?): \
+                 no lock is granted until every earlier lease has ended"
+            );
+        }
+    }
+}
+
+/// When the server on `client` started, as text.
+pub(super) async fn started(client: &Client) -> Result<String, tokio_postgres::Error> {
+    client
+        .query_one("SELECT pg_postmaster_start_time()::text", &[])
+        .await?
+        .try_get(0)
+}
+
+/// The health checks of the connection `mine` while it is the one in use: the server's
+/// start time every `interval`, answered within `bound`, or the connection is dropped (the
+/// next call opens a new one) and its driver stopped.
+pub(super) async fn health(
+    current: std::sync::Weak<ArcSwapOption<Conn>>,
+    server: std::sync::Weak<Server>,
+    mine: Arc<Conn>,
+    interval: Duration,
+    bound: Duration,
+) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(current) = current.upgrade() else {
+            return;
+        };
+        if !current
+            .load()
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, &mine))
+        {
+            return;
+        }
+        match tokio::time::timeout(bound, started(&mine.client)).await {
+            Ok(Ok(started)) => {
+                if let Some(server) = server.upgrade() {
+                    server.observe(&started);
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "PostgreSQL lock connection health check failed");
+                // Broken: the next call sees it closed and replaces it. Still open (the
+                // server refused the query): keep checking it.
+                if mine.client.is_closed() {
+                    return;
+                }
+            }
+            Err(_) => {
+                tracing::warn!(
+                    ?bound,
+                    "the PostgreSQL lock connection did not answer a health check; replacing it"
+                );
+                let silent = Some(mine.clone());
+                current.compare_and_swap(&silent, None);
+                mine.driver.abort();
+                return;
+            }
+        }
+    }
+}
