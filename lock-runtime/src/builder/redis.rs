@@ -276,3 +276,22 @@ fn joined<S: AsRef<str>>(addresses: impl IntoIterator<Item = S>) -> String {
         .collect();
     addresses.join(",")
 }
+
+#[cfg(all(test, feature = "sentinel"))]
+mod tests {
+    use crate::Backend;
+
+    #[tokio::test]
+    async fn a_malformed_sentinel_url_is_invalid_input_without_its_password() {
+        let error = Backend::redis("redis+sentinel://:hunter2@127.0.0.1:26379")
+            .await
+            .expect_err("no service name");
+        let text = error.to_string();
+        assert!(
+            matches!(error, crate::LockError::InvalidInput { .. }),
+            "{error:?}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("service"), "{text}");
+    }
+}
