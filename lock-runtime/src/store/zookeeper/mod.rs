@@ -41,7 +41,7 @@ use self::{
 };
 use super::{
     AcquireRequest, Attempt, Capabilities, LockKind, Operators, SessionWatch, Sessions,
-    SharedLocks, Store, StoreError, StoreFuture, StoredLock, Watch,
+    SharedLocks, Store, StoreError, StoreFuture, Watch,
 };
 use crate::{error::LockError, store::Operation, token::Token};
 
@@ -422,20 +422,6 @@ impl SharedLocks for ZooKeeperStore {
     /// queue, which it leaves with its node.
     fn withdraw<'a>(&'a self, _key: &'a str, _token: &'a Token) -> StoreFuture<'a, ()> {
         Box::pin(std::future::ready(Ok(())))
-    }
-}
-
-impl Operators for ZooKeeperStore {
-    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
-        Box::pin(self.holder_of(key, false))
-    }
-
-    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
-        Box::pin(self.held(pattern))
-    }
-
-    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
-        Box::pin(self.holder_of(key, true))
     }
 }
 

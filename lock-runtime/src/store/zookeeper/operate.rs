@@ -9,7 +9,7 @@ use super::{
     path::{lock_dir, lock_key, lock_name, token_of, Node, LEASES},
     sorted, ZooKeeperStore,
 };
-use crate::store::{glob_matches, shared_held, StoreError, StoredLock};
+use crate::store::{glob_matches, shared_held, Operators, StoreError, StoreFuture, StoredLock};
 
 impl ZooKeeperStore {
     /// The holder of the lock at `key`, its node deleted first if `delete`.
@@ -99,5 +99,19 @@ impl ZooKeeperStore {
             }
         }
         Ok(found)
+    }
+}
+
+impl Operators for ZooKeeperStore {
+    fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        Box::pin(self.holder_of(key, false))
+    }
+
+    fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
+        Box::pin(self.held(pattern))
+    }
+
+    fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
+        Box::pin(self.holder_of(key, true))
     }
 }
