@@ -309,7 +309,11 @@ async fn a_holder_paused_past_its_validity_is_told_lost() {
 }
 
 /// One server behind a proxy that holds every reply back: a majority of quick servers
-/// grants at once, and the slow one still gets (and later loses) the key.
+/// grants at once and releases at once, and the slow server does not keep the key. Whether
+/// it gets the key at all is not promised: the call to it is dropped once the majority
+/// decided, and the `redis` crate does not send a command whose caller has gone (on a busy
+/// machine its connection's task may not have sent it yet); a lock is "ours until released"
+/// there either way, and the release reaches it after the acquire, on the same connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_server_does_not_delay_a_quick_majority() {
     let quick = [RedisServer::start(), RedisServer::start()];
@@ -337,11 +341,12 @@ async fn a_slow_server_does_not_delay_a_quick_majority() {
         let granted_in = started.elapsed();
         assert!(granted_in < delay / 2, "granted in {granted_in:?}");
         let token = guard.token().to_string();
-        let reached = eventually(Duration::from_secs(15), || {
+        // Most often it does get the key, after the delay; seen here, not asserted (above).
+        let reached = eventually(Duration::from_secs(5), || {
             slow.raw(&["GET", &key]).contains(&token)
         })
         .await;
-        assert!(reached, "the slow server never got the key");
+        println!("round with the slow server holding the key: {reached}");
         let started = Instant::now();
         guard.release().await.expect("release");
         let released_in = started.elapsed();
