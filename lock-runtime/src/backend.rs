@@ -274,16 +274,16 @@ impl Backend {
         self.store().sessions()?.session(key, token)
     }
 
-    /// `call` on the store's operators' part, or a failure with
-    /// [`StoreError::Unsupported`] where it has none.
-    pub(crate) fn operators<'a, T: Send + 'a>(
-        &'a self,
-        call: impl FnOnce(&'a dyn Operators) -> StoreFuture<'a, T>,
-    ) -> StoreFuture<'a, T> {
-        match self.store().operators() {
-            Some(operators) => call(operators),
-            None => unsupported(),
-        }
+    /// The store's operators' part, or, for a store without one (a store of the user's
+    /// own), an error that says so before any call.
+    pub(crate) fn operators(&self, operation: Operation) -> Result<&dyn Operators, LockError> {
+        self.store().operators().ok_or_else(|| {
+            LockError::invalid(format!(
+                "the `{}` store has no operators' calls ({operation} needs them: see \
+                 `Store::operators`)",
+                self.inner.capabilities.label()
+            ))
+        })
     }
 
     /// The store's extension of `key` held by `token`, as [`store_release`](Self::store_release).

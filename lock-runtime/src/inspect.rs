@@ -41,7 +41,10 @@ impl Backend {
         check_name(name)?;
         let key = self.key_for(name);
         let stored = self
-            .bounded(Operation::Inspect, self.operators(|o| o.inspect(&key)))
+            .bounded(
+                Operation::Inspect,
+                self.operators(Operation::Inspect)?.inspect(&key),
+            )
             .await?;
         Ok(stored.map(|stored| self.info(stored)))
     }
@@ -70,7 +73,8 @@ impl Backend {
     pub async fn list(&self, pattern: &str) -> Result<Vec<LockInfo>, LockError> {
         let keys = self.key_for(pattern);
         let all = self.op_timeout().saturating_mul(20);
-        let listing = tokio::time::timeout(all, self.operators(|o| o.list(&keys)));
+        let operators = self.operators(Operation::List)?;
+        let listing = tokio::time::timeout(all, operators.list(&keys));
         let stored = match listing.await {
             Ok(stored) => stored
                 .map_err(|source| store_failure(Operation::List, self.op_timeout(), source))?,
@@ -98,7 +102,7 @@ impl Backend {
         let stored = self
             .bounded(
                 Operation::ForceRelease,
-                self.operators(|o| o.force_release(&key)),
+                self.operators(Operation::ForceRelease)?.force_release(&key),
             )
             .await?;
         if let Some(stored) = &stored {

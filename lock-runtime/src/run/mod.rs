@@ -45,6 +45,22 @@ struct Held {
     children: Arc<Mutex<()>>,
 }
 
+impl Held {
+    /// The lock `guard` holds, through backend `backend`, for a body run with `options`
+    /// under `lease`.
+    fn new(backend: usize, guard: &LockGuard, options: &LockOptions, lease: &LeaseWatch) -> Self {
+        Self {
+            backend,
+            name: guard.key().into(),
+            fence: guard.fencing_token(),
+            options: options.clone(),
+            lease: lease.clone(),
+            session: guard.session(),
+            children: Arc::default(),
+        }
+    }
+}
+
 /// Why a guarded call did not return the body's output.
 #[derive(Debug)]
 pub enum Failure {
@@ -253,15 +269,7 @@ impl Backend {
             // blocks its thread would otherwise keep renewal from ever running.
             tokio::task::yield_now().await;
         }
-        held.push(Held {
-            backend: self.id(),
-            name: guard.key().into(),
-            fence: guard.fencing_token(),
-            options: options.clone(),
-            lease: lease.clone(),
-            session: guard.session(),
-            children: Arc::default(),
-        });
+        held.push(Held::new(self.id(), &guard, options, &lease));
         let body = HELD.scope(held, body);
         let outcome = watch_body(lease.clone(), guard.session(), options, name, body).await;
         drop(renewal);

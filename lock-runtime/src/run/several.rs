@@ -2,7 +2,7 @@
 //! lock taken first (as [`Backend::acquire_all`] takes them), one lease watch over all of
 //! them, each key's fencing token visible to the body.
 
-use std::{future::Future, sync::Arc};
+use std::future::Future;
 
 use tokio::sync::watch;
 
@@ -114,15 +114,7 @@ impl Backend {
         let (lease, merger) = merge(leases.clone());
         let mut held = HELD.try_with(Clone::clone).ok().unwrap_or_default();
         for guard in &guards {
-            held.push(Held {
-                backend: self.id(),
-                name: guard.key().into(),
-                fence: guard.fencing_token(),
-                options: options.clone(),
-                lease: lease.clone(),
-                session: guard.session(),
-                children: Arc::default(),
-            });
+            held.push(Held::new(self.id(), guard, options, &lease));
         }
         let names = guards.iter().map(LockGuard::key).collect::<Vec<_>>();
         let names = names.join(", ");

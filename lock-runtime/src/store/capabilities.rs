@@ -310,6 +310,58 @@ mod tests {
         }
     }
 
+    /// A store that declares nothing beyond exclusive locks, and hands out no part.
+    #[derive(Debug, Default)]
+    struct Plain(MemoryStore);
+
+    impl Store for Plain {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::new("plain")
+        }
+        fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
+            self.0.try_acquire(request)
+        }
+        fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+            self.0.release(key, token)
+        }
+        fn extend<'a>(
+            &'a self,
+            key: &'a str,
+            token: &'a Token,
+            ttl: Duration,
+        ) -> StoreFuture<'a, bool> {
+            self.0.extend(key, token, ttl)
+        }
+    }
+
+    #[test]
+    fn operators_calls_on_a_store_without_them_say_so() {
+        let backend = Backend::builder().store(Plain::default()).expect("backend");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let refusals = runtime.block_on(async {
+            [
+                backend.inspect("k").await.map(|_| ()),
+                backend.list("*").await.map(|_| ()),
+                backend.force_release("k").await.map(|_| ()),
+            ]
+        });
+        for (refused, call) in refusals
+            .into_iter()
+            .zip(["inspect", "list", "force_release"])
+        {
+            let Err(LockError::InvalidInput(message)) = refused else {
+                panic!("{call}: {refused:?}");
+            };
+            assert!(
+                message.contains("`plain` store has no operators' calls") && message.contains(call),
+                "{message}"
+            );
+        }
+    }
+
     #[test]
     fn a_store_must_hand_out_what_it_declares() {
         let refused = Backend::builder().store(Boasting::default());
