@@ -3,7 +3,7 @@
 
 use std::{process::Command, sync::Arc, time::Duration};
 
-use crate::{eventually, Certificates, RedisServer};
+use crate::{eventually, Certificates, Proxy, RedisServer};
 
 /// A cluster of primaries on free ports of 127.0.0.1, each node a [`RedisServer`] (stopped
 /// by its pid when dropped).
@@ -12,23 +12,40 @@ pub struct RedisCluster {
     nodes: Vec<RedisServer>,
     /// For a TLS cluster, the certificates every node presents.
     tls: Option<Arc<Certificates>>,
+    /// While a cluster behind proxies starts: one per node, whose ports the nodes announce.
+    proxies: Vec<Proxy>,
 }
 
 impl RedisCluster {
     /// Starts `primaries` nodes (at least 3) and `replicas` replicas of each, joins them,
     /// and waits until every node says `cluster_state:ok` and every replica has synced.
     pub async fn start(primaries: usize, replicas: usize) -> Self {
-        Self::start_in(primaries, replicas, None).await
+        Self::start_in(primaries, replicas, None, false).await
+    }
+
+    /// [`start`](Self::start) without replicas, each node behind a [`Proxy`] whose port it
+    /// announces (`cluster-announce-port`; the cluster bus stays direct): a client that
+    /// follows the cluster's own slot map reaches every node through its proxy, so a test
+    /// can freeze or slow down every connection a client has, as a network would.
+    pub async fn start_proxied(primaries: usize) -> (Self, Vec<Proxy>) {
+        let mut cluster = Self::start_in(primaries, 0, None, true).await;
+        let proxies = std::mem::take(&mut cluster.proxies);
+        (cluster, proxies)
     }
 
     /// [`start`](Self::start) with TLS between clients and nodes and between the nodes
     /// (`--tls-cluster yes`, `--tls-replication yes`), all on one CA's certificates; each
     /// node also answers plain RESP on a second port, for the test's own checks.
     pub async fn start_tls(primaries: usize, replicas: usize) -> Self {
-        Self::start_in(primaries, replicas, Some(Certificates::make())).await
+        Self::start_in(primaries, replicas, Some(Certificates::make()), false).await
     }
 
-    async fn start_in(primaries: usize, replicas: usize, tls: Option<Arc<Certificates>>) -> Self {
+    async fn start_in(
+        primaries: usize,
+        replicas: usize,
+        tls: Option<Arc<Certificates>>,
+        proxied: bool,
+    ) -> Self {
         let args = [
             "--cluster-enabled",
             "yes",
@@ -46,6 +63,25 @@ impl RedisCluster {
                 }
             })
             .collect();
+        let proxies: Vec<Proxy> = match proxied {
+            false => Vec::new(),
+            true => nodes
+                .iter()
+                .map(|node| {
+                    let proxy = Proxy::start(node.port());
+                    let port = proxy.port().to_string();
+                    let bus = (node.port() + 10_000).to_string();
+                    for (setting, value) in [
+                        ("cluster-announce-port", &port),
+                        ("cluster-announce-bus-port", &bus),
+                    ] {
+                        let reply = node.raw(&["CONFIG", "SET", setting, value]);
+                        assert!(reply.starts_with("+OK"), "CONFIG SET {setting}: {reply}");
+                    }
+                    proxy
+                })
+                .collect(),
+        };
         let mut create = Command::new("redis-cli");
         if let Some(certificates) = &tls {
             create.args(["--tls", "--cacert", &certificates.file("ca.crt")]);
@@ -64,7 +100,11 @@ impl RedisCluster {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        let cluster = Self { nodes, tls };
+        let cluster = Self {
+            nodes,
+            tls,
+            proxies,
+        };
         let ready = eventually(Duration::from_secs(30), || {
             cluster.nodes.iter().all(|n| {
                 n.raw(&["CLUSTER", "INFO"]).contains("cluster_state:ok") && {

@@ -22,6 +22,12 @@ impl Sentinel {
     /// failover when `quorum` sentinels (itself included) find the primary down, which each
     /// does after 1 s without an answer.
     pub fn start(service: &str, primary: &RedisServer, quorum: u32) -> Self {
+        Self::start_at(service, primary.port(), quorum)
+    }
+
+    /// [`start`](Self::start) watching the primary at `127.0.0.1:<port>` (a proxy in front
+    /// of it, say: the Sentinel then names the proxy's address to clients).
+    pub fn start_at(service: &str, port: u16, quorum: u32) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("lock-tests-sentinel-")
             .tempdir()
@@ -41,7 +47,7 @@ impl Sentinel {
                 port = sentinel.port,
                 dir = sentinel.dir.path().display(),
                 log = sentinel.log_path().display(),
-                primary = primary.port(),
+                primary = port,
             );
             std::fs::write(sentinel.config_path(), config).expect("write sentinel.conf");
             if sentinel.spawn_and_wait() {
@@ -57,7 +63,12 @@ impl Sentinel {
     /// Three sentinels with a quorum of 2 watching `primary`, once each knows `replicas`
     /// replicas and the other two sentinels.
     pub async fn three(service: &str, primary: &RedisServer, replicas: usize) -> Vec<Self> {
-        let sentinels: Vec<Self> = (0..3).map(|_| Self::start(service, primary, 2)).collect();
+        Self::three_at(service, primary.port(), replicas).await
+    }
+
+    /// [`three`](Self::three) watching the primary at `127.0.0.1:<port>`.
+    pub async fn three_at(service: &str, port: u16, replicas: usize) -> Vec<Self> {
+        let sentinels: Vec<Self> = (0..3).map(|_| Self::start_at(service, port, 2)).collect();
         let found = crate::eventually(Duration::from_secs(30), || {
             sentinels
                 .iter()

@@ -1,8 +1,8 @@
 //! The conformance suite: one list of behavioural scenarios (`scenarios.rs`), run against
 //! every store (`stores.rs`) on real servers. A scenario is skipped only where the store
 //! declares (in its [`Capabilities`](lock_runtime::store::Capabilities)) that it lacks what
-//! the scenario proves, or where the fixture cannot do what the scenario needs; the reason
-//! is printed to standard error (`SKIPPED <store>::<scenario>: <why>`), past the test
+//! the scenario proves (a fixture that cannot kill or cut a store's servers fails the
+//! scenario instead); the reason is printed to standard error (`SKIPPED <store>::<scenario>: <why>`), past the test
 //! runner's capture.
 //!
 //! Each store's servers are started once and shared by the scenarios that cannot disturb

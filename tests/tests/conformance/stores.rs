@@ -47,15 +47,40 @@ pub(crate) trait Servers: Send + Sync + Sized + 'static {
             .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
     }
 
-    /// A URL that reaches the store through proxies (one per server) that the scenario
-    /// can freeze or slow down, or why this fixture has none.
-    fn proxied(&self) -> Result<(String, Vec<Proxy>), &'static str>;
+    /// A way to the store through proxies (one per server) that the scenario can freeze or
+    /// slow down, or why this fixture has none.
+    async fn proxied(&self) -> Result<Proxied, &'static str>;
 
     /// Kills every server of the store (SIGKILL), or says why this fixture cannot.
     fn kill(&mut self) -> Result<(), &'static str>;
 
     /// Starts the killed servers again at the same addresses.
     async fn revive(&mut self);
+}
+
+/// A store reached through proxies.
+pub(crate) struct Proxied {
+    /// The URL through the proxies.
+    pub url: String,
+    /// A URL to the same store for another client: past the proxies where the store lets
+    /// a client choose (a Cluster's own slot map names the proxies to every client).
+    pub direct: String,
+    pub proxies: Vec<Proxy>,
+    /// Servers started for this store alone (where the shared ones cannot sit behind
+    /// proxies), stopped when it is dropped.
+    _own: Option<Box<dyn Send + Sync>>,
+}
+
+impl Proxied {
+    /// Proxies in front of the shared servers.
+    fn shared(url: String, direct: String, proxies: Vec<Proxy>) -> Self {
+        Self {
+            url,
+            direct,
+            proxies,
+            _own: None,
+        }
+    }
 }
 
 /// Settings every client of the suite shares.
@@ -89,7 +114,7 @@ impl Servers for Memory {
             .expect("memory backend")
     }
 
-    fn proxied(&self) -> Result<(String, Vec<Proxy>), &'static str> {
+    async fn proxied(&self) -> Result<Proxied, &'static str> {
         Err("the in-memory store has no connection")
     }
 
@@ -114,9 +139,9 @@ impl Servers for Redis {
         self.0.as_ref().expect("server").url()
     }
 
-    fn proxied(&self) -> Result<(String, Vec<Proxy>), &'static str> {
+    async fn proxied(&self) -> Result<Proxied, &'static str> {
         let proxy = Proxy::start(self.0.as_ref().expect("server").port());
-        Ok((proxy.url(), vec![proxy]))
+        Ok(Proxied::shared(proxy.url(), self.url(), vec![proxy]))
     }
 
     fn kill(&mut self) -> Result<(), &'static str> {
@@ -152,11 +177,20 @@ impl Servers for SentinelStore {
         Sentinel::url(&self.sentinels, "conformance")
     }
 
-    fn proxied(&self) -> Result<(String, Vec<Proxy>), &'static str> {
-        Err(
-            "the Sentinels name the primary's own address, which no proxy of the fixture \
-             stands in for",
-        )
+    /// A primary of its own behind a proxy, three Sentinels that know it by the proxy's
+    /// address (so they name the proxy to clients), and one more that knows it directly
+    /// (under another service name), for the other clients.
+    async fn proxied(&self) -> Result<Proxied, &'static str> {
+        let primary = RedisServer::start();
+        let proxy = Proxy::start(primary.port());
+        let sentinels = Sentinel::three_at("proxied", proxy.port(), 0).await;
+        let direct = Sentinel::start("direct", &primary, 1);
+        Ok(Proxied {
+            url: Sentinel::url(&sentinels, "proxied"),
+            direct: Sentinel::url(std::slice::from_ref(&direct), "direct"),
+            proxies: vec![proxy],
+            _own: Some(Box::new((sentinels, direct, primary))),
+        })
     }
 
     fn kill(&mut self) -> Result<(), &'static str> {
@@ -184,11 +218,17 @@ impl Servers for Cluster {
         self.0.url()
     }
 
-    fn proxied(&self) -> Result<(String, Vec<Proxy>), &'static str> {
-        Err(
-            "the cluster's nodes announce their own addresses, which no proxy of the \
-             fixture stands in for",
-        )
+    /// A cluster of its own whose nodes announce their proxies' ports: every client
+    /// reaches the nodes through the proxies (the slot map names them).
+    async fn proxied(&self) -> Result<Proxied, &'static str> {
+        let (cluster, proxies) = RedisCluster::start_proxied(3).await;
+        let url = cluster.url();
+        Ok(Proxied {
+            url: url.clone(),
+            direct: url,
+            proxies,
+            _own: Some(Box::new(cluster)),
+        })
     }
 
     fn kill(&mut self) -> Result<(), &'static str> {
@@ -215,7 +255,7 @@ impl Servers for Redlock {
         self.0.url()
     }
 
-    fn proxied(&self) -> Result<(String, Vec<Proxy>), &'static str> {
+    async fn proxied(&self) -> Result<Proxied, &'static str> {
         let proxies: Vec<Proxy> = self
             .0
             .servers()
@@ -223,7 +263,8 @@ impl Servers for Redlock {
             .map(|s| Proxy::start(s.port()))
             .collect();
         let hosts: Vec<String> = proxies.iter().map(Proxy::hosts).collect();
-        Ok((format!("redis+redlock://{}", hosts.join(",")), proxies))
+        let url = format!("redis+redlock://{}", hosts.join(","));
+        Ok(Proxied::shared(url, self.url(), proxies))
     }
 
     fn kill(&mut self) -> Result<(), &'static str> {
@@ -257,9 +298,10 @@ impl Servers for ZooKeeper {
         self.0.as_ref().expect("server").url()
     }
 
-    fn proxied(&self) -> Result<(String, Vec<Proxy>), &'static str> {
+    async fn proxied(&self) -> Result<Proxied, &'static str> {
         let proxy = Proxy::start(self.0.as_ref().expect("server").port());
-        Ok((format!("zookeeper://{}", proxy.hosts()), vec![proxy]))
+        let url = format!("zookeeper://{}", proxy.hosts());
+        Ok(Proxied::shared(url, self.url(), vec![proxy]))
     }
 
     fn kill(&mut self) -> Result<(), &'static str> {
@@ -312,15 +354,13 @@ impl Servers for Postgres {
         builder.postgres_table(self.table.clone())
     }
 
-    fn proxied(&self) -> Result<(String, Vec<Proxy>), &'static str> {
+    async fn proxied(&self) -> Result<Proxied, &'static str> {
         let url = self.url();
         let (head, rest) = url.split_once("127.0.0.1:").ok_or("not a 127.0.0.1 URL")?;
         let (port, path) = rest.split_once('/').ok_or("no database in the URL")?;
         let proxy = Proxy::start(port.parse().map_err(|_| "no port in the URL")?);
-        Ok((
-            format!("{head}127.0.0.1:{}/{path}", proxy.port()),
-            vec![proxy],
-        ))
+        let proxied = format!("{head}127.0.0.1:{}/{path}", proxy.port());
+        Ok(Proxied::shared(proxied, url, vec![proxy]))
     }
 
     fn kill(&mut self) -> Result<(), &'static str> {

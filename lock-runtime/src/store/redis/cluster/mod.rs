@@ -6,14 +6,23 @@
 //! wakes only the shard that holds the lock, one subscription per process per lock.
 //!
 //! A shard that restarts or fails over holds back grants on its own slots (`shards.rs`).
-//! The cluster connection's driver runs on the runtime that opened it; once that runtime
-//! is gone, the next call opens a new connection on its own (see `alive.rs`), watches the
-//! shards from there and subscribes again to the channels that waiters still watch.
+//! The cluster connection is replaced when it can no longer carry requests: when the
+//! runtime that drives it is gone (see `alive.rs`), or when the health check that asks
+//! every primary about itself goes unanswered within the time bound (a connection gone
+//! silent, as behind a network black hole). The next call then opens a new connection
+//! (new connections to every node), watches the shards from there and subscribes again
+//! to the channels that waiters still watch.
 //! With replica acknowledgements, each grant and extension is followed by a `WAIT` sent to
 //! the primary that serves the lock (a second round trip: the cluster connection cannot
 //! pipeline a keyless `WAIT` behind a keyed command to the same node).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use arc_swap::ArcSwap;
 use redis::{
@@ -72,10 +81,27 @@ impl std::fmt::Debug for ClusterStore {
     }
 }
 
-/// The connection in use, and whether the runtime that drives it still runs.
+/// The connection in use, whether the runtime that drives it still runs, and whether its
+/// health check went unanswered.
 struct Current {
     conn: ClusterConnection,
     runtime: RuntimeAlive,
+    silent: AtomicBool,
+}
+
+impl Current {
+    fn new(conn: ClusterConnection) -> Self {
+        Self {
+            conn,
+            runtime: RuntimeAlive::current(),
+            silent: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether requests may still be sent on it.
+    fn usable(&self) -> bool {
+        self.runtime.get() && !self.silent.load(Ordering::Acquire)
+    }
 }
 
 impl ClusterStore {
@@ -141,10 +167,7 @@ impl ClusterStore {
         let shards = Arc::new(Shards::new(settings.restart_guard));
         let this = Self {
             client,
-            current: Arc::new(ArcSwap::from_pointee(Current {
-                conn: conn.clone(),
-                runtime: RuntimeAlive::current(),
-            })),
+            current: Arc::new(ArcSwap::from_pointee(Current::new(conn))),
             replacing: tokio::sync::Mutex::new(()),
             bound,
             health_interval: settings.health_interval,
@@ -154,40 +177,50 @@ impl ClusterStore {
             floor: Floor::default(),
             channels,
         };
-        this.watch_shards(conn);
+        this.watch_shards(this.current.load_full());
         Ok(this)
     }
 
-    fn watch_shards(&self, conn: ClusterConnection) {
+    /// Starts the health task of `current`: it marks `current` silent when a look goes
+    /// unanswered, and stops once `current` is replaced.
+    fn watch_shards(&self, current: Arc<Current>) {
         let shards = Arc::downgrade(&self.shards);
+        let conn = current.conn.clone();
+        let silent = move || current.silent.store(true, Ordering::Release);
+        let installed = Arc::downgrade(&self.current);
         tokio::spawn(shards::watch(
             shards,
             conn,
+            silent,
+            installed,
             self.health_interval,
             self.bound,
         ));
     }
 
     /// The connection to send on; first a new one on this runtime if the runtime that
-    /// drove the current one has shut down.
+    /// drove the current one has shut down or the current one went silent.
     async fn conn(&self) -> Result<ClusterConnection, StoreError> {
         {
             let current = self.current.load();
-            if current.runtime.get() {
+            if current.usable() {
                 return Ok(current.conn.clone());
             }
         }
         // Boxed: the rare path would otherwise make every request's future larger.
-        Box::pin(self.replace_for_this_runtime()).await
+        Box::pin(self.replace()).await
     }
 
-    async fn replace_for_this_runtime(&self) -> Result<ClusterConnection, StoreError> {
+    async fn replace(&self) -> Result<ClusterConnection, StoreError> {
         let _replacing = self.replacing.lock().await;
         let current = self.current.load_full();
-        if current.runtime.get() {
+        if current.usable() {
             return Ok(current.conn.clone());
         }
-        tracing::debug!("the runtime that drove the lock store connection is gone; reconnecting");
+        tracing::debug!(
+            runtime_gone = !current.runtime.get(),
+            "the lock store connection cannot carry requests; reconnecting"
+        );
         let mut conn = tokio::time::timeout(self.bound, self.client.get_async_connection())
             .await
             .map_err(|_| StoreError::TimedOut)?
@@ -201,11 +234,9 @@ impl ClusterStore {
                 tracing::debug!(?subscribed, "subscribing again to a lock's channel failed");
             }
         }
-        self.watch_shards(conn.clone());
-        self.current.store(Arc::new(Current {
-            conn: conn.clone(),
-            runtime: RuntimeAlive::current(),
-        }));
+        let installed = Arc::new(Current::new(conn.clone()));
+        self.current.store(installed.clone());
+        self.watch_shards(installed);
         Ok(conn)
     }
 

@@ -11,11 +11,12 @@ use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Mutex, MutexGuard, PoisonError, Weak,
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
     },
     time::{Duration, Instant},
 };
 
+use arc_swap::ArcSwap;
 use redis::{
     cluster_async::ClusterConnection,
     cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo},
@@ -132,13 +133,19 @@ impl Shards {
     }
 }
 
-/// The health task: looks at the primaries every `interval` until the store is gone.
-pub(super) async fn watch(
+/// The health task of one connection: looks at the primaries every `interval` until the
+/// store is gone or the connection is no longer the `installed` one. A look unanswered
+/// within `bound` calls `silent` (the connection is replaced before the next request) and
+/// ends the task.
+pub(super) async fn watch<C>(
     shards: Weak<Shards>,
     mut conn: ClusterConnection,
+    silent: impl FnOnce(),
+    installed: Weak<ArcSwap<C>>,
     interval: Duration,
     bound: Duration,
 ) {
+    let mine = installed.upgrade().map(|current| current.load_full());
     loop {
         let look = async {
             let mut info = redis::cmd("INFO");
@@ -161,9 +168,30 @@ pub(super) async fn watch(
         let Some(strong) = shards.upgrade() else {
             return;
         };
-        match looked {
-            Ok(Ok((infos, slots))) => strong.observe(by_address(infos), slot_ranges(&slots)),
-            outcome => tracing::debug!(?outcome, "lock store shards: health check failed"),
+        let still_mine = match (installed.upgrade(), &mine) {
+            (Some(current), Some(mine)) => Arc::ptr_eq(&current.load(), mine),
+            _ => false,
+        };
+        if !still_mine {
+            return;
+        }
+        let unanswered = match looked {
+            Ok(Ok((infos, slots))) => {
+                strong.observe(by_address(infos), slot_ranges(&slots));
+                false
+            }
+            // The client's own response timeout (the same bound) may answer first.
+            Err(_) => true,
+            Ok(Err(e)) if e.is_timeout() => true,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "lock store shards: health check failed");
+                false
+            }
+        };
+        if unanswered {
+            tracing::debug!("lock store shards: health check unanswered; replacing the connection");
+            silent();
+            return;
         }
         drop(strong);
         tokio::time::sleep(interval).await;
