@@ -16,18 +16,10 @@ mod redis;
 #[cfg(feature = "zookeeper")]
 mod zookeeper;
 
-#[cfg(feature = "postgres")]
-pub use self::postgres::DEFAULT_POSTGRES_TABLE;
-#[cfg(feature = "zookeeper")]
-pub use self::zookeeper::DEFAULT_ZOOKEEPER_SESSION_TIMEOUT;
-
 /// How often a Redis backend checks, unless configured otherwise, that its connection
 /// still answers and still reaches the same server (same process, same replication
 /// history): the longest time a restart or failover behind an open connection goes unseen.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_millis(200);
-/// How long a release-notification channel nobody watches stays subscribed, unless
-/// configured otherwise.
-pub const DEFAULT_NOTIFICATION_IDLE: Duration = Duration::from_secs(10);
 
 /// Settings for a [`Backend`]; finish with [`memory`](Self::memory),
 /// [`redis`](Self::redis), [`connect`](Self::connect) or [`store`](Self::store).
@@ -43,14 +35,15 @@ pub const DEFAULT_NOTIFICATION_IDLE: Duration = Duration::from_secs(10);
 pub struct BackendBuilder {
     prefix: String,
     op_timeout: Duration,
-    redis: ConnectSettings,
-    /// `restart_guard_on_connect` as set; unset, off for one server and on for Redlock.
-    strict: Option<bool>,
+    /// What every store that connects is set up with.
+    connect: ConnectSettings,
     tls_root: Option<Vec<u8>>,
+    #[cfg(feature = "redis")]
+    redis: crate::store::RedisOptions,
     #[cfg(feature = "zookeeper")]
-    zookeeper: zookeeper::Settings,
+    zookeeper: crate::store::ZooKeeperOptions,
     #[cfg(feature = "postgres")]
-    postgres_table: String,
+    postgres: crate::store::PostgresOptions,
 }
 
 impl std::fmt::Debug for BackendBuilder {
@@ -58,9 +51,9 @@ impl std::fmt::Debug for BackendBuilder {
         f.debug_struct("BackendBuilder")
             .field("prefix", &self.prefix)
             .field("op_timeout", &self.op_timeout)
-            .field("redis", &self.redis)
+            .field("connect", &self.connect)
             .field("tls_root", &self.tls_root.as_ref().map(|_| "PEM"))
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,20 +62,18 @@ impl Default for BackendBuilder {
         Self {
             prefix: DEFAULT_PREFIX.to_owned(),
             op_timeout: DEFAULT_OP_TIMEOUT,
-            redis: ConnectSettings {
+            connect: ConnectSettings {
                 bound: DEFAULT_OP_TIMEOUT,
                 restart_guard: Some(Duration::ZERO),
-                strict: false,
                 health_interval: DEFAULT_HEALTH_INTERVAL,
-                notification_idle: DEFAULT_NOTIFICATION_IDLE,
-                replicas: None,
             },
-            strict: None,
             tls_root: None,
+            #[cfg(feature = "redis")]
+            redis: crate::store::RedisOptions::default(),
             #[cfg(feature = "zookeeper")]
-            zookeeper: zookeeper::Settings::default(),
+            zookeeper: crate::store::ZooKeeperOptions::default(),
             #[cfg(feature = "postgres")]
-            postgres_table: DEFAULT_POSTGRES_TABLE.to_owned(),
+            postgres: crate::store::PostgresOptions::default(),
         }
     }
 }
@@ -125,28 +116,7 @@ impl BackendBuilder {
     /// with [`LockError::InvalidInput`].
     #[must_use]
     pub fn restart_guard(mut self, longest_ttl: Option<Duration>) -> Self {
-        self.redis.restart_guard = longest_ttl;
-        self
-    }
-
-    /// Also hold grants when connecting for the first time to a server that has been up
-    /// for less than the longest TTL: it may have restarted and lost locks that holders
-    /// elsewhere still use.
-    ///
-    /// Off by default for one Redis server, Sentinel and Cluster; **on by default for
-    /// Redlock** ([`redlock`](Self::redlock)), where a server that restarted empty, with
-    /// another that was down while a holder acquired, would otherwise let a process started
-    /// after the restart be granted a lock that is still held. Its cost: every process that
-    /// starts within a TTL of a fresh Redis server (a deploy of both, a test suite) waits
-    /// that long (acquires answer [`LockError::Recovering`]) before that server counts
-    /// towards its grants; with Redlock, only as long as fewer than a majority of servers
-    /// are older than the longest TTL. Without it, a process that first connects after a
-    /// restart cannot tell that the restart happened; on one server, fencing tokens still
-    /// protect resources, since they never go backwards (they are at least the server's
-    /// clock in microseconds).
-    #[must_use]
-    pub fn restart_guard_on_connect(mut self, strict: bool) -> Self {
-        self.strict = Some(strict);
+        self.connect.restart_guard = longest_ttl;
         self
     }
 
@@ -160,56 +130,7 @@ impl BackendBuilder {
     /// open (a proxy, a virtual IP) is seen within this interval.
     #[must_use]
     pub fn health_interval(mut self, every: Duration) -> Self {
-        self.redis.health_interval = every;
-        self
-    }
-
-    /// Grants a lock (and counts an extension) only once `replicas` replicas of the Redis
-    /// primary confirmed the write, waiting at most `timeout` for them (`WAIT`, sent in the
-    /// same round trip as the common `SET`; on a cluster, sent to the lock's primary right
-    /// after). If fewer confirm, the acquire takes the key back
-    /// and fails with [`LockError::NotReplicated`], and an extend fails so too. Off by
-    /// default.
-    ///
-    /// Redis replicates asynchronously: without this, a primary that dies right after a
-    /// grant may take the lock with it, and the replica promoted in its place lets a second
-    /// owner in (the failover hold and fencing tokens are the protection then). With it, a
-    /// lock is only granted once it is on `replicas` replicas, so promoting one of them keeps
-    /// it. The cost: every grant waits for a replica's round trip, and the store's shared
-    /// connection waits with it. `timeout` must be shorter than the time bound
-    /// ([`op_timeout`](Self::op_timeout)); `replicas` and `timeout` must not be zero.
-    ///
-    /// **How many replicas to run**: grants need `replicas` replicas connected to the
-    /// primary, also after a failover, when one of them has become the primary and the
-    /// others must reconnect to it. So run at least `replicas + 1` replicas for grants to
-    /// go on after a failover (one promoted, `replicas` left to confirm); with exactly
-    /// `replicas`, no lock is granted after a failover until a replica is added. The client
-    /// warns when it connects to, or fails over to, a primary with fewer replicas
-    /// connected than it waits for.
-    ///
-    /// ```no_run
-    /// # #[tokio::main]
-    /// # async fn main() -> Result<(), lock_runtime::LockError> {
-    /// use std::time::Duration;
-    ///
-    /// let backend = lock_runtime::Backend::builder()
-    ///     .replicas_acknowledge(1, Duration::from_millis(100))
-    ///     .redis_sentinel(["10.0.0.5:26379", "10.0.0.6:26379", "10.0.0.7:26379"], "locks")
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    #[must_use]
-    pub fn replicas_acknowledge(mut self, replicas: u32, timeout: Duration) -> Self {
-        self.redis.replicas = Some((replicas, timeout));
-        self
-    }
-
-    /// How long a Redis backend stays subscribed to the release notifications of a lock
-    /// nobody in this process waits for any more ([`DEFAULT_NOTIFICATION_IDLE`] by
-    /// default), in case a waiter comes back.
-    #[must_use]
-    pub fn notification_idle(mut self, idle: Duration) -> Self {
-        self.redis.notification_idle = idle;
+        self.connect.health_interval = every;
         self
     }
 
@@ -285,6 +206,27 @@ impl BackendBuilder {
         Ok(Backend::new(store, self.prefix.into(), self.op_timeout))
     }
 
+    /// What a store that connects is set up with, checked (after [`check`](Self::check)).
+    #[cfg(any(feature = "redis", feature = "postgres"))]
+    fn connect_settings(&self) -> Result<ConnectSettings, LockError> {
+        self.check()?;
+        if self.connect.health_interval.is_zero() {
+            return Err(LockError::invalid(
+                "the health check interval must not be zero",
+            ));
+        }
+        if let Some(longest) = self.connect.restart_guard.filter(|t| *t > crate::MAX_TTL) {
+            return Err(LockError::invalid(format!(
+                "restart_guard(Some({longest:?})): the longest TTL may be at most a year (as \
+                 a lock's TTL), or no lock would ever be granted again after a restart"
+            )));
+        }
+        Ok(ConnectSettings {
+            bound: self.op_timeout,
+            ..self.connect.clone()
+        })
+    }
+
     fn check(&self) -> Result<(), LockError> {
         if self.prefix.len() > crate::MAX_PREFIX_LEN {
             return Err(LockError::invalid(format!(
@@ -338,6 +280,50 @@ mod tests {
         match refused {
             Err(crate::LockError::InvalidInput(why)) => why,
             other => panic!("{url}: {other:?}"),
+        }
+    }
+
+    /// Each store's options are checked by the store before any connection: settings that
+    /// cannot work are refused at once (no server listens on these addresses).
+    #[test]
+    fn each_stores_options_are_checked_before_connecting() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        #[allow(unused_mut)]
+        let mut refusals: Vec<(super::BackendBuilder, &str, &str)> = Vec::new();
+        #[cfg(feature = "redis")]
+        refusals.push((
+            super::BackendBuilder::default().redis_options(
+                crate::store::RedisOptions::new()
+                    .replicas_acknowledge(1, std::time::Duration::from_secs(5)),
+            ),
+            "redis://127.0.0.1:1",
+            "shorter than the time bound",
+        ));
+        #[cfg(feature = "postgres")]
+        refusals.push((
+            super::BackendBuilder::default()
+                .postgres_options(crate::store::PostgresOptions::new().table("Locks; drop")),
+            "postgres://app@127.0.0.1:1/app",
+            "Locks; drop",
+        ));
+        #[cfg(feature = "zookeeper")]
+        refusals.push((
+            super::BackendBuilder::default().zookeeper_options(
+                crate::store::ZooKeeperOptions::new().session_timeout(std::time::Duration::ZERO),
+            ),
+            "zookeeper://127.0.0.1:1",
+            "session timeout must not be zero",
+        ));
+        for (builder, url, says) in refusals {
+            match runtime.block_on(builder.connect(url)) {
+                Err(crate::LockError::InvalidInput(why)) => {
+                    assert!(why.contains(says), "{url}: {why}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
         }
     }
 

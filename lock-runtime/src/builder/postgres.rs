@@ -1,21 +1,26 @@
 //! The PostgreSQL part of [`BackendBuilder`].
 
 use super::BackendBuilder;
-use crate::{backend::Backend, error::LockError, redact};
-
-/// The table PostgreSQL locks live in unless configured otherwise, in the connection's
-/// search path.
-pub const DEFAULT_POSTGRES_TABLE: &str = "distributed_locks";
+use crate::{backend::Backend, error::LockError, redact, store::PostgresOptions};
 
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 impl BackendBuilder {
+    /// The settings only the PostgreSQL store has, all at once (replacing the table set
+    /// before with [`postgres_table`](Self::postgres_table)).
+    #[must_use]
+    pub fn postgres_options(mut self, options: PostgresOptions) -> Self {
+        self.postgres = options;
+        self
+    }
+
     /// The table PostgreSQL locks live in: `table` or `schema.table`, lowercase letters,
-    /// digits and `_` ([`DEFAULT_POSTGRES_TABLE`] by default). Its fencing sequence is
+    /// digits and `_` ([`DEFAULT_POSTGRES_TABLE`](crate::DEFAULT_POSTGRES_TABLE) by
+    /// default). Its fencing sequence is
     /// `<table>_fence` and its expiry index `<table>_expires`; release notifications go on
     /// the channel named after the table (`schema_table` with a schema).
     #[must_use]
     pub fn postgres_table(mut self, table: impl Into<String>) -> Self {
-        self.postgres_table = table.into();
+        self.postgres = self.postgres.table(table);
         self
     }
 
@@ -64,15 +69,10 @@ impl BackendBuilder {
     /// # Ok(()) }
     /// ```
     pub async fn postgres(self, url: &str) -> Result<Backend, LockError> {
-        self.check()?;
+        let common = self.connect_settings()?;
+        let table = self.postgres.checked_table()?.to_owned();
         {
-            use crate::store::postgres::{check_table, PostgresSettings, PostgresStore};
-            check_table(&self.postgres_table).map_err(LockError::invalid)?;
-            if self.redis.health_interval.is_zero() {
-                return Err(LockError::invalid(
-                    "the health check interval must not be zero",
-                ));
-            }
+            use crate::store::postgres::{PostgresSettings, PostgresStore};
             let config: tokio_postgres::Config =
                 url.parse().map_err(|e: tokio_postgres::Error| {
                     let detail = redact::scrub(&e.to_string(), redact::password(url));
@@ -83,10 +83,10 @@ impl BackendBuilder {
                 })?;
             let store = PostgresStore::connect(PostgresSettings {
                 config,
-                table: self.postgres_table.clone(),
-                bound: self.op_timeout,
-                health_interval: self.redis.health_interval,
-                restart_guard: self.redis.restart_guard,
+                table,
+                bound: common.bound,
+                health_interval: common.health_interval,
+                restart_guard: common.restart_guard,
                 tls_root: self.tls_root.clone(),
             })
             .await?;

@@ -2,14 +2,96 @@
 //! Redlock.
 
 use super::BackendBuilder;
+use std::time::Duration;
+
 use crate::{
     backend::Backend,
     error::LockError,
-    store::{ConnectSettings, RedisStore},
+    store::{RedisOptions, RedisStore},
 };
 
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 impl BackendBuilder {
+    /// The settings only Redis stores have, all at once (replacing those set before, one
+    /// by one, with [`replicas_acknowledge`](Self::replicas_acknowledge),
+    /// [`notification_idle`](Self::notification_idle) and
+    /// [`restart_guard_on_connect`](Self::restart_guard_on_connect)).
+    #[must_use]
+    pub fn redis_options(mut self, options: RedisOptions) -> Self {
+        self.redis = options;
+        self
+    }
+
+    /// Also hold grants when connecting for the first time to a server that has been up
+    /// for less than the longest TTL: it may have restarted and lost locks that holders
+    /// elsewhere still use.
+    ///
+    /// Off by default for one Redis server, Sentinel and Cluster; **on by default for
+    /// Redlock** ([`redlock`](Self::redlock)), where a server that restarted empty, with
+    /// another that was down while a holder acquired, would otherwise let a process started
+    /// after the restart be granted a lock that is still held. Its cost: every process that
+    /// starts within a TTL of a fresh Redis server (a deploy of both, a test suite) waits
+    /// that long (acquires answer [`LockError::Recovering`]) before that server counts
+    /// towards its grants; with Redlock, only as long as fewer than a majority of servers
+    /// are older than the longest TTL. Without it, a process that first connects after a
+    /// restart cannot tell that the restart happened; on one server, fencing tokens still
+    /// protect resources, since they never go backwards (they are at least the server's
+    /// clock in microseconds).
+    #[must_use]
+    pub fn restart_guard_on_connect(mut self, strict: bool) -> Self {
+        self.redis = self.redis.restart_guard_on_connect(strict);
+        self
+    }
+
+    /// Grants a lock (and counts an extension) only once `replicas` replicas of the Redis
+    /// primary confirmed the write, waiting at most `timeout` for them (`WAIT`, sent in the
+    /// same round trip as the common `SET`; on a cluster, sent to the lock's primary right
+    /// after). If fewer confirm, the acquire takes the key back
+    /// and fails with [`LockError::NotReplicated`], and an extend fails so too. Off by
+    /// default.
+    ///
+    /// Redis replicates asynchronously: without this, a primary that dies right after a
+    /// grant may take the lock with it, and the replica promoted in its place lets a second
+    /// owner in (the failover hold and fencing tokens are the protection then). With it, a
+    /// lock is only granted once it is on `replicas` replicas, so promoting one of them keeps
+    /// it. The cost: every grant waits for a replica's round trip, and the store's shared
+    /// connection waits with it. `timeout` must be shorter than the time bound
+    /// ([`op_timeout`](Self::op_timeout)); `replicas` and `timeout` must not be zero.
+    ///
+    /// **How many replicas to run**: grants need `replicas` replicas connected to the
+    /// primary, also after a failover, when one of them has become the primary and the
+    /// others must reconnect to it. So run at least `replicas + 1` replicas for grants to
+    /// go on after a failover (one promoted, `replicas` left to confirm); with exactly
+    /// `replicas`, no lock is granted after a failover until a replica is added. The client
+    /// warns when it connects to, or fails over to, a primary with fewer replicas
+    /// connected than it waits for.
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), lock_runtime::LockError> {
+    /// use std::time::Duration;
+    ///
+    /// let backend = lock_runtime::Backend::builder()
+    ///     .replicas_acknowledge(1, Duration::from_millis(100))
+    ///     .redis_sentinel(["10.0.0.5:26379", "10.0.0.6:26379", "10.0.0.7:26379"], "locks")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn replicas_acknowledge(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.redis = self.redis.replicas_acknowledge(replicas, timeout);
+        self
+    }
+
+    /// How long a Redis backend stays subscribed to the release notifications of a lock
+    /// nobody in this process waits for any more ([`DEFAULT_NOTIFICATION_IDLE`](crate::store::DEFAULT_NOTIFICATION_IDLE) by
+    /// default), in case a waiter comes back.
+    #[must_use]
+    pub fn notification_idle(mut self, idle: Duration) -> Self {
+        self.redis = self.redis.notification_idle(idle);
+        self
+    }
+
     /// Connects to Redis at `url` (`redis://`, `rediss://`, `redis+unix://` or `unix://`), to
     /// the primary that Redis Sentinels name
     /// (`redis+sentinel://[user:password@]host:port,host:port/service-name`; the user and
@@ -40,22 +122,12 @@ impl BackendBuilder {
                 )));
             }
         }
-        self.check_redis()?;
+        let settings = self.redis.settings(&self.connect_settings()?, false)?;
         if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") {
-            let settings = ConnectSettings {
-                bound: self.op_timeout,
-                strict: self.strict.unwrap_or(false),
-                ..self.redis.clone()
-            };
             let store = crate::store::redis::cluster(url, self.tls_root.clone(), &settings).await?;
             return self.boxed_store(store);
         }
         let endpoint = crate::store::redis::endpoint(url, self.tls_root.clone())?;
-        let settings = ConnectSettings {
-            bound: self.op_timeout,
-            strict: self.strict.unwrap_or(false),
-            ..self.redis.clone()
-        };
         let store = RedisStore::connect(endpoint, crate::redact::password(url), settings).await?;
         self.store(store)
     }
@@ -145,51 +217,13 @@ impl BackendBuilder {
         self,
         urls: impl IntoIterator<Item = S>,
     ) -> Result<Backend, LockError> {
-        self.check()?;
-        self.check_redis()?;
+        // The restart hold on connect is on by default for Redlock.
+        let settings = self.redis.settings(&self.connect_settings()?, true)?;
         let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
-        let settings = ConnectSettings {
-            bound: self.op_timeout,
-            strict: self.strict.unwrap_or(true),
-            ..self.redis.clone()
-        };
         let store =
             crate::store::redlock::RedlockStore::connect(&urls, self.tls_root.clone(), settings)
                 .await?;
         self.store(store)
-    }
-
-    /// What every Redis store checks of its settings.
-    fn check_redis(&self) -> Result<(), LockError> {
-        self.check()?;
-        if self.redis.health_interval.is_zero() {
-            return Err(LockError::invalid(
-                "the health check interval must not be zero",
-            ));
-        }
-        if let Some(longest) = self.redis.restart_guard.filter(|t| *t > crate::MAX_TTL) {
-            return Err(LockError::invalid(format!(
-                "restart_guard(Some({longest:?})): the longest TTL may be at most a year (as \
-                 a lock's TTL), or no lock would ever be granted again after a restart"
-            )));
-        }
-        self.check_replicas()
-    }
-
-    fn check_replicas(&self) -> Result<(), LockError> {
-        match self.redis.replicas {
-            Some((replicas, timeout))
-                if replicas == 0 || timeout.is_zero() || timeout >= self.op_timeout =>
-            {
-                Err(LockError::invalid(format!(
-                    "replicas_acknowledge({replicas}, {timeout:?}): the replica count and the \
-                     timeout must not be zero, and the timeout must be shorter than the time \
-                     bound ({:?})",
-                    self.op_timeout
-                )))
-            }
-            _ => Ok(()),
-        }
     }
 }
 

@@ -3,43 +3,27 @@
 use std::time::Duration;
 
 use super::BackendBuilder;
-use crate::{backend::Backend, error::LockError};
-
-/// The ZooKeeper session timeout unless configured otherwise. It is also the shortest TTL a
-/// lock on ZooKeeper may ask for.
-pub const DEFAULT_ZOOKEEPER_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
-
-/// The directory locks live under unless configured otherwise.
-const DEFAULT_ROOT: &str = "/locks";
-
-#[derive(Debug, Clone)]
-pub(super) struct Settings {
-    session_timeout: Duration,
-    root: String,
-    rw_writers: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            session_timeout: DEFAULT_ZOOKEEPER_SESSION_TIMEOUT,
-            root: DEFAULT_ROOT.to_owned(),
-            rw_writers: false,
-        }
-    }
-}
+use crate::{backend::Backend, error::LockError, store::ZooKeeperOptions};
 
 #[cfg_attr(docsrs, doc(cfg(feature = "zookeeper")))]
 impl BackendBuilder {
+    /// The settings only the ZooKeeper store has, all at once (replacing those set before,
+    /// one by one, with the `zookeeper_` methods).
+    #[must_use]
+    pub fn zookeeper_options(mut self, options: ZooKeeperOptions) -> Self {
+        self.zookeeper = options;
+        self
+    }
+
     /// The session timeout a ZooKeeper backend asks for
-    /// ([`DEFAULT_ZOOKEEPER_SESSION_TIMEOUT`] by default; the server may grant another within
+    /// ([`DEFAULT_ZOOKEEPER_SESSION_TIMEOUT`](crate::DEFAULT_ZOOKEEPER_SESSION_TIMEOUT) by default; the server may grant another within
     /// its `minSessionTimeout`/`maxSessionTimeout`). A holder whose process dies keeps its
     /// locks until ZooKeeper ends its session, this long after it last heard from it; every
     /// lock's TTL must therefore be at least the granted timeout, or the acquire fails with
     /// [`LockError::InvalidInput`].
     #[must_use]
     pub fn zookeeper_session_timeout(mut self, timeout: Duration) -> Self {
-        self.zookeeper.session_timeout = timeout;
+        self.zookeeper = self.zookeeper.session_timeout(timeout);
         self
     }
 
@@ -49,7 +33,7 @@ impl BackendBuilder {
     /// applications with a root or a chroot of their own.
     #[must_use]
     pub fn zookeeper_root(mut self, root: impl Into<String>) -> Self {
-        self.zookeeper.root = root.into();
+        self.zookeeper = self.zookeeper.root(root);
         self
     }
 
@@ -62,7 +46,7 @@ impl BackendBuilder {
     /// recipes do not see each other's nodes: pick the one they use on those paths.
     #[must_use]
     pub fn zookeeper_curator_write_lock(mut self, write_lock: bool) -> Self {
-        self.zookeeper.rw_writers = write_lock;
+        self.zookeeper = self.zookeeper.curator_write_lock(write_lock);
         self
     }
 
@@ -100,11 +84,7 @@ impl BackendBuilder {
     /// ```
     pub async fn zookeeper(self, hosts: &str) -> Result<Backend, LockError> {
         self.check()?;
-        if self.zookeeper.session_timeout.is_zero() {
-            return Err(LockError::invalid(
-                "the ZooKeeper session timeout must not be zero",
-            ));
-        }
+        self.zookeeper.check()?;
         if hosts.is_empty()
             || hosts.starts_with('/')
             || hosts
@@ -120,13 +100,11 @@ impl BackendBuilder {
         }
         {
             use crate::store::zookeeper::{ZooKeeperSettings, ZooKeeperStore};
-            let store = ZooKeeperStore::connect(ZooKeeperSettings {
-                hosts: hosts.to_owned(),
-                root: self.zookeeper.root.clone(),
-                session_timeout: self.zookeeper.session_timeout,
-                bound: self.op_timeout,
-                rw_writers: self.zookeeper.rw_writers,
-            })
+            let store = ZooKeeperStore::connect(ZooKeeperSettings::new(
+                hosts,
+                &self.zookeeper,
+                self.op_timeout,
+            ))
             .await?;
             self.store(store)
         }

@@ -131,22 +131,15 @@ mod tests {
     }
 }
 
-/// What a store that connects is set up with (see [`BackendBuilder`](crate::BackendBuilder)):
-/// its time bound, restart hold and health checks (every such store), and Redis' idle
-/// notification channels and replica acknowledgements.
+/// What every store that connects is set up with (see
+/// [`BackendBuilder`](crate::BackendBuilder)): its time bound, restart hold and health
+/// checks. Each store's own settings are its options type.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
 pub(crate) struct ConnectSettings {
     /// The time bound on one call.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) bound: Duration,
     /// The restart hold's floor; `None`: no hold.
     pub(crate) restart_guard: Option<Duration>,
-    /// Hold at first connect too, for a server up for less than the longest TTL.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) strict: bool,
     pub(crate) health_interval: Duration,
-    pub(crate) notification_idle: Duration,
-    /// Grant and extend only once this many replicas confirmed the write, waiting at most
-    /// this long (`WAIT`).
-    pub(crate) replicas: Option<(u32, Duration)>,
 }

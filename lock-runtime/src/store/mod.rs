@@ -32,9 +32,15 @@ pub(crate) use self::common::{braced_key, braced_name, ttl_millis};
 pub(crate) use self::common::{
     drift_margin, glob_matches, mismatch, shared_held, ConnectSettings, WRITER_WAITING,
 };
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use self::postgres::{PostgresOptions, DEFAULT_POSTGRES_TABLE};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisOptions, RedisStore, DEFAULT_NOTIFICATION_IDLE};
+#[cfg(feature = "zookeeper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "zookeeper")))]
+pub use self::zookeeper::{ZooKeeperOptions, DEFAULT_ZOOKEEPER_SESSION_TIMEOUT};
 pub use self::{
     capabilities::Capabilities,
     failure::{Operation, StoreError},

@@ -3,7 +3,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use lock_runtime::{store::MemoryStore, Backend, BackendBuilder};
+use lock_runtime::{
+    store::{MemoryStore, PostgresOptions, ZooKeeperOptions},
+    Backend, BackendBuilder,
+};
 use lock_tests::{
     postgres_url, unique_table, PrivateCluster, Proxy, RedisCluster, RedisServer, RedlockServers,
     Sentinel, ZooKeeperServer,
@@ -89,7 +92,7 @@ fn settings(prefix: &str) -> BackendBuilder {
         .prefix(format!("{prefix}:"))
         .op_timeout(Duration::from_secs(1))
         .health_interval(Duration::from_millis(200))
-        .zookeeper_session_timeout(ZOOKEEPER_SESSION)
+        .zookeeper_options(ZooKeeperOptions::new().session_timeout(ZOOKEEPER_SESSION))
         // The servers are fresh: no hold for their youth (on by default for Redlock).
         .restart_guard_on_connect(false)
 }
@@ -351,7 +354,7 @@ impl Servers for Postgres {
     }
 
     fn settings(&self, builder: BackendBuilder) -> BackendBuilder {
-        builder.postgres_table(self.table.clone())
+        builder.postgres_options(PostgresOptions::new().table(self.table.clone()))
     }
 
     async fn proxied(&self) -> Result<Proxied, &'static str> {

@@ -56,11 +56,13 @@ mod connect;
 mod health;
 mod listen;
 mod operate;
+mod options;
 mod pipeline;
 mod shared;
 mod sql;
 
-pub(crate) use self::sql::check_table;
+pub use self::options::{PostgresOptions, DEFAULT_POSTGRES_TABLE};
+use self::sql::check_table;
 
 /// How many acquisitions pass between two sweeps of long-expired rows.
 const SWEEP_EVERY: u64 = 1024;

@@ -26,9 +26,9 @@ use std::{
 use arc_swap::ArcSwap;
 use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, RedisError};
 
+use super::RedisSettings;
 use super::{alive::RuntimeAlive, endpoint::Endpoint, script::Floor};
 use crate::store::hold::RestartHold;
-use crate::store::ConnectSettings;
 
 /// How far behind the highest clock or token seen a server's clock may be before it is
 /// warned about (the health checks are this far apart at most, on the default interval).
@@ -105,7 +105,7 @@ impl Connection {
     /// is reported now, and starts the health checks on the current runtime.
     pub(crate) async fn open(
         endpoint: Endpoint,
-        settings: &ConnectSettings,
+        settings: &RedisSettings,
     ) -> Result<Arc<Self>, Option<RedisError>> {
         let bound = settings.bound;
         let config = AsyncConnectionConfig::new()

@@ -22,6 +22,7 @@ use std::{sync::Arc, time::Duration};
 
 use redis::{aio::MultiplexedConnection, Value};
 
+pub use self::options::{RedisOptions, DEFAULT_NOTIFICATION_IDLE};
 #[cfg(feature = "cluster")]
 use self::url::TlsConfig;
 use self::{
@@ -32,11 +33,12 @@ use self::{
 };
 pub(crate) use self::{
     endpoint::Endpoint,
+    options::RedisSettings,
     url::{cluster, endpoint},
 };
 use super::{
-    braced_key, braced_name, AcquireRequest, Attempt, Capabilities, ConnectSettings, Operators,
-    SeveralKeys, SharedLocks, Store, StoreError, StoreFuture, Together, TogetherFuture, Watch,
+    braced_key, braced_name, AcquireRequest, Attempt, Capabilities, Operators, SeveralKeys,
+    SharedLocks, Store, StoreError, StoreFuture, Together, TogetherFuture, Watch,
 };
 use crate::{error::LockError, redact, store::Operation, token::Token};
 
@@ -47,6 +49,7 @@ mod command;
 mod conn;
 mod endpoint;
 mod operate;
+mod options;
 mod pubsub;
 mod script;
 mod shared;
@@ -114,7 +117,7 @@ impl RedisStore {
     pub(crate) async fn connect(
         endpoint: Endpoint,
         password: Option<&str>,
-        settings: ConnectSettings,
+        settings: RedisSettings,
     ) -> Result<Self, LockError> {
         let bound = settings.bound;
         let conn = Connection::open(endpoint.clone(), &settings)

@@ -6,7 +6,7 @@ use super::Endpoint;
 use crate::{
     error::LockError,
     redact,
-    store::{ConnectSettings, Store},
+    store::{redis::RedisSettings, Store},
 };
 
 /// Where `url` points: one server (for `rediss://`, over TLS, trusting `tls_root` (PEM) if
@@ -53,7 +53,7 @@ pub(super) fn client(url: &str, tls_root: Option<Vec<u8>>) -> Result<redis::Clie
 pub(crate) async fn cluster(
     url: &str,
     tls_root: Option<Vec<u8>>,
-    settings: &ConnectSettings,
+    settings: &RedisSettings,
 ) -> Result<Box<dyn Store>, LockError> {
     let (tls, rest) = match url.strip_prefix("rediss+cluster://") {
         Some(rest) => (true, rest),

@@ -8,8 +8,8 @@ use crate::{
     error::LockError,
     redact,
     store::{
-        redis::{endpoint, Endpoint},
-        ConnectSettings, Operation, RedisStore, StoreError,
+        redis::{endpoint, Endpoint, RedisSettings},
+        Operation, RedisStore, StoreError,
     },
 };
 
@@ -20,7 +20,7 @@ impl RedlockStore {
     pub(crate) async fn connect(
         urls: &[String],
         tls_root: Option<Vec<u8>>,
-        settings: ConnectSettings,
+        settings: RedisSettings,
     ) -> Result<Self, LockError> {
         if urls.is_empty() {
             return Err(LockError::invalid(
@@ -95,7 +95,7 @@ impl RedlockStore {
                 %error,
                 "a Redlock server is unreachable; connecting to it in the background"
             );
-            let late = ConnectSettings {
+            let late = RedisSettings {
                 // It may have restarted while out of reach: hold it back if it is young.
                 strict: true,
                 ..settings.clone()
@@ -123,7 +123,7 @@ async fn connect_later(
     index: usize,
     endpoint: Endpoint,
     url: String,
-    settings: ConnectSettings,
+    settings: RedisSettings,
 ) {
     loop {
         tokio::time::sleep(RECONNECT_EVERY).await;

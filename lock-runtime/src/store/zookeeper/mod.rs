@@ -48,11 +48,14 @@ use crate::{error::LockError, store::Operation, token::Token};
 mod home;
 mod nodes;
 mod operate;
+mod options;
 mod path;
 mod release;
 mod semaphore;
 mod session;
 mod wake;
+
+pub use self::options::{ZooKeeperOptions, DEFAULT_ZOOKEEPER_SESSION_TIMEOUT};
 
 /// What a ZooKeeper store is set up with (see [`BackendBuilder`](crate::BackendBuilder)).
 #[derive(Debug, Clone)]

@@ -53,8 +53,8 @@ use crate::{
     error::LockError,
     redact,
     store::{
-        AcquireRequest, Attempt, ConnectSettings, Operation, Operators, SeveralKeys, SharedLocks,
-        Store, StoreError, StoreFuture, Watch,
+        redis::RedisSettings, AcquireRequest, Attempt, Operation, Operators, SeveralKeys,
+        SharedLocks, Store, StoreError, StoreFuture, Watch,
     },
     token::Token,
 };
@@ -111,7 +111,7 @@ impl ClusterStore {
         seeds: Vec<String>,
         password: Option<&str>,
         tls: Option<TlsConfig>,
-        settings: &ConnectSettings,
+        settings: &RedisSettings,
     ) -> Result<Self, LockError> {
         let bound = settings.bound;
         let channels = Arc::new(Channels::default());
