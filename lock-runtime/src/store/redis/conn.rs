@@ -27,7 +27,12 @@ use arc_swap::ArcSwap;
 use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, RedisError};
 
 use super::RedisSettings;
-use super::{alive::RuntimeAlive, endpoint::Endpoint, script::Floor};
+use super::{
+    alive::RuntimeAlive,
+    endpoint::Endpoint,
+    info::{info, warn_if_evicting, Identity, Info},
+    script::Floor,
+};
 use crate::store::hold::RestartHold;
 
 /// How far behind the highest clock or token seen a server's clock may be before it is
@@ -78,26 +83,6 @@ struct Server {
     identity: Option<Identity>,
     /// The `maxmemory-policy` last seen, so a bad one is warned about once.
     eviction_policy: String,
-}
-
-/// Who a server is: its process and its replication history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Identity {
-    run_id: String,
-    replication_id: String,
-}
-
-/// What `INFO` says.
-#[derive(Debug)]
-struct Info {
-    identity: Identity,
-    uptime: Duration,
-    replica: bool,
-    eviction_policy: String,
-    /// `server_time_usec`: the server's clock.
-    clock_us: u64,
-    /// `connected_slaves`: the replicas connected to it now.
-    replicas: u32,
 }
 
 impl Connection {
@@ -436,43 +421,4 @@ async fn connect(
         .await?;
     let info = info(&mut conn).await?;
     Ok((conn, info))
-}
-
-/// `INFO`, read; `None` where the user may not call it.
-async fn info(conn: &mut MultiplexedConnection) -> Result<Option<Info>, RedisError> {
-    let text: String = match redis::cmd("INFO").query_async(conn).await {
-        Ok(text) => text,
-        Err(e) if e.code() == Some("NOPERM") => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-            .map(str::trim)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    Ok(Some(Info {
-        identity: Identity {
-            run_id: field("run_id"),
-            replication_id: field("master_replid"),
-        },
-        uptime: Duration::from_secs(field("uptime_in_seconds").parse().unwrap_or(0)),
-        replica: field("role") == "slave",
-        eviction_policy: field("maxmemory_policy"),
-        clock_us: field("server_time_usec").parse().unwrap_or(0),
-        replicas: field("connected_slaves").parse().unwrap_or(0),
-    }))
-}
-
-/// Lock keys always carry a TTL, so every `volatile-*` policy can evict a held lock under
-/// memory pressure, and so can every `allkeys-*` policy.
-fn warn_if_evicting(policy: &str) {
-    if policy.starts_with("volatile-") || policy.starts_with("allkeys-") {
-        tracing::warn!(
-            policy,
-            "the lock store's maxmemory-policy can evict lock keys under memory pressure, \
-             freeing locks that are still held; use `noeviction` for the lock store"
-        );
-    }
 }

@@ -48,6 +48,7 @@ mod cluster;
 mod command;
 mod conn;
 mod endpoint;
+mod info;
 mod operate;
 mod options;
 mod pubsub;
