@@ -65,33 +65,6 @@ async fn a_release_wakes_a_waiter_through_the_shard_that_holds_the_lock() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tasks_of_two_clients_never_hold_one_lock_at_once() {
-    let cluster = RedisCluster::start(3, 0).await;
-    let clients = [backend(&cluster).await, backend(&cluster).await];
-    let inside = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU32::new(0));
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let (client, inside, done) = (clients[i % 2].clone(), inside.clone(), done.clone());
-        tasks.push(tokio::spawn(async move {
-            let options = LockOptions::new(Duration::from_secs(10)).wait(Duration::from_secs(20));
-            for _ in 0..10 {
-                let guard = client.acquire("shared", &options).await.expect("acquire");
-                assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                inside.store(false, Ordering::SeqCst);
-                guard.release().await.expect("release");
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.expect("task");
-    }
-    assert_eq!(done.load(Ordering::Relaxed), 80);
-}
-
 /// Moves the slot of `key` from the node that serves it to another, the way
 /// `redis-cli --cluster reshard` does: mark it importing and migrating, `MIGRATE` its keys
 /// in small batches (clients meanwhile get `ASK` for keys already moved), then give it to
