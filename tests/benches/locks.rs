@@ -19,6 +19,9 @@
 //! - S1 and S2 with no metrics recorder and with `metrics-exporter-prometheus` installed
 //!   (`BENCH_ONLY=metrics`), each side in its own process, against the floor.
 //! - S1, S2 and S3h again against a 3-primary Redis Cluster (`BENCH_ONLY=cluster`).
+//! - S1 and S2 against a floor that sends the library's own commands (`SET` with a value as
+//!   long as the library's token and holder record, and a release script that also
+//!   publishes) (`BENCH_ONLY=same`): what is left is how commands reach the server.
 //! - Lock kinds (`BENCH_ONLY=kinds`): a cycle of two keys at once against a hand-written
 //!   floor (one script that sets both keys if both are free, one that deletes both) and
 //!   against the library's one-key cycle; a semaphore permit's and a read lock's cycle
@@ -54,6 +57,18 @@ use redis::{aio::MultiplexedConnection, AsyncCommands as _, Script};
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// The floor that sends what the library sends: compare the value's token prefix, delete,
+/// publish on the key's channel (GET, DEL, PUBLISH inside one EVALSHA).
+const RELEASE_PUBLISH: &str = r"
+local value = redis.call('GET', KEYS[1])
+if value and string.find(value, ARGV[1], 1, true) == 1 then
+    redis.call('DEL', KEYS[1])
+    redis.call('PUBLISH', KEYS[1], '')
+    return 1
 end
 return 0
 ";
@@ -750,6 +765,53 @@ async fn cycles_child(args: &[String]) {
             })
             .await
         }
+        "floor5" => {
+            // The library's value: its token and holder record, as long as the library
+            // writes it (read back from a lock the library takes once).
+            let value_len = {
+                let backend = fresh_servers().connect(url).await.expect("lib connection");
+                let guard = backend
+                    .acquire("bench:probe", &OPTIONS)
+                    .await
+                    .expect("probe");
+                let mut conn = Floor::connect(url).await.conn;
+                let value: String = redis::cmd("GET")
+                    .arg(backend.key_for("bench:probe"))
+                    .query_async(&mut conn)
+                    .await
+                    .expect("the probe's value");
+                guard.release().await.expect("release the probe");
+                value.len()
+            };
+            let floor = Floor::connect(url).await;
+            let release = Arc::new(Script::new(RELEASE_PUBLISH));
+            measure(tasks, length, server, move |i| {
+                let (mut conn, release) = (floor.conn.clone(), release.clone());
+                async move {
+                    let key = format!("lock:{{bench:{i}}}");
+                    let token = floor_token();
+                    let value = format!("{token:-<value_len$}");
+                    let set: redis::Value = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&value)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(10_000)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("floor5 SET");
+                    assert_eq!(set, redis::Value::Okay, "floor5: the key was taken");
+                    let deleted: i64 = release
+                        .key(&key)
+                        .arg(&token)
+                        .invoke_async(&mut conn)
+                        .await
+                        .expect("floor5 release");
+                    assert_eq!(deleted, 1);
+                }
+            })
+            .await
+        }
         "floor2" => {
             let floor = Floor::connect(url).await;
             let (acquire, release) = (
@@ -1024,6 +1086,32 @@ fn kinds_row(name: &str, names: [&str; 3], [first, second, third]: &[Measured; 3
     );
 }
 
+/// The floor, the floor sending the library's commands and value length (`floor5`), and
+/// the library: rate, client and server CPU per cycle, and the library against `floor5`.
+fn same_row(name: &str, [floor, same, lib]: &[Measured; 3]) {
+    if floor.cycles == 0 {
+        return;
+    }
+    let side = |m: &Measured| {
+        format!(
+            "{:.0}/s cpu {:.1} srv {:.1}",
+            m.per_second(),
+            m.cpu_per_cycle_us(),
+            m.server_cpu_per_cycle_us()
+        )
+    };
+    println!(
+        "{:<24} floor {} | floor5 {} | lib {} | lib/floor5 {:.2}x, cpu {:.2}x, srv {:.2}x",
+        name,
+        side(floor),
+        side(same),
+        side(lib),
+        lib.per_second() / same.per_second(),
+        lib.cpu_per_cycle_us() / same.cpu_per_cycle_us(),
+        lib.server_cpu_per_cycle_us() / same.server_cpu_per_cycle_us(),
+    );
+}
+
 /// The library without and with a metrics recorder (`metrics` feature on in both), each
 /// against the floor.
 fn metrics_row(name: &str, [floor, lib, recorded]: &[Measured; 3]) {
@@ -1125,6 +1213,11 @@ async fn main() {
     let two = ["floor2", "lib2", "lib"];
     let k1 = separate(rounds_of("kinds"), &single, &two, 1, slice).await;
     let k2 = separate(rounds_of("kinds"), &single, &two, 64, slice).await;
+    // The floor sending the library's commands (with PUBLISH) and a value as long as the
+    // library's: what is left between them is how commands reach the server.
+    let same = ["floor", "floor5", "lib"];
+    let f1 = separate(rounds_of("same"), &single, &same, 1, slice).await;
+    let f2 = separate(rounds_of("same"), &single, &same, 64, slice).await;
     let shared = ["lib", "libsem", "libread"];
     let k3 = separate(rounds_of("kinds"), &single, &shared, 1, slice).await;
     let k4 = separate(rounds_of("kinds"), &single, &shared, 64, slice).await;
@@ -1320,6 +1413,8 @@ async fn main() {
     separate_row("S2   zookeeper", &z2);
     metrics_row("S1   no recorder / Prometheus", &m1);
     metrics_row("S2   no recorder / Prometheus", &m2);
+    same_row("S1   same commands", &f1);
+    same_row("S2   same commands", &f2);
     kinds_row("2 keys, 1 task", ["floor2", "lib2", "lib1"], &k1);
     kinds_row("2 keys, 64 tasks", ["floor2", "lib2", "lib1"], &k2);
     kinds_row("permit/read, 1 task", ["lock", "permit", "read"], &k3);
