@@ -174,9 +174,8 @@ impl LockGuard {
     /// `Ok(())` means it was ours until this call; [`LockError::Lost`] means the lease had
     /// run out (and perhaps another owner held the lock), so whatever ran under it was not
     /// protected to the end.
-    pub async fn release(mut self) -> Result<(), LockError> {
+    pub async fn release(self) -> Result<(), LockError> {
         let span = tracing::debug_span!("lock.release", key = self.key());
-        let held = self.acquired_at.elapsed();
         let call = self
             .backend
             .store_release(&self.store_key, &self.token, self.shared);
@@ -185,7 +184,20 @@ impl LockGuard {
             .bounded(Operation::Release, call)
             .instrument(span.clone())
             .await;
-        // Only now: if this future is dropped before the answer, `Drop` releases again.
+        self.released(outcome, &span)
+    }
+
+    /// What a release call answered for this lock (`outcome`: whether it was still ours),
+    /// settled: counted, the local turn passed on, a failed delete tried again in the
+    /// background.
+    pub(crate) fn released(
+        mut self,
+        outcome: Result<bool, LockError>,
+        span: &tracing::Span,
+    ) -> Result<(), LockError> {
+        let held = self.acquired_at.elapsed();
+        // Only now: if the release call is dropped before the answer, `Drop` releases
+        // again.
         self.settled = true;
         self.metrics.ended(self.acquired_at);
         self.backend.local().pass(&self.store_key, self.generation);
@@ -242,6 +254,16 @@ impl LockGuard {
             // `None` (an unbounded `max_hold`) renews for as long as the body runs.
             until: self.acquired_at.checked_add(options.max_hold_for()),
         }
+    }
+
+    /// The backend the lock was taken through.
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Held as one of several holders (a reader or a permit).
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// The client the lock was taken through (`"default"` for the default client).

@@ -7,7 +7,9 @@
 //! is asked that first: the uncontended path is one
 //! round trip. Otherwise, or when a key is busy, the keys are taken one by one in that
 //! order, each waiting (by notification) for what is left of the wait; an acquisition that
-//! cannot complete releases what it took.
+//! cannot complete releases what it took. Keys taken in one step are released in one
+//! ([`SeveralKeys::release_all`](crate::store::SeveralKeys::release_all): one script),
+//! each still checked against its owner token.
 
 use std::{
     future::Future,
@@ -18,6 +20,7 @@ use std::{
 };
 
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use crate::{
     backend::{check_name, check_ttl, Backend},
@@ -87,11 +90,11 @@ impl MultiGuard {
         Ok(())
     }
 
-    /// Releases every lock, all at once (on one Redis connection, one round trip); the
-    /// first error, if any (every lock is released all the same).
+    /// Releases every lock, all at once (one script on one Redis server, or on a cluster
+    /// whose keys share a slot; else one call per key, sent together); the first error, if
+    /// any (every lock is released all the same).
     pub async fn release(self) -> Result<(), LockError> {
-        let releases = self.guards.into_iter().map(LockGuard::release).collect();
-        join_all(releases)
+        release_all(self.guards)
             .await
             .into_iter()
             .find(Result::is_err)
@@ -239,6 +242,59 @@ impl Backend {
             }
         }
     }
+}
+
+/// Releases `guards` (taken together through one backend): in one store call where the
+/// store can release them in one step (one owner token, exclusive locks), else one release
+/// per guard, run together. Each guard's outcome, in order.
+pub(crate) async fn release_all(guards: Vec<LockGuard>) -> Vec<Result<(), LockError>> {
+    let Some(first) = guards.first().filter(|_| guards.len() > 1) else {
+        return join_all(guards.into_iter().map(LockGuard::release).collect()).await;
+    };
+    let (backend, token) = (first.backend().clone(), *first.token());
+    let together = guards
+        .iter()
+        .all(|g| !g.is_shared() && *g.token() == token && g.backend().id() == backend.id());
+    let span = tracing::debug_span!("lock.release_all", keys = guards.len());
+    let outcome = {
+        let keys: Vec<&str> = guards.iter().map(LockGuard::store_key).collect();
+        let call = together
+            .then(|| backend.store().several_keys())
+            .flatten()
+            .and_then(|several| several.release_all(&keys, &token));
+        match call {
+            Some(call) => Some(
+                backend
+                    .bounded(Operation::Release, call)
+                    .instrument(span.clone())
+                    .await,
+            ),
+            None => None,
+        }
+    };
+    let outcomes: Vec<Result<bool, LockError>> = match outcome {
+        None => return join_all(guards.into_iter().map(LockGuard::release).collect()).await,
+        Some(Ok(released)) if released.len() == guards.len() => {
+            released.into_iter().map(Ok).collect()
+        }
+        Some(Ok(released)) => {
+            let wrong = LockError::Backend {
+                operation: Operation::Release,
+                source: StoreError::from(format!(
+                    "the store answered for {} of {} locks released together",
+                    released.len(),
+                    guards.len()
+                )),
+            };
+            vec![Err(wrong); guards.len()]
+        }
+        Some(Err(error)) => vec![Err(error); guards.len()],
+    };
+    guards
+        .into_iter()
+        .zip(outcomes)
+        .map(|(guard, outcome)| guard.released(outcome, &span))
+        .collect()
 }
 
 /// Runs `futures` together, returning their outputs in order.

@@ -480,7 +480,15 @@ async fn several_keys_on_several_shards_are_taken_in_order() {
         1,
         "one script for both keys"
     );
+    // Released together too: one script, each key published on its shard.
+    let (before, published) = (node.calls("evalsha"), node.calls("spublish"));
     both.release().await.expect("release");
+    assert_eq!(node.calls("evalsha") - before, 1, "one release script");
+    assert_eq!(node.calls("spublish") - published, 2);
+    for name in ["user:7}:a", "user:7}:b"] {
+        let free = b.acquire(name, &options).await.expect("released");
+        free.release().await.expect("release");
+    }
 }
 
 /// Readers and permits run the single server's scripts on the lock's slot: two readers

@@ -30,6 +30,7 @@ on_both_stores!(
     a_vanished_permit_holder_gives_its_permit_back,
     permits_and_readers_renew_and_report_a_lost_lease,
     several_keys_are_taken_all_or_none,
+    several_keys_are_released_together,
     several_keys_in_opposite_orders_never_deadlock,
     several_keys_fence_and_renew_each_key,
     operators_are_told_readers_and_permits_hold_a_key,
@@ -59,6 +60,7 @@ on_postgres!(
     a_vanished_permit_holder_gives_its_permit_back,
     permits_and_readers_renew_and_report_a_lost_lease,
     several_keys_are_taken_all_or_none,
+    several_keys_are_released_together,
     several_keys_in_opposite_orders_never_deadlock,
     several_keys_fence_and_renew_each_key,
     operators_are_told_readers_and_permits_hold_a_key,
@@ -87,6 +89,7 @@ on_zookeeper!(
     a_semaphore_admits_at_most_its_permits,
     a_semaphore_needs_one_permit_count,
     several_keys_are_taken_all_or_none,
+    several_keys_are_released_together,
     several_keys_in_opposite_orders_never_deadlock,
     operators_are_told_readers_and_permits_hold_a_key,
     a_writer_that_leaves_takes_its_mark_back,
@@ -307,6 +310,54 @@ async fn a_vanished_permit_holder_gives_its_permit_back(stores: Stores) {
         "long after the TTL: {after:?}"
     );
     next.release().await.expect("release");
+}
+
+/// Keys taken together are released together (one store call where the store can: one
+/// script on Redis), each against the owner token: a key taken away from the holder
+/// reports `Lost` and stays with its new holder, the others are freed and their waiters
+/// get them.
+async fn several_keys_are_released_together(stores: Stores) {
+    let (a, b) = (&stores.a, &stores.b);
+    let names = ["rel:1", "rel:2", "rel:3"];
+    let all = a.acquire_all(names, &options(30_000)).await.expect("taken");
+    let taken = b.force_release("rel:2").await.expect("force release");
+    assert!(taken.is_some(), "rel:2 was held");
+    let other = b
+        .acquire("rel:2", &options(30_000))
+        .await
+        .expect("rel:2 for b");
+    let waiting = options(30_000).wait(Duration::from_secs(20));
+    let (waiter, w) = (b.clone(), waiting.clone());
+    let waiter = tokio::spawn(async move { waiter.acquire("rel:1", &w).await });
+    let released = all.release().await;
+    assert!(
+        matches!(&released, Err(LockError::Lost { key }) if key == "rel:2"),
+        "{released:?}"
+    );
+    let got = waiter.await.expect("task").expect("the waiter got rel:1");
+    let busy = a.acquire("rel:2", &options(30_000)).await;
+    assert!(
+        matches!(busy, Err(LockError::Busy { .. })),
+        "b keeps rel:2: {busy:?}"
+    );
+    let free = a
+        .acquire("rel:3", &options(30_000))
+        .await
+        .expect("rel:3 is free");
+    for guard in [got, other, free] {
+        guard.release().await.expect("release");
+    }
+
+    // On one Redis server: one script for all three, each key deleted and published.
+    if let Some(server) = &stores.server {
+        let again = a.acquire_all(names, &options(30_000)).await.expect("again");
+        let calls = |c: &str| server.calls(c);
+        let (scripts, deletes, publishes) = (calls("evalsha"), calls("del"), calls("publish"));
+        again.release().await.expect("released together");
+        assert_eq!(calls("evalsha") - scripts, 1, "one script for three keys");
+        assert_eq!(calls("del") - deletes, 3);
+        assert_eq!(calls("publish") - publishes, 3);
+    }
 }
 
 async fn several_keys_are_taken_all_or_none(stores: Stores) {

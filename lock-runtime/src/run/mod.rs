@@ -370,24 +370,58 @@ async fn finish<T>(mut guard: LockGuard, outcome: Result<T, LockError>) -> Resul
         // The body's lease was lost (the one error it gets here): counted once.
         let _ = guard.lost();
     }
-    let lease_end = guard.lease_end();
-    let finished = Instant::now();
-    let key = guard.key().to_owned();
-    let client = guard.client();
+    let ending = Ending::of(&guard);
     let released = guard.release().await;
-    match (outcome, released) {
-        (Err(lost), _) => Err(lost),
-        (Ok(output), Ok(())) => Ok(output),
-        (Ok(_), Err(lost @ LockError::Lost { .. })) => Err(lost),
-        (Ok(output), Err(e)) if finished < lease_end => {
-            tracing::warn!(
-                key,
-                client,
-                error = %e,
-                "release failed; the lock expires with its TTL"
-            );
-            Ok(output)
+    ending.judge(outcome, released)
+}
+
+/// What a body's call answers once its lock was released (see [`Ending::judge`]).
+pub(super) struct Ending {
+    lease_end: Instant,
+    finished: Instant,
+    key: String,
+    client: &'static str,
+}
+
+impl Ending {
+    /// The body has just finished under `guard`.
+    pub(super) fn of(guard: &LockGuard) -> Self {
+        Self {
+            lease_end: guard.lease_end(),
+            finished: Instant::now(),
+            key: guard.key().to_owned(),
+            client: guard.client(),
         }
-        (Ok(_), Err(e)) => Err(e),
+    }
+
+    /// The body's `outcome` (an error: its lease was lost), after the release answered
+    /// `released`: a release that failed while the lease still ran leaves the lock to
+    /// its TTL and keeps the body's output; a lost lease is an error either way.
+    pub(super) fn judge<T>(
+        self,
+        outcome: Result<T, LockError>,
+        released: Result<(), LockError>,
+    ) -> Result<T, LockError> {
+        let Self {
+            lease_end,
+            finished,
+            key,
+            client,
+        } = self;
+        match (outcome, released) {
+            (Err(lost), _) => Err(lost),
+            (Ok(output), Ok(())) => Ok(output),
+            (Ok(_), Err(lost @ LockError::Lost { .. })) => Err(lost),
+            (Ok(output), Err(e)) if finished < lease_end => {
+                tracing::warn!(
+                    key,
+                    client,
+                    error = %e,
+                    "release failed; the lock expires with its TTL"
+                );
+                Ok(output)
+            }
+            (Ok(_), Err(e)) => Err(e),
+        }
     }
 }

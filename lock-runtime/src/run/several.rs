@@ -6,13 +6,13 @@ use std::future::Future;
 
 use tokio::sync::watch;
 
-use super::{finish, Failure, Held, HELD};
+use super::{Ending, Failure, Held, HELD};
 use crate::{
     backend::Backend,
     error::LockError,
     guard::LockGuard,
     lease::{watch_body, LeaseState},
-    multi::{join_all, merge},
+    multi::{merge, release_all},
     options::LockOptions,
 };
 
@@ -132,15 +132,16 @@ impl Backend {
             if let Some(first) = guards.first_mut() {
                 let _ = first.lost();
             }
-            join_all(guards.into_iter().map(LockGuard::release).collect()).await;
+            release_all(guards).await;
             return outcome.map_err(Failure::After);
         };
-        let finished = guards.into_iter().map(|guard| finish(guard, Ok(())));
-        match join_all(finished.collect())
-            .await
+        let endings: Vec<Ending> = guards.iter().map(Ending::of).collect();
+        let released = release_all(guards).await;
+        let judged = endings
             .into_iter()
-            .find(Result::is_err)
-        {
+            .zip(released)
+            .map(|(ending, released)| ending.judge(Ok(()), released));
+        match judged.into_iter().find(Result::is_err) {
             Some(Err(error)) => Err(Failure::After(error)),
             _ => Ok(output),
         }

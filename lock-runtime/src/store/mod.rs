@@ -357,6 +357,17 @@ pub trait SeveralKeys: Send + Sync {
         ttl: Duration,
         holder: &'a str,
     ) -> TogetherFuture<'a>;
+
+    /// Deletes every one of `keys` that `token` still holds, in one step, waking each
+    /// key's waiters, and answers in `keys`' order whether each was still held (as
+    /// [`Store::release`] does for one). `None` when it cannot release these keys in one
+    /// step (a cluster whose keys lie in several slots): the runtime then releases them
+    /// one by one.
+    fn release_all<'a>(
+        &'a self,
+        keys: &'a [&'a str],
+        token: &'a Token,
+    ) -> Option<StoreFuture<'a, Vec<bool>>>;
 }
 
 /// What operators do with locks: nothing here takes a lock or waits for one.

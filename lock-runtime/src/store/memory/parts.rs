@@ -50,6 +50,26 @@ impl SeveralKeys for MemoryStore {
             .collect();
         Some(ready(Ok(fences)))
     }
+
+    fn release_all<'a>(
+        &'a self,
+        keys: &'a [&'a str],
+        token: &'a Token,
+    ) -> Option<StoreFuture<'a, Vec<bool>>> {
+        let now = Instant::now();
+        let mut state = self.state();
+        let released = keys
+            .iter()
+            .map(|key| {
+                let ours = state.live(key, now).is_some_and(|e| e.token == *token);
+                if ours {
+                    state.remove(key);
+                }
+                ours
+            })
+            .collect();
+        Some(ready(released))
+    }
 }
 
 impl Operators for MemoryStore {

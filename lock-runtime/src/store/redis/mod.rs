@@ -425,4 +425,23 @@ impl SeveralKeys for RedisStore {
         }
         Some(Box::pin(self.acquire_all(keys, token, ttl, holder)))
     }
+
+    /// One script for all keys (not tried again, as one release is not).
+    fn release_all<'a>(
+        &'a self,
+        keys: &'a [&'a str],
+        token: &'a Token,
+    ) -> Option<StoreFuture<'a, Vec<bool>>> {
+        Some(Box::pin(async move {
+            let mut conn = self.conn.get().await.map_err(|e| self.failed(e))?;
+            let call = self.scripts.release_all_call(keys, token, false);
+            let released: Vec<i64> = self
+                .scripts
+                .release_all
+                .run(&call, &mut conn)
+                .await
+                .map_err(|e| self.failed(e))?;
+            Ok(released.into_iter().map(|r| r == 1).collect())
+        }))
+    }
 }

@@ -65,6 +65,7 @@ pub(super) struct Scripts {
     pub(super) release_shared: LuaScript,
     pub(super) extend_shared: LuaScript,
     pub(super) acquire_all: LuaScript,
+    pub(super) release_all: LuaScript,
     /// A waiting writer's mark, taken back.
     pub(super) withdraw: LuaScript,
 }
@@ -80,6 +81,7 @@ impl Scripts {
             release_shared: LuaScript::new(include_str!("scripts/release_shared.lua")),
             extend_shared: LuaScript::new(include_str!("scripts/extend_shared.lua")),
             acquire_all: LuaScript::new(include_str!("scripts/acquire_all.lua")),
+            release_all: LuaScript::new(include_str!("scripts/release_all.lua")),
             withdraw: LuaScript::new(include_str!("scripts/withdraw.lua")),
         }
     }
@@ -136,6 +138,18 @@ impl Scripts {
         if sharded {
             call.arg("SPUBLISH");
         }
+        call
+    }
+
+    /// The release of every one of `keys` held by `token` (see `scripts/release_all.lua`).
+    pub(super) fn release_all_call(&self, keys: &[&str], token: &Token, sharded: bool) -> Cmd {
+        let bytes = keys.iter().map(|k| k.len()).sum::<usize>() + Token::LEN + 8;
+        let mut call = self.release_all.call(keys.len(), bytes);
+        for key in keys {
+            call.arg(*key);
+        }
+        call.arg(token.as_bytes())
+            .arg(if sharded { "SPUBLISH" } else { "PUBLISH" });
         call
     }
 

@@ -83,4 +83,26 @@ impl SeveralKeys for ClusterStore {
             Ok(taken)
         }))
     }
+
+    /// In one script when every key lies in one hash slot; else `None`: one by one.
+    fn release_all<'a>(
+        &'a self,
+        keys: &'a [&'a str],
+        token: &'a Token,
+    ) -> Option<StoreFuture<'a, Vec<bool>>> {
+        let first = shards::slot(keys.first()?.as_bytes());
+        if !keys.iter().all(|k| shards::slot(k.as_bytes()) == first) {
+            return None;
+        }
+        Some(Box::pin(async move {
+            let call = self.scripts.release_all_call(keys, token, true);
+            let released: Vec<i64> = self
+                .scripts
+                .release_all
+                .run(&call, &mut self.conn().await?)
+                .await
+                .map_err(Self::failed)?;
+            Ok(released.into_iter().map(|r| r == 1).collect())
+        }))
+    }
 }
