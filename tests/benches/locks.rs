@@ -32,7 +32,10 @@
 //! - S1, S2 and S3h on PostgreSQL (`BENCH_ONLY=postgres`: the server on 127.0.0.1:5432, or
 //!   `LOCK_TESTS_POSTGRES_URL`), against a floor issuing the library's own statements
 //!   directly with tokio-postgres; "cmd" there counts committed statements
-//!   (`pg_stat_database`), and server CPU is not measured (a backend per connection).
+//!   (`pg_stat_database`), and server CPU is not measured (a backend per connection). Also
+//!   S1 and S2 against the advisory locks PostgreSQL users run instead (a connection per
+//!   task): `pg_try_advisory_lock` / `pg_advisory_unlock`, and `pg_advisory_xact_lock` in a
+//!   transaction.
 //! - S1, S2 and S3h on a standalone ZooKeeper (`BENCH_ONLY=zookeeper`), against the
 //!   `zookeeper-client` crate's own lock recipe (Curator's); "cmd" there counts the packets
 //!   the server received (`mntr`), pings included.
@@ -890,6 +893,14 @@ async fn cycles_child(args: &[String]) {
             })
             .await
         }
+        "pgadv" | "pgxact" => {
+            let advisory = postgres::Advisory::connect(url, tasks, side == "pgxact").await;
+            measure(tasks, length, server, move |i| {
+                let advisory = advisory.clone();
+                async move { advisory.cycle(i, &format!("bench:{i}")).await }
+            })
+            .await
+        }
         "zkfloor" => {
             let floor = zookeeper::Floor::connect(url).await;
             measure(tasks, length, server, move |i| {
@@ -1112,6 +1123,32 @@ fn same_row(name: &str, [floor, same, lib]: &[Measured; 3]) {
     );
 }
 
+/// PostgreSQL advisory locks (`pg_try_advisory_lock`/unlock, and `pg_advisory_xact_lock` in
+/// a transaction, a connection per task) against the library: rate, p50, client CPU per
+/// cycle, and the library's rate against each.
+fn advisory_row(name: &str, [try_lock, xact, lib]: &[Measured; 3]) {
+    if lib.cycles == 0 {
+        return;
+    }
+    let side = |m: &Measured| {
+        format!(
+            "{:.0}/s p50 {} us cpu {:.1}",
+            m.per_second(),
+            us(m.percentile(0.5)),
+            m.cpu_per_cycle_us()
+        )
+    };
+    println!(
+        "{:<24} try/unlock {} | xact {} | lib {} | lib/try {:.2}x, lib/xact {:.2}x",
+        name,
+        side(try_lock),
+        side(xact),
+        side(lib),
+        lib.per_second() / try_lock.per_second(),
+        lib.per_second() / xact.per_second(),
+    );
+}
+
 /// The library without and with a metrics recorder (`metrics` feature on in both), each
 /// against the floor.
 fn metrics_row(name: &str, [floor, lib, recorded]: &[Measured; 3]) {
@@ -1303,7 +1340,7 @@ async fn main() {
         }
     };
     // PostgreSQL: the library against its own statements issued by hand.
-    let (p1, p2, p3) = if wanted("postgres") {
+    let (p1, p2, p3, a1, a2) = if wanted("postgres") {
         let url = lock_tests::postgres_url();
         // The library makes the table; the floor uses it.
         let lib = Backend::builder()
@@ -1317,13 +1354,17 @@ async fn main() {
         let sides = ["pgfloor", "lib"];
         let p1 = separate(rounds, &target, &sides, 1, slice).await;
         let p2 = separate(rounds, &target, &sides, 64, slice).await;
+        // What PostgreSQL users run instead: advisory locks, a connection per task.
+        let advisory = ["pgadv", "pgxact", "lib"];
+        let a1 = separate(rounds, &target, &advisory, 1, slice).await;
+        let a2 = separate(rounds, &target, &advisory, 64, slice).await;
         let floor = postgres::Floor::connect(&url).await;
         let statements = || postgres::statements(&url);
         let p3 = (
             s3h_counting(&statements, length, postgres::handoff(floor)).await,
             s3h_counting(&statements, length, lib_handoff(lib)).await,
         );
-        (p1, p2, p3)
+        (p1, p2, p3, a1, a2)
     } else {
         Default::default()
     };
@@ -1409,6 +1450,8 @@ async fn main() {
     separate_row("S2   redlock, 3 servers", &r2);
     separate_row("S1   postgres", &p1);
     separate_row("S2   postgres", &p2);
+    advisory_row("S1   postgres vs advisory", &a1);
+    advisory_row("S2   postgres vs advisory", &a2);
     separate_row("S1   zookeeper", &z1);
     separate_row("S2   zookeeper", &z2);
     metrics_row("S1   no recorder / Prometheus", &m1);

@@ -1,9 +1,12 @@
 //! The benchmark's PostgreSQL floor: the library's own statements (an `INSERT .. ON
 //! CONFLICT DO UPDATE .. WHERE` expired, returning a fencing token drawn from the sequence
-//! where the row is won, floored by the server's clock and the row's last token; a
-//! token-checked `UPDATE` that expires the row and sends `NOTIFY`), prepared once and
-//! issued directly with
-//! tokio-postgres on one pipelined connection; waiting retries every millisecond.
+//! where the row is won, floored by the server's clock and the row's last token, and
+//! clearing the shared holders' columns; a token-checked `UPDATE` that expires the row and
+//! sends `NOTIFY`), prepared once and issued directly with tokio-postgres on one pipelined
+//! connection; waiting retries every millisecond. And what PostgreSQL users run instead:
+//! advisory locks, one connection per task (a session-level lock belongs to its
+//! connection), either `pg_try_advisory_lock` / `pg_advisory_unlock` or
+//! `pg_advisory_xact_lock` in a transaction.
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -33,12 +36,14 @@ impl Floor {
         let acquire = client
             .prepare(&format!(
                 "INSERT INTO {TABLE} AS held (name, token, holder, expires_at, fence) \
-                 VALUES ($1, $2, '', clock_timestamp() + interval '10 seconds', \
+                 VALUES ($1, $2, $3, clock_timestamp() + $4::bigint * interval '1 millisecond', \
                  GREATEST(nextval('{TABLE}_fence'), {CLOCK_US})) \
                  ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, \
                  holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at, \
+                 permits = 0, holders = '{{}}', writer = NULL, writer_until = NULL, \
                  fence = GREATEST(nextval('{TABLE}_fence'), {CLOCK_US}, held.fence + 1) \
                  WHERE held.expires_at <= clock_timestamp() \
+                 OR ($5 AND held.token = EXCLUDED.token) \
                  RETURNING fence"
             ))
             .await
@@ -50,7 +55,7 @@ impl Floor {
                  gone AS (UPDATE {TABLE} AS cur SET token = '', holder = '', \
                  expires_at = clock_timestamp() FROM was WHERE cur.name = was.name \
                  RETURNING was.name, was.held) \
-                 SELECT gone.held FROM gone, pg_notify('{TABLE}', gone.name)"
+                 SELECT gone.held FROM gone, pg_notify($3, gone.name)"
             ))
             .await
             .expect("prepare the floor's release");
@@ -66,7 +71,7 @@ impl Floor {
         loop {
             let row = self
                 .client
-                .query_opt(&self.acquire, &[&key, &token])
+                .query_opt(&self.acquire, &[&key, &token, &"", &10_000_i64, &false])
                 .await
                 .expect("floor acquire");
             if row.is_some() {
@@ -80,7 +85,7 @@ impl Floor {
     async fn release(&self, key: &str, token: &str) {
         let row = self
             .client
-            .query_opt(&self.release, &[&key, &token])
+            .query_opt(&self.release, &[&key, &token, &TABLE])
             .await
             .expect("floor release");
         assert!(row.is_some(), "floor: the key was not ours");
@@ -123,4 +128,54 @@ pub fn statements(url: &str) -> u64 {
         .trim()
         .parse()
         .unwrap_or(0)
+}
+
+/// Advisory locks as users take them: one connection per task.
+#[derive(Clone)]
+pub struct Advisory {
+    clients: Arc<Vec<Client>>,
+    /// `pg_advisory_xact_lock` in a transaction, else `pg_try_advisory_lock` and unlock.
+    xact: bool,
+}
+
+impl Advisory {
+    /// `tasks` connections to `url`.
+    pub async fn connect(url: &str, tasks: usize, xact: bool) -> Self {
+        let mut clients = Vec::with_capacity(tasks);
+        for _ in 0..tasks {
+            let (client, connection) = tokio_postgres::connect(url, NoTls)
+                .await
+                .expect("advisory-lock connection");
+            tokio::spawn(connection);
+            clients.push(client);
+        }
+        Self {
+            clients: Arc::new(clients),
+            xact,
+        }
+    }
+
+    /// One lock and unlock of `key` on task `i`'s connection.
+    pub async fn cycle(&self, i: usize, key: &str) {
+        let client = &self.clients[i];
+        if self.xact {
+            client.batch_execute("BEGIN").await.expect("BEGIN");
+            client
+                .execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&key])
+                .await
+                .expect("pg_advisory_xact_lock");
+            client.batch_execute("COMMIT").await.expect("COMMIT");
+            return;
+        }
+        let row = client
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
+            .await
+            .expect("pg_try_advisory_lock");
+        assert!(row.get::<_, bool>(0), "advisory: the key was taken");
+        let row = client
+            .query_one("SELECT pg_advisory_unlock(hashtext($1))", &[&key])
+            .await
+            .expect("pg_advisory_unlock");
+        assert!(row.get::<_, bool>(0), "advisory: the key was not ours");
+    }
 }
