@@ -34,8 +34,8 @@ pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_millis(200);
 #[derive(Clone)]
 pub struct BackendBuilder {
     prefix: String,
-    op_timeout: Duration,
-    /// What every store that connects is set up with.
+    /// What every store that connects is set up with, the time bound on every store call
+    /// among it.
     connect: ConnectSettings,
     tls_root: Option<Vec<u8>>,
     #[cfg(feature = "redis")]
@@ -50,7 +50,6 @@ impl std::fmt::Debug for BackendBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackendBuilder")
             .field("prefix", &self.prefix)
-            .field("op_timeout", &self.op_timeout)
             .field("connect", &self.connect)
             .field("tls_root", &self.tls_root.as_ref().map(|_| "PEM"))
             .finish_non_exhaustive()
@@ -61,7 +60,6 @@ impl Default for BackendBuilder {
     fn default() -> Self {
         Self {
             prefix: DEFAULT_PREFIX.to_owned(),
-            op_timeout: DEFAULT_OP_TIMEOUT,
             connect: ConnectSettings {
                 bound: DEFAULT_OP_TIMEOUT,
                 restart_guard: Some(Duration::ZERO),
@@ -91,7 +89,7 @@ impl BackendBuilder {
     /// that takes longer fails with [`LockError::Timeout`].
     #[must_use]
     pub fn op_timeout(mut self, bound: Duration) -> Self {
-        self.op_timeout = bound;
+        self.connect.bound = bound;
         self
     }
 
@@ -203,7 +201,7 @@ impl BackendBuilder {
         if let Some(missing) = crate::store::missing_part(&*store) {
             return Err(LockError::invalid(missing));
         }
-        Ok(Backend::new(store, self.prefix.into(), self.op_timeout))
+        Ok(Backend::new(store, self.prefix.into(), self.connect.bound))
     }
 
     /// What a store that connects is set up with, checked (after [`check`](Self::check)).
@@ -221,10 +219,7 @@ impl BackendBuilder {
                  a lock's TTL), or no lock would ever be granted again after a restart"
             )));
         }
-        Ok(ConnectSettings {
-            bound: self.op_timeout,
-            ..self.connect.clone()
-        })
+        Ok(self.connect.clone())
     }
 
     fn check(&self) -> Result<(), LockError> {
@@ -241,7 +236,7 @@ impl BackendBuilder {
                 self.prefix
             )));
         }
-        if self.op_timeout.is_zero() {
+        if self.connect.bound.is_zero() {
             return Err(LockError::invalid(
                 "the store call time bound must not be zero",
             ));

@@ -103,7 +103,7 @@ impl BackendBuilder {
             let store = ZooKeeperStore::connect(ZooKeeperSettings::new(
                 hosts,
                 &self.zookeeper,
-                self.op_timeout,
+                self.connect.bound,
             ))
             .await?;
             self.store(store)

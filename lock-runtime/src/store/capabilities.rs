@@ -286,37 +286,19 @@ mod tests {
         Backend, LockError, Token,
     };
 
-    /// A store that declares readers but hands out no part for them.
-    #[derive(Debug, Default)]
-    struct Boasting(MemoryStore);
+    /// An in-memory store declaring what the test says, and handing out no optional part.
+    #[derive(Debug)]
+    struct Declaring(MemoryStore, Capabilities);
 
-    impl Store for Boasting {
-        fn capabilities(&self) -> Capabilities {
-            Capabilities::new("boasting").readers()
-        }
-        fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
-            self.0.try_acquire(request)
-        }
-        fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
-            self.0.release(key, token)
-        }
-        fn extend<'a>(
-            &'a self,
-            key: &'a str,
-            token: &'a Token,
-            ttl: Duration,
-        ) -> StoreFuture<'a, bool> {
-            self.0.extend(key, token, ttl)
+    impl Declaring {
+        fn new(declared: Capabilities) -> Self {
+            Self(MemoryStore::new(), declared)
         }
     }
 
-    /// A store that declares nothing beyond exclusive locks, and hands out no part.
-    #[derive(Debug, Default)]
-    struct Plain(MemoryStore);
-
-    impl Store for Plain {
+    impl Store for Declaring {
         fn capabilities(&self) -> Capabilities {
-            Capabilities::new("plain")
+            self.1
         }
         fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
             self.0.try_acquire(request)
@@ -336,7 +318,9 @@ mod tests {
 
     #[test]
     fn operators_calls_on_a_store_without_them_say_so() {
-        let backend = Backend::builder().store(Plain::default()).expect("backend");
+        let backend = Backend::builder()
+            .store(Declaring::new(Capabilities::new("plain")))
+            .expect("backend");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -364,7 +348,8 @@ mod tests {
 
     #[test]
     fn a_store_must_hand_out_what_it_declares() {
-        let refused = Backend::builder().store(Boasting::default());
+        let refused =
+            Backend::builder().store(Declaring::new(Capabilities::new("boasting").readers()));
         let Err(LockError::InvalidInput(message)) = refused else {
             panic!("{refused:?}");
         };

@@ -115,6 +115,15 @@ impl State {
         self.locks.get_mut(key)
     }
 
+    /// Deletes `key` if `token` holds it, waking its waiters; whether it did.
+    fn release(&mut self, key: &str, token: &Token, now: Instant) -> bool {
+        let ours = self.live(key, now).is_some_and(|e| e.token == *token);
+        if ours {
+            self.remove(key);
+        }
+        ours
+    }
+
     /// Deletes `key` and wakes its waiters.
     fn remove(&mut self, key: &str) {
         self.locks.remove(key);
@@ -293,13 +302,7 @@ impl Store for MemoryStore {
     }
 
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
-        let now = Instant::now();
-        let mut state = self.state();
-        let ours = state.live(key, now).is_some_and(|e| e.token == *token);
-        if ours {
-            state.remove(key);
-        }
-        ready(ours)
+        ready(self.state().release(key, token, Instant::now()))
     }
 
     fn extend<'a>(

@@ -56,19 +56,9 @@ impl SeveralKeys for MemoryStore {
         keys: &'a [&'a str],
         token: &'a Token,
     ) -> Option<StoreFuture<'a, Vec<bool>>> {
-        let now = Instant::now();
-        let mut state = self.state();
-        let released = keys
-            .iter()
-            .map(|key| {
-                let ours = state.live(key, now).is_some_and(|e| e.token == *token);
-                if ours {
-                    state.remove(key);
-                }
-                ours
-            })
-            .collect();
-        Some(ready(released))
+        let (now, mut state) = (Instant::now(), self.state());
+        let released = keys.iter().map(|key| state.release(key, token, now));
+        Some(ready(released.collect()))
     }
 }
 

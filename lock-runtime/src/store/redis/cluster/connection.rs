@@ -1,14 +1,25 @@
 //! The Cluster store's connection: replaced when the runtime that drives it is gone or
-//! its health check goes unanswered (see the module documentation above).
+//! its health check goes unanswered (see the module documentation above). The health
+//! check also tells the shards (`shards.rs`) who each primary is and which slots it serves.
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc,
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Weak,
+    },
+    time::Duration,
 };
 
-use redis::cluster_async::ClusterConnection;
+use arc_swap::ArcSwap;
+use redis::{
+    cluster_async::ClusterConnection,
+    cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo},
+};
 
-use super::{shards, ClusterStore};
+use super::{
+    shards::{by_address, slot_ranges, Shards},
+    ClusterStore,
+};
 use crate::store::{redis::alive::RuntimeAlive, StoreError};
 
 /// The connection in use, whether the runtime that drives it still runs, and whether its
@@ -32,21 +43,21 @@ impl Current {
     fn usable(&self) -> bool {
         self.runtime.get() && !self.silent.load(Ordering::Acquire)
     }
+
+    /// Its health check went unanswered: the next request opens a new connection first.
+    pub(super) fn silenced(&self) {
+        self.silent.store(true, Ordering::Release);
+    }
 }
 
 impl ClusterStore {
     /// Starts the health task of `current`: it marks `current` silent when a look goes
     /// unanswered, and stops once `current` is replaced.
     pub(super) fn watch_shards(&self, current: Arc<Current>) {
-        let shards = Arc::downgrade(&self.shards);
-        let conn = current.conn.clone();
-        let silent = move || current.silent.store(true, Ordering::Release);
-        let installed = Arc::downgrade(&self.current);
-        tokio::spawn(shards::watch(
-            shards,
-            conn,
-            silent,
-            installed,
+        tokio::spawn(watch(
+            Arc::downgrade(&self.shards),
+            current,
+            Arc::downgrade(&self.current),
             self.health_interval,
             self.bound,
         ));
@@ -92,5 +103,68 @@ impl ClusterStore {
         self.current.store(installed.clone());
         self.watch_shards(installed);
         Ok(conn)
+    }
+}
+
+/// The health task of the connection `mine`: looks at the primaries every `interval`
+/// until the store is gone or `mine` is no longer the `installed` one. A look unanswered
+/// within `bound` marks `mine` silent (it is replaced before the next request) and ends
+/// the task.
+async fn watch(
+    shards: Weak<Shards>,
+    mine: Arc<Current>,
+    installed: Weak<ArcSwap<Current>>,
+    interval: Duration,
+    bound: Duration,
+) {
+    let mut conn = mine.conn.clone();
+    loop {
+        let look = async {
+            let mut info = redis::cmd("INFO");
+            info.arg("server").arg("replication");
+            let infos = conn
+                .route_command(
+                    info,
+                    RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None)),
+                )
+                .await?;
+            let slots = conn
+                .route_command(
+                    redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                )
+                .await?;
+            Ok::<_, redis::RedisError>((infos, slots))
+        };
+        let looked = tokio::time::timeout(bound, look).await;
+        let Some(strong) = shards.upgrade() else {
+            return;
+        };
+        let still_mine = installed
+            .upgrade()
+            .is_some_and(|current| Arc::ptr_eq(&current.load(), &mine));
+        if !still_mine {
+            return;
+        }
+        let unanswered = match looked {
+            Ok(Ok((infos, slots))) => {
+                strong.observe(by_address(infos), slot_ranges(&slots));
+                false
+            }
+            // The client's own response timeout (the same bound) may answer first.
+            Err(_) => true,
+            Ok(Err(e)) if e.is_timeout() => true,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "lock store shards: health check failed");
+                false
+            }
+        };
+        if unanswered {
+            tracing::debug!("lock store shards: health check unanswered; replacing the connection");
+            mine.silenced();
+            return;
+        }
+        drop(strong);
+        tokio::time::sleep(interval).await;
     }
 }

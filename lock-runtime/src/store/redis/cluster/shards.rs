@@ -1,5 +1,5 @@
 //! Which shard serves a lock, and whether that shard is held back after a restart or a
-//! failover. A health task asks every primary who it is (`INFO`: its `run_id` and
+//! failover. The connection's health task (`connection.rs`) asks every primary who it is (`INFO`: its `run_id` and
 //! replication id) and any node which primary serves which slots (`CLUSTER SLOTS`). A
 //! primary whose identity changed (it restarted, or lost its data), or that became a
 //! primary since the last look (a replica promoted in a failover), starts a hold on its own
@@ -11,17 +11,12 @@ use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Mutex, MutexGuard, PoisonError, Weak,
+        Mutex, MutexGuard, PoisonError,
     },
     time::{Duration, Instant},
 };
 
-use arc_swap::ArcSwap;
-use redis::{
-    cluster_async::ClusterConnection,
-    cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo},
-    Value,
-};
+use redis::Value;
 
 pub(super) struct Shards {
     /// The hold's floor; `None`: no hold.
@@ -92,7 +87,7 @@ impl Shards {
     }
 
     /// Takes in what each primary said of itself (address, `INFO` text) and the slot map.
-    fn observe(&self, infos: Vec<(String, String)>, slots: Vec<(u16, u16, String)>) {
+    pub(super) fn observe(&self, infos: Vec<(String, String)>, slots: Vec<(u16, u16, String)>) {
         let now: HashMap<String, (String, String)> = infos
             .into_iter()
             .map(|(address, info)| {
@@ -133,73 +128,8 @@ impl Shards {
     }
 }
 
-/// The health task of one connection: looks at the primaries every `interval` until the
-/// store is gone or the connection is no longer the `installed` one. A look unanswered
-/// within `bound` calls `silent` (the connection is replaced before the next request) and
-/// ends the task.
-pub(super) async fn watch<C>(
-    shards: Weak<Shards>,
-    mut conn: ClusterConnection,
-    silent: impl FnOnce(),
-    installed: Weak<ArcSwap<C>>,
-    interval: Duration,
-    bound: Duration,
-) {
-    let mine = installed.upgrade().map(|current| current.load_full());
-    loop {
-        let look = async {
-            let mut info = redis::cmd("INFO");
-            info.arg("server").arg("replication");
-            let infos = conn
-                .route_command(
-                    info,
-                    RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None)),
-                )
-                .await?;
-            let slots = conn
-                .route_command(
-                    redis::cmd("CLUSTER").arg("SLOTS").clone(),
-                    RoutingInfo::SingleNode(redis::cluster_routing::SingleNodeRoutingInfo::Random),
-                )
-                .await?;
-            Ok::<_, redis::RedisError>((infos, slots))
-        };
-        let looked = tokio::time::timeout(bound, look).await;
-        let Some(strong) = shards.upgrade() else {
-            return;
-        };
-        let still_mine = match (installed.upgrade(), &mine) {
-            (Some(current), Some(mine)) => Arc::ptr_eq(&current.load(), mine),
-            _ => false,
-        };
-        if !still_mine {
-            return;
-        }
-        let unanswered = match looked {
-            Ok(Ok((infos, slots))) => {
-                strong.observe(by_address(infos), slot_ranges(&slots));
-                false
-            }
-            // The client's own response timeout (the same bound) may answer first.
-            Err(_) => true,
-            Ok(Err(e)) if e.is_timeout() => true,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "lock store shards: health check failed");
-                false
-            }
-        };
-        if unanswered {
-            tracing::debug!("lock store shards: health check unanswered; replacing the connection");
-            silent();
-            return;
-        }
-        drop(strong);
-        tokio::time::sleep(interval).await;
-    }
-}
-
 /// `(address, text)` of each node's answer to a command sent to several.
-fn by_address(answers: Value) -> Vec<(String, String)> {
+pub(super) fn by_address(answers: Value) -> Vec<(String, String)> {
     let Value::Map(answers) = answers else {
         return Vec::new();
     };
