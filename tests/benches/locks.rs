@@ -41,6 +41,7 @@
 //!   the server received (`mntr`), pings included.
 
 use std::{
+    collections::HashMap,
     future::Future,
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -125,10 +126,19 @@ struct Measured {
     /// Per-cycle latencies (S1, S2) or handoff gaps (S3h).
     samples: Vec<Duration>,
     commands_per_cycle: Option<f64>,
+    /// One entry per part added (a round of [`separate`]): cycles per second, client and
+    /// server CPU per cycle (us), and the machine's 1-minute load when it ended.
+    parts: Vec<[f64; 4]>,
 }
 
 impl Measured {
     fn add(&mut self, slice: Measured) {
+        self.parts.push([
+            slice.per_second(),
+            slice.cpu_per_cycle_us(),
+            slice.server_cpu_per_cycle_us(),
+            load(),
+        ]);
         self.cycles += slice.cycles;
         self.elapsed += slice.elapsed;
         self.cpu += slice.cpu;
@@ -198,6 +208,7 @@ where
         server_cpu: Duration::ZERO,
         samples,
         commands_per_cycle: None,
+        parts: Vec::new(),
     }
 }
 
@@ -717,6 +728,66 @@ fn redis_benchmark_ping_rtt(port: u16) -> Option<Duration> {
 /// The CPU time process `pid` (`"self"`: this one) has used so far, user and system, over
 /// all its threads: the sum of each thread's run time from `/proc/PID/task/*/schedstat`
 /// (nanoseconds; the kernel's accounting behind `getrusage`, without its tick granularity).
+/// The machine's 1-minute load average.
+fn load() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// `a`'s per-round figure `what` (0 rate, 1 client CPU, 2 server CPU per cycle) over
+/// `b`'s, as min / median / max over the rounds both ran.
+fn spread(a: &Measured, b: &Measured, what: usize) -> String {
+    let mut ratios: Vec<f64> = a
+        .parts
+        .iter()
+        .zip(&b.parts)
+        .map(|(a, b)| a[what] / b[what])
+        .collect();
+    if ratios.is_empty() {
+        return "-".to_owned();
+    }
+    ratios.sort_by(f64::total_cmp);
+    format!(
+        "{:.2}/{:.2}/{:.2}",
+        ratios[0],
+        ratios[ratios.len() / 2],
+        ratios[ratios.len() - 1]
+    )
+}
+
+/// The machine's load over the rounds of `m`: min-max.
+fn loads(m: &Measured) -> String {
+    let (low, high) = m
+        .parts
+        .iter()
+        .fold((f64::MAX, 0f64), |(l, h), p| (l.min(p[3]), h.max(p[3])));
+    format!("{low:.1}-{high:.1}")
+}
+
+/// Every process of the PostgreSQL server on this machine (named `postgres`).
+fn postgres_pids() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().into_string().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            (comm.trim() == "postgres").then_some(pid)
+        })
+        .collect()
+}
+
+/// The CPU time of `pid`'s main thread; `None` if it is gone.
+fn leader_cpu(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    let ns = stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
 fn process_cpu(pid: &str) -> Duration {
     let mut total = 0u64;
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
@@ -955,12 +1026,36 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    // `server`: the server's pid, or a cluster's, comma-separated.
-    let servers = || server.split(',').map(process_cpu).sum::<Duration>();
+    // `server`: the server's pid, or a cluster's, comma-separated; `postgres`: every
+    // process of the PostgreSQL server (backends come and go: each counted from when it
+    // was first seen, or from its start).
+    let servers = || -> HashMap<String, Duration> {
+        let pids = match server {
+            "postgres" => postgres_pids(),
+            _ => server.split(',').map(str::to_owned).collect(),
+        };
+        pids.into_iter()
+            .filter_map(|pid| {
+                let cpu = match server {
+                    // One thread each.
+                    "postgres" => leader_cpu(&pid)?,
+                    _ => process_cpu(&pid),
+                };
+                Some((pid, cpu))
+            })
+            .collect()
+    };
+    // Kept until the server is looked at: what the cycles hold (connections) ends with it.
+    let cycle = Arc::new(cycle);
+    let kept = cycle.clone();
     let (own, theirs) = (process_cpu("self"), servers());
-    let mut measured = run_cycles(tasks, length, cycle).await;
+    let mut measured = run_cycles(tasks, length, move |i| kept(i)).await;
     measured.cpu = process_cpu("self").saturating_sub(own);
-    measured.server_cpu = servers().saturating_sub(theirs);
+    measured.server_cpu = servers()
+        .into_iter()
+        .map(|(pid, cpu)| cpu.saturating_sub(theirs.get(&pid).copied().unwrap_or_default()))
+        .sum();
+    drop(cycle);
     measured
 }
 
@@ -1017,6 +1112,7 @@ async fn cycles_in_child(side: &str, target: &Target, tasks: usize, length: Dura
         server_cpu: Duration::from_nanos(head[3]),
         samples,
         commands_per_cycle: None,
+        parts: Vec::new(),
     }
 }
 
@@ -1132,20 +1228,28 @@ fn advisory_row(name: &str, [try_lock, xact, lib]: &[Measured; 3]) {
     }
     let side = |m: &Measured| {
         format!(
-            "{:.0}/s p50 {} us cpu {:.1}",
+            "{:.0}/s p50 {} us cpu {:.1} srv {:.1}",
             m.per_second(),
             us(m.percentile(0.5)),
-            m.cpu_per_cycle_us()
+            m.cpu_per_cycle_us(),
+            m.server_cpu_per_cycle_us()
         )
     };
     println!(
-        "{:<24} try/unlock {} | xact {} | lib {} | lib/try {:.2}x, lib/xact {:.2}x",
+        "{:<24} try/unlock {} | xact {} | lib {} | load {}",
         name,
         side(try_lock),
         side(xact),
         side(lib),
-        lib.per_second() / try_lock.per_second(),
-        lib.per_second() / xact.per_second(),
+        loads(lib),
+    );
+    println!(
+        "{:<24} per round, min/median/max: lib/try rate {}, srv {} | lib/xact rate {}, srv {}",
+        "",
+        spread(lib, try_lock, 0),
+        spread(lib, try_lock, 2),
+        spread(lib, xact, 0),
+        spread(lib, xact, 2),
     );
 }
 
@@ -1349,7 +1453,7 @@ async fn main() {
             .expect("PostgreSQL connection");
         let target = Target {
             url: url.clone(),
-            pids: String::new(),
+            pids: "postgres".to_owned(),
         };
         let sides = ["pgfloor", "lib"];
         let p1 = separate(rounds, &target, &sides, 1, slice).await;

@@ -43,6 +43,8 @@ pub struct PrivateCluster {
     bin: PathBuf,
     port: u16,
     tls: bool,
+    /// More `-c name=value` server settings.
+    settings: String,
 }
 
 impl PrivateCluster {
@@ -50,6 +52,14 @@ impl PrivateCluster {
     /// and `pg_ctl start` on a free port; as the `postgres` user when run as root.
     pub fn start() -> Self {
         Self::start_with(None)
+    }
+
+    /// As [`start`](Self::start), with more server settings (`-c name=value ...`).
+    pub fn start_with_settings(settings: &str) -> Self {
+        let mut cluster = Self::start_with(None);
+        cluster.settings = settings.to_owned();
+        cluster.restart();
+        cluster
     }
 
     /// As [`start`](Self::start), serving TLS with `certificates`' server certificate and
@@ -112,6 +122,7 @@ impl PrivateCluster {
             bin,
             port: 0,
             tls: certificates.is_some(),
+            settings: String::new(),
         }
         .on_a_free_port()
     }
@@ -134,6 +145,10 @@ impl PrivateCluster {
             self.port,
             self.dir.path().display()
         );
+        if !self.settings.is_empty() {
+            options += " ";
+            options += &self.settings;
+        }
         if self.tls {
             let file = |name: &str| self.dir.path().join(name).display().to_string();
             options += &format!(
@@ -194,6 +209,7 @@ impl PrivateCluster {
             bin: self.bin.clone(),
             port: 0,
             tls: false,
+            settings: self.settings.clone(),
         }
         .on_a_free_port()
     }
@@ -213,6 +229,17 @@ impl PrivateCluster {
             .output()
             .expect("run pg_ctl");
         assert!(stopped.status.success(), "stop: {}", self.log());
+    }
+
+    /// `kill -9` of one server process (`pid`, a backend): the postmaster ends every other
+    /// session, wipes shared memory and recovers, as after any crash of a backend, but
+    /// keeps running (and keeps its start time).
+    pub fn kill_backend(&self, pid: i32) {
+        let status = as_postgres(PathBuf::from("kill"))
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -9 {pid}");
     }
 
     /// `pg_ctl stop` (fast), for a while.

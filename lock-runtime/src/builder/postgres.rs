@@ -45,8 +45,13 @@ impl BackendBuilder {
     ///   lease ends by the server's clock, and the fencing token. Acquire is one statement
     ///   that inserts the row or takes over an expired one; release and extend are one
     ///   token-checked statement each. Every statement reaches its row by primary key;
-    /// - fencing tokens come from a sequence: strictly increasing, and durable across server
-    ///   restarts (a sequence never goes back, even after a crash);
+    /// - fencing tokens come from a sequence, and are at least the server's clock in
+    ///   microseconds: strictly increasing across restarts, crashes and restored backups
+    ///   as long as the server's clock does not go back;
+    /// - statements do not wait for their disk flush (`synchronous_commit` off on the
+    ///   store's connection): a crash may lose the last grants, which the restart hold
+    ///   covers; see [`PostgresOptions::synchronous_commit`] for what that costs and how
+    ///   to turn it on;
     /// - waiters are woken by `NOTIFY` from the release, on a listening connection of the
     ///   process's own, and re-check on a timer as on Redis;
     /// - one connection carries every lock's statements (pipelined), and is replaced when
@@ -88,6 +93,7 @@ impl BackendBuilder {
                 health_interval: common.health_interval,
                 restart_guard: common.restart_guard,
                 tls_root: self.tls_root.clone(),
+                synchronous_commit: self.postgres.synchronous_commit_on(),
             })
             .await?;
             self.store(store)

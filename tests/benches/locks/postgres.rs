@@ -3,7 +3,8 @@
 //! where the row is won, floored by the server's clock and the row's last token, and
 //! clearing the shared holders' columns; a token-checked `UPDATE` that expires the row and
 //! sends `NOTIFY`), prepared once and issued directly with tokio-postgres on one pipelined
-//! connection; waiting retries every millisecond. And what PostgreSQL users run instead:
+//! connection with `synchronous_commit` off, as the library's; waiting retries every
+//! millisecond. And what PostgreSQL users run instead:
 //! advisory locks, one connection per task (a session-level lock belongs to its
 //! connection), either `pg_try_advisory_lock` / `pg_advisory_unlock` or
 //! `pg_advisory_xact_lock` in a transaction.
@@ -33,6 +34,11 @@ impl Floor {
             .await
             .expect("PostgreSQL floor connection");
         tokio::spawn(connection);
+        // As the library's connection: commits answer before their WAL flush.
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .await
+            .expect("set synchronous_commit");
         let acquire = client
             .prepare(&format!(
                 "INSERT INTO {TABLE} AS held (name, token, holder, expires_at, fence) \

@@ -536,7 +536,11 @@ pub async fn fencing_grows_across_a_restart<S: Servers>(
         return skipped("the store declares no fencing tokens");
     }
     let fenced = LockOptions::new(ttl(&backend, Duration::from_secs(2))).fencing(true);
-    let mut before = 0;
+    // A server younger than the lease may hold a fresh process back (it cannot tell
+    // whether a crash lost grants just before): the first grant is waited for.
+    let first = eventually_acquired(&backend, "restarted", &fenced).await;
+    let mut before = first.fencing_token().expect("token");
+    first.release().await.expect("release");
     for _ in 0..5 {
         let guard = backend
             .acquire("restarted", &fenced)
@@ -564,10 +568,8 @@ pub async fn fencing_grows_across_a_restart<S: Servers>(
 pub async fn killed_and_back<S: Servers>(servers: &mut S, scenario: &str) -> Outcome {
     let backend = servers.connect(scenario).await;
     let options = LockOptions::new(ttl(&backend, Duration::from_secs(2)));
-    let guard = backend
-        .acquire("outage", &options)
-        .await
-        .expect("before the kill");
+    // Waited for: a server younger than the lease may hold a fresh process back.
+    let guard = eventually_acquired(&backend, "outage", &options).await;
     guard.release().await.expect("release");
     if let Err(why) = servers.kill() {
         return unavailable(&backend, why);

@@ -30,19 +30,47 @@ impl Server {
             let hold = self.hold.start();
             tracing::warn!(
                 ?hold,
-                "the PostgreSQL lock server restarted or was replaced (a promoted standby?): \
-                 no lock is granted until every earlier lease has ended"
+                "the PostgreSQL lock server restarted, recovered from a crash or was replaced \
+                 (a promoted standby?): no lock is granted until every earlier lease has ended"
             );
         }
     }
 }
 
-/// When the server on `client` started, as text.
+/// When the server's memory was last started afresh, by its own clock: when the server
+/// started, or when it last recovered from a crash of one of its processes (the
+/// postmaster then wipes shared memory, and with it WAL not yet written, but keeps its
+/// start time; the shared statistics are reset at that moment, so `stats_reset` of
+/// `pg_stat_bgwriter` tells it, readable by every role). An operator's
+/// `pg_stat_reset_shared('bgwriter')` looks the same: a hold that was not needed.
+macro_rules! started {
+    () => {
+        "GREATEST(pg_postmaster_start_time(), (SELECT stats_reset FROM pg_stat_bgwriter))"
+    };
+}
+
+/// When the server on `client` started afresh (see `started!`), as text.
 pub(super) async fn started(client: &Client) -> Result<String, tokio_postgres::Error> {
     client
-        .query_one("SELECT pg_postmaster_start_time()::text", &[])
+        .query_one(concat!("SELECT ", started!(), "::text"), &[])
         .await?
         .try_get(0)
+}
+
+/// How long ago the server on `client` started afresh (see `started!`), by its clock.
+pub(super) async fn age(client: &Client) -> Result<Duration, tokio_postgres::Error> {
+    let ms: i64 = client
+        .query_one(
+            concat!(
+                "SELECT (extract(epoch FROM clock_timestamp() - ",
+                started!(),
+                ") * 1000)::bigint"
+            ),
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    Ok(Duration::from_millis(ms.max(0).unsigned_abs()))
 }
 
 /// The health checks of the connection `mine` while it is the one in use: the server's

@@ -22,10 +22,15 @@
 //! (every health interval) goes unanswered within the time bound; a second one listens,
 //! checked the same way.
 //!
-//! Each statement connection and each health check read the server's start time: a new
-//! one means the server restarted or another took its place (an asynchronous standby
+//! Statements do not wait for their WAL flush (`synchronous_commit` off on the store's
+//! connection, unless `PostgresOptions::synchronous_commit`): a crash may lose the last
+//! grants. Each statement connection and each health check read when the server last
+//! started afresh (its start, or its last recovery from a crash of a backend: `health.rs`):
+//! a new moment means the server restarted, crashed, or another took its place (a standby
 //! promoted behind the same address, which may not have the last grants), and no lock is
-//! granted for the longest TTL from that moment (the restart hold, as on Redis).
+//! granted for the longest TTL from then (the restart hold, as on Redis). A process that
+//! connects to a server younger than that holds from the server's start, since it cannot
+//! tell whether a crash came just before.
 
 use std::{
     future::Future,
@@ -41,7 +46,7 @@ use tokio_postgres::{Client, Statement};
 
 use self::{
     connect::Target,
-    health::{health, started, Server},
+    health::{age, health, started, Server},
     listen::Listener,
     pipeline::Pipeline,
     sql::Sql,
@@ -81,6 +86,8 @@ pub(crate) struct PostgresSettings {
     pub(crate) restart_guard: Option<Duration>,
     /// With `sslmode=require`: the CA certificate (PEM) to trust instead of the system's.
     pub(crate) tls_root: Option<Vec<u8>>,
+    /// Whether statements wait for their WAL flush (see `PostgresOptions`).
+    pub(crate) synchronous_commit: bool,
 }
 
 /// One connection with the store's statements prepared on it.
@@ -111,6 +118,7 @@ pub(crate) struct PostgresStore {
     /// What the connection has in flight, bounded.
     pipeline: Pipeline,
     acquires: AtomicU64,
+    synchronous_commit: bool,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -147,12 +155,21 @@ impl PostgresStore {
             connecting: tokio::sync::Mutex::new(()),
             pipeline: Pipeline::new(),
             acquires: AtomicU64::new(0),
+            synchronous_commit: settings.synchronous_commit,
         };
         let first = async {
             let (client, driver) = store.open().await?;
             store.sql.create(&client).await?;
             let conn = store.prepare(client, driver).await?;
             store.server.observe(&started(&conn.client).await?);
+            if !store.synchronous_commit {
+                // A crash may have lost the last grants, and this process cannot tell
+                // whether one happened: a server younger than a lease may not know of it.
+                let age = age(&conn.client).await?;
+                if let Some(from) = std::time::Instant::now().checked_sub(age) {
+                    store.server.hold.start_at(from);
+                }
+            }
             Ok(conn)
         };
         match tokio::time::timeout(settings.bound, first).await {
@@ -176,6 +193,9 @@ impl PostgresStore {
                 tracing::debug!(%error, "PostgreSQL lock connection ended");
             }
         });
+        if !self.synchronous_commit {
+            client.batch_execute("SET synchronous_commit = off").await?;
+        }
         Ok((client, driver.abort_handle()))
     }
 

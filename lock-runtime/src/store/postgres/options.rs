@@ -25,18 +25,21 @@ pub const DEFAULT_POSTGRES_TABLE: &str = "distributed_locks";
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {
     table: String,
+    synchronous_commit: bool,
 }
 
 impl Default for PostgresOptions {
     fn default() -> Self {
         Self {
             table: DEFAULT_POSTGRES_TABLE.to_owned(),
+            synchronous_commit: false,
         }
     }
 }
 
 impl PostgresOptions {
-    /// The defaults: the table [`DEFAULT_POSTGRES_TABLE`].
+    /// The defaults: the table [`DEFAULT_POSTGRES_TABLE`], commits that do not wait for
+    /// their WAL flush (see [`synchronous_commit`](Self::synchronous_commit)).
     pub fn new() -> Self {
         Self::default()
     }
@@ -46,6 +49,36 @@ impl PostgresOptions {
     pub fn table(mut self, table: impl Into<String>) -> Self {
         self.table = table.into();
         self
+    }
+
+    /// Whether the store's statements wait until their commit is flushed to disk (and to
+    /// a synchronous standby, where there is one) before they answer: PostgreSQL's
+    /// `synchronous_commit`, set on the store's own connection. Off by default.
+    ///
+    /// **Off** (the default), a grant, release or renewal answers as soon as it is
+    /// committed in memory; PostgreSQL writes it out within `3 x wal_writer_delay` (600 ms
+    /// by default). A crash of the server in between loses those last writes, so after
+    /// a crash a lease may be gone whose holder still works. The restart hold covers it:
+    /// a process connected across the crash sees the server's new start time and grants
+    /// nothing for the longest TTL; a process that connects to a server younger than the
+    /// longest TTL it asks for holds until that TTL has passed since the server started.
+    /// This is what makes a lock cost about what an advisory lock costs (no disk flush per
+    /// statement: BENCHMARKS.md). With the hold turned off
+    /// ([`restart_guard(None)`](crate::BackendBuilder::restart_guard)) or with a
+    /// synchronous standby that may be promoted, turn this on.
+    ///
+    /// **On**, every statement waits for its flush, as PostgreSQL does by default: a crash
+    /// loses nothing that was answered, and a synchronous standby that is promoted has
+    /// every grant. A fresh process is not held back by a young server. Each statement
+    /// then costs a disk flush (shared with the statements committing at the same moment).
+    #[must_use]
+    pub fn synchronous_commit(mut self, on: bool) -> Self {
+        self.synchronous_commit = on;
+        self
+    }
+
+    pub(crate) fn synchronous_commit_on(&self) -> bool {
+        self.synchronous_commit
     }
 
     /// The table, checked: [`LockError::InvalidInput`] for a name the store cannot use.

@@ -166,7 +166,8 @@ impl Sql {
     }
 
     /// Creates the table, sequence and index unless the table exists; one process at a
-    /// time (concurrent `CREATE .. IF NOT EXISTS` can collide).
+    /// time (concurrent `CREATE .. IF NOT EXISTS` can collide), committed durably whatever
+    /// the connection's `synchronous_commit` (a crash must not take the table away).
     pub(super) async fn create(&self, client: &Client) -> Result<(), tokio_postgres::Error> {
         let exists = client
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&self.regclass()])
@@ -185,14 +186,14 @@ impl Sql {
             }
             return client
                 .batch_execute(&format!(
-                    "BEGIN;\nSELECT pg_advisory_xact_lock(7042351926);\n{};\nCOMMIT;",
+                    "BEGIN;\nSET LOCAL synchronous_commit = on;\nSELECT pg_advisory_xact_lock(7042351926);\n{};\nCOMMIT;",
                     self.migrate
                 ))
                 .await;
         }
         client
             .batch_execute(&format!(
-                "BEGIN;\nSELECT pg_advisory_xact_lock(7042351926);\n{}\nCOMMIT;",
+                "BEGIN;\nSET LOCAL synchronous_commit = on;\nSELECT pg_advisory_xact_lock(7042351926);\n{}\nCOMMIT;",
                 self.create
             ))
             .await
