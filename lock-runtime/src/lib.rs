@@ -105,12 +105,12 @@ mod token;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::store::DEFAULT_NOTIFICATION_IDLE;
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use crate::store::DEFAULT_POSTGRES_TABLE;
 #[cfg(feature = "zookeeper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "zookeeper")))]
 pub use crate::store::DEFAULT_ZOOKEEPER_SESSION_TIMEOUT;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use crate::store::{DEFAULT_POSTGRES_CONNECTIONS, DEFAULT_POSTGRES_TABLE};
 pub use crate::{
     backend::{Backend, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX, MAX_NAME_LEN, MAX_PREFIX_LEN, MAX_TTL},
     builder::{BackendBuilder, DEFAULT_HEALTH_INTERVAL},

@@ -304,6 +304,16 @@ mod tests {
             "postgres://app@127.0.0.1:1/app",
             "Locks; drop",
         ));
+        #[cfg(feature = "postgres")]
+        for connections in [0, 17] {
+            refusals.push((
+                super::BackendBuilder::default().postgres_options(
+                    crate::store::PostgresOptions::new().connections(connections),
+                ),
+                "postgres://app@127.0.0.1:1/app",
+                "give 1 to 16 statement connections",
+            ));
+        }
         #[cfg(feature = "zookeeper")]
         refusals.push((
             super::BackendBuilder::default().zookeeper_options(

@@ -54,8 +54,8 @@ impl BackendBuilder {
     ///   to turn it on;
     /// - waiters are woken by `NOTIFY` from the release, on a listening connection of the
     ///   process's own, and re-check on a timer as on Redis;
-    /// - one connection carries every lock's statements (pipelined), and is replaced when
-    ///   it breaks. A lease does not depend on it: a holder whose connection breaks keeps
+    /// - two connections carry the locks' statements (pipelined; a lock always takes the
+    ///   same one; [`PostgresOptions::connections`]), each replaced when it breaks. A lease does not depend on it: a holder whose connection breaks keeps
     ///   its lock until its TTL ends, and renews it on the next connection.
     ///
     /// ```no_run
@@ -76,6 +76,7 @@ impl BackendBuilder {
     pub async fn postgres(self, url: &str) -> Result<Backend, LockError> {
         let common = self.connect_settings()?;
         let table = self.postgres.checked_table()?.to_owned();
+        let connections = self.postgres.checked_connections()?;
         {
             use crate::store::postgres::{PostgresSettings, PostgresStore};
             let config: tokio_postgres::Config =
@@ -94,6 +95,7 @@ impl BackendBuilder {
                 restart_guard: common.restart_guard,
                 tls_root: self.tls_root.clone(),
                 synchronous_commit: self.postgres.synchronous_commit_on(),
+                connections,
             })
             .await?;
             self.store(store)

@@ -34,7 +34,7 @@ pub(crate) use self::common::{
 };
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use self::postgres::{PostgresOptions, DEFAULT_POSTGRES_TABLE};
+pub use self::postgres::{PostgresOptions, DEFAULT_POSTGRES_CONNECTIONS, DEFAULT_POSTGRES_TABLE};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisOptions, RedisStore, DEFAULT_NOTIFICATION_IDLE};

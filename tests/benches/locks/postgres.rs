@@ -2,9 +2,9 @@
 //! CONFLICT DO UPDATE .. WHERE` expired, returning a fencing token drawn from the sequence
 //! where the row is won, floored by the server's clock and the row's last token, and
 //! clearing the shared holders' columns; a token-checked `UPDATE` that expires the row and
-//! sends `NOTIFY`), prepared once and issued directly with tokio-postgres on one pipelined
-//! connection with `synchronous_commit` off, as the library's; waiting retries every
-//! millisecond. And what PostgreSQL users run instead:
+//! sends `NOTIFY`), prepared once and issued directly with tokio-postgres on as many
+//! pipelined connections as the library uses, a key always on the same one, with
+//! `synchronous_commit` off, as the library's; waiting retries every millisecond. And what PostgreSQL users run instead:
 //! advisory locks, one connection per task (a session-level lock belongs to its
 //! connection), either `pg_try_advisory_lock` / `pg_advisory_unlock` or
 //! `pg_advisory_xact_lock` in a transaction.
@@ -20,16 +20,42 @@ const TABLE: &str = "distributed_locks";
 /// The server's clock in microseconds, as the library floors its tokens.
 const CLOCK_US: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
-#[derive(Clone)]
-pub struct Floor {
-    client: Arc<Client>,
+/// The library's number of statement connections, and how it picks one for a key.
+const LANES: usize = lock_runtime::DEFAULT_POSTGRES_CONNECTIONS;
+
+fn lane(key: &str) -> usize {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % LANES as u64) as usize
+}
+
+/// One connection with the two statements prepared on it.
+struct Lane {
+    client: Client,
     acquire: Statement,
     release: Statement,
 }
 
+#[derive(Clone)]
+pub struct Floor {
+    lanes: Arc<Vec<Lane>>,
+}
+
 impl Floor {
-    /// Connects to `url`; the library made the table beforehand.
+    /// Connects to `url` as many times as the library does; the library made the table
+    /// beforehand.
     pub async fn connect(url: &str) -> Self {
+        let mut lanes = Vec::new();
+        for _ in 0..LANES {
+            lanes.push(Self::lane(url).await);
+        }
+        Self {
+            lanes: Arc::new(lanes),
+        }
+    }
+
+    async fn lane(url: &str) -> Lane {
         let (client, connection) = tokio_postgres::connect(url, NoTls)
             .await
             .expect("PostgreSQL floor connection");
@@ -65,8 +91,8 @@ impl Floor {
             ))
             .await
             .expect("prepare the floor's release");
-        Self {
-            client: Arc::new(client),
+        Lane {
+            client,
             acquire,
             release,
         }
@@ -75,9 +101,10 @@ impl Floor {
     /// Takes `key` (with `poll`, retrying every millisecond until it is free).
     async fn acquire(&self, key: &str, token: &str, poll: bool) {
         loop {
-            let row = self
+            let lane = &self.lanes[lane(key)];
+            let row = lane
                 .client
-                .query_opt(&self.acquire, &[&key, &token, &"", &10_000_i64, &false])
+                .query_opt(&lane.acquire, &[&key, &token, &"", &10_000_i64, &false])
                 .await
                 .expect("floor acquire");
             if row.is_some() {
@@ -89,9 +116,10 @@ impl Floor {
     }
 
     async fn release(&self, key: &str, token: &str) {
-        let row = self
+        let lane = &self.lanes[lane(key)];
+        let row = lane
             .client
-            .query_opt(&self.release, &[&key, &token, &TABLE])
+            .query_opt(&lane.release, &[&key, &token, &TABLE])
             .await
             .expect("floor release");
         assert!(row.is_some(), "floor: the key was not ours");

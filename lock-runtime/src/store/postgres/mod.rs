@@ -16,11 +16,11 @@
 //! Expiry is by the server's clock (`clock_timestamp()`), as on Redis. Every statement
 //! reaches its row by primary key; rows of holders that vanished are taken over by the
 //! next acquire of their key, and swept now and then (through an index on the expiry)
-//! so keys never used again do not pile up. One connection, shared by every lock of the
-//! process (tokio-postgres pipelines concurrent statements on it, at most
-//! [`pipeline::IN_FLIGHT`] at once), replaced when it breaks or when a health check
-//! (every health interval) goes unanswered within the time bound; a second one listens,
-//! checked the same way.
+//! so keys never used again do not pile up. A few connections (two by default), shared by
+//! every lock of the process, a lock always on the same one (`lane.rs`; tokio-postgres
+//! pipelines concurrent statements on each, at most [`pipeline::IN_FLIGHT`] at once),
+//! each replaced when it breaks or when a health check (every health interval) goes
+//! unanswered within the time bound; one more listens, checked the same way.
 //!
 //! Statements do not wait for their WAL flush (`synchronous_commit` off on the store's
 //! connection, unless `PostgresOptions::synchronous_commit`): a crash may lose the last
@@ -41,12 +41,12 @@ use std::{
     time::Duration,
 };
 
-use arc_swap::ArcSwapOption;
 use tokio_postgres::{Client, Statement};
 
 use self::{
     connect::Target,
-    health::{age, health, started, Server},
+    health::{age, started, Server},
+    lane::Lane,
     listen::Listener,
     pipeline::Pipeline,
     sql::Sql,
@@ -59,6 +59,7 @@ use crate::{error::LockError, store::Operation, token::Token};
 
 mod connect;
 mod health;
+mod lane;
 mod listen;
 mod operate;
 mod options;
@@ -66,6 +67,7 @@ mod pipeline;
 mod shared;
 mod sql;
 
+pub use self::lane::DEFAULT_POSTGRES_CONNECTIONS;
 pub use self::options::{PostgresOptions, DEFAULT_POSTGRES_TABLE};
 use self::sql::check_table;
 
@@ -88,10 +90,12 @@ pub(crate) struct PostgresSettings {
     pub(crate) tls_root: Option<Vec<u8>>,
     /// Whether statements wait for their WAL flush (see `PostgresOptions`).
     pub(crate) synchronous_commit: bool,
+    /// How many statement connections (`lane.rs`), at least one.
+    pub(crate) connections: usize,
 }
 
 /// One connection with the store's statements prepared on it.
-struct Conn {
+pub(super) struct Conn {
     client: Client,
     /// The task that drives it: stopped when the connection is replaced, so statements
     /// stuck on a silent one fail at once.
@@ -101,22 +105,21 @@ struct Conn {
     release: Statement,
     extend: Statement,
     shared: sql::SharedStatements,
+    /// Its lane's bound on statements in flight.
+    pipeline: Arc<Pipeline>,
 }
 
 /// Locks kept in a PostgreSQL table (see the module documentation).
 pub(crate) struct PostgresStore {
     target: Target,
     sql: Arc<Sql>,
-    current: Arc<ArcSwapOption<Conn>>,
+    /// The statement connections (`lane.rs`).
+    lanes: Box<[Lane]>,
     /// Who the server is, and the hold after it changed.
     server: Arc<Server>,
     bound: Duration,
     health_interval: Duration,
-    /// Held while a broken connection is being replaced.
-    connecting: tokio::sync::Mutex<()>,
     listener: Arc<Listener>,
-    /// What the connection has in flight, bounded.
-    pipeline: Pipeline,
     acquires: AtomicU64,
     synchronous_commit: bool,
 }
@@ -145,23 +148,26 @@ impl PostgresStore {
             listener: Listener::new(target.clone(), sql.clone(), bound, health_interval),
             target,
             sql,
-            current: Arc::new(ArcSwapOption::empty()),
+            lanes: (0..settings.connections).map(|_| Lane::new()).collect(),
             server: Arc::new(Server {
                 started: Mutex::new(None),
                 hold: RestartHold::new(settings.restart_guard),
             }),
             bound,
             health_interval,
-            connecting: tokio::sync::Mutex::new(()),
-            pipeline: Pipeline::new(),
             acquires: AtomicU64::new(0),
             synchronous_commit: settings.synchronous_commit,
         };
         let first = async {
             let (client, driver) = store.open().await?;
             store.sql.create(&client).await?;
-            let conn = store.prepare(client, driver).await?;
+            let conn = store.prepare(&store.lanes[0], client, driver).await?;
             store.server.observe(&started(&conn.client).await?);
+            let mut others = Vec::new();
+            for lane in &store.lanes[1..] {
+                let (client, driver) = store.open().await?;
+                others.push(store.prepare(lane, client, driver).await?);
+            }
             if !store.synchronous_commit {
                 // A crash may have lost the last grants, and this process cannot tell
                 // whether one happened: a server younger than a lease may not know of it.
@@ -170,11 +176,13 @@ impl PostgresStore {
                     store.server.hold.start_at(from);
                 }
             }
-            Ok(conn)
+            Ok((conn, others))
         };
         match tokio::time::timeout(settings.bound, first).await {
-            Ok(Ok(conn)) => {
-                store.install(conn);
+            Ok(Ok((conn, others))) => {
+                for (lane, conn) in store.lanes.iter().zip(std::iter::once(conn).chain(others)) {
+                    store.install(lane, conn);
+                }
                 Ok(store)
             }
             Ok(Err(error)) => Err(sql::connect_error(&error, password.as_deref(), &store.sql)),
@@ -185,87 +193,8 @@ impl PostgresStore {
         }
     }
 
-    /// A new connection, driven by a task of its own until it closes.
-    async fn open(&self) -> Result<(Client, tokio::task::AbortHandle), tokio_postgres::Error> {
-        let (client, connection) = self.target.connect().await?;
-        let driver = tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "PostgreSQL lock connection ended");
-            }
-        });
-        if !self.synchronous_commit {
-            client.batch_execute("SET synchronous_commit = off").await?;
-        }
-        Ok((client, driver.abort_handle()))
-    }
-
-    async fn prepare(
-        &self,
-        client: Client,
-        driver: tokio::task::AbortHandle,
-    ) -> Result<Conn, tokio_postgres::Error> {
-        let acquire = client.prepare(&self.sql.acquire).await?;
-        let lease_left = client.prepare(&self.sql.lease_left).await?;
-        let release = client.prepare(&self.sql.release).await?;
-        let extend = client.prepare(&self.sql.extend).await?;
-        let shared = self.sql.shared.prepare(&client).await?;
-        Ok(Conn {
-            client,
-            driver,
-            acquire,
-            lease_left,
-            release,
-            extend,
-            shared,
-        })
-    }
-
-    /// The current connection, or a new one if it broke.
-    async fn conn(&self) -> Result<Arc<Conn>, StoreError> {
-        if let Some(conn) = self.current.load_full() {
-            if !conn.client.is_closed() {
-                return Ok(conn);
-            }
-        }
-        let _one_at_a_time = self.connecting.lock().await;
-        if let Some(conn) = self.current.load_full() {
-            if !conn.client.is_closed() {
-                return Ok(conn);
-            }
-        }
-        tracing::debug!("replacing the PostgreSQL lock connection");
-        let fresh = async {
-            let (client, driver) = self.open().await?;
-            let conn = self.prepare(client, driver).await?;
-            self.server.observe(&started(&conn.client).await?);
-            Ok::<_, tokio_postgres::Error>(conn)
-        };
-        let conn = tokio::time::timeout(self.bound, fresh)
-            .await
-            .map_err(|_| StoreError::TimedOut)?
-            .map_err(failed)?;
-        Ok(self.install(conn))
-    }
-
-    /// Makes `conn` the connection in use, checked by a task of its own on the current
-    /// runtime until it is replaced.
-    fn install(&self, conn: Conn) -> Arc<Conn> {
-        let conn = Arc::new(conn);
-        self.current.store(Some(conn.clone()));
-        let (current, mine) = (Arc::downgrade(&self.current), conn.clone());
-        let server = Arc::downgrade(&self.server);
-        tokio::spawn(health(
-            current,
-            server,
-            mine,
-            self.health_interval,
-            self.bound,
-        ));
-        conn
-    }
-
-    /// Runs the statement `make` builds on `conn`, with one of the pipeline's permits (see
-    /// `pipeline.rs`).
+    /// Runs the statement `make` builds on `conn`, with one of its lane's pipeline permits
+    /// (see `pipeline.rs`).
     async fn statement<T, F>(
         &self,
         conn: &Arc<Conn>,
@@ -275,7 +204,7 @@ impl PostgresStore {
         F: Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
         T: Send + 'static,
     {
-        self.pipeline
+        conn.pipeline
             .run(|| make(conn.clone()))
             .await
             .map_err(failed)
@@ -333,7 +262,7 @@ impl Store for PostgresStore {
                 return self.acquire_shared(request).await;
             }
             // A new connection is where a changed server is seen: the hold is asked after.
-            let conn = self.conn().await?;
+            let conn = self.conn(request.key).await?;
             if let Some(left) = self.server.hold.left(request.ttl) {
                 // The server restarted or was replaced: a holder from before may still work.
                 return Ok(Attempt::Recovering { left });
@@ -381,7 +310,7 @@ impl Store for PostgresStore {
 
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let conn = self.conn().await?;
+            let conn = self.conn(key).await?;
             let (key, token) = (key.to_owned(), token.as_str().to_owned());
             let channel = self.sql.channel.clone();
             let row = self
@@ -407,7 +336,7 @@ impl Store for PostgresStore {
         self.server.hold.note_ttl(ttl);
         Box::pin(async move {
             let ttl = millis(ttl);
-            let conn = self.conn().await?;
+            let conn = self.conn(key).await?;
             let (key, token) = (key.to_owned(), token.as_str().to_owned());
             let updated = self
                 .statement(&conn, |conn| async move {

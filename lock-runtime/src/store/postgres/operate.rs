@@ -10,7 +10,7 @@ use crate::store::{glob_matches, Operators, StoreError, StoreFuture, StoredLock}
 impl Operators for PostgresStore {
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         Box::pin(async move {
-            let conn = self.conn().await?;
+            let conn = self.conn(key).await?;
             let rows = conn.client.query(&self.sql.inspect, &[&key]).await;
             let held = rows.map_err(failed)?.first().map(stored).transpose()?;
             if held.is_none() {
@@ -22,7 +22,7 @@ impl Operators for PostgresStore {
 
     fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
         Box::pin(async move {
-            let conn = self.conn().await?;
+            let conn = self.conn("").await?;
             let rows = conn
                 .client
                 .query(&self.sql.list, &[])
@@ -41,7 +41,7 @@ impl Operators for PostgresStore {
 
     fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         Box::pin(async move {
-            let conn = self.conn().await?;
+            let conn = self.conn(key).await?;
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&key, &self.sql.channel];
             let rows = conn.client.query(&self.sql.force_release, &params).await;
             let held = rows.map_err(failed)?.first().map(stored).transpose()?;

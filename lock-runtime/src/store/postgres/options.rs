@@ -1,6 +1,9 @@
 //! [`PostgresOptions`]: what only the PostgreSQL store is set up with.
 
-use super::check_table;
+use super::{
+    check_table,
+    lane::{DEFAULT_POSTGRES_CONNECTIONS, MOST_CONNECTIONS},
+};
 use crate::error::LockError;
 
 /// The table PostgreSQL locks live in unless configured otherwise, in the connection's
@@ -26,6 +29,7 @@ pub const DEFAULT_POSTGRES_TABLE: &str = "distributed_locks";
 pub struct PostgresOptions {
     table: String,
     synchronous_commit: bool,
+    connections: usize,
 }
 
 impl Default for PostgresOptions {
@@ -33,13 +37,15 @@ impl Default for PostgresOptions {
         Self {
             table: DEFAULT_POSTGRES_TABLE.to_owned(),
             synchronous_commit: false,
+            connections: DEFAULT_POSTGRES_CONNECTIONS,
         }
     }
 }
 
 impl PostgresOptions {
     /// The defaults: the table [`DEFAULT_POSTGRES_TABLE`], commits that do not wait for
-    /// their WAL flush (see [`synchronous_commit`](Self::synchronous_commit)).
+    /// their WAL flush (see [`synchronous_commit`](Self::synchronous_commit)),
+    /// [`DEFAULT_POSTGRES_CONNECTIONS`] statement connections.
     pub fn new() -> Self {
         Self::default()
     }
@@ -79,6 +85,32 @@ impl PostgresOptions {
 
     pub(crate) fn synchronous_commit_on(&self) -> bool {
         self.synchronous_commit
+    }
+
+    /// How many connections carry the store's statements, 1 to 16
+    /// ([`DEFAULT_POSTGRES_CONNECTIONS`] by default), besides the one that listens for
+    /// releases. A lock's statements always take the same connection; different locks
+    /// spread over them. PostgreSQL runs one connection's statements one after another on
+    /// one backend process, so one connection keeps the server to one core however many
+    /// locks a process takes at once; each more costs a connection slot
+    /// (`max_connections`) per process.
+    #[must_use]
+    pub fn connections(mut self, connections: usize) -> Self {
+        self.connections = connections;
+        self
+    }
+
+    /// The number of connections, checked: [`LockError::InvalidInput`] outside 1 to 16.
+    pub(crate) fn checked_connections(&self) -> Result<usize, LockError> {
+        if (1..=MOST_CONNECTIONS).contains(&self.connections) {
+            Ok(self.connections)
+        } else {
+            Err(LockError::invalid(format!(
+                "PostgresOptions::connections({}): give 1 to {MOST_CONNECTIONS} statement \
+                 connections",
+                self.connections
+            )))
+        }
     }
 
     /// The table, checked: [`LockError::InvalidInput`] for a name the store cannot use.

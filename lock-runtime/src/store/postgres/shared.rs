@@ -25,7 +25,7 @@ impl PostgresStore {
         &self,
         request: AcquireRequest<'_>,
     ) -> Result<Attempt, StoreError> {
-        let conn = self.conn().await?;
+        let conn = self.conn(request.key).await?;
         if let Some(left) = self.server.hold.left(request.ttl) {
             return Ok(Attempt::Recovering { left });
         }
@@ -79,7 +79,7 @@ impl PostgresStore {
 
     /// A waiting writer found shared holders: it marks the key so that no new reader joins.
     pub(super) async fn mark_writer(&self, key: &str, token: &Token) -> Result<(), StoreError> {
-        let conn = self.conn().await?;
+        let conn = self.conn(key).await?;
         let (key, token) = (key.to_owned(), token.as_str().to_owned());
         let mark = millis(WRITER_WAITING);
         self.statement(&conn, |conn| async move {
@@ -91,7 +91,7 @@ impl PostgresStore {
     }
 
     pub(super) async fn withdraw_writer(&self, key: &str, token: &Token) -> Result<(), StoreError> {
-        let conn = self.conn().await?;
+        let conn = self.conn(key).await?;
         let (key, token) = (key.to_owned(), token.as_str().to_owned());
         let channel = self.sql.channel.clone();
         self.statement(&conn, |conn| async move {
@@ -107,7 +107,7 @@ impl PostgresStore {
         key: &str,
         token: &Token,
     ) -> Result<bool, StoreError> {
-        let conn = self.conn().await?;
+        let conn = self.conn(key).await?;
         let (key, token) = (key.to_owned(), token.as_str().to_owned());
         let channel = self.sql.channel.clone();
         let row = self
@@ -129,7 +129,7 @@ impl PostgresStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         self.server.hold.note_ttl(ttl);
-        let conn = self.conn().await?;
+        let conn = self.conn(key).await?;
         let ttl = millis(ttl);
         let (key, token) = (key.to_owned(), token.as_str().to_owned());
         let updated = self
@@ -144,7 +144,7 @@ impl PostgresStore {
     /// For operators, who see exclusive locks only: the error that says shared holders
     /// hold `key`, if they do.
     pub(super) async fn shared_holders(&self, key: &str) -> Result<(), StoreError> {
-        let conn = self.conn().await?;
+        let conn = self.conn(key).await?;
         let row = conn
             .client
             .query_opt(&conn.shared.busy, &[&key])
