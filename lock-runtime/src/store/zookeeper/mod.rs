@@ -53,6 +53,7 @@ mod path;
 mod release;
 mod semaphore;
 mod session;
+mod tidy;
 mod wake;
 
 pub use self::options::{ZooKeeperOptions, DEFAULT_ZOOKEEPER_SESSION_TIMEOUT};
@@ -84,6 +85,8 @@ pub(crate) struct ZooKeeperStore {
     /// This process's contenders for each lock it is taking or holds (one exclusive, or
     /// any number of readers or permits).
     contenders: Mutex<HashMap<String, Vec<Contender>>>,
+    /// Lock directories idle here, removed a while after (`tidy.rs`).
+    tidy: tidy::Tidy,
 }
 
 impl std::fmt::Debug for ZooKeeperStore {
@@ -172,6 +175,7 @@ impl ZooKeeperStore {
             session: tokio::sync::Mutex::new(Arc::new(session)),
             timeout,
             contenders: Mutex::default(),
+            tidy: tidy::Tidy::default(),
         })
     }
 
@@ -244,8 +248,17 @@ impl ZooKeeperStore {
         // The data is the holder's record, as operators read it (see `holder.rs`).
         let data = request.holder.as_bytes();
         let client = &session.client;
-        let (path, czxid, queue) =
-            nodes::make_node(client, &dir, &dir, &name, data, &[], request.reclaim).await?;
+        let missing = self.tidy.taken(&dir);
+        let (path, czxid, queue) = nodes::make_node(
+            client,
+            &dir,
+            &dir,
+            &name,
+            (data, &[]),
+            request.reclaim,
+            missing,
+        )
+        .await?;
         let contender = Contender {
             token: *request.token,
             dir,

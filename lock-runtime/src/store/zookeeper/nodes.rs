@@ -8,44 +8,69 @@ use super::{
 };
 use crate::store::StoreError;
 
-/// Creates the node `name…` (ephemeral, sequential, `data` in it) in `parent`, the lock
-/// directory `dir` and `parent` (with `parent_data` in it, if it is not `dir`) first if
-/// need be, and lists `parent` in the same round
-/// trip (the list is sent right behind the create, and the server answers in order);
-/// the list is `None` when the node was found rather than made. When an earlier request
-/// may have made it (`unsure`: it failed without an answer), the node is looked for by
-/// name first; a create that fails without an answer is looked for the same way, so a
-/// contender never queues twice. Answers the node's path and creating zxid.
+/// Creates the node `name…` (ephemeral, sequential, `data.0` in it) in `parent`, the lock
+/// directory `dir` and `parent` (with `data.1` in it, if it is not `dir`) first if need
+/// be, and lists `parent` in the same round trip (the list is sent right behind the
+/// create, and the server answers in order); the list is `None` when the node was found
+/// rather than made. When an earlier request may have made it (`unsure`: it failed
+/// without an answer), the node is looked for by name first; a create that fails without
+/// an answer is looked for the same way, so a contender never queues twice. When the
+/// directories are likely gone (`missing`: this process's last release removed them),
+/// they are made in that same round trip, ahead of the node, rather than after a create
+/// that fails for want of them. Answers the node's path and creating zxid.
 pub(super) async fn make_node(
     client: &zk::Client,
     dir: &str,
     parent: &str,
     name: &str,
-    data: &[u8],
-    parent_data: &[u8],
+    (data, parent_data): (&[u8], &[u8]),
     unsure: bool,
+    missing: bool,
 ) -> Result<(String, i64, Option<Vec<String>>), StoreError> {
     let prefix = format!("{parent}/{name}");
     let ephemeral = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+    // Containers, as Curator makes them: ZooKeeper removes them once empty.
+    let container = zk::CreateMode::Container.with_acls(zk::Acls::anyone_all());
+    let parents = [(dir, &[][..]), (parent, parent_data)];
+    let parents = &parents[..if parent == dir { 1 } else { 2 }];
     let mut look_first = unsure;
+    let mut make_parents = missing && !unsure;
     loop {
         if std::mem::take(&mut look_first) {
             if let Some((path, czxid)) = find(client, parent, name).await? {
                 return Ok((path, czxid, None));
             }
         }
+        // Sent first (the client sends a request when it is called), answered first: the
+        // node's create finds them made.
+        let parents_made: Vec<_> = match std::mem::take(&mut make_parents) {
+            true => parents
+                .iter()
+                .map(|(path, data)| client.create(path, data, &container))
+                .collect(),
+            false => Vec::new(),
+        };
         let create = client.create(&prefix, data, &ephemeral);
+        let made = async {
+            for made in parents_made {
+                match made.await {
+                    Ok(_) | Err(zk::Error::NodeExists) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        };
         let list = client.list_children(parent);
-        let (created, listed) = tokio::join!(create, list);
+        let (made, created, listed) = tokio::join!(made, create, list);
+        if let Err(e) = made {
+            tracing::debug!(error = %e, "making a lock directory failed");
+        }
         match created {
             Ok((stat, sequence)) => {
                 return Ok((format!("{prefix}{sequence}"), stat.czxid, listed.ok()));
             }
             Err(zk::Error::NoNode) => {
-                // Containers, as Curator makes them: ZooKeeper removes them once empty.
-                let container = zk::CreateMode::Container.with_acls(zk::Acls::anyone_all());
-                let parents = [(dir, &[][..]), (parent, parent_data)];
-                for (path, data) in parents.into_iter().take(if parent == dir { 1 } else { 2 }) {
+                for (path, data) in parents {
                     match client.create(path, data, &container).await {
                         Ok(_) | Err(zk::Error::NodeExists) => {}
                         Err(e) => return Err(failed(e)),

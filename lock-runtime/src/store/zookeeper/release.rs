@@ -60,11 +60,12 @@ impl ZooKeeperStore {
         }))
     }
 
-    /// Deletes `contender`'s nodes (its `key`), and the lock's directories with them when
-    /// that left them empty, in one round trip (the server answers in order, and refuses a
-    /// directory that still has children; a contender that makes its node after finds none
-    /// and makes the directory again): names used once do not pile up faster than the
-    /// server removes empty containers. Whether its node was still there.
+    /// Deletes `contender`'s nodes (its `key`), and in the same round trip a semaphore's
+    /// directories when that left them empty, or the directories of locks idle here for a
+    /// while (`tidy.rs`; the server answers in order, and refuses a directory that still
+    /// has children; a contender that makes its node after finds none and makes the
+    /// directory again): names used once do not pile up faster than the server removes
+    /// empty containers. Whether its node was still there.
     pub(super) async fn delete(&self, key: &str, contender: Contender) -> Result<bool, StoreError> {
         if contender.session.ended() {
             // The nodes went with their session.
@@ -83,6 +84,16 @@ impl ZooKeeperStore {
                 None => Ok(()),
             }
         };
+        // A semaphore's directories go now; a lock's stays while it may be taken again
+        // here, and older idle ones go behind this delete (`tidy.rs`).
+        let due = match semaphore {
+            true => Vec::new(),
+            false => {
+                self.tidy.released(dir);
+                self.tidy.due()
+            }
+        };
+        let removing: Vec<_> = due.iter().map(|d| client.delete(d, None)).collect();
         let tidied = async {
             if semaphore {
                 let _ = tokio::join!(
@@ -90,8 +101,11 @@ impl ZooKeeperStore {
                     client.delete(&locks, None),
                     client.delete(dir, None)
                 );
-            } else {
-                let _ = client.delete(dir, None).await;
+            }
+            for (dir, removed) in due.into_iter().zip(removing) {
+                if removed.await.is_ok() {
+                    self.tidy.removed(dir);
+                }
             }
         };
         let (deleted, unqueued, ()) = tokio::join!(deleted, unqueued, tidied);

@@ -56,9 +56,9 @@ impl ZooKeeperStore {
                                 &dir,
                                 &locks_dir,
                                 &name,
-                                request.holder.as_bytes(),
-                                &[],
-                                request.reclaim
+                                (request.holder.as_bytes(), &[]),
+                                request.reclaim,
+                                false
                             ),
                             nodes::queue(client, &dir)
                         );
@@ -107,9 +107,9 @@ impl ZooKeeperStore {
                         &dir,
                         &leases_dir,
                         &name,
-                        request.holder.as_bytes(),
-                        count.as_bytes(),
-                        request.reclaim
+                        (request.holder.as_bytes(), count.as_bytes()),
+                        request.reclaim,
+                        false
                     ),
                     client.get_data(&leases_dir)
                 );
