@@ -1077,21 +1077,47 @@ impl Target {
 
 /// One slice of S1/S2 for `side`, in a child process.
 async fn cycles_in_child(side: &str, target: &Target, tasks: usize, length: Duration) -> Measured {
-    let output = tokio::process::Command::new(std::env::current_exe().expect("bench binary"))
-        .args([
-            "--cycles-child",
-            side,
-            &target.url,
-            &tasks.to_string(),
-            &length.as_millis().to_string(),
-            &target.pids,
-        ])
+    let (tasks, millis) = (tasks.to_string(), length.as_millis().to_string());
+    let mut command = match side {
+        // Curator's InterProcessMutex, in a JVM of its own (`tests/java/CuratorBench.java`).
+        "curator" => {
+            let mut java = tokio::process::Command::new("java");
+            let hosts = target.url.trim_start_matches("zookeeper://");
+            java.args([
+                "-cp",
+                &zookeeper::curator_classpath(),
+                "CuratorBench",
+                hosts,
+            ])
+            .args(["cycles", &tasks, &millis, &target.pids]);
+            java
+        }
+        _ => {
+            let mut child =
+                tokio::process::Command::new(std::env::current_exe().expect("bench binary"));
+            child.args([
+                "--cycles-child",
+                side,
+                &target.url,
+                &tasks,
+                &millis,
+                &target.pids,
+            ]);
+            child
+        }
+    };
+    let output = command
         .stderr(std::process::Stdio::inherit())
         .output()
         .await
         .expect("run a bench child");
     assert!(output.status.success(), "the {side} child failed");
-    let text = String::from_utf8_lossy(&output.stdout);
+    parse_child(&output.stdout)
+}
+
+/// What a child printed: cycles, elapsed, its CPU and the server's (ns), then samples.
+fn parse_child(stdout: &[u8]) -> Measured {
+    let text = String::from_utf8_lossy(stdout);
     let mut lines = text.lines();
     let head: Vec<u64> = lines
         .next()
@@ -1216,6 +1242,22 @@ fn same_row(name: &str, [floor, same, lib]: &[Measured; 3]) {
         lib.per_second() / same.per_second(),
         lib.cpu_per_cycle_us() / same.cpu_per_cycle_us(),
         lib.server_cpu_per_cycle_us() / same.server_cpu_per_cycle_us(),
+    );
+}
+
+/// The library against the third side of a [`separate`] run, per round: min / median /
+/// max of the rate and server CPU per cycle ratios, and the load.
+fn peer_rounds_row(peer: &str, [_, lib, other]: &[Measured; 3]) {
+    if other.cycles == 0 {
+        return;
+    }
+    println!(
+        "{:<24} per round, min/median/max: lib/{peer} rate {}, client cpu {}, srv {} | load {}",
+        "",
+        spread(lib, other, 0),
+        spread(lib, other, 1),
+        spread(lib, other, 2),
+        loads(lib),
     );
 }
 
@@ -1427,7 +1469,7 @@ async fn main() {
                 url: server.url(),
                 pids: server.pid().to_string(),
             };
-            let sides = ["zkfloor", "lib"];
+            let sides = ["zkfloor", "lib", "curator"];
             let z1 = separate(rounds, &target, &sides, 1, slice).await;
             let z2 = separate(rounds, &target, &sides, 64, slice).await;
             let lib = Backend::builder()
@@ -1439,6 +1481,7 @@ async fn main() {
             let z3 = (
                 s3h_counting(&operations, length, zookeeper::handoff(floor)).await,
                 s3h_counting(&operations, length, lib_handoff(lib)).await,
+                zookeeper::curator_handoff(server, HANDOFF_TASKS, length).await,
             );
             (z1, z2, z3)
         }
@@ -1556,8 +1599,10 @@ async fn main() {
     separate_row("S2   postgres", &p2);
     advisory_row("S1   postgres vs advisory", &a1);
     advisory_row("S2   postgres vs advisory", &a2);
-    separate_row("S1   zookeeper", &z1);
-    separate_row("S2   zookeeper", &z2);
+    separate_row("S1   zookeeper (rsl: Curator)", &z1);
+    peer_rounds_row("Curator", &z1);
+    separate_row("S2   zookeeper (rsl: Curator)", &z2);
+    peer_rounds_row("Curator", &z2);
     metrics_row("S1   no recorder / Prometheus", &m1);
     metrics_row("S2   no recorder / Prometheus", &m2);
     same_row("S1   same commands", &f1);
@@ -1593,6 +1638,7 @@ async fn main() {
     }
     if zk_server.is_some() {
         row("S3h  16 waiters, zookeeper", &z3.0, &z3.1);
+        row("S3h  zookeeper: Curator vs lib", &z3.2, &z3.1);
     }
     if p3.0.cycles > 0 {
         row("S3h  16 waiters, postgres", &p3.0, &p3.1);

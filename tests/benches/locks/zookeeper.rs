@@ -78,3 +78,55 @@ pub fn packets_received(server: &lock_tests::ZooKeeperServer) -> u64 {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Compiles `tests/java/CuratorBench.java` (once per benchmark process) against Debian's
+/// Curator jars; the class path to run it with.
+pub fn curator_classpath() -> String {
+    static COMPILED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    COMPILED
+        .get_or_init(|| {
+            let jars = "/usr/share/java/curator-recipes.jar:/usr/share/java/curator-framework.jar:\
+                        /usr/share/java/curator-client.jar";
+            let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("curator-bench");
+            std::fs::create_dir_all(&out).expect("a directory for the Java class");
+            let source = concat!(env!("CARGO_MANIFEST_DIR"), "/java/CuratorBench.java");
+            let status = std::process::Command::new("javac")
+                .args(["-cp", jars, "-d"])
+                .arg(&out)
+                .arg(source)
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run javac ({e}): install a JDK"));
+            assert!(status.success(), "javac failed: is Curator installed?");
+            format!("{}:{jars}", out.display())
+        })
+        .clone()
+}
+
+/// S3h for Curator's `InterProcessMutex`, `tasks` threads in a JVM of its own: the
+/// hand-over gaps it measured, and the packets the server received meanwhile.
+pub async fn curator_handoff(
+    server: &lock_tests::ZooKeeperServer,
+    tasks: usize,
+    length: Duration,
+) -> super::Measured {
+    let hosts = server.url().trim_start_matches("zookeeper://").to_owned();
+    let before = packets_received(server);
+    let output = tokio::process::Command::new("java")
+        .args([
+            "-cp",
+            &curator_classpath(),
+            "CuratorBench",
+            &hosts,
+            "handoff",
+        ])
+        .args([tasks.to_string(), length.as_millis().to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .expect("run java");
+    assert!(output.status.success(), "the Curator child failed");
+    let mut measured = super::parse_child(&output.stdout);
+    let packets = packets_received(server) - before;
+    measured.commands_per_cycle = Some(packets as f64 / measured.cycles.max(1) as f64);
+    measured
+}
