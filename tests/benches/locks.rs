@@ -1243,21 +1243,41 @@ fn same_row(name: &str, [floor, same, lib]: &[Measured; 3]) {
         lib.cpu_per_cycle_us() / same.cpu_per_cycle_us(),
         lib.server_cpu_per_cycle_us() / same.server_cpu_per_cycle_us(),
     );
+    println!(
+        "{:<24} rounds {}, min/median/max: lib/floor5 rate {}, cpu {}, srv {} | load {}",
+        "",
+        lib.parts.len(),
+        spread(lib, same, 0),
+        spread(lib, same, 1),
+        spread(lib, same, 2),
+        loads(lib)
+    );
 }
 
-/// The library against the third side of a [`separate`] run, per round: min / median /
-/// max of the rate and server CPU per cycle ratios, and the load.
-fn peer_rounds_row(peer: &str, [_, lib, other]: &[Measured; 3]) {
-    if other.cycles == 0 {
+/// The library against the floor (and the third side, `peer`, if it ran) of a
+/// [`separate`] run, per round: min / median / max of the rate, client CPU and server CPU
+/// per cycle ratios, and the machine's load over the rounds.
+fn rounds_row(peer: &str, [floor, lib, other]: &[Measured; 3]) {
+    if floor.cycles == 0 {
         return;
     }
+    let against = |name: &str, m: &Measured| {
+        format!(
+            "lib/{name} rate {}, cpu {}, srv {}",
+            spread(lib, m, 0),
+            spread(lib, m, 1),
+            spread(lib, m, 2)
+        )
+    };
+    let mut line = against("floor", floor);
+    if other.cycles > 0 {
+        line += &format!(" | {}", against(peer, other));
+    }
     println!(
-        "{:<24} per round, min/median/max: lib/{peer} rate {}, client cpu {}, srv {} | load {}",
+        "{:<24} rounds {}, min/median/max: {line} | load {}",
         "",
-        spread(lib, other, 0),
-        spread(lib, other, 1),
-        spread(lib, other, 2),
-        loads(lib),
+        lib.parts.len(),
+        loads(lib)
     );
 }
 
@@ -1590,19 +1610,27 @@ async fn main() {
         "srv l/f"
     );
     separate_row("S1   1 task, 1 key", &s1);
+    rounds_row("rslock", &s1);
     separate_row("S2   64 tasks, 64 keys", &s2);
+    rounds_row("rslock", &s2);
     separate_row("S1   cluster", &c1);
+    rounds_row("-", &c1);
     separate_row("S2   cluster", &c2);
+    rounds_row("-", &c2);
     separate_row("S1   redlock, 3 servers", &r1);
+    rounds_row("rslock", &r1);
     separate_row("S2   redlock, 3 servers", &r2);
+    rounds_row("rslock", &r2);
     separate_row("S1   postgres", &p1);
+    rounds_row("-", &p1);
     separate_row("S2   postgres", &p2);
+    rounds_row("-", &p2);
     advisory_row("S1   postgres vs advisory", &a1);
     advisory_row("S2   postgres vs advisory", &a2);
     separate_row("S1   zookeeper (rsl: Curator)", &z1);
-    peer_rounds_row("Curator", &z1);
+    rounds_row("Curator", &z1);
     separate_row("S2   zookeeper (rsl: Curator)", &z2);
-    peer_rounds_row("Curator", &z2);
+    rounds_row("Curator", &z2);
     metrics_row("S1   no recorder / Prometheus", &m1);
     metrics_row("S2   no recorder / Prometheus", &m2);
     same_row("S1   same commands", &f1);
