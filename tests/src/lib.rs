@@ -34,7 +34,7 @@ pub use redlock::RedlockServers;
 pub use sentinel::Sentinel;
 pub use stores::{fenced_write, guarded_increment, Stores, TestError};
 pub use tls::Certificates;
-pub use zookeeper::{ZooKeeperServer, ZOOKEEPER_CLASSPATH_ENV};
+pub use zookeeper::{curator_classpath, ZooKeeperServer, ZOOKEEPER_CLASSPATH_ENV};
 
 /// The README's Rust code compiles (its function is never called: it needs a fixed Redis).
 #[cfg(doctest)]

@@ -289,3 +289,27 @@ fn four_letters(port: u16, word: &str) -> std::io::Result<String> {
     stream.read_to_string(&mut answer)?;
     Ok(answer)
 }
+
+/// Debian's Curator jars (`libcurator-recipes-java`).
+const CURATOR_JARS: &str = "/usr/share/java/curator-recipes.jar:\
+    /usr/share/java/curator-framework.jar:/usr/share/java/curator-client.jar";
+
+/// Compiles `tests/java/<class>.java` against Debian's Curator jars into `out/<class>`;
+/// returns the class path to run it with. Panics, saying what to install, when `javac` or
+/// the jars are missing.
+pub fn curator_classpath(class: &str, out: &std::path::Path) -> String {
+    let out = out.join(class);
+    std::fs::create_dir_all(&out).expect("a directory for the Java class");
+    let source = format!("{}/java/{class}.java", env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new("javac")
+        .args(["-cp", CURATOR_JARS, "-d"])
+        .arg(&out)
+        .arg(source)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run javac ({e}): apt-get install default-jdk-headless"));
+    assert!(
+        status.success(),
+        "javac failed: is Curator installed (apt-get install libcurator-recipes-java)?"
+    );
+    format!("{}:{CURATOR_JARS}", out.display())
+}

@@ -405,24 +405,7 @@ fn curator_classpath() -> String {
     static COMPILED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     COMPILED
         .get_or_init(|| {
-            let jars = "/usr/share/java/curator-recipes.jar:/usr/share/java/curator-framework.jar:\
-                        /usr/share/java/curator-client.jar";
-            let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("curator-hold");
-            std::fs::create_dir_all(&out).expect("a directory for the Java class");
-            let source = concat!(env!("CARGO_MANIFEST_DIR"), "/java/CuratorHold.java");
-            let status = std::process::Command::new("javac")
-                .args(["-cp", jars, "-d"])
-                .arg(&out)
-                .arg(source)
-                .status()
-                .unwrap_or_else(|e| {
-                    panic!("cannot run javac ({e}): apt-get install default-jdk-headless")
-                });
-            assert!(
-                status.success(),
-                "javac failed: is Curator installed (apt-get install libcurator-recipes-java)?"
-            );
-            format!("{}:{jars}", out.display())
+            lock_tests::curator_classpath("CuratorHold", env!("CARGO_TARGET_TMPDIR").as_ref())
         })
         .clone()
 }

@@ -36,7 +36,7 @@ use zookeeper_client as zk;
 
 use self::{
     home::Home,
-    path::{lock_dir, node_prefix, parse, Node},
+    path::{parse, Node},
     session::Session,
 };
 use super::{
@@ -225,51 +225,6 @@ impl ZooKeeperStore {
             Some(known) => *known = contender,
             None => all.push(contender),
         }
-    }
-
-    /// Queues `request`'s contender for an exclusive lock or a read lock, or finds it
-    /// queued: the contender and the directory's children (`None` when it was queued
-    /// already).
-    async fn enqueue(
-        &self,
-        request: &AcquireRequest<'_>,
-    ) -> Result<(Contender, Option<Vec<String>>), StoreError> {
-        if let Some(contender) = self.contender(request.key, request.token) {
-            return Ok((contender, None));
-        }
-        let session = self.live_session().await?;
-        let dir = lock_dir(&self.settings.root, request.key);
-        let name = match request.kind {
-            LockKind::Read => path::READER,
-            _ if self.settings.rw_writers => path::WRITER,
-            _ => path::MUTEX,
-        };
-        let name = node_prefix(request.token, name);
-        // The data is the holder's record, as operators read it (see `holder.rs`).
-        let data = request.holder.as_bytes();
-        let client = &session.client;
-        let missing = self.tidy.taken(&dir);
-        let (path, czxid, queue) = nodes::make_node(
-            client,
-            &dir,
-            &dir,
-            &name,
-            (data, &[]),
-            request.reclaim,
-            missing,
-        )
-        .await?;
-        let contender = Contender {
-            token: *request.token,
-            dir,
-            path,
-            czxid,
-            session: session.clone(),
-            kind: request.kind,
-            queued: None,
-        };
-        self.remember(request.key, contender.clone());
-        Ok((contender, queue))
     }
 
     /// Forgets `key`'s contender with `token`, if there is one.

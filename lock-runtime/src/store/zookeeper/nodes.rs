@@ -4,9 +4,57 @@ use zookeeper_client as zk;
 
 use super::{
     failed,
-    path::{parse, LEASES},
+    path::{self, lock_dir, node_prefix, parse, LEASES},
+    Contender, ZooKeeperStore,
 };
-use crate::store::StoreError;
+use crate::store::{AcquireRequest, LockKind, StoreError};
+
+impl ZooKeeperStore {
+    /// Queues `request`'s contender for an exclusive lock or a read lock, or finds it
+    /// queued: the contender and the directory's children (`None` when it was queued
+    /// already).
+    pub(super) async fn enqueue(
+        &self,
+        request: &AcquireRequest<'_>,
+    ) -> Result<(Contender, Option<Vec<String>>), StoreError> {
+        if let Some(contender) = self.contender(request.key, request.token) {
+            return Ok((contender, None));
+        }
+        let session = self.live_session().await?;
+        let dir = lock_dir(&self.settings.root, request.key);
+        let name = match request.kind {
+            LockKind::Read => path::READER,
+            _ if self.settings.rw_writers => path::WRITER,
+            _ => path::MUTEX,
+        };
+        let name = node_prefix(request.token, name);
+        // The data is the holder's record, as operators read it (see `holder.rs`).
+        let data = request.holder.as_bytes();
+        let client = &session.client;
+        let missing = self.tidy.taken(&dir);
+        let (path, czxid, queue) = make_node(
+            client,
+            &dir,
+            &dir,
+            &name,
+            (data, &[]),
+            request.reclaim,
+            missing,
+        )
+        .await?;
+        let contender = Contender {
+            token: *request.token,
+            dir,
+            path,
+            czxid,
+            session: session.clone(),
+            kind: request.kind,
+            queued: None,
+        };
+        self.remember(request.key, contender.clone());
+        Ok((contender, queue))
+    }
+}
 
 /// Creates the node `name…` (ephemeral, sequential, `data.0` in it) in `parent`, the lock
 /// directory `dir` and `parent` (with `data.1` in it, if it is not `dir`) first if need
