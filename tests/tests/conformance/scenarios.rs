@@ -536,8 +536,8 @@ pub async fn fencing_grows_across_a_restart<S: Servers>(
         return skipped("the store declares no fencing tokens");
     }
     let fenced = LockOptions::new(ttl(&backend, Duration::from_secs(2))).fencing(true);
-    // A server younger than the lease may hold a fresh process back (it cannot tell
-    // whether a crash lost grants just before): the first grant is waited for.
+    // A store that came back from a crash less than a lease ago (an earlier scenario's)
+    // may hold a fresh process back: the first grant is waited for.
     let first = eventually_acquired(&backend, "restarted", &fenced).await;
     let mut before = first.fencing_token().expect("token");
     first.release().await.expect("release");
@@ -568,7 +568,8 @@ pub async fn fencing_grows_across_a_restart<S: Servers>(
 pub async fn killed_and_back<S: Servers>(servers: &mut S, scenario: &str) -> Outcome {
     let backend = servers.connect(scenario).await;
     let options = LockOptions::new(ttl(&backend, Duration::from_secs(2)));
-    // Waited for: a server younger than the lease may hold a fresh process back.
+    // Waited for: a store that came back from a crash less than a lease ago (an earlier
+    // scenario's) may hold a fresh process back.
     let guard = eventually_acquired(&backend, "outage", &options).await;
     guard.release().await.expect("release");
     if let Err(why) = servers.kill() {

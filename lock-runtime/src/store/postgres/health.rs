@@ -57,20 +57,24 @@ pub(super) async fn started(client: &Client) -> Result<String, tokio_postgres::E
         .try_get(0)
 }
 
-/// How long ago the server on `client` started afresh (see `started!`), by its clock.
-pub(super) async fn age(client: &Client) -> Result<Duration, tokio_postgres::Error> {
-    let ms: i64 = client
+/// How long ago the server on `client` recovered from a crash, by its clock, if it has
+/// since it started: a crash recovery (of the server, or after a backend crashed) resets
+/// the shared statistics as it ends, so `stats_reset` is at or after the server's start
+/// time; a clean start restores them from the clean shutdown before, older than its start
+/// (so does a fresh cluster's first start: `initdb` wrote them).
+pub(super) async fn since_crash(
+    client: &Client,
+) -> Result<Option<Duration>, tokio_postgres::Error> {
+    let ms: Option<i64> = client
         .query_one(
-            concat!(
-                "SELECT (extract(epoch FROM clock_timestamp() - ",
-                started!(),
-                ") * 1000)::bigint"
-            ),
+            "SELECT CASE WHEN stats_reset >= pg_postmaster_start_time() THEN \
+             (extract(epoch FROM clock_timestamp() - stats_reset) * 1000)::bigint END \
+             FROM pg_stat_bgwriter",
             &[],
         )
         .await?
         .try_get(0)?;
-    Ok(Duration::from_millis(ms.max(0).unsigned_abs()))
+    Ok(ms.map(|ms| Duration::from_millis(ms.max(0).unsigned_abs())))
 }
 
 /// The health checks of the connection `mine` while it is the one in use: the server's

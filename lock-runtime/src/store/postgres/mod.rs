@@ -29,8 +29,8 @@
 //! a new moment means the server restarted, crashed, or another took its place (a standby
 //! promoted behind the same address, which may not have the last grants), and no lock is
 //! granted for the longest TTL from then (the restart hold, as on Redis). A process that
-//! connects to a server younger than that holds from the server's start, since it cannot
-//! tell whether a crash came just before.
+//! connects to a server that recovered from a crash less than that ago holds from the
+//! recovery (a clean start loses nothing: its shutdown wrote every commit out).
 
 use std::{
     future::Future,
@@ -45,7 +45,7 @@ use tokio_postgres::{Client, Statement};
 
 use self::{
     connect::Target,
-    health::{age, started, Server},
+    health::{since_crash, started, Server},
     lane::Lane,
     listen::Listener,
     pipeline::Pipeline,
@@ -169,10 +169,10 @@ impl PostgresStore {
                 others.push(store.prepare(lane, client, driver).await?);
             }
             if !store.synchronous_commit {
-                // A crash may have lost the last grants, and this process cannot tell
-                // whether one happened: a server younger than a lease may not know of it.
-                let age = age(&conn.client).await?;
-                if let Some(from) = std::time::Instant::now().checked_sub(age) {
+                // A crash may have lost the last grants: a server that recovered from one
+                // less than a lease ago may not know of a lease that still runs.
+                let since = since_crash(&conn.client).await?;
+                if let Some(from) = since.and_then(|s| std::time::Instant::now().checked_sub(s)) {
                     store.server.hold.start_at(from);
                 }
             }

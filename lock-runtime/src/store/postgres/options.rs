@@ -66,8 +66,9 @@ impl PostgresOptions {
     /// by default). A crash of the server in between loses those last writes, so after
     /// a crash a lease may be gone whose holder still works. The restart hold covers it:
     /// a process connected across the crash sees the server's new start time and grants
-    /// nothing for the longest TTL; a process that connects to a server younger than the
-    /// longest TTL it asks for holds until that TTL has passed since the server started.
+    /// nothing for the longest TTL; a process that connects to a server that recovered
+    /// from a crash less than the longest TTL it asks for ago holds until that TTL has
+    /// passed since the recovery (a clean start loses nothing and holds nobody).
     /// This is what makes a lock cost about what an advisory lock costs (no disk flush per
     /// statement: BENCHMARKS.md). With the hold turned off
     /// ([`restart_guard(None)`](crate::BackendBuilder::restart_guard)) or with a
