@@ -22,21 +22,31 @@
 -- Returns { 1, fencing token or 0 } when taken; { 0, milliseconds until a holder's lease
 -- ends } when busy; { 2, the count the holders use (0: readers) } when the key is held
 -- with another permit count or as the other kind.
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
--- Drops lapsed holders; fails on a plain lock's string: a writer holds the key.
-local dropped = redis.pcall('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if type(dropped) == 'table' then
+-- Cost: every `redis.call` and every number turned into text or back is a few thousand
+-- server instructions (a script's own start is more than a plain `SET`), so the common
+-- case, a free key, makes five calls and passes the TTL and permit count on as the text
+-- they came as.
+--
+-- Fails on a plain lock's string: a writer holds the key.
+local count = redis.pcall('ZCARD', KEYS[1])
+if type(count) == 'table' then
     return { 0, math.max(redis.call('PTTL', KEYS[1]), 0) }
 end
-local permits = tonumber(ARGV[3])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+-- Drops lapsed holders (a free key has none).
+if count > 0 then
+    count = count - redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+end
+local reader = ARGV[3] == '0'
 local ttl = tonumber(ARGV[2])
+local ends = string.format('%d', now + ttl)
 -- Keeps the set (and the permit count) alive as long as its longest lease.
-local function outlive(lease)
-    if redis.call('PTTL', KEYS[1]) < lease then
-        redis.call('PEXPIRE', KEYS[1], lease)
-        if permits > 0 then
-            redis.call('PEXPIRE', KEYS[2], lease)
+local function outlive()
+    if redis.call('PTTL', KEYS[1]) < ttl then
+        redis.call('PEXPIRE', KEYS[1], ARGV[2])
+        if not reader then
+            redis.call('PEXPIRE', KEYS[2], ARGV[2])
         end
     end
 end
@@ -44,28 +54,28 @@ end
 -- its lease from now, as a fresh grant would: the caller counts the lease from this
 -- request, so the server must not drop the holder earlier. Asked before the writer's
 -- mark, which keeps out new readers only.
-if ARGV[4] == '1' then
+if ARGV[4] == '1' and count > 0 then
     for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
         if string.find(member, ARGV[1], 1, true) == 1 then
-            redis.call('ZADD', KEYS[1], now + ttl, member)
-            outlive(ttl)
+            redis.call('ZADD', KEYS[1], ends, member)
+            outlive()
             return { 1, tonumber(string.match(member, ';fence=(%d+)') or '0') }
         end
     end
 end
-if permits == 0 then
+if reader then
     local writer = redis.call('PTTL', KEYS[3])
     if writer > 0 then
         return { 0, writer }
     end
 end
-local count = redis.call('ZCARD', KEYS[1])
 if count > 0 then
-    local held = tonumber(redis.call('GET', KEYS[2]) or '0')
-    if held ~= permits then
-        return { 2, held }
+    -- The count the holders use, as the text it was stored as (none: readers).
+    local held = redis.call('GET', KEYS[2]) or '0'
+    if held ~= ARGV[3] then
+        return { 2, tonumber(held) }
     end
-    if permits > 0 and count >= permits then
+    if not reader and count >= tonumber(ARGV[3]) then
         local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
         return { 0, math.max(tonumber(first[2]) - now, 0) }
     end
@@ -80,13 +90,13 @@ if KEYS[4] then
     redis.call('SET', KEYS[4], text, 'PX', ARGV[5])
     member = member .. ';fence=' .. text
 end
-redis.call('ZADD', KEYS[1], now + ttl, member)
+redis.call('ZADD', KEYS[1], ends, member)
 if count == 0 then
-    redis.call('PEXPIRE', KEYS[1], ttl)
-    if permits > 0 then
-        redis.call('SET', KEYS[2], permits, 'PX', ttl)
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    if not reader then
+        redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
     end
 else
-    outlive(ttl)
+    outlive()
 end
 return { 1, fence }

@@ -18,10 +18,10 @@ for i = 1, #holders, 2 do
             return 0
         end
         local ttl = tonumber(ARGV[2])
-        redis.call('ZADD', KEYS[1], 'XX', now + ttl, holders[i])
+        redis.call('ZADD', KEYS[1], 'XX', string.format('%d', now + ttl), holders[i])
         if redis.call('PTTL', KEYS[1]) < ttl then
-            redis.call('PEXPIRE', KEYS[1], ttl)
-            redis.call('PEXPIRE', KEYS[2], ttl)
+            redis.call('PEXPIRE', KEYS[1], ARGV[2])
+            redis.call('PEXPIRE', KEYS[2], ARGV[2])
         end
         return 1
     end
