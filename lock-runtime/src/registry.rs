@@ -69,7 +69,11 @@ pub fn register(name: &str, backend: Backend) -> Result<(), LockError> {
 /// `redis+unix:///path/to/socket`, `redis+sentinel://host:port,host:port/service-name`
 /// (with the `sentinel` feature), `redis+cluster://host:port,host:port` (with the
 /// `cluster` feature; `rediss+cluster://` over TLS with `tls` too), or
-/// `redis+redlock://host:port,host:port,host:port` (with the `redlock` feature). An unset variable or a malformed URL is
+/// `redis+redlock://host:port,host:port,host:port` (with the `redlock` feature),
+/// `zookeeper://host:port,host:port[/chroot][?session_timeout=4s&root=/locks]` (with the
+/// `zookeeper` feature; the session timeout is also the shortest TTL) or
+/// `postgres://user[:password]@host[:port]/database` (`postgresql://` too; with the
+/// `postgres` feature). An unset variable or a malformed URL is
 /// [`LockError::InvalidInput`]; an unreachable store is [`LockError::Backend`] or
 /// [`LockError::Timeout`].
 ///

@@ -788,6 +788,66 @@ async fn ttl_covers_the_session_renewal_keeps_the_lock_and_empty_directories_go(
     assert!(gone, "the empty lock directory stayed");
 }
 
+/// The URL sets what the builder would (`LOCK_RUNTIME_URL` reaches no builder): the
+/// session timeout, which is the shortest TTL, and the root. A TTL under the session
+/// timeout names the URL setting that lowers it; a bad setting is refused before any
+/// connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_url_sets_the_session_timeout_and_the_root() {
+    let _serial = SERIAL.lock().await;
+    let server = ZooKeeperServer::start();
+    let zk = look(&server).await;
+    let five = LockOptions::new(Duration::from_secs(5));
+
+    let default = Backend::builder()
+        .connect(&server.url())
+        .await
+        .expect("connect");
+    match default.acquire("short", &five).await {
+        Err(LockError::InvalidInput(why)) => assert!(
+            why.contains("6s") && why.contains("?session_timeout="),
+            "the error names neither the session timeout nor the URL setting: {why}"
+        ),
+        other => panic!("a 5 s TTL under a 6 s session: expected InvalidInput, got {other:?}"),
+    }
+
+    let url = format!("{}?session_timeout=3s&root=/via-url", server.url());
+    let set = Backend::builder()
+        .connect(&url)
+        .await
+        .expect("connect with settings");
+    let guard = set
+        .acquire("short", &five)
+        .await
+        .expect("a 5 s TTL under a 3 s session");
+    let nodes = zk
+        .list_children("/via-url/short")
+        .await
+        .expect("the lock under the root");
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    guard.release().await.expect("release");
+
+    for (query, names) in [
+        ("session_timeout=3", "unit"),
+        ("session_timeout=3 s", "unit"),
+        ("sesion_timeout=3s", "unknown setting `sesion_timeout`"),
+        ("curator_write_lock=yes", "`true` or `false`"),
+    ] {
+        let started = Instant::now();
+        match Backend::builder()
+            .connect(&format!("zookeeper://127.0.0.1:1?{query}"))
+            .await
+        {
+            Err(LockError::InvalidInput(why)) => assert!(why.contains(names), "{query}: {why}"),
+            other => panic!("{query}: expected InvalidInput, got {other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{query}: it tried to connect"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_keys_are_taken_in_order_and_semaphores_keep_curators_layout() {
     let _serial = SERIAL.lock().await;

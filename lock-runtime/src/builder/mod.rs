@@ -147,8 +147,9 @@ impl BackendBuilder {
     }
 
     /// Opens the backend a URL names: `memory://` for [`memory`](Self::memory), any Redis URL
-    /// for [`redis`](Self::redis), `zookeeper://host:port,host:port[/chroot]` for
-    /// [`zookeeper`](Self::zookeeper), `postgres://user@host/database` (or `postgresql://`)
+    /// for [`redis`](Self::redis), `zookeeper://host:port,host:port[/chroot][?settings]` for
+    /// [`zookeeper`](Self::zookeeper) (settings: `session_timeout=4s`, `root=/locks`,
+    /// `curator_write_lock=true`), `postgres://user@host/database` (or `postgresql://`)
     /// for [`postgres`](Self::postgres).
     pub async fn connect(self, url: &str) -> Result<Backend, LockError> {
         match url.split_once("://").map(|(scheme, _)| scheme) {
@@ -168,7 +169,7 @@ impl BackendBuilder {
             }
             Some("zookeeper") => {
                 #[cfg(feature = "zookeeper")]
-                return self.zookeeper(&url["zookeeper://".len()..]).await;
+                return self.zookeeper_url(&url["zookeeper://".len()..]).await;
                 #[cfg(not(feature = "zookeeper"))]
                 return Err(needs_feature(url, "ZooKeeper", "zookeeper"));
             }
@@ -184,7 +185,7 @@ impl BackendBuilder {
                  `redis+sentinel://host:port,host:port/service`, \
                  `redis+cluster://host:port,host:port`, \
                  `redis+redlock://host:port,host:port,host:port`, \
-                 `zookeeper://host:port,host:port[/chroot]` or \
+                 `zookeeper://host:port,host:port[/chroot][?session_timeout=4s]` or \
                  `postgres://user@host/database`",
                 crate::redact::url(url)
             ))),

@@ -111,6 +111,59 @@ impl BackendBuilder {
     }
 }
 
+impl BackendBuilder {
+    /// [`zookeeper`](Self::zookeeper) for the part of a `zookeeper://` URL after the
+    /// scheme: the connect string, then settings after a `?` (`session_timeout=4s`,
+    /// `root=/locks`, `curator_write_lock=true`), which override the builder's.
+    pub(super) async fn zookeeper_url(mut self, rest: &str) -> Result<Backend, LockError> {
+        let (hosts, query) = rest.split_once('?').unwrap_or((rest, ""));
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            self.zookeeper = match name {
+                "session_timeout" => self.zookeeper.session_timeout(url_duration(value)?),
+                "root" => self.zookeeper.root(value),
+                "curator_write_lock" => self.zookeeper.curator_write_lock(match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(LockError::invalid(format!(
+                            "`curator_write_lock={value}` in a ZooKeeper URL: expected \
+                             `true` or `false`"
+                        )))
+                    }
+                }),
+                _ => {
+                    return Err(LockError::invalid(format!(
+                        "unknown setting `{name}` in a ZooKeeper URL: expected \
+                         `session_timeout` (e.g. `4s`), `root` (e.g. `/locks`) or \
+                         `curator_write_lock` (`true` or `false`)"
+                    )))
+                }
+            };
+        }
+        self.zookeeper(hosts).await
+    }
+}
+
+/// A URL setting's duration: a whole number and a unit, `ms`, `s` or `m` (`4s`, `1500ms`).
+fn url_duration(value: &str) -> Result<Duration, LockError> {
+    let digits = value.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = value.split_at(digits);
+    let millis = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(number) if millis > 0 => Ok(Duration::from_millis(number.saturating_mul(millis))),
+        _ => Err(LockError::invalid(format!(
+            "`session_timeout={value}` in a ZooKeeper URL: expected a whole number and a \
+             unit, `ms`, `s` or `m` (e.g. `4s`)"
+        ))),
+    }
+}
+
 /// The ZooKeeper constructor that starts from the default settings.
 #[cfg_attr(docsrs, doc(cfg(feature = "zookeeper")))]
 impl Backend {

@@ -263,8 +263,10 @@ impl Store for ZooKeeperStore {
             .min_ttl(
                 self.timeout,
                 "that is the session timeout: a holder that dies keeps its lock until its \
-                 session expires, so the TTL must be at least the session timeout (see \
-                 `BackendBuilder::zookeeper_session_timeout`)",
+                 session expires, so the TTL must be at least the session timeout (set a \
+                 shorter one with `?session_timeout=4s` on the `zookeeper://` URL or with \
+                 `BackendBuilder::zookeeper_session_timeout`; the server grants one between \
+                 its `minSessionTimeout`, 4 s by default, and `maxSessionTimeout`)",
             )
     }
 
