@@ -73,7 +73,7 @@ impl BackendBuilder {
     ///
     /// let backend = lock_runtime::Backend::builder()
     ///     .replicas_acknowledge(1, Duration::from_millis(100))
-    ///     .redis_sentinel(["10.0.0.5:26379", "10.0.0.6:26379", "10.0.0.7:26379"], "locks")
+    ///     .connect("redis+sentinel://10.0.0.5:26379,10.0.0.6:26379,10.0.0.7:26379/locks")
     ///     .await?;
     /// # Ok(()) }
     /// ```
