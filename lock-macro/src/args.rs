@@ -436,21 +436,30 @@ fn suggest(text: &str) -> Option<&'static str> {
         .map(|(_, known)| known)
 }
 
+/// Edits from `a` to `b`, a swap of two neighbours counting as one (`kyes` is one from
+/// `keys`, two from `key`).
 fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // rows[i][j]: edits from a[..i] to b[..j].
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + usize::from(a[i - 1] != b[j - 1]));
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
         }
     }
-    row[b.len()]
+    rows[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -463,6 +472,8 @@ mod tests {
         assert_eq!(suggest("TTL"), Some("ttl"));
         assert_eq!(suggest("tll"), Some("ttl"));
         assert_eq!(suggest("kye"), Some("key"));
+        assert_eq!(suggest("kyes"), Some("keys"));
+        assert_eq!(suggest("permtis"), Some("permits"));
         assert_eq!(suggest("cliennt"), Some("client"));
         assert_eq!(suggest("zzzzzz"), None);
     }

@@ -8,6 +8,15 @@ pub(crate) fn parse_millis(text: &str) -> Result<u64, String> {
     if text.is_empty() {
         return Err("empty duration; write it like \"500ms\", \"10s\", \"1m30s\" or \"2h\"".into());
     }
+    if text.chars().any(char::is_whitespace) {
+        // "10 s", "1m 30s": a duration but for its spaces.
+        let joined: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        if parse_millis(&joined).is_ok() {
+            return Err(format!(
+                "spaces are not allowed in durations: write \"{joined}\" instead of \"{text}\""
+            ));
+        }
+    }
     let mut rest = text;
     let mut total: u64 = 0;
     while !rest.is_empty() {
@@ -58,6 +67,15 @@ mod tests {
     }
 
     #[test]
+    fn a_space_is_named_as_such() {
+        let err = parse_millis("10 s").unwrap_err();
+        assert!(
+            err.contains("spaces are not allowed") && err.contains("\"10s\""),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn rejects_garbage_with_a_reason() {
         assert!(parse_millis("").unwrap_err().contains("empty"));
         assert!(parse_millis("10").unwrap_err().contains("no unit"));
@@ -71,10 +89,10 @@ mod tests {
             .contains("expected a number"));
         assert!(parse_millis("1s ")
             .unwrap_err()
-            .contains("expected a number"));
+            .contains("spaces are not allowed"));
         assert!(parse_millis("1m 30s")
             .unwrap_err()
-            .contains("expected a number"));
+            .contains("write \"1m30s\""));
         assert!(parse_millis("99999999999999999999s")
             .unwrap_err()
             .contains("too large"));
