@@ -44,6 +44,66 @@ async fn unreachable_address_is_a_connect_error() {
     );
 }
 
+/// A connect error names the store and where it was going (without the password): the
+/// driver's `Connection refused (os error 111)` names neither.
+#[tokio::test]
+async fn an_unreachable_store_is_named_with_its_address() {
+    let port = free_port();
+    for (url, store) in [
+        (
+            format!("redis://:secret@127.0.0.1:{port}"),
+            "Redis at redis://",
+        ),
+        (
+            format!("redis+sentinel://127.0.0.1:{port}/svc"),
+            "Redis Sentinel at ",
+        ),
+        (
+            format!("redis+cluster://127.0.0.1:{port}"),
+            "Redis Cluster at ",
+        ),
+        // ZooKeeper tries for a session as long as the session timeout.
+        (
+            format!("zookeeper://127.0.0.1:{port}?session_timeout=400ms"),
+            "ZooKeeper at ",
+        ),
+        (
+            format!("postgres://postgres:secret@127.0.0.1:{port}/test"),
+            "PostgreSQL at postgres://",
+        ),
+    ] {
+        let started = Instant::now();
+        let err = builder()
+            .connect(&url)
+            .await
+            .expect_err("nobody listens there");
+        let told = err.to_string();
+        assert!(
+            told.contains(store) && told.contains(&format!("127.0.0.1:{port}")),
+            "{url}: {told}"
+        );
+        assert!(
+            !told.contains("secret"),
+            "{url}: the password shows: {told}"
+        );
+        assert!(
+            matches!(
+                err,
+                LockError::Backend {
+                    operation: Operation::Connect,
+                    ..
+                }
+            ),
+            "{url}: {err:?}"
+        );
+        assert!(
+            started.elapsed() < BOUND + SLACK,
+            "{url}: took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_server_that_never_answers_times_out_within_the_bound() {
     let silent = TcpListener::bind("127.0.0.1:0").expect("bind");

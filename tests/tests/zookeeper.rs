@@ -827,6 +827,17 @@ async fn the_url_sets_the_session_timeout_and_the_root() {
     assert_eq!(nodes.len(), 1, "{nodes:?}");
     guard.release().await.expect("release");
 
+    // A chroot that does not exist is named as such (the driver says `node not exists`).
+    let missing = format!("{}/no-such-chroot", server.url());
+    match Backend::builder().connect(&missing).await {
+        Err(err) => assert!(
+            err.to_string()
+                .contains("the chroot `/no-such-chroot` does not exist"),
+            "{err}"
+        ),
+        Ok(_) => panic!("connected under a chroot that does not exist"),
+    }
+
     for (query, names) in [
         ("session_timeout=3", "unit"),
         ("session_timeout=3 s", "unit"),

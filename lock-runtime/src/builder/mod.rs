@@ -9,6 +9,8 @@ use crate::{
     store::{ConnectSettings, MemoryStore, Store},
 };
 
+#[cfg(any(feature = "redis", feature = "zookeeper", feature = "postgres"))]
+mod located;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]

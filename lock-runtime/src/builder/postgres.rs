@@ -1,6 +1,6 @@
 //! The PostgreSQL part of [`BackendBuilder`].
 
-use super::BackendBuilder;
+use super::{located::located, BackendBuilder};
 use crate::{backend::Backend, error::LockError, redact, store::PostgresOptions};
 
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -97,7 +97,8 @@ impl BackendBuilder {
                 synchronous_commit: self.postgres.synchronous_commit_on(),
                 connections,
             })
-            .await?;
+            .await
+            .map_err(|e| located("PostgreSQL", &redact::url(url), e))?;
             self.store(store)
         }
     }

@@ -1,7 +1,7 @@
 //! The Redis part of [`BackendBuilder`] (feature `redis`): one server, Sentinel, Cluster and
 //! Redlock.
 
-use super::BackendBuilder;
+use super::{located::located, BackendBuilder};
 use std::time::Duration;
 
 use crate::{
@@ -123,13 +123,21 @@ impl BackendBuilder {
             }
         }
         let settings = self.redis.settings(&self.connect_settings()?, false)?;
+        let address = crate::redact::url(url);
         if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") {
-            let store = crate::store::redis::cluster(url, self.tls_root.clone(), &settings).await?;
+            let store = crate::store::redis::cluster(url, self.tls_root.clone(), &settings)
+                .await
+                .map_err(|e| located("Redis Cluster", &address, e))?;
             return self.boxed_store(store);
         }
+        let store = if url.contains("+sentinel://") {
+            "Redis Sentinel"
+        } else {
+            "Redis"
+        };
         let endpoint = crate::store::redis::endpoint(url, self.tls_root.clone())?;
-        let store = RedisStore::connect(endpoint, crate::redact::password(url), settings).await?;
-        self.store(store)
+        let connected = RedisStore::connect(endpoint, crate::redact::password(url), settings).await;
+        self.store(connected.map_err(|e| located(store, &address, e))?)
     }
 
     /// Connects to the primary that the Redis Sentinels at `sentinels` (`host:port` each)

@@ -105,7 +105,8 @@ impl BackendBuilder {
                 &self.zookeeper,
                 self.connect.bound,
             ))
-            .await?;
+            .await
+            .map_err(|e| super::located::located("ZooKeeper", hosts, e))?;
             self.store(store)
         }
     }

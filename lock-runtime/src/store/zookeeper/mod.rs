@@ -167,7 +167,15 @@ impl ZooKeeperStore {
         })?
         .map_err(|e| LockError::Backend {
             operation: Operation::Connect,
-            source: failed(e),
+            source: match (e, settings.hosts.split_once('/')) {
+                // Under a chroot that does not exist, every path is missing.
+                (zk::Error::NoNode, Some((_, chroot))) => format!(
+                    "the chroot `/{chroot}` does not exist on the server: create it (e.g. \
+                     `create /{chroot}` in zkCli.sh) or leave it out of the address"
+                )
+                .into(),
+                (e, _) => failed(e),
+            },
         })?;
         Ok(Self {
             settings,

@@ -36,10 +36,19 @@ impl Session {
         let client = match tokio::time::timeout(within, connecting).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => {
+                // The driver's own words (`timeout`, `node not exists`) say little alone.
+                let what = match e {
+                    zk::Error::Timeout => format!(
+                        "no ZooKeeper session within {:?}: no server answered, or none \
+                         accepted the session (the driver said: {e})",
+                        within
+                    ),
+                    e => format!("could not open a ZooKeeper session: {e}"),
+                };
                 return Err(LockError::Backend {
                     operation: Operation::Connect,
-                    source: StoreError::from(e),
-                })
+                    source: StoreError::from(what),
+                });
             }
             Err(_) => {
                 return Err(LockError::Timeout {
