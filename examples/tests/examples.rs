@@ -37,6 +37,54 @@ fn sample(page: &str, metric: &str) -> f64 {
     lock_tests::prometheus_value(page, metric, &labels)
 }
 
+/// The metric names that `ops/grafana/distributed-locks.json` and
+/// `ops/prometheus/distributed-locks.rules.yml` query.
+fn ops_metrics() -> std::collections::BTreeSet<String> {
+    let ops = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops");
+    let mut names = std::collections::BTreeSet::new();
+    for file in [
+        "grafana/distributed-locks.json",
+        "prometheus/distributed-locks.rules.yml",
+    ] {
+        let text = std::fs::read_to_string(ops.join(file)).expect("an ops file");
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("distributed_lock_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            names.insert(name);
+        }
+    }
+    assert!(names.len() >= 8, "too few metrics found in ops/: {names:?}");
+    names
+}
+
+/// The alerting rules load, and `promtool test rules` finds each alert firing on the series
+/// that should fire it and on no others (`ops/prometheus/distributed-locks.test.yml`).
+#[test]
+fn the_alerting_rules_pass_promtool() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/prometheus");
+    for args in [
+        ["check", "rules", "distributed-locks.rules.yml"],
+        ["test", "rules", "distributed-locks.test.yml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool (Debian's `prometheus` package; scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_http_instances_never_overdraw_and_answer_busy_with_423() {
     let server = RedisServer::start();
@@ -119,6 +167,17 @@ async fn two_http_instances_never_overdraw_and_answer_busy_with_423() {
         shown.contains("distributed_lock_store_call_seconds_count{"),
         "{shown}"
     );
+    // Every series the shipped dashboard and alerting rules query is one this service
+    // exports after its burst (histograms as buckets).
+    for queried in ops_metrics() {
+        let exported = shown.lines().any(|line| {
+            line.starts_with(&format!("{queried}{{")) || line.starts_with(&format!("{queried} "))
+        });
+        assert!(
+            exported,
+            "ops/ queries `{queried}`, which the service does not export:\n{shown}"
+        );
+    }
 
     // Busy, for sure: hold the account's lock from here, as a third instance would.
     let backend = Backend::redis(&server.url()).await.expect("connect");

@@ -128,7 +128,13 @@ async fn balance(State(app): State<App>, Path(id): Path<u64>) -> Result<String, 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Before the first lock: the library registers each lock's instruments once.
-    let metrics = PrometheusBuilder::new().install_recorder()?;
+    // Histograms as buckets (not the exporter's default summaries), so that waits and
+    // store latencies add up across instances (ops/grafana, ops/prometheus).
+    let metrics = PrometheusBuilder::new()
+        .set_buckets(&[
+            0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        ])?
+        .install_recorder()?;
     let upkeep = metrics.clone();
     tokio::spawn(async move {
         loop {
