@@ -111,6 +111,7 @@ fn guard_future(
     let options = options_expr(plan, &sig.ident);
     let output = Ident::mixed("__lock_output");
     let error = Ident::mixed("__lock_error");
+    let body_type = Ident::mixed("__lock_body_type");
     let guarded = quote! { (&#key, &#options, #future).await };
     let (key_type, with_lock) = match plan.several {
         false => (quote! { ::std::string::String }, quote! { with_lock }),
@@ -132,7 +133,22 @@ fn guard_future(
             }};
         }
         OnFail::Skip(skip) => skip_value(rt, declared, skip.span()),
+        // Under `-> impl Trait`, a fallback of another type than the body's would get
+        // rustc's advice to box the attribute; checked against the body's type instead,
+        // the error names what to do.
+        OnFail::Return(value) if nameable(declared).is_none() => {
+            quote_spanned! {value.span()=>
+                #rt::__private::or_return_must_have_the_body_type(#body_type, #value)
+            }
+        }
         OnFail::Return(value) => value.to_token_stream(),
+    };
+    let (declare, noted) = match &plan.on_fail {
+        OnFail::Return(_) if nameable(declared).is_none() => (
+            quote! { let mut #body_type = ::core::marker::PhantomData; },
+            quote! { #rt::__private::note_body_type(&mut #body_type, &#output); },
+        ),
+        _ => (TokenStream::new(), TokenStream::new()),
     };
     let name = sig.ident.to_string();
     let client = match &plan.client {
@@ -143,8 +159,12 @@ fn guard_future(
     let lost = lost_after_body(rt, declared, &context, &error, &fallback);
     quote! {{
         let #key: #key_type = #key_value;
+        #declare
         match #rt::__private::#with_lock #guarded {
-            ::core::result::Result::Ok(#output) => #output,
+            ::core::result::Result::Ok(#output) => {
+                #noted
+                #output
+            }
             ::core::result::Result::Err(#rt::__private::Failure::Before(#error)) => {
                 #rt::__private::skipped(#context, &#error);
                 #fallback

@@ -305,3 +305,34 @@ pub fn lost_after_body(
          carry the error"
     );
 }
+
+/// Records the type a guarded body returned, for [`or_return_must_have_the_body_type`].
+pub fn note_body_type<T>(_: &mut PhantomData<T>, _: &T) {}
+
+/// `or_return` on a function declared `-> impl Trait`: the fallback is returned in place of
+/// the body's value, so it must be the same concrete type, not another type implementing
+/// the trait. Only the body's type itself is the body's type.
+#[diagnostic::on_unimplemented(
+    message = "`or_return` gives a `{Self}` where the body gives a `{T}`: under `-> impl Trait` both must be one concrete type",
+    label = "not the body's type",
+    note = "convert both to one type (with axum: declare `-> axum::response::Response` and call `.into_response()` on the body's value and on the `or_return` value), or return `Result<_, LockError>` and let the error answer (the `axum` feature turns `Busy` into 423 Locked)"
+)]
+pub trait SameTypeAsTheBody<T> {
+    /// The fallback, as the body's type.
+    fn into_body_type(self) -> T;
+}
+
+impl<T> SameTypeAsTheBody<T> for T {
+    fn into_body_type(self) -> T {
+        self
+    }
+}
+
+/// The `or_return` value of a function declared `-> impl Trait`, checked against the type
+/// its body returned (see [`SameTypeAsTheBody`]).
+pub fn or_return_must_have_the_body_type<T, F: SameTypeAsTheBody<T>>(
+    _: PhantomData<T>,
+    fallback: F,
+) -> T {
+    fallback.into_body_type()
+}

@@ -279,3 +279,28 @@ async fn fallbacks_cover_a_busy_lock_but_not_a_lease_lost_after_the_body_ran() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("works_past_its_lease"), "{errors:?}");
 }
+
+/// `or_return` under `-> impl Trait`: a fallback of the body's own type is accepted (one of
+/// another type is a compile error naming the rule: `ui/fail/or-return-impl-trait.rs`).
+#[distributed_lock(
+    key = "greeting",
+    ttl = "30s",
+    client = "impl-trait",
+    or_return = "busy"
+)]
+async fn greeting() -> impl std::fmt::Display {
+    "ran"
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn or_return_under_impl_trait_returns_the_body_or_the_fallback() {
+    lock_runtime::register("impl-trait", Backend::memory()).expect("register");
+    assert_eq!(greeting().await.to_string(), "ran");
+    let options = LockOptions::new(Duration::from_secs(30)).client("impl-trait");
+    let held = lock_runtime::acquire("greeting", &options)
+        .await
+        .expect("hold");
+    assert_eq!(greeting().await.to_string(), "busy");
+    held.release().await.expect("release");
+    assert_eq!(greeting().await.to_string(), "ran");
+}
