@@ -428,10 +428,17 @@ fn check_placeholders(template: &Template, item: &ItemFn) -> Result<(), String> 
             continue;
         }
         let name = &item.sig.ident;
+        // `#[async_trait]` names the parameters it takes apart `__arg0`, `__arg1`, ...:
+        // names the user never wrote, so not offered.
+        let params: Vec<&String> = params
+            .iter()
+            .filter(|param| !param.starts_with("__arg"))
+            .collect();
         let usable = if params.is_empty() {
             format!("`{name}` has no parameters a key can use")
         } else {
-            format!("parameters a key can use: {}", params.join(", "))
+            let names: Vec<&str> = params.iter().map(|param| param.as_str()).collect();
+            format!("parameters a key can use: {}", names.join(", "))
         };
         return Err(if placeholder.root == "self" {
             format!("the key uses `self`, but `{name}` is not a method; {usable}")
