@@ -143,6 +143,15 @@ impl From<std::io::Error> for StoreError {
 #[cfg(feature = "redis")]
 impl From<redis::RedisError> for StoreError {
     fn from(error: redis::RedisError) -> Self {
+        // The cluster client's `redis_cluster: Unable to send command` (or receive): its
+        // background task, which every command goes through, has ended.
+        if error.to_string().contains("redis_cluster: Unable to") {
+            return Self::other(Worded {
+                words: "the Redis Cluster connection has stopped (its task ended, every node \
+                        failed or was dropped); the next call opens a new one",
+                source: Box::new(error),
+            });
+        }
         Self::other(error)
     }
 }
@@ -164,7 +173,47 @@ impl From<tokio_postgres::Error> for StoreError {
 #[cfg(feature = "zookeeper")]
 impl From<zookeeper_client::Error> for StoreError {
     fn from(error: zookeeper_client::Error) -> Self {
-        Self::other(error)
+        use zookeeper_client::Error as Zk;
+        // The driver's words for the session's troubles, in the library's.
+        let words = match &error {
+            Zk::ConnectionLoss => "the connection to ZooKeeper was lost during the call",
+            Zk::SessionExpired => "the ZooKeeper session expired: its locks are gone",
+            Zk::ClientClosed => "the ZooKeeper session was closed",
+            Zk::AuthFailed => "ZooKeeper refused the session's authentication",
+            // `expect error state, got SyncConnected`: the session came back while the call
+            // was failing.
+            Zk::UnexpectedError(message) if message.starts_with("expect error state") => {
+                "the ZooKeeper session changed state during the call (it reconnected while \
+                 the call failed); the call did not happen and may be tried again"
+            }
+            _ => return Self::other(error),
+        };
+        Self::other(Worded {
+            words,
+            source: Box::new(error),
+        })
+    }
+}
+
+/// A driver's error told in the library's words, the driver's kept as its source.
+#[derive(Debug)]
+#[cfg(any(feature = "redis", feature = "zookeeper"))]
+struct Worded {
+    words: &'static str,
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+#[cfg(any(feature = "redis", feature = "zookeeper"))]
+impl fmt::Display for Worded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (the driver said: {})", self.words, self.source)
+    }
+}
+
+#[cfg(any(feature = "redis", feature = "zookeeper"))]
+impl std::error::Error for Worded {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
     }
 }
 
@@ -272,5 +321,57 @@ mod tests {
             no_quorum.to_string(),
             "2 of 3 servers failed or did not answer; 2 must agree"
         );
+    }
+}
+
+#[cfg(test)]
+mod worded_tests {
+    use super::StoreError;
+
+    #[cfg(feature = "zookeeper")]
+    #[test]
+    fn zookeeper_session_troubles_are_told_in_the_librarys_words() {
+        use std::error::Error as _;
+        use zookeeper_client::Error as Zk;
+        let raced = Zk::UnexpectedError("expect error state, got SyncConnected".into());
+        let told = StoreError::from(raced);
+        let text = told.to_string();
+        assert!(
+            text.starts_with("the ZooKeeper session changed state during the call"),
+            "{text}"
+        );
+        assert!(
+            text.contains("expect error state, got SyncConnected"),
+            "{text}"
+        );
+        let source = told.source().expect("the driver's error");
+        assert!(source.downcast_ref::<Zk>().is_some(), "{source:?}");
+        assert!(StoreError::from(Zk::ConnectionLoss)
+            .to_string()
+            .starts_with("the connection to ZooKeeper was lost"));
+        // Errors that say enough alone stay as they are.
+        assert_eq!(
+            StoreError::from(Zk::NoNode).to_string(),
+            Zk::NoNode.to_string()
+        );
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_stopped_cluster_connection_is_told_in_the_librarys_words() {
+        let stopped = redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "redis_cluster: Unable to send command",
+        ));
+        let text = StoreError::from(stopped).to_string();
+        assert!(
+            text.starts_with("the Redis Cluster connection has stopped"),
+            "{text}"
+        );
+        assert!(text.contains("Unable to send command"), "{text}");
+        let refused =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let plain = refused.to_string();
+        assert_eq!(StoreError::from(refused).to_string(), plain);
     }
 }
