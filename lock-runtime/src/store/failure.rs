@@ -324,7 +324,7 @@ mod tests {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "redis", feature = "zookeeper")))]
 mod worded_tests {
     use super::StoreError;
 
