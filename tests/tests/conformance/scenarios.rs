@@ -675,7 +675,11 @@ pub async fn the_readme_table_says_what_the_store_declares<S: Servers>(
     let shortest = says("shortest TTL");
     match declared.shortest_ttl() {
         None => assert_eq!(shortest, "1 ms", "{}", S::ROW),
-        Some(_) => assert_eq!(shortest, "the session timeout", "{}", S::ROW),
+        Some(_) => assert!(
+            shortest.starts_with("the session timeout"),
+            "{}: {shortest}",
+            S::ROW
+        ),
     }
     Outcome::Passed
 }
