@@ -104,6 +104,45 @@ async fn an_unreachable_store_is_named_with_its_address() {
     }
 }
 
+/// Redlock: no majority at connect, and the error behind the count names the store and
+/// its servers (without passwords).
+#[tokio::test]
+async fn an_unreachable_redlock_names_its_servers() {
+    let ports = [free_port(), free_port(), free_port()];
+    let url = format!(
+        "redis+redlock://:secret@127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}",
+        ports[0], ports[1], ports[2]
+    );
+    let started = Instant::now();
+    let err = builder().connect(&url).await.expect_err("nobody listens");
+    assert!(
+        matches!(
+            err,
+            LockError::NoQuorum {
+                operation: Operation::Connect,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let mut told = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(error) = cause {
+        told.push_str(&format!(": {error}"));
+        cause = error.source();
+    }
+    assert!(told.contains("Redlock at "), "{told}");
+    for port in ports {
+        assert!(told.contains(&format!("127.0.0.1:{port}")), "{told}");
+    }
+    assert!(!told.contains("secret"), "the password shows: {told}");
+    assert!(
+        started.elapsed() < BOUND + SLACK,
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn a_server_that_never_answers_times_out_within_the_bound() {
     let silent = TcpListener::bind("127.0.0.1:0").expect("bind");

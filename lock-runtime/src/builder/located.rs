@@ -31,7 +31,7 @@ impl std::error::Error for Unreachable {
 }
 
 /// `error`, if it is a failed connect, told as one to `store` at `address` (which must
-/// hold no secret).
+/// hold no secret): on the error itself, or on the server's error behind a missing quorum.
 pub(super) fn located(store: &'static str, address: &str, error: LockError) -> LockError {
     match error {
         LockError::Backend {
@@ -44,6 +44,24 @@ pub(super) fn located(store: &'static str, address: &str, error: LockError) -> L
                 address: address.to_owned(),
                 source,
             }),
+        },
+        // A store of several servers (Redlock): the servers, on the error behind the count.
+        LockError::NoQuorum {
+            operation: Operation::Connect,
+            failed,
+            nodes,
+            needed,
+            source,
+        } => LockError::NoQuorum {
+            operation: Operation::Connect,
+            failed,
+            nodes,
+            needed,
+            source: Some(StoreError::other(Unreachable {
+                store,
+                address: address.to_owned(),
+                source: source.unwrap_or(StoreError::TimedOut),
+            })),
         },
         other => other,
     }

@@ -228,9 +228,15 @@ impl BackendBuilder {
         // The restart hold on connect is on by default for Redlock.
         let settings = self.redis.settings(&self.connect_settings()?, true)?;
         let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        let address = urls
+            .iter()
+            .map(|url| crate::redact::url(url))
+            .collect::<Vec<_>>()
+            .join(", ");
         let store =
             crate::store::redlock::RedlockStore::connect(&urls, self.tls_root.clone(), settings)
-                .await?;
+                .await
+                .map_err(|e| located("Redlock", &address, e))?;
         self.store(store)
     }
 }
