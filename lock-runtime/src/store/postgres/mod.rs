@@ -20,7 +20,9 @@
 //! every lock of the process, a lock always on the same one (`lane.rs`; tokio-postgres
 //! pipelines concurrent statements on each, at most [`pipeline::IN_FLIGHT`] at once),
 //! each replaced when it breaks or when a health check (every health interval) goes
-//! unanswered within the time bound; one more listens, checked the same way.
+//! unanswered within the time bound; one more listens, checked the same way. Connecting
+//! takes at most a time bound per statement connection plus two (the table's creation,
+//! a durable commit, and the first connection's statements).
 //!
 //! Statements do not wait for their WAL flush (`synchronous_commit` off on the store's
 //! connection, unless `PostgresOptions::synchronous_commit`): a crash may lose the last
@@ -80,7 +82,7 @@ pub(crate) struct PostgresSettings {
     pub(crate) config: tokio_postgres::Config,
     /// `table` or `schema.table`, checked by [`check_table`].
     pub(crate) table: String,
-    /// The time bound on connecting and on a health check.
+    /// The time bound on each step of connecting and on a health check.
     pub(crate) bound: Duration,
     /// How often each connection is checked.
     pub(crate) health_interval: Duration,
@@ -178,7 +180,14 @@ impl PostgresStore {
             }
             Ok((conn, others))
         };
-        match tokio::time::timeout(settings.bound, first).await {
+        // A time bound for each step that waits on the server: the first connection with
+        // the table (a durable commit, which waits for its flush and for other processes
+        // creating it at the same moment), its statements, every further connection. One
+        // bound for all of them timed out three processes starting at once on a busy
+        // machine.
+        let steps = u32::try_from(settings.connections).unwrap_or(u32::MAX);
+        let allowance = settings.bound.saturating_mul(steps.saturating_add(2));
+        match tokio::time::timeout(allowance, first).await {
             Ok(Ok((conn, others))) => {
                 for (lane, conn) in store.lanes.iter().zip(std::iter::once(conn).chain(others)) {
                     store.install(lane, conn);
@@ -188,7 +197,7 @@ impl PostgresStore {
             Ok(Err(error)) => Err(sql::connect_error(&error, password.as_deref(), &store.sql)),
             Err(_) => Err(LockError::Timeout {
                 operation: Operation::Connect,
-                after: settings.bound,
+                after: allowance,
             }),
         }
     }
