@@ -7,6 +7,7 @@
 //! record as the contender node's data. Host and function are cut to
 //! [`MAX_HOST`] and [`MAX_FUNCTION`] bytes, so a record stays under 256 bytes.
 
+use crate::store::LockKind;
 use std::{
     sync::{Mutex, OnceLock, PoisonError},
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -52,22 +53,61 @@ pub struct Holder {
 }
 
 /// A held lock, as [`Backend::inspect`](crate::Backend::inspect) and
-/// [`Backend::list`](crate::Backend::list) find it.
+/// [`Backend::list`](crate::Backend::list) find it: one exclusive holder, or the readers
+/// or permit holders that share it ([`sharers`](Self::sharers)).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), lock_runtime::LockError> {
+/// use lock_runtime::{store::LockKind, Backend, LockOptions};
+/// use std::time::Duration;
+///
+/// let backend = Backend::memory();
+/// let options = LockOptions::new(Duration::from_secs(30));
+/// let _one = backend.acquire_permit("pool", 3, &options).await?;
+/// let _two = backend.acquire_permit("pool", 3, &options).await?;
+/// let info = backend.inspect("pool").await?.expect("held");
+/// assert_eq!(info.kind, LockKind::Permit { permits: 3 });
+/// assert_eq!(info.sharers.len(), 2);
+/// assert_eq!(info.sharers[0].holder.as_ref().expect("a record").pid, std::process::id());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LockInfo {
     /// The lock's name (without the backend's prefix).
     pub name: String,
-    /// The holder's owner token.
+    /// How the key is held: by one owner ([`LockKind::Exclusive`]), by readers
+    /// ([`LockKind::Read`]) or by a semaphore's permits ([`LockKind::Permit`], with the
+    /// count its holders use).
+    pub kind: LockKind,
+    /// The holder's owner token; empty for a key held by readers or permits, whose
+    /// [`sharers`](Self::sharers) each have their own.
     pub token: String,
     /// The holder's record; `None` when the lock was written without one (by an older
-    /// version of this library, or by another client of the same store, such as Curator).
+    /// version of this library, or by another client of the same store, such as Curator),
+    /// and for a shared key.
     pub holder: Option<Holder>,
-    /// How long the lease has left unless renewed; `None` on a store whose leases are
-    /// sessions (ZooKeeper).
+    /// How long the lease has left unless renewed (a shared key's: its longest holder's);
+    /// `None` on a store whose leases are sessions (ZooKeeper).
     pub remaining: Option<Duration>,
     /// The lock's fencing counter: the last fencing token issued for it, if any is kept.
     pub fence_counter: Option<u64>,
+    /// A shared key's live holders, their leases ending soonest first; empty for an
+    /// exclusive lock.
+    pub sharers: Vec<Sharer>,
+}
+
+/// One holder of a key held by readers or a semaphore's permits ([`LockInfo::sharers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Sharer {
+    /// The holder's owner token.
+    pub token: String,
+    /// The holder's record, if it wrote one.
+    pub holder: Option<Holder>,
+    /// How long its lease has left unless renewed; `None` where leases are sessions.
+    pub remaining: Option<Duration>,
 }
 
 impl LockInfo {

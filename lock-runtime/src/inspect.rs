@@ -9,7 +9,7 @@ use std::{
 use crate::{
     backend::{check_name, store_failure, Backend},
     error::LockError,
-    holder::{self, LockInfo},
+    holder::{self, LockInfo, Sharer},
     store::{Operation, StoredLock, Watch},
 };
 
@@ -18,10 +18,9 @@ use crate::{
 pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
 impl Backend {
-    /// Who holds the lock `name` and for how long yet, or `None` if it is free. A key held
-    /// by readers of a read-write lock or by a semaphore's permits is
-    /// [`LockError::InvalidInput`] saying how many hold it: this call, [`list`](Self::list)
-    /// and [`force_release`](Self::force_release) see exclusive locks only.
+    /// Who holds the lock `name` and for how long yet, or `None` if it is free: its one
+    /// holder, or for a key held by readers of a read-write lock or a semaphore's permits,
+    /// each of them ([`LockInfo::sharers`]).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -53,7 +52,7 @@ impl Backend {
     /// `?` one, `\` quotes the next; `*` for all), by name. On Redis this walks the keys
     /// with `SCAN` (never `KEYS`), each step bounded in time, so it does not block the
     /// server; the whole listing is bounded by twenty time bounds. Keys held by readers or
-    /// a semaphore's permits are not listed.
+    /// a semaphore's permits are listed with their holders.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -129,13 +128,31 @@ impl Backend {
     }
 
     fn info(&self, stored: StoredLock) -> LockInfo {
-        let (token, holder) = holder::parse(&stored.value);
+        let (token, holder) = if stored.kind.is_shared() {
+            (String::new(), None)
+        } else {
+            holder::parse(&stored.value)
+        };
+        let sharers = stored
+            .sharers
+            .iter()
+            .map(|share| {
+                let (token, holder) = holder::parse(&share.value);
+                Sharer {
+                    token,
+                    holder,
+                    remaining: share.remaining,
+                }
+            })
+            .collect();
         LockInfo {
             name: self.name_in(&stored.key).to_owned(),
+            kind: stored.kind,
             token,
             holder,
             remaining: stored.remaining,
             fence_counter: stored.fence,
+            sharers,
         }
     }
 }
@@ -156,8 +173,22 @@ pub async fn inspect(name: &str) -> Result<Option<LockInfo>, LockError> {
     crate::client(None)?.inspect(name).await
 }
 
+/// Who holds a lock, to tell a change: the exclusive holder's token, or the shared
+/// holders' tokens.
+fn holders_of(info: &LockInfo) -> String {
+    let mut tokens: Vec<&str> = info.sharers.iter().map(|s| s.token.as_str()).collect();
+    tokens.sort_unstable();
+    let mut all = info.token.clone();
+    for token in tokens {
+        all.push(' ');
+        all.push_str(token);
+    }
+    all
+}
+
 /// The holders of one lock as they change ([`Backend::watch_lock`]): each
-/// [`next`](Self::next) returns once the lock has a new holder or became free. A release
+/// [`next`](Self::next) returns once the lock has a new holder (on a shared key: once a
+/// reader or permit holder joined or left) or became free. A release
 /// is seen as soon as its notification arrives; a new holder, an expiry or a force release
 /// within the watch interval.
 ///
@@ -182,7 +213,7 @@ pub struct LockWatch {
     name: String,
     watch: Watch,
     interval: Duration,
-    /// The holder's token last reported.
+    /// The holders' tokens last reported.
     last: Option<String>,
     started: bool,
 }
@@ -208,7 +239,7 @@ impl LockWatch {
                 }
             }
             let now = self.backend.inspect(&self.name).await?;
-            let token = now.as_ref().map(|info| info.token.clone());
+            let token = now.as_ref().map(holders_of);
             if !self.started || token != self.last {
                 self.started = true;
                 self.last = token;

@@ -116,7 +116,7 @@ pub use crate::{
     builder::{BackendBuilder, DEFAULT_HEALTH_INTERVAL},
     error::LockError,
     guard::LockGuard,
-    holder::{Holder, LockInfo, MAX_FUNCTION, MAX_HOST},
+    holder::{Holder, LockInfo, Sharer, MAX_FUNCTION, MAX_HOST},
     inspect::{inspect, LockWatch, DEFAULT_WATCH_INTERVAL},
     metrics::UNNAMED,
     multi::MultiGuard,

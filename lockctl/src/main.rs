@@ -53,12 +53,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The held locks whose name matches PATTERN (`*` any run, `?` one character).
+    /// The held locks whose name matches PATTERN (`*` any run, `?` one character), with
+    /// keys held by readers or a semaphore's permits.
     List {
         #[arg(default_value = "*")]
         pattern: String,
     },
-    /// Who holds the lock NAME, since when, and for how long yet.
+    /// Who holds the lock NAME (each reader or permit holder of a shared key), since when,
+    /// and for how long yet.
     Show { name: String },
     /// Follows the holders of NAME live: a line for each new holder and each release.
     Watch {
@@ -71,7 +73,8 @@ enum Command {
         #[arg(long, value_name = "MS", default_value_t = 100)]
         interval_ms: u64,
     },
-    /// Deletes NAME whoever holds it, waking its waiters; prints who held it.
+    /// Deletes NAME whoever holds it, waking its waiters; prints who held it. Keys held by
+    /// readers or permits are left to their leases.
     Release {
         name: String,
         /// Required: the holder is not told, and its body may still be running.

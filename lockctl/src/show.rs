@@ -6,7 +6,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use lock_runtime::LockInfo;
+use lock_runtime::{store::LockKind, LockInfo};
 
 /// `list`: one row per lock, columns aligned.
 pub(crate) fn table(out: &mut impl Write, locks: &[LockInfo]) {
@@ -15,13 +15,21 @@ pub(crate) fn table(out: &mut impl Write, locks: &[LockInfo]) {
         .iter()
         .map(|info| {
             let holder = info.holder.as_ref();
+            let (holders, functions) = if info.sharers.is_empty() {
+                (
+                    holder.map_or_else(|| "-".to_owned(), |h| format!("{}:{}", h.host, h.pid)),
+                    holder
+                        .and_then(|h| h.function.clone())
+                        .unwrap_or_else(|| "-".to_owned()),
+                )
+            } else {
+                (sharing(info), shared_functions(info))
+            };
             [
                 info.name.clone(),
-                holder.map_or_else(|| "-".to_owned(), |h| format!("{}:{}", h.host, h.pid)),
-                holder
-                    .and_then(|h| h.function.clone())
-                    .unwrap_or_else(|| "-".to_owned()),
-                info.age().map_or_else(|| "-".to_owned(), duration),
+                holders,
+                functions,
+                age(info).map_or_else(|| "-".to_owned(), duration),
                 remaining(info),
                 info.fence_counter
                     .map_or_else(|| "-".to_owned(), |f| f.to_string()),
@@ -47,8 +55,47 @@ pub(crate) fn table(out: &mut impl Write, locks: &[LockInfo]) {
     }
 }
 
+/// `2 readers`, `2 of 3 permits`: who shares a key.
+fn sharing(info: &LockInfo) -> String {
+    let n = info.sharers.len();
+    match info.kind {
+        LockKind::Permit { permits } => format!("{n} of {permits} permits"),
+        _ if n == 1 => "1 reader".to_owned(),
+        _ => format!("{n} readers"),
+    }
+}
+
+/// The functions a shared key's holders recorded, each once.
+fn shared_functions(info: &LockInfo) -> String {
+    let mut functions: Vec<&str> = info
+        .sharers
+        .iter()
+        .filter_map(|s| s.holder.as_ref()?.function.as_deref())
+        .collect();
+    functions.sort_unstable();
+    functions.dedup();
+    if functions.is_empty() {
+        "-".to_owned()
+    } else {
+        functions.join(",")
+    }
+}
+
+/// How long ago the lock was taken: a shared key's first holder still there.
+fn age(info: &LockInfo) -> Option<Duration> {
+    if info.sharers.is_empty() {
+        return info.age();
+    }
+    let taken = info.sharers.iter().filter_map(|s| s.holder.as_ref());
+    let first = taken.map(|holder| holder.taken_at).min()?;
+    Some(SystemTime::now().duration_since(first).unwrap_or_default())
+}
+
 /// `show`: every field of one lock.
 pub(crate) fn details(out: &mut impl Write, info: &LockInfo) {
+    if !info.sharers.is_empty() {
+        return shared_details(out, info);
+    }
     let mut lines = vec![("name", info.name.clone()), ("token", info.token.clone())];
     match &info.holder {
         Some(holder) => {
@@ -77,6 +124,46 @@ pub(crate) fn details(out: &mut impl Write, info: &LockInfo) {
     }
 }
 
+/// `show` of a key held by readers or permits: one line per holder.
+fn shared_details(out: &mut impl Write, info: &LockInfo) {
+    let (kind, each) = match info.kind {
+        LockKind::Permit { permits } => (format!("semaphore of {permits} permits"), "permit"),
+        _ => ("read-write lock, held by readers".to_owned(), "reader"),
+    };
+    let mut lines = vec![
+        ("name", info.name.clone()),
+        ("kind", kind),
+        ("holders", info.sharers.len().to_string()),
+    ];
+    for sharer in &info.sharers {
+        let mut line = match &sharer.holder {
+            Some(holder) => format!("{}:{}", holder.host, holder.pid),
+            None => "an unknown holder".to_owned(),
+        };
+        if let Some(holder) = &sharer.holder {
+            if let Some(function) = &holder.function {
+                line.push_str(&format!(" ({function})"));
+            }
+            line.push_str(&format!(" taken {}", timestamp(holder.taken_at)));
+            if let Some(fence) = holder.fence {
+                line.push_str(&format!(" fence {fence}"));
+            }
+        }
+        let left = sharer
+            .remaining
+            .map_or_else(|| "while its session lives".to_owned(), duration);
+        line.push_str(&format!(" remaining {left} token {}", sharer.token));
+        lines.push((each, line));
+    }
+    lines.push(("remaining", remaining(info)));
+    if let Some(counter) = info.fence_counter {
+        lines.push(("counter", counter.to_string()));
+    }
+    for (field, value) in lines {
+        let _ = writeln!(out, "{:<10} {value}", format!("{field}:"));
+    }
+}
+
 /// `watch`: one line for a new holder or a release.
 pub(crate) fn change(out: &mut impl Write, name: &str, now: Option<&LockInfo>) {
     let at = timestamp(SystemTime::now());
@@ -91,8 +178,12 @@ pub(crate) fn change(out: &mut impl Write, name: &str, now: Option<&LockInfo>) {
     };
 }
 
-/// `host:pid (function) token …`: who holds a lock.
+/// `host:pid (function) token …`: who holds a lock; `2 readers`, `1 of 3 permits` for a
+/// shared key.
 pub(crate) fn who(info: &LockInfo) -> String {
+    if !info.sharers.is_empty() {
+        return sharing(info);
+    }
     let mut who = match &info.holder {
         Some(holder) => format!("{}:{}", holder.host, holder.pid),
         None => "an unknown holder".to_owned(),

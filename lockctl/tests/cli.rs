@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lock_runtime::{Backend, LockError, LockOptions};
+use lock_runtime::{Backend, LockError, LockMode, LockOptions};
 use lock_tests::{RedisCluster, RedisServer, RedlockServers, ZooKeeperServer};
 
 const LOCKCTL: &str = env!("CARGO_BIN_EXE_lockctl");
@@ -379,4 +379,90 @@ async fn the_other_stores_list_show_and_release_too() {
     assert_eq!(released.status.code(), Some(0), "{}", text(&released).1);
     assert!(backend.inspect(&name).await.expect("inspect").is_none());
     assert!(matches!(guard.release().await, Err(LockError::Lost { .. })));
+}
+
+/// Readers and a semaphore's permits, as `list`, `show` and `release` print them on one
+/// store (`url`, reached by `backend`), their names under `prefix`.
+async fn shared_keys_are_shown(url: &str, backend: &Backend, prefix: &str, ttl: Duration) {
+    let (rw, sem) = (format!("{prefix}rw"), format!("{prefix}sem"));
+    let read = LockOptions::new(ttl).mode(LockMode::Read);
+    let r1 = backend
+        .acquire(&rw, &read.clone().function("reports::daily"))
+        .await
+        .expect("a reader");
+    let r2 = backend.acquire(&rw, &read).await.expect("a second reader");
+    let permit = backend
+        .acquire_permit(&sem, 3, &LockOptions::new(ttl).function("pool::job"))
+        .await
+        .expect("a permit");
+
+    let listed = lockctl(url, &["list", &format!("{prefix}*")], "");
+    let (out, err) = text(&listed);
+    assert_eq!(listed.status.code(), Some(0), "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[1].starts_with(&format!("{rw} "))
+            && lines[1].contains(" 2 readers ")
+            && lines[1].contains("reports::daily"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("{sem} "))
+            && lines[2].contains(" 1 of 3 permits ")
+            && lines[2].contains("pool::job"),
+        "{out}"
+    );
+
+    let shown = lockctl(url, &["show", &rw], "");
+    let (out, err) = text(&shown);
+    assert_eq!(shown.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("holders:   2"), "{out}");
+    let pid = format!(":{} ", std::process::id());
+    for reader in [&r1, &r2] {
+        let line = out
+            .lines()
+            .find(|l| l.contains(reader.token().as_str()))
+            .unwrap_or_else(|| panic!("no line for {}: {out}", reader.token()));
+        assert!(line.starts_with("reader:") && line.contains(&pid), "{out}");
+    }
+    let shown = lockctl(url, &["show", &sem], "");
+    let out = text(&shown).0;
+    assert!(out.contains("kind:      semaphore of 3 permits"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("permit:") && l.contains(permit.token().as_str())),
+        "{out}"
+    );
+
+    // A release by force leaves shared holders alone and says why.
+    let released = lockctl(url, &["release", &rw, "--force", "--yes"], "");
+    let (out, err) = text(&released);
+    assert_eq!(released.status.code(), Some(2), "{out}{err}");
+    assert!(err.contains("2 readers"), "{err}");
+    r1.release().await.expect("the first reader still holds");
+    r2.release().await.expect("the second reader still holds");
+    permit.release().await.expect("the permit is still held");
+    let shown = lockctl(url, &["show", &rw], "");
+    assert_eq!(shown.status.code(), Some(1), "{}", text(&shown).0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_and_permits_are_listed_and_shown_with_each_holder() {
+    let server = RedisServer::start();
+    let backend = Backend::redis(&server.url()).await.expect("redis");
+    shared_keys_are_shown(&server.url(), &backend, "", Duration::from_secs(30)).await;
+
+    let zookeeper = ZooKeeperServer::start();
+    let backend = Backend::builder()
+        .zookeeper_session_timeout(Duration::from_secs(2))
+        .connect(&zookeeper.url())
+        .await
+        .expect("zookeeper");
+    shared_keys_are_shown(&zookeeper.url(), &backend, "", Duration::from_secs(5)).await;
+
+    let url = lock_tests::postgres_url();
+    let backend = Backend::builder().connect(&url).await.expect("postgres");
+    let prefix = format!("pgshared:{}:", std::process::id());
+    shared_keys_are_shown(&url, &backend, &prefix, Duration::from_secs(30)).await;
 }

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lock_runtime::{Backend, LockError, LockMode, LockOptions};
+use lock_runtime::{store::LockKind, Backend, LockError, LockMode, LockOptions};
 use lock_tests::{on_both_stores, RedisServer, Stores};
 
 fn options(ttl_ms: u64) -> LockOptions {
@@ -33,7 +33,7 @@ on_both_stores!(
     several_keys_are_released_together,
     several_keys_in_opposite_orders_never_deadlock,
     several_keys_fence_and_renew_each_key,
-    operators_are_told_readers_and_permits_hold_a_key,
+    operators_see_readers_and_permits,
     a_writer_that_leaves_takes_its_mark_back,
 );
 
@@ -63,7 +63,7 @@ on_postgres!(
     several_keys_are_released_together,
     several_keys_in_opposite_orders_never_deadlock,
     several_keys_fence_and_renew_each_key,
-    operators_are_told_readers_and_permits_hold_a_key,
+    operators_see_readers_and_permits,
     a_writer_that_leaves_takes_its_mark_back,
 );
 
@@ -91,7 +91,7 @@ on_zookeeper!(
     several_keys_are_taken_all_or_none,
     several_keys_are_released_together,
     several_keys_in_opposite_orders_never_deadlock,
-    operators_are_told_readers_and_permits_hold_a_key,
+    operators_see_readers_and_permits,
     a_writer_that_leaves_takes_its_mark_back,
 );
 
@@ -579,38 +579,82 @@ async fn permits_and_readers_renew_and_report_a_lost_lease(stores: Stores) {
     assert!(matches!(lost, Err(LockError::Lost { .. })), "{lost:?}");
 }
 
-async fn operators_are_told_readers_and_permits_hold_a_key(stores: Stores) {
+async fn operators_see_readers_and_permits(stores: Stores) {
     let (a, b) = (&stores.a, &stores.b);
     let plain = a.acquire("plain", &options(5_000)).await.expect("plain");
-    let one = a.acquire("rw", &read(5_000)).await.expect("first reader");
+    let one = a
+        .acquire("rw", &read(5_000).function("reports::daily"))
+        .await
+        .expect("first reader");
     let two = b.acquire("rw", &read(5_000)).await.expect("second reader");
     let permit = b
-        .acquire_permit("sem", 3, &options(5_000))
+        .acquire_permit("sem", 3, &options(5_000).function("pool::job"))
         .await
         .expect("permit");
+
+    let rw = a.inspect("rw").await.expect("inspect").expect("held");
+    assert_eq!(rw.kind, LockKind::Read);
+    assert!(rw.token.is_empty() && rw.holder.is_none(), "{rw:?}");
+    let mut tokens: Vec<&str> = rw.sharers.iter().map(|s| s.token.as_str()).collect();
+    tokens.sort_unstable();
+    let mut expected = [one.token().as_str(), two.token().as_str()];
+    expected.sort_unstable();
+    assert_eq!(tokens, expected, "{rw:?}");
+    for sharer in &rw.sharers {
+        let holder = sharer.holder.as_ref().expect("a record");
+        assert_eq!(holder.pid, std::process::id());
+        // A lease each where the store keeps leases; none where they are sessions.
+        assert_eq!(sharer.remaining.is_some(), rw.remaining.is_some(), "{rw:?}");
+        assert!(
+            sharer
+                .remaining
+                .is_none_or(|left| left <= Duration::from_secs(5)),
+            "{rw:?}"
+        );
+    }
+    let daily = rw.sharers.iter().find(|s| s.token == one.token().as_str());
+    let daily = daily.and_then(|s| s.holder.as_ref()?.function.as_deref());
+    assert_eq!(daily, Some("reports::daily"), "{rw:?}");
+
+    let sem = a.inspect("sem").await.expect("inspect").expect("held");
+    assert_eq!(sem.kind, LockKind::Permit { permits: 3 });
+    assert_eq!(sem.sharers.len(), 1, "{sem:?}");
+    assert_eq!(sem.sharers[0].token, permit.token().as_str());
+    let function = sem.sharers[0]
+        .holder
+        .as_ref()
+        .and_then(|h| h.function.as_deref());
+    assert_eq!(function, Some("pool::job"), "{sem:?}");
+
+    // The listing shows every kind; a release by force leaves shared keys as they are.
+    let listed = a.list("*").await.expect("list");
+    let kinds: Vec<(&str, LockKind, usize)> = listed
+        .iter()
+        .map(|info| (info.name.as_str(), info.kind, info.sharers.len()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("plain", LockKind::Exclusive, 0),
+            ("rw", LockKind::Read, 2),
+            ("sem", LockKind::Permit { permits: 3 }, 1)
+        ]
+    );
     let told = |outcome: Result<Option<lock_runtime::LockInfo>, LockError>, what: &str| {
         let Err(LockError::InvalidInput(message)) = outcome else {
             panic!("{outcome:?}");
         };
         assert!(message.contains(what), "{message}");
     };
-    told(a.inspect("rw").await, "is held by 2 readers");
-    told(b.force_release("rw").await, "2 readers");
-    told(a.inspect("sem").await, "1 of a semaphore's 3 permits");
+    told(b.force_release("rw").await, "is held by 2 readers");
     told(a.force_release("sem").await, "1 of a semaphore's 3 permits");
-    // The listing shows the exclusive lock only; nothing was released by force.
-    let names: Vec<String> = a
-        .list("*")
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|info| info.name)
-        .collect();
-    assert_eq!(names, ["plain"]);
     let writer = b.acquire("rw", &options(5_000)).await;
     assert!(matches!(writer, Err(LockError::Busy { .. })), "{writer:?}");
+
     one.release().await.expect("first reader still held");
-    told(a.inspect("rw").await, "1 reader of");
+    let rw = a.inspect("rw").await.expect("inspect").expect("held");
+    let tokens: Vec<&str> = rw.sharers.iter().map(|s| s.token.as_str()).collect();
+    assert_eq!(tokens, [two.token().as_str()], "{rw:?}");
     two.release().await.expect("second reader still held");
     permit.release().await.expect("permit still held");
     assert!(a.inspect("rw").await.expect("inspect").is_none());

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::StoreError;
+use super::{LockKind, StoreError, StoredLock};
 
 /// A TTL in whole milliseconds, rounded up, as Redis' `PX` takes it.
 #[cfg(any(feature = "redis", feature = "postgres"))]
@@ -66,9 +66,9 @@ pub(crate) fn glob_matches(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// The error an operator's look at, or release of, `key` gets while readers or a
-/// semaphore's permits (`permits`, 0 for readers) hold it: those calls show and release
-/// exclusive locks only, and a shared holder's key is left as it is.
+/// The error an operator's release by force of `key` gets while readers or a semaphore's
+/// permits (`permits`, 0 for readers) hold it: it releases exclusive locks only, and a
+/// shared holders' key is left as it is.
 pub(crate) fn shared_held(key: &str, holders: usize, permits: u32) -> StoreError {
     let who = match (permits, holders) {
         (0, 1) => "1 reader of a read-write lock".to_owned(),
@@ -76,9 +76,24 @@ pub(crate) fn shared_held(key: &str, holders: usize, permits: u32) -> StoreError
         (p, n) => format!("{n} of a semaphore's {p} permits"),
     };
     StoreError::KindMismatch(format!(
-        "`{key}` is held by {who}; inspecting and releasing by force see exclusive locks \
-         only"
+        "`{key}` is held by {who}; releasing by force clears exclusive locks only (their \
+         leases end on their own)"
     ))
+}
+
+/// What an operator's release by force found, with a shared key (which it leaves as it
+/// is) turned into the error naming its holders.
+pub(crate) fn refuse_shared(found: Option<StoredLock>) -> Result<Option<StoredLock>, StoreError> {
+    match found {
+        Some(lock) if lock.kind.is_shared() => {
+            let permits = match lock.kind {
+                LockKind::Permit { permits } => permits,
+                _ => 0,
+            };
+            Err(shared_held(&lock.key, lock.sharers.len(), permits))
+        }
+        found => Ok(found),
+    }
 }
 
 /// Why a shared request cannot join the holders of `key`, which hold it with `held`

@@ -30,7 +30,7 @@ pub(crate) use self::capabilities::missing_part;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 pub(crate) use self::common::{braced_key, braced_name, ttl_millis};
 pub(crate) use self::common::{
-    drift_margin, glob_matches, mismatch, shared_held, ConnectSettings, WRITER_WAITING,
+    drift_margin, glob_matches, mismatch, refuse_shared, ConnectSettings, WRITER_WAITING,
 };
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -125,29 +125,82 @@ pub struct Together<'a> {
     pub fencing: bool,
 }
 
-/// A lock as a store holds it, for operators ([`Operators::inspect`]).
+/// A lock as a store holds it, for operators ([`Operators::inspect`]): one exclusive
+/// holder, or the holders sharing the key (readers, or a semaphore's permits).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StoredLock {
     /// The full key.
     pub key: String,
-    /// The owner token, followed by the holder's record if it wrote one.
+    /// How the key is held; for a semaphore, with the count its holders use.
+    pub kind: LockKind,
+    /// The exclusive owner's token, followed by the holder's record if it wrote one; empty
+    /// for a shared key.
     pub value: String,
-    /// The lease's remaining time; `None` where leases are sessions.
+    /// The lease's remaining time (a shared key's: its longest holder's); `None` where
+    /// leases are sessions.
     pub remaining: Option<Duration>,
     /// The fencing counter of the lock (or the holder's own token, where it is not a
     /// counter), if there is one.
     pub fence: Option<u64>,
+    /// A shared key's live holders, their leases ending soonest first; empty for an
+    /// exclusive lock.
+    pub sharers: Vec<StoredShare>,
+}
+
+/// One holder of a key held by readers or a semaphore's permits ([`StoredLock::sharers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredShare {
+    /// The holder's owner token, followed by its record if it wrote one.
+    pub value: String,
+    /// The holder's remaining lease; `None` where leases are sessions.
+    pub remaining: Option<Duration>,
+}
+
+impl StoredShare {
+    /// A holder with this value (token and record) and lease left.
+    pub fn new(value: impl Into<String>, remaining: Option<Duration>) -> Self {
+        Self {
+            value: value.into(),
+            remaining,
+        }
+    }
 }
 
 impl StoredLock {
-    /// A stored lock with the given key and value, and no lease or fence known.
+    /// An exclusive lock with the given key and value, and no lease or fence known.
     pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
         Self {
             key: key.into(),
+            kind: LockKind::Exclusive,
             value: value.into(),
             remaining: None,
             fence: None,
+            sharers: Vec::new(),
+        }
+    }
+
+    /// A key shared by `sharers` (readers for [`LockKind::Read`], else a semaphore's
+    /// permits), in any order: they are put in the order their leases end, and the key's
+    /// lease is the longest of theirs. No fence known.
+    pub fn shared(key: impl Into<String>, kind: LockKind, mut sharers: Vec<StoredShare>) -> Self {
+        sharers.sort_by(|a, b| a.remaining.cmp(&b.remaining).then(a.value.cmp(&b.value)));
+        Self {
+            key: key.into(),
+            kind,
+            value: String::new(),
+            remaining: sharers.iter().filter_map(|s| s.remaining).max(),
+            fence: None,
+            sharers,
+        }
+    }
+
+    /// The kind of a shared key whose holders use `permits` (0: readers).
+    pub fn shared_kind(permits: u32) -> LockKind {
+        match permits {
+            0 => LockKind::Read,
+            permits => LockKind::Permit { permits },
         }
     }
 }
@@ -372,17 +425,19 @@ pub trait SeveralKeys: Send + Sync {
 
 /// What operators do with locks: nothing here takes a lock or waits for one.
 pub trait Operators: Send + Sync {
-    /// The lock at `key` as the store holds it now, or `None` if it is free. Readers or
-    /// permits holding it are an error ([`StoreError::KindMismatch`]) naming them.
+    /// The lock at `key` as the store holds it now, or `None` if it is free: its
+    /// exclusive holder, or every live reader or permit holder
+    /// ([`StoredLock::shared`]).
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>>;
 
-    /// Every held exclusive lock whose full key matches the glob `pattern` (`*`, `?`),
-    /// found without blocking the store (Redis: `SCAN`, never `KEYS`).
+    /// Every held lock whose full key matches the glob `pattern` (`*`, `?`), exclusive or
+    /// shared, found without blocking the store (Redis: `SCAN`, never `KEYS`).
     fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>>;
 
     /// Deletes the lock at `key` whoever holds it, waking its waiters, and returns what
     /// held it (`None` if it was free). For an operator clearing a stuck lock: its holder
-    /// is not told until it renews or releases.
+    /// is not told until it renews or releases. Readers or permits holding the key are
+    /// left as they are, with [`StoreError::KindMismatch`] naming them.
     fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>>;
 }
 

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lock_runtime::{Backend, LockError, LockMode, LockOptions};
+use lock_runtime::{Backend, LockError, LockGuard, LockMode, LockOptions};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::{stores::Servers, Outcome};
@@ -419,6 +419,37 @@ pub async fn several_keys_in_both_orders<S: Servers>(servers: &S, scenario: &str
 /// Readers share a lock and keep a writer out; a semaphore admits its permits and no more,
 /// and the next is woken when one is let go. A store without either refuses it before any
 /// call.
+/// Where the store has operators' calls: `name` is seen held by exactly `holders` (this
+/// process), listed with them, and not released by force.
+async fn operators_see(backend: &Backend, name: &str, holders: &[&LockGuard]) {
+    if !backend.capabilities().has_operators() {
+        return;
+    }
+    let info = backend.inspect(name).await.expect("inspect").expect("held");
+    assert!(info.kind.is_shared(), "{info:?}");
+    let mut seen: Vec<&str> = info.sharers.iter().map(|s| s.token.as_str()).collect();
+    let mut expected: Vec<&str> = holders.iter().map(|g| g.token().as_str()).collect();
+    seen.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(seen, expected, "{info:?}");
+    for sharer in &info.sharers {
+        let holder = sharer.holder.as_ref().expect("a holder record");
+        assert_eq!(holder.pid, std::process::id(), "{info:?}");
+    }
+    let listed = backend.list(name).await.expect("list");
+    let [only] = listed.as_slice() else {
+        panic!("{listed:?}");
+    };
+    let mut tokens: Vec<&str> = only.sharers.iter().map(|s| s.token.as_str()).collect();
+    tokens.sort_unstable();
+    assert_eq!((only.kind, tokens), (info.kind, seen), "{listed:?}");
+    let refused = backend.force_release(name).await;
+    assert!(
+        matches!(&refused, Err(LockError::InvalidInput(_))),
+        "{refused:?}"
+    );
+}
+
 pub async fn readers_and_permits<S: Servers>(servers: &S, scenario: &str) -> Outcome {
     let (a, b) = (
         servers.connect(scenario).await,
@@ -435,6 +466,7 @@ pub async fn readers_and_permits<S: Servers>(servers: &S, scenario: &str) -> Out
         let r2 = b.acquire("rw", &read).await.expect("a second reader");
         let writer = b.acquire("rw", &write).await;
         assert!(matches!(&writer, Err(e) if e.is_busy()), "{writer:?}");
+        operators_see(&b, "rw", &[&r1, &r2]).await;
         r1.release().await.expect("release");
         r2.release().await.expect("release");
         let writer = b
@@ -455,6 +487,7 @@ pub async fn readers_and_permits<S: Servers>(servers: &S, scenario: &str) -> Out
         let p2 = b.acquire("sem", &permits).await.expect("a second permit");
         let third = b.acquire("sem", &permits).await;
         assert!(matches!(&third, Err(e) if e.is_busy()), "{third:?}");
+        operators_see(&a, "sem", &[&p1, &p2]).await;
         let (c, waiting) = (b.clone(), permits.clone().wait(Duration::from_secs(10)));
         let waiter = tokio::spawn(async move { c.acquire("sem", &waiting).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -599,7 +632,7 @@ async fn eventually_acquired(
     backend: &Backend,
     name: &str,
     options: &LockOptions,
-) -> lock_runtime::LockGuard {
+) -> LockGuard {
     let deadline = Instant::now() + Duration::from_secs(60);
     let waiting = options.clone().wait(Duration::from_secs(5));
     loop {

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::{
     mismatch, AcquireRequest, Attempt, Capabilities, LockKind, Operators, SeveralKeys, SharedLocks,
-    Store, StoreError, StoreFuture, StoredLock, Watch, WRITER_WAITING,
+    Store, StoreError, StoreFuture, StoredLock, StoredShare, Watch, WRITER_WAITING,
 };
 use crate::token::Token;
 
@@ -69,6 +69,22 @@ struct Shared {
 impl Shared {
     fn drop_expired(&mut self, now: Instant) {
         self.holders.retain(|h| h.expires_at > now);
+    }
+
+    /// The key as operators see it: its live holders, each with its record.
+    fn stored(&self, key: &str, now: Instant, counter: Option<u64>) -> StoredLock {
+        let sharers = self
+            .holders
+            .iter()
+            .filter(|h| h.expires_at > now)
+            .map(|h| {
+                let entry = h.stored(key, now, None);
+                StoredShare::new(entry.value, entry.remaining)
+            })
+            .collect();
+        let mut stored = StoredLock::shared(key, StoredLock::shared_kind(self.permits), sharers);
+        stored.fence = counter;
+        stored
     }
 
     /// When the first of its holders' leases ends.
@@ -243,10 +259,6 @@ impl State {
 
 fn ready<T: Send + 'static>(value: T) -> StoreFuture<'static, T> {
     Box::pin(std::future::ready(Ok(value)))
-}
-
-fn failed<T: Send + 'static>(error: StoreError) -> StoreFuture<'static, T> {
-    Box::pin(std::future::ready(Err(error)))
 }
 
 impl Store for MemoryStore {

@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::{failed, ready, Entry, MemoryStore};
+use super::{ready, Entry, MemoryStore};
 use crate::{
     store::{
-        glob_matches, shared_held, Attempt, Operators, SeveralKeys, StoreFuture, StoredLock,
+        glob_matches, refuse_shared, Attempt, Operators, SeveralKeys, StoreFuture, StoredLock,
         Together, TogetherFuture,
     },
     token::Token,
@@ -66,22 +66,28 @@ impl Operators for MemoryStore {
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         let now = Instant::now();
         let mut state = self.state();
-        if let Some(shared) = state.live_shared(key, now) {
-            return failed(shared_held(key, shared.holders.len(), shared.permits));
-        }
         let counter = state.counter(key);
+        if let Some(shared) = state.live_shared(key, now) {
+            return ready(Some(shared.stored(key, now, counter)));
+        }
         ready(state.live(key, now).map(|e| e.stored(key, now, counter)))
     }
 
     fn list<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, Vec<StoredLock>> {
         let now = Instant::now();
         let state = self.state();
-        let mut found: Vec<StoredLock> = state
+        let exclusive = state
             .locks
             .iter()
             .filter(|(key, entry)| entry.expires_at > now && glob_matches(pattern, key))
-            .map(|(key, entry)| entry.stored(key, now, state.counter(key)))
-            .collect();
+            .map(|(key, entry)| entry.stored(key, now, state.counter(key)));
+        let shared = state
+            .shared
+            .iter()
+            .filter(|(key, _)| glob_matches(pattern, key))
+            .map(|(key, shared)| shared.stored(key, now, state.counter(key)))
+            .filter(|lock| !lock.sharers.is_empty());
+        let mut found: Vec<StoredLock> = exclusive.chain(shared).collect();
         found.sort_by(|a, b| a.key.cmp(&b.key));
         ready(found)
     }
@@ -89,10 +95,11 @@ impl Operators for MemoryStore {
     fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         let now = Instant::now();
         let mut state = self.state();
-        if let Some(shared) = state.live_shared(key, now) {
-            return failed(shared_held(key, shared.holders.len(), shared.permits));
-        }
         let counter = state.counter(key);
+        if let Some(shared) = state.live_shared(key, now) {
+            let found = refuse_shared(Some(shared.stored(key, now, counter)));
+            return Box::pin(std::future::ready(found));
+        }
         let held = state.live(key, now).map(|e| e.stored(key, now, counter));
         if held.is_some() {
             state.remove(key);

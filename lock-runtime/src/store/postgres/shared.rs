@@ -15,7 +15,7 @@ use tokio_postgres::types::ToSql;
 
 use super::{millis, PostgresStore};
 use crate::{
-    store::{mismatch, shared_held, AcquireRequest, Attempt, LockKind, StoreError, WRITER_WAITING},
+    store::{mismatch, AcquireRequest, Attempt, LockKind, StoreError, WRITER_WAITING},
     token::Token,
 };
 
@@ -139,29 +139,5 @@ impl PostgresStore {
             })
             .await?;
         Ok(updated == 1)
-    }
-
-    /// For operators, who see exclusive locks only: the error that says shared holders
-    /// hold `key`, if they do.
-    pub(super) async fn shared_holders(&self, key: &str) -> Result<(), StoreError> {
-        let conn = self.conn(key).await?;
-        let row = conn
-            .client
-            .query_opt(&conn.shared.busy, &[&key])
-            .await
-            .map_err(super::failed)?;
-        let Some(row) = row else {
-            return Ok(());
-        };
-        let (held, live, exclusive): (i32, i64, bool) =
-            (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
-        if exclusive || live == 0 {
-            return Ok(());
-        }
-        let (live, held) = (
-            usize::try_from(live).unwrap_or(usize::MAX),
-            u32::try_from(held).unwrap_or(0),
-        );
-        Err(shared_held(key, live, held))
     }
 }

@@ -33,8 +33,19 @@ const SHOWN: &str = "name, token || holder || ';fence=' || fence, \
     (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint, fence";
 
 /// A row whose lease runs, held exclusively (shared holders' rows have no token of their
-/// own: operators see exclusive locks only, as on Redis).
+/// own, see `SHARERS`).
 const LIVE: &str = "expires_at > clock_timestamp() AND token <> ''";
+
+/// What an operator sees of a shared row's live holders, one row each, from
+/// `{t} AS t, jsonb_each(t.holders) AS h(k, v)`: the key, the holder's token and record,
+/// its lease's remaining milliseconds, the permit count (0: readers), the fencing counter.
+const SHARERS: &str = "t.name, h.k || COALESCE(h.v->>'h', ''), \
+    (h.v->>'e')::bigint - (extract(epoch FROM clock_timestamp()) * 1000)::bigint, \
+    t.permits, t.fence";
+
+/// A shared holder whose lease runs, in a row held by no exclusive owner.
+const SHARER_LIVE: &str = "t.token = '' \
+    AND (h.v->>'e')::bigint > (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 /// The columns of shared holders (readers, permits) and of a waiting writer's mark: the
 /// semaphore's count (0 for readers), the holders (`{token: {"e": lease end in server
@@ -71,6 +82,9 @@ pub(super) struct Sql {
     pub(super) inspect: String,
     pub(super) list: String,
     pub(super) force_release: String,
+    /// For operators: one key's shared holders, and every live shared holder.
+    pub(super) inspect_shared: String,
+    pub(super) list_shared: String,
     /// Readers' and permits' statements.
     pub(super) shared: SharedSql,
 }
@@ -151,6 +165,14 @@ impl Sql {
                  gone AS (UPDATE {t} AS cur SET {RELEASED} FROM was \
                  WHERE cur.name = was.name RETURNING was.*) \
                  SELECT {SHOWN} FROM gone, pg_notify($2, gone.name)"
+            ),
+            inspect_shared: format!(
+                "SELECT {SHARERS} FROM {t} AS t, jsonb_each(t.holders) AS h(k, v) \
+                 WHERE t.name = $1 AND {SHARER_LIVE}"
+            ),
+            list_shared: format!(
+                "SELECT {SHARERS} FROM {t} AS t, jsonb_each(t.holders) AS h(k, v) \
+                 WHERE t.expires_at > clock_timestamp() AND {SHARER_LIVE} ORDER BY t.name"
             ),
             shared: SharedSql::new(&t, &sequence),
             schema,

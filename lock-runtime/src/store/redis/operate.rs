@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::Value;
 
 use super::{script, RedisStore};
-use crate::store::{shared_held, Operators, StoreError, StoreFuture, StoredLock};
+use crate::store::{refuse_shared, Operators, StoreError, StoreFuture, StoredLock, StoredShare};
 
 /// How many keys one `SCAN` step looks at.
 const SCAN_COUNT: usize = 1000;
@@ -17,26 +17,38 @@ pub(super) fn stored(key: &str, reply: Value) -> Result<Option<StoredLock>, Stor
     let Value::Array(parts) = reply else {
         return Err(format!("unexpected reply to the inspect script: {reply:?}").into());
     };
-    if let [Value::Int(holders), permits] = parts.as_slice() {
-        // Readers or a semaphore's permits hold the key.
-        if *holders == 0 {
+    let mut parts = parts.into_iter();
+    let first = parts.next().unwrap_or(Value::Nil);
+    let second = parts.next().unwrap_or(Value::Nil);
+    let counter: Option<String> = redis::from_redis_value(parts.next().unwrap_or(Value::Nil))?;
+    let fence = counter.and_then(|c| c.parse().ok());
+    if let Value::Array(live) = first {
+        // Readers or a semaphore's permits hold the key: `{ member, left, ... }`.
+        let permits: u32 = redis::from_redis_value(second)?;
+        let mut sharers = Vec::with_capacity(live.len() / 2);
+        let mut live = live.into_iter();
+        while let (Some(member), Some(left)) = (live.next(), live.next()) {
+            let member: String = redis::from_redis_value(member)?;
+            let left: i64 = redis::from_redis_value(left)?;
+            let left = Duration::from_millis(left.max(0).unsigned_abs());
+            sharers.push(StoredShare::new(member, Some(left)));
+        }
+        if sharers.is_empty() {
             return Ok(None);
         }
-        let permits: u32 = redis::from_redis_value(permits.clone())?;
-        let holders = usize::try_from(*holders).unwrap_or(usize::MAX);
-        return Err(shared_held(key, holders, permits));
+        let mut lock = StoredLock::shared(key, StoredLock::shared_kind(permits), sharers);
+        lock.fence = fence;
+        return Ok(Some(lock));
     }
-    let mut parts = parts.into_iter();
-    let value: Option<String> = redis::from_redis_value(parts.next().unwrap_or(Value::Nil))?;
+    let value: Option<String> = redis::from_redis_value(first)?;
     let Some(value) = value else {
         return Ok(None);
     };
-    let left: i64 = redis::from_redis_value(parts.next().unwrap_or(Value::Nil))?;
-    let counter: Option<String> = redis::from_redis_value(parts.next().unwrap_or(Value::Nil))?;
+    let left: i64 = redis::from_redis_value(second)?;
     let mut lock = StoredLock::new(key, value);
     // -1: no expiry (written by hand); -2 cannot happen with a value.
     lock.remaining = u64::try_from(left).ok().map(Duration::from_millis);
-    lock.fence = counter.and_then(|c| c.parse().ok());
+    lock.fence = fence;
     Ok(Some(lock))
 }
 
@@ -85,11 +97,11 @@ where
             .arg("MATCH")
             .arg(literal_brackets(pattern))
             .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .arg("TYPE")
-            .arg("string");
+            .arg(SCAN_COUNT);
         let (next, batch): (u64, Vec<String>) = redis::from_redis_value(send(step).await?)?;
-        keys.extend(batch.into_iter().filter(|k| !k.ends_with(":fence")));
+        // A lock key ends with its hash tag's `}`; its counter, permit count and writer's
+        // mark have a suffix after it.
+        keys.extend(batch.into_iter().filter(|k| k.ends_with('}')));
         if next == 0 {
             break;
         }
@@ -132,7 +144,7 @@ impl Operators for RedisStore {
             let fence_key = script::fence_key(key);
             let call = self.scripts.force_release_call(key, &fence_key, false);
             let reply = self.scripts.inspect.run(&call, &mut conn).await;
-            stored(key, reply.map_err(|e| self.failed(e))?)
+            refuse_shared(stored(key, reply.map_err(|e| self.failed(e))?)?)
         })
     }
 }

@@ -1,6 +1,7 @@
 //! What operators do with ZooKeeper locks: read the holder (the first contender node, its
 //! data the holder's record), list the lock directories, and delete a stuck holder's node.
-//! Readers and a semaphore's holders are reported, not shown or deleted, as on every store.
+//! Readers and a semaphore's holders are shown, each with its record, but not deleted, as
+//! on every store.
 
 use zookeeper_client as zk;
 
@@ -9,7 +10,10 @@ use super::{
     path::{lock_dir, lock_key, lock_name, token_of, Node, LEASES},
     sorted, ZooKeeperStore,
 };
-use crate::store::{glob_matches, shared_held, Operators, StoreError, StoreFuture, StoredLock};
+use crate::store::{
+    glob_matches, refuse_shared, LockKind, Operators, StoreError, StoreFuture, StoredLock,
+    StoredShare,
+};
 
 impl ZooKeeperStore {
     /// The holder of the lock at `key`, its node deleted first if `delete`.
@@ -35,20 +39,27 @@ impl ZooKeeperStore {
                     other => sorted(other.map_err(failed)?),
                 };
                 if !held.is_empty() {
-                    let permits = count
+                    let permits: u32 = count
                         .ok()
                         .and_then(|(data, _)| std::str::from_utf8(&data).ok()?.parse().ok())
-                        .unwrap_or(0);
-                    return Err(shared_held(key, held.len(), permits.max(1)));
+                        .unwrap_or(0)
+                        .max(1);
+                    // Leases past the count wait for one of the first to go.
+                    let holders = &held[..held.len().min(permits as usize)];
+                    let kind = LockKind::Permit { permits };
+                    return self.sharers(key, &leases, holders, kind, delete).await;
                 }
             }
             let queue = sorted(children);
-            let readers = queue
+            let readers: Vec<String> = queue
                 .iter()
                 .take_while(|c| kind_of(c) == Some(Node::Reader))
-                .count();
-            if readers > 0 {
-                return Err(shared_held(key, readers, 0));
+                .cloned()
+                .collect();
+            if !readers.is_empty() {
+                return self
+                    .sharers(key, &dir, &readers, LockKind::Read, delete)
+                    .await;
             }
             let Some(first) = queue.first() else {
                 return Ok(None);
@@ -65,17 +76,40 @@ impl ZooKeeperStore {
                     other => other.map_err(failed)?,
                 }
             }
-            let mut value = token_of(first);
-            // Our record starts with `;`; another client's data (Curator keeps the
-            // client's address there) is not a record and is left out.
-            if data.first() == Some(&b';') {
-                value.push_str(&String::from_utf8_lossy(&data));
-            }
-            let mut lock = StoredLock::new(key, value);
+            let mut lock = StoredLock::new(key, value_of(first, &data));
             // The holder's fencing token: the zxid that created its node.
             lock.fence = u64::try_from(stat.czxid).ok();
             return Ok(Some(lock));
         }
+    }
+
+    /// The shared holders of `key`: the nodes `holders` in `dir`, read one by one (one
+    /// released in between is left out). A release by force leaves them as they are.
+    async fn sharers(
+        &self,
+        key: &str,
+        dir: &str,
+        holders: &[String],
+        kind: LockKind,
+        delete: bool,
+    ) -> Result<Option<StoredLock>, StoreError> {
+        let session = self.live_session().await?;
+        let mut sharers = Vec::with_capacity(holders.len());
+        for node in holders {
+            match session.client.get_data(&format!("{dir}/{node}")).await {
+                Err(zk::Error::NoNode) => {}
+                Ok((data, _)) => sharers.push(StoredShare::new(value_of(node, &data), None)),
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        if sharers.is_empty() {
+            return Ok(None);
+        }
+        let lock = StoredLock::shared(key, kind, sharers);
+        if delete {
+            return refuse_shared(Some(lock));
+        }
+        Ok(Some(lock))
     }
 
     /// The held locks whose key (`{root}/{name}`) matches `pattern`.
@@ -91,15 +125,23 @@ impl ZooKeeperStore {
             if !glob_matches(pattern, &key) {
                 continue;
             }
-            match self.holder_of(&key, false).await {
-                Ok(Some(lock)) => found.push(lock),
-                // Readers or a semaphore's holders: not an exclusive lock to list.
-                Ok(None) | Err(StoreError::KindMismatch(_)) => {}
-                Err(e) => return Err(e),
+            if let Some(lock) = self.holder_of(&key, false).await? {
+                found.push(lock);
             }
         }
         Ok(found)
     }
+}
+
+/// The token of the node `node` followed by its data if that is our record: it starts with
+/// `;`, where another client's data (Curator keeps the client's address there) is not a
+/// record and is left out.
+fn value_of(node: &str, data: &[u8]) -> String {
+    let mut value = token_of(node);
+    if data.first() == Some(&b';') {
+        value.push_str(&String::from_utf8_lossy(data));
+    }
+    value
 }
 
 impl Operators for ZooKeeperStore {

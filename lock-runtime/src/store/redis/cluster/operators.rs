@@ -7,7 +7,7 @@ use super::{
     super::{operate, script::fence_key},
     shards, ClusterStore,
 };
-use crate::store::{Operators, StoreFuture, StoredLock};
+use crate::store::{refuse_shared, Operators, StoreFuture, StoredLock};
 
 impl Operators for ClusterStore {
     fn inspect<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
@@ -74,7 +74,7 @@ impl Operators for ClusterStore {
                 .inspect
                 .run(&call, &mut self.conn().await?)
                 .await;
-            operate::stored(key, reply.map_err(Self::failed)?)
+            refuse_shared(operate::stored(key, reply.map_err(Self::failed)?)?)
         })
     }
 }

@@ -9,15 +9,23 @@
 -- Returns { value or false, remaining lease in milliseconds, counter or false }, as the
 -- lock was before any release; the value is the holder's token and record. A key held by
 -- readers or a semaphore's permits (a sorted set, see `acquire_shared.lua`) is left as it
--- is and gives { live holders, permit count (0: readers) }: a number where the value
--- would be.
-local value = redis.pcall('GET', KEYS[1])
-if type(value) == 'table' then
+-- is and gives { { member, milliseconds left, ... } of its live holders, permit count
+-- (0: readers), counter or false }: a list where the value would be. A key of any other
+-- type is no lock: { false, -2, false }.
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'zset' then
     local time = redis.call('TIME')
     local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-    local holders = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
-    return { holders, tonumber(redis.call('GET', KEYS[3]) or '0') }
+    local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES')
+    for i = 2, #live, 2 do
+        live[i] = tonumber(live[i]) - now
+    end
+    return { live, tonumber(redis.call('GET', KEYS[3]) or '0'), redis.call('GET', KEYS[2]) }
 end
+if kind ~= 'string' then
+    return { false, -2, false }
+end
+local value = redis.call('GET', KEYS[1])
 local left = redis.call('PTTL', KEYS[1])
 if value and ARGV[1] then
     redis.call('DEL', KEYS[1])
