@@ -87,6 +87,7 @@ mod acquire;
 pub mod axum;
 mod backend;
 mod builder;
+mod doctor;
 mod error;
 mod guard;
 mod holder;

@@ -5,11 +5,13 @@
 //! lockctl show order:7
 //! lockctl watch order:7
 //! lockctl release order:7 --force
+//! lockctl doctor redis://127.0.0.1:6379
 //! ```
 //!
 //! Exit codes: 0 done; 1 the lock is not held (or a release was not confirmed); 2 bad
 //! usage or input (an unknown command, a malformed URL); 3 the store failed or could not
-//! be reached.
+//! be reached. `doctor`: 0 every check passed, 1 warnings, 2 failures (or bad usage), 3 the
+//! store could not be reached.
 
 use std::{
     io::{BufRead as _, Write as _},
@@ -20,6 +22,7 @@ use std::{
 use clap::{Parser, Subcommand};
 use lock_runtime::{Backend, LockError, LockInfo};
 
+mod doctor;
 mod show;
 
 /// Look at and clear the locks of lock-runtime in Redis (one server, Sentinel, Cluster,
@@ -30,7 +33,7 @@ struct Cli {
     /// The store, in the URL forms of LOCK_RUNTIME_URL: redis://, rediss://,
     /// redis+sentinel://, redis+cluster://, redis+redlock://, zookeeper://, postgres://.
     #[arg(long, env = "LOCK_RUNTIME_URL", hide_env_values = true)]
-    url: String,
+    url: Option<String>,
     /// The key prefix the services use (`BackendBuilder::prefix`).
     #[arg(long, default_value = lock_runtime::DEFAULT_PREFIX)]
     prefix: String,
@@ -73,6 +76,18 @@ enum Command {
         #[arg(long, value_name = "MS", default_value_t = 100)]
         interval_ms: u64,
     },
+    /// Checks whether the store is set up so that its locks are safe (eviction,
+    /// persistence, replicas, quorum, slots, ACLs, session timeouts, commits, privileges,
+    /// clocks) and how to fix each finding; then takes, renews and releases a lock. Exit
+    /// codes: 0 every check passed, 1 warnings, 2 failures, 3 the store could not be
+    /// reached.
+    Doctor {
+        /// The store's URL (instead of --url).
+        url: Option<String>,
+        /// One JSON object for scripts instead of lines for people.
+        #[arg(long)]
+        json: bool,
+    },
     /// Deletes NAME whoever holds it, waking its waiters; prints who held it. Keys held by
     /// readers or permits are left to their leases.
     Release {
@@ -91,6 +106,8 @@ enum Failure {
     NotHeld(String),
     Usage(String),
     Store(LockError),
+    /// `doctor` printed its findings; the worst was a warning (1) or a failure (2).
+    Findings(u8),
 }
 
 impl From<LockError> for Failure {
@@ -128,11 +145,24 @@ fn main() -> ExitCode {
             eprintln!("lockctl: {}", chain(&error));
             ExitCode::from(3)
         }
+        Err(Failure::Findings(code)) => ExitCode::from(code),
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Failure> {
-    if cli.url.starts_with("memory:") {
+async fn run(mut cli: Cli) -> Result<(), Failure> {
+    if let Command::Doctor { url: Some(url), .. } = &cli.command {
+        cli.url = Some(url.clone());
+    }
+    let Some(url) = cli.url.clone() else {
+        return Err(Failure::Usage(
+            "no store: give --url (or LOCK_RUNTIME_URL), e.g. --url redis://127.0.0.1:6379"
+                .to_owned(),
+        ));
+    };
+    if let Command::Doctor { json, .. } = cli.command {
+        return doctor::run(&cli, &url, json).await;
+    }
+    if url.starts_with("memory:") {
         return Err(Failure::Usage(
             "memory:// locks live inside one process; lockctl reaches a shared store \
              (redis://, zookeeper://, ...)"
@@ -147,7 +177,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .to_owned(),
         ));
     }
-    let backend = connect(&cli).await?;
+    let backend = connect(&cli, &url).await?;
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::List { pattern } => {
@@ -178,6 +208,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 printed += 1;
             }
         }
+        Command::Doctor { .. } => {}
         Command::Release { name, yes, .. } => {
             if !yes {
                 let info = held(&backend, &name).await?;
@@ -202,7 +233,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn connect(cli: &Cli) -> Result<Backend, Failure> {
+async fn connect(cli: &Cli, url: &str) -> Result<Backend, Failure> {
     let mut builder = Backend::builder()
         .prefix(cli.prefix.clone())
         .op_timeout(Duration::from_millis(cli.timeout_ms.max(1)))
@@ -214,7 +245,7 @@ async fn connect(cli: &Cli) -> Result<Backend, Failure> {
         })?;
         builder = builder.tls_root_certificate(pem);
     }
-    Ok(builder.connect(&cli.url).await?)
+    Ok(builder.connect(url).await?)
 }
 
 async fn held(backend: &Backend, name: &str) -> Result<LockInfo, Failure> {

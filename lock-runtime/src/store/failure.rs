@@ -250,13 +250,15 @@ pub enum Operation {
     List,
     /// An operator's deletion of a lock.
     ForceRelease,
+    /// An operator's check of the store's set-up (`lockctl doctor`).
+    Diagnose,
 }
 
 impl Operation {
     /// Every operation, in the order of their discriminants (the metrics keep one set of
     /// instruments per operation).
     #[cfg_attr(not(any(test, feature = "metrics")), allow(dead_code))]
-    pub(crate) const ALL: [Operation; 8] = [
+    pub(crate) const ALL: [Operation; 9] = [
         Self::Connect,
         Self::Acquire,
         Self::Release,
@@ -265,10 +267,11 @@ impl Operation {
         Self::Inspect,
         Self::List,
         Self::ForceRelease,
+        Self::Diagnose,
     ];
 
     /// The operation's name: `connect`, `acquire`, `release`, `extend`, `watch`,
-    /// `inspect`, `list` or `force_release`.
+    /// `inspect`, `list`, `force_release` or `diagnose`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Connect => "connect",
@@ -279,6 +282,7 @@ impl Operation {
             Self::Inspect => "inspect",
             Self::List => "list",
             Self::ForceRelease => "force_release",
+            Self::Diagnose => "diagnose",
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::token::Token;
 mod capabilities;
 mod common;
 mod failure;
+mod finding;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 mod hold;
 pub(crate) mod memory;
@@ -44,6 +45,7 @@ pub use self::zookeeper::{ZooKeeperOptions, DEFAULT_ZOOKEEPER_SESSION_TIMEOUT};
 pub use self::{
     capabilities::Capabilities,
     failure::{Operation, StoreError},
+    finding::{Finding, Status},
     memory::MemoryStore,
     watch::{SessionState, SessionWatch, Watch},
 };
@@ -439,6 +441,14 @@ pub trait Operators: Send + Sync {
     /// is not told until it renews or releases. Readers or permits holding the key are
     /// left as they are, with [`StoreError::KindMismatch`] naming them.
     fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>>;
+
+    /// Checks what decides whether locks on this store are safe (Redis: eviction,
+    /// persistence, replicas, ACLs; ZooKeeper: the session timeout; PostgreSQL: commits,
+    /// privileges), and says how to fix each finding. `key` is a key the library would use
+    /// (for checks of key permissions); nothing is written. Each of the store's calls is
+    /// bounded by the time bound the store was built with; a check that cannot be made
+    /// (the server refuses the command) is a [`Status::Warn`] saying so.
+    fn diagnose<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Vec<Finding>>;
 }
 
 /// A store whose leases are sessions (ZooKeeper).

@@ -628,11 +628,7 @@ pub async fn killed_and_back<S: Servers>(servers: &mut S, scenario: &str) -> Out
 }
 
 /// `name` taken through `backend` once the store answers again (within 60 s).
-async fn eventually_acquired(
-    backend: &Backend,
-    name: &str,
-    options: &LockOptions,
-) -> LockGuard {
+async fn eventually_acquired(backend: &Backend, name: &str, options: &LockOptions) -> LockGuard {
     let deadline = Instant::now() + Duration::from_secs(60);
     let waiting = options.clone().wait(Duration::from_secs(5));
     loop {

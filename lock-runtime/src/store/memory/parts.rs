@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use super::{ready, Entry, MemoryStore};
 use crate::{
     store::{
-        glob_matches, refuse_shared, Attempt, Operators, SeveralKeys, StoreFuture, StoredLock,
-        Together, TogetherFuture,
+        glob_matches, refuse_shared, Attempt, Finding, Operators, SeveralKeys, StoreFuture,
+        StoredLock, Together, TogetherFuture,
     },
     token::Token,
 };
@@ -105,5 +105,12 @@ impl Operators for MemoryStore {
             state.remove(key);
         }
         ready(held)
+    }
+
+    fn diagnose<'a>(&'a self, _key: &'a str) -> StoreFuture<'a, Vec<Finding>> {
+        ready(vec![Finding::pass(
+            "store",
+            "in memory: locks live in this process only, with nothing to set up",
+        )])
     }
 }

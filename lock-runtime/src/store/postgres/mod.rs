@@ -60,6 +60,7 @@ use super::{
 use crate::{error::LockError, store::Operation, token::Token};
 
 mod connect;
+mod doctor;
 mod health;
 mod lane;
 mod listen;

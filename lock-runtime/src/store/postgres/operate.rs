@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::{failed, PostgresStore};
 use crate::store::{
-    glob_matches, refuse_shared, Operators, StoreError, StoreFuture, StoredLock, StoredShare,
+    glob_matches, refuse_shared, Finding, Operators, StoreError, StoreFuture, StoredLock,
+    StoredShare,
 };
 
 impl Operators for PostgresStore {
@@ -59,6 +60,10 @@ impl Operators for PostgresStore {
             let rows = conn.client.query(&self.sql.inspect_shared, &[&key]).await;
             refuse_shared(shared(&rows.map_err(failed)?)?.pop())
         })
+    }
+
+    fn diagnose<'a>(&'a self, _key: &'a str) -> StoreFuture<'a, Vec<Finding>> {
+        Box::pin(self.diagnose_store())
     }
 }
 

@@ -85,6 +85,8 @@ pub(super) struct Sql {
     /// For operators: one key's shared holders, and every live shared holder.
     pub(super) inspect_shared: String,
     pub(super) list_shared: String,
+    /// For `lockctl doctor`: the table's rows, and those held now.
+    pub(super) count_held: String,
     /// Readers' and permits' statements.
     pub(super) shared: SharedSql,
 }
@@ -173,6 +175,9 @@ impl Sql {
             list_shared: format!(
                 "SELECT {SHARERS} FROM {t} AS t, jsonb_each(t.holders) AS h(k, v) \
                  WHERE t.expires_at > clock_timestamp() AND {SHARER_LIVE} ORDER BY t.name"
+            ),
+            count_held: format!(
+                "SELECT count(*), count(*) FILTER (WHERE expires_at > clock_timestamp()) FROM {t}"
             ),
             shared: SharedSql::new(&t, &sequence),
             schema,

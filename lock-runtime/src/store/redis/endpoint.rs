@@ -18,6 +18,8 @@ pub(crate) enum Endpoint {
 pub(crate) struct Sentinels {
     client: tokio::sync::Mutex<redis::sentinel::SentinelClient>,
     service: String,
+    /// The sentinels' URLs (`redis://host:port`, no secret), for `lockctl doctor`.
+    addresses: Vec<String>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -62,6 +64,129 @@ impl Endpoint {
                 tokio::spawn(follow(sentinels.clone(), bound, target, switched));
             }
         }
+    }
+}
+
+impl Endpoint {
+    /// What `lockctl doctor` checks of the endpoint itself: for Sentinel, that the
+    /// sentinels answer, can reach their quorum, and name one primary; nothing for one
+    /// server. Each sentinel's calls are bounded by `bound`.
+    pub(crate) async fn diagnose(&self, bound: std::time::Duration) -> Vec<crate::store::Finding> {
+        match self {
+            Self::Server(_) => {
+                let _ = bound;
+                Vec::new()
+            }
+            #[cfg(feature = "sentinel")]
+            Self::Sentinel(sentinels) => sentinels.diagnose(bound).await,
+        }
+    }
+}
+
+#[cfg(feature = "sentinel")]
+impl Sentinels {
+    async fn diagnose(&self, bound: std::time::Duration) -> Vec<crate::store::Finding> {
+        use crate::store::Finding;
+
+        let service = &self.service;
+        let (mut unreachable, mut quorum, mut named) = (Vec::new(), Vec::new(), Vec::new());
+        for url in &self.addresses {
+            let address = url.trim_start_matches("redis://");
+            let asked = tokio::time::timeout(bound, async {
+                let client = redis::Client::open(url.as_str())?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                let mut check = redis::cmd("SENTINEL");
+                check.arg("CKQUORUM").arg(service);
+                let checked: RedisResult<String> = check.query_async(&mut conn).await;
+                let mut primary = redis::cmd("SENTINEL");
+                primary.arg("GET-MASTER-ADDR-BY-NAME").arg(service);
+                let primary: Option<(String, String)> = primary.query_async(&mut conn).await?;
+                RedisResult::Ok((checked, primary))
+            })
+            .await;
+            match asked {
+                Err(_) => unreachable.push(format!("{address} (no answer)")),
+                Ok(Err(e)) => unreachable.push(format!("{address} ({e})")),
+                Ok(Ok((checked, primary))) => {
+                    quorum.push((address, checked));
+                    named.push((
+                        address,
+                        primary.map(|(host, port)| format!("{host}:{port}")),
+                    ));
+                }
+            }
+        }
+        let mut found = Vec::new();
+        let total = self.addresses.len();
+        found.push(match (unreachable.len(), total) {
+            (0, _) => Finding::pass("sentinels", format!("all {total} sentinels answer")),
+            (down, total) if down == total => Finding::fail(
+                "sentinels",
+                format!("no sentinel answers: {}", unreachable.join(", ")),
+            )
+            .fix("check the sentinels' addresses in the URL and that they run"),
+            (down, total) => Finding::warn(
+                "sentinels",
+                format!(
+                    "{} of {total} sentinels answer; not: {}",
+                    total - down,
+                    unreachable.join(", ")
+                ),
+            )
+            .fix("bring the missing sentinels back, or take them out of the URL"),
+        });
+        let refused: Vec<String> = quorum
+            .iter()
+            .filter_map(|(address, checked)| match checked {
+                Ok(_) => None,
+                Err(e) => Some(format!("{address}: {e}")),
+            })
+            .collect();
+        if let Some(said) = quorum.iter().find_map(|(_, c)| c.as_ref().ok()) {
+            if refused.is_empty() {
+                found.push(Finding::pass("quorum", format!("`{service}`: {said}")));
+            }
+        }
+        if !refused.is_empty() {
+            found.push(
+                Finding::fail(
+                    "quorum",
+                    format!(
+                        "the sentinels cannot fail `{service}` over (SENTINEL CKQUORUM): {}",
+                        refused.join("; ")
+                    ),
+                )
+                .fix("run enough sentinels for the quorum and the majority (3 on 3 hosts)"),
+            );
+        }
+        let mut primaries: Vec<&str> = named.iter().filter_map(|(_, p)| p.as_deref()).collect();
+        primaries.sort_unstable();
+        primaries.dedup();
+        match primaries.as_slice() {
+            [] if named.is_empty() => {}
+            [] => found.push(
+                Finding::fail(
+                    "primary",
+                    format!("no sentinel knows a primary of `{service}`"),
+                )
+                .fix("check the service name at the end of the URL"),
+            ),
+            [primary] => found.push(Finding::pass(
+                "primary",
+                format!("the sentinels name {primary} as the primary of `{service}`"),
+            )),
+            several => found.push(
+                Finding::fail(
+                    "primary",
+                    format!(
+                        "the sentinels disagree on the primary of `{service}`: {}",
+                        several.join(", ")
+                    ),
+                )
+                .fix("wait for the failover to settle; check the sentinels' configuration"),
+            ),
+        }
+        found
     }
 }
 
@@ -172,7 +297,7 @@ pub(crate) fn sentinel(rest: &str) -> Result<Endpoint, String> {
     // `impl AsRef<str>` with it.
     #[allow(clippy::unnecessary_to_owned)]
     let client = SentinelClient::build(
-        sentinels,
+        sentinels.clone(),
         service.to_owned(),
         Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(node)),
         SentinelServerType::Master,
@@ -181,6 +306,7 @@ pub(crate) fn sentinel(rest: &str) -> Result<Endpoint, String> {
     Ok(Endpoint::Sentinel(std::sync::Arc::new(Sentinels {
         client: tokio::sync::Mutex::new(client),
         service: service.to_owned(),
+        addresses: sentinels,
     })))
 }
 

@@ -47,6 +47,7 @@ mod alive;
 mod cluster;
 mod command;
 mod conn;
+mod doctor;
 mod endpoint;
 mod info;
 mod operate;
@@ -90,6 +91,9 @@ pub struct RedisStore {
     _switches: Arc<Switches>,
     replicas: Option<(u32, Duration)>,
     scripts: Scripts,
+    /// Where connections go, and the time bound on one call (for `lockctl doctor`).
+    endpoint: Endpoint,
+    bound: Duration,
 }
 
 /// The connections a switch of primaries moves.
@@ -150,6 +154,8 @@ impl RedisStore {
             _switches: switches,
             replicas: settings.replicas,
             scripts: Scripts::new(),
+            endpoint,
+            bound,
         })
     }
 }

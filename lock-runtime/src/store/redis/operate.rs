@@ -7,7 +7,9 @@ use std::time::Duration;
 use redis::Value;
 
 use super::{script, RedisStore};
-use crate::store::{refuse_shared, Operators, StoreError, StoreFuture, StoredLock, StoredShare};
+use crate::store::{
+    refuse_shared, Finding, Operators, StoreError, StoreFuture, StoredLock, StoredShare,
+};
 
 /// How many keys one `SCAN` step looks at.
 const SCAN_COUNT: usize = 1000;
@@ -146,6 +148,10 @@ impl Operators for RedisStore {
             let reply = self.scripts.inspect.run(&call, &mut conn).await;
             refuse_shared(stored(key, reply.map_err(|e| self.failed(e))?)?)
         })
+    }
+
+    fn diagnose<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Vec<Finding>> {
+        self.diagnose_store(key)
     }
 }
 

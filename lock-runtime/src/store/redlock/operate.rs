@@ -2,7 +2,7 @@
 //! the majority of servers hold it.
 
 use super::{gather::Gathering, RedlockStore};
-use crate::store::{Operators, StoreError, StoreFuture, StoredLock};
+use crate::store::{Finding, Operators, StoreError, StoreFuture, StoredLock};
 
 impl Operators for RedlockStore {
     /// Held when a majority of servers hold it for one token; the shortest remaining lease
@@ -41,6 +41,54 @@ impl Operators for RedlockStore {
                 .answers(self.nodes.each(None, |store| store.force_release(key)))
                 .await?;
             Ok(self.majority(answers.into_iter().flatten().collect()))
+        })
+    }
+
+    /// Each server's checks, named after it, and whether enough of them answer for a
+    /// majority.
+    fn diagnose<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Vec<Finding>> {
+        Box::pin(async move {
+            let checks = self.nodes.each(None, |store| store.diagnose_store(key));
+            let mut found = Vec::new();
+            let mut down = Vec::new();
+            for (node, check) in self.nodes.nodes.iter().zip(checks) {
+                match tokio::time::timeout(self.bound.saturating_mul(10), check).await {
+                    Ok(Ok(findings)) => {
+                        found.extend(findings.into_iter().map(|f| f.at(&node.address)));
+                    }
+                    Ok(Err(e)) => down.push(format!("{} ({e})", node.address)),
+                    Err(_) => down.push(format!("{} (no answer)", node.address)),
+                }
+            }
+            let (total, quorum) = (self.nodes.nodes.len(), self.nodes.quorum);
+            let up = total - down.len();
+            let servers = if down.is_empty() {
+                Finding::pass(
+                    "servers",
+                    format!("all {total} servers answer (majority {quorum})"),
+                )
+            } else if up >= quorum {
+                Finding::warn(
+                    "servers",
+                    format!(
+                        "{up} of {total} servers answer, a majority ({quorum}) still; not: {}",
+                        down.join(", ")
+                    ),
+                )
+                .fix("bring the missing servers back: one more down and no lock is granted")
+            } else {
+                Finding::fail(
+                    "servers",
+                    format!(
+                        "{up} of {total} servers answer, fewer than the majority ({quorum}): no \
+                         lock is granted; not: {}",
+                        down.join(", ")
+                    ),
+                )
+                .fix("bring the servers back")
+            };
+            found.insert(0, servers);
+            Ok(found)
         })
     }
 }

@@ -11,7 +11,7 @@ use super::{
     sorted, ZooKeeperStore,
 };
 use crate::store::{
-    glob_matches, refuse_shared, LockKind, Operators, StoreError, StoreFuture, StoredLock,
+    glob_matches, refuse_shared, Finding, LockKind, Operators, StoreError, StoreFuture, StoredLock,
     StoredShare,
 };
 
@@ -155,5 +155,59 @@ impl Operators for ZooKeeperStore {
 
     fn force_release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredLock>> {
         Box::pin(self.holder_of(key, true))
+    }
+
+    /// The session timeout the server granted against the one asked for, and the root.
+    fn diagnose<'a>(&'a self, _key: &'a str) -> StoreFuture<'a, Vec<Finding>> {
+        Box::pin(async move {
+            let asked = self.settings.session_timeout;
+            let granted = self.timeout;
+            let mut found = vec![if granted == asked {
+                Finding::pass(
+                    "session",
+                    format!(
+                        "session timeout {} ms as asked: leases are sessions, so no TTL is \
+                         shorter than this",
+                        granted.as_millis()
+                    ),
+                )
+            } else {
+                Finding::warn(
+                    "session",
+                    format!(
+                        "asked for a {} ms session timeout, the server granted {} ms (it \
+                         keeps timeouts within minSessionTimeout and maxSessionTimeout, by \
+                         default 2 and 20 tickTimes): TTLs shorter than the granted timeout \
+                         are refused, and a holder cut off learns it that late",
+                        asked.as_millis(),
+                        granted.as_millis()
+                    ),
+                )
+                .fix("ask within the server's bounds (?session_timeout= in the URL), or change minSessionTimeout / maxSessionTimeout in zoo.cfg")
+            }];
+            let session = self.live_session().await?;
+            let root = &self.settings.root;
+            found.push(match session.client.list_children(root).await {
+                Ok(children) => Finding::pass(
+                    "root",
+                    format!("{root} exists, with {} lock directories", children.len()),
+                ),
+                Err(zk::Error::NoNode) => Finding::pass(
+                    "root",
+                    format!("{root} does not exist yet; the first lock makes it"),
+                ),
+                Err(zk::Error::NoAuth) => Finding::fail(
+                    "root",
+                    format!("{root} may not be read with this session's credentials"),
+                )
+                .fix("grant the library's identity read, create and delete on the root (setAcl)"),
+                Err(e) => return Err(failed(e)),
+            });
+            found.push(Finding::pass(
+                "clock",
+                "leases are sessions, timed by the server: no clock is compared",
+            ));
+            Ok(found)
+        })
     }
 }

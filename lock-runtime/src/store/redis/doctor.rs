@@ -1,0 +1,332 @@
+//! What `lockctl doctor` checks on Redis: what decides whether its locks are safe, read
+//! from `INFO`, `TIME`, `CONFIG GET` and `ACL DRYRUN` (nothing is written). One server's
+//! store, a cluster's primaries and each Redlock server share the checks of one server;
+//! Sentinel adds its quorum and the primary it names.
+
+use std::{
+    future::Future,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use redis::{Cmd, Value};
+
+use super::RedisStore;
+use crate::store::{Finding, StoreError, StoreFuture};
+
+/// A clock further off than this from the client's is worth a word.
+const CLOCK_WARN_MS: i64 = 500;
+
+/// What one server says of itself.
+pub(super) struct Facts {
+    info: String,
+    /// The server's clock against this host's (positive: ahead), and the round trip.
+    clock: Option<(i64, Duration)>,
+    /// `CONFIG GET appendfsync`, where the user may read the configuration.
+    fsync: Option<String>,
+}
+
+impl Facts {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.info
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    }
+}
+
+/// Asks the server `send` talks to for its facts: `INFO` (which the library needs anyway),
+/// `TIME`, and `CONFIG GET appendfsync` if allowed.
+pub(super) async fn facts<F, Fut>(mut send: F) -> Result<Facts, StoreError>
+where
+    F: FnMut(Cmd) -> Fut,
+    Fut: Future<Output = Result<Value, StoreError>>,
+{
+    let info: String = redis::from_redis_value(send(redis::cmd("INFO")).await?)?;
+    let asked = Instant::now();
+    let time = send(redis::cmd("TIME")).await;
+    let rtt = asked.elapsed();
+    let local = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(rtt / 2);
+    let clock = time
+        .ok()
+        .and_then(|time| redis::from_redis_value::<(u64, u64)>(time).ok())
+        .map(|(secs, micros)| {
+            let server_ms = i128::from(secs) * 1000 + i128::from(micros) / 1000;
+            let skew = server_ms - i128::try_from(local.as_millis()).unwrap_or(i128::MAX);
+            (i64::try_from(skew).unwrap_or(i64::MAX), rtt)
+        });
+    let mut config = redis::cmd("CONFIG");
+    config.arg("GET").arg("appendfsync");
+    let fsync = match send(config).await {
+        Ok(reply) => redis::from_redis_value::<Vec<String>>(reply)
+            .ok()
+            .and_then(|pair| pair.into_iter().nth(1)),
+        Err(_) => None,
+    };
+    Ok(Facts { info, clock, fsync })
+}
+
+/// The checks of one server: eviction, persistence, replicas against the replicas a grant
+/// waits for (`wanted`), and its clock.
+pub(super) fn server(facts: &Facts, wanted: Option<u32>) -> Vec<Finding> {
+    let mut found = Vec::new();
+    let version = facts.field("redis_version").unwrap_or("?");
+    if facts.field("role") == Some("slave") {
+        found.push(
+            Finding::fail(
+                "role",
+                format!("Redis {version} is a replica: it cannot take locks"),
+            )
+            .fix("point the URL at the primary, or at Sentinel (redis+sentinel://)"),
+        );
+    } else {
+        found.push(Finding::pass("role", format!("Redis {version}, a primary")));
+    }
+    found.push(eviction(facts));
+    found.push(persistence(facts));
+    found.push(replicas(facts, wanted));
+    found.push(clock(facts));
+    found
+}
+
+fn eviction(facts: &Facts) -> Finding {
+    let policy = facts.field("maxmemory_policy").unwrap_or("?");
+    let limit: u64 = facts
+        .field("maxmemory")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    let evicting = policy.starts_with("volatile-") || policy.starts_with("allkeys-");
+    match (limit, evicting) {
+        (0, _) => Finding::pass(
+            "eviction",
+            format!("no maxmemory: keys are never evicted (policy {policy})"),
+        ),
+        (_, false) => Finding::pass(
+            "eviction",
+            format!("maxmemory-policy {policy}: held locks are never evicted"),
+        ),
+        (limit, true) => Finding::fail(
+            "eviction",
+            format!(
+                "maxmemory {limit} bytes with maxmemory-policy {policy}: under memory \
+                 pressure the server evicts held locks (they carry a TTL), and a second \
+                 owner then takes them"
+            ),
+        )
+        .fix("CONFIG SET maxmemory-policy noeviction (and in redis.conf), or a server of its own for locks"),
+    }
+}
+
+fn persistence(facts: &Facts) -> Finding {
+    let aof = facts.field("aof_enabled") == Some("1");
+    let fsync = facts.fsync.as_deref();
+    let guard = "the library's restart guard (on by default) refuses grants after a \
+                 restart until every lease from before can have ended, so this costs \
+                 availability after a restart, not safety, while the guard is on";
+    match (aof, fsync) {
+        (true, Some("always")) => Finding::pass(
+            "persistence",
+            "appendonly yes, appendfsync always: a restart forgets no lock",
+        ),
+        (true, Some("everysec")) | (true, None) => Finding::pass(
+            "persistence",
+            format!(
+                "appendonly yes, appendfsync {}: a crash can forget the last second's \
+                 locks; {guard}",
+                fsync.unwrap_or("not readable (CONFIG refused)")
+            ),
+        ),
+        (true, Some(other)) => Finding::warn(
+            "persistence",
+            format!("appendonly yes but appendfsync {other}: a crash can forget recent locks; {guard}"),
+        )
+        .fix("CONFIG SET appendfsync everysec"),
+        (false, _) => Finding::warn(
+            "persistence",
+            format!("appendonly no: a restart forgets every lock taken since the last snapshot; {guard}"),
+        )
+        .fix("CONFIG SET appendonly yes (and in redis.conf); keep the restart guard on"),
+    }
+}
+
+fn replicas(facts: &Facts, wanted: Option<u32>) -> Finding {
+    let connected: u32 = facts
+        .field("connected_slaves")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    match wanted {
+        Some(wanted) if connected < wanted => Finding::fail(
+            "replicas",
+            format!(
+                "grants wait for {wanted} replicas to acknowledge (replicas_acknowledge), \
+                 but {connected} are connected: every acquire fails"
+            ),
+        )
+        .fix("connect the replicas, or lower replicas_acknowledge"),
+        Some(wanted) => Finding::pass(
+            "replicas",
+            format!("{connected} replicas connected; each grant waits for {wanted} of them"),
+        ),
+        None if connected > 0 => Finding::warn(
+            "replicas",
+            format!(
+                "{connected} replicas connected, and grants do not wait for them: a failover \
+                 to a replica that had not received a lock forgets it (the failover \
+                 detection then holds grants for a TTL, see restart_guard)"
+            ),
+        )
+        .fix("BackendBuilder::replicas_acknowledge (say 1 replica within 100 ms), so a grant waits for a replica"),
+        None => Finding::pass("replicas", "no replicas: nothing to wait for"),
+    }
+}
+
+fn clock(facts: &Facts) -> Finding {
+    let Some((skew, rtt)) = facts.clock else {
+        return Finding::warn("clock", "TIME was refused: the server's clock is unknown")
+            .fix("allow TIME for the library's user: the scripts need it");
+    };
+    let said = format!(
+        "the server's clock is {} ms {} this host's (round trip {} µs)",
+        skew.unsigned_abs(),
+        if skew >= 0 { "ahead of" } else { "behind" },
+        rtt.as_micros()
+    );
+    if skew.abs() > CLOCK_WARN_MS {
+        Finding::warn(
+            "clock",
+            format!(
+                "{said}: leases run on the server's clock and are not affected, but holder \
+                 records' ages and lockctl's AGE are off by as much"
+            ),
+        )
+        .fix("run NTP (chrony) on both hosts")
+    } else {
+        Finding::pass("clock", said)
+    }
+}
+
+/// The commands the library sends, with arguments for a dry run on `key`: at the top and
+/// inside its scripts. `sharded`: a cluster's (`SPUBLISH`).
+fn needed(key: &str, sharded: bool, waits: bool) -> Vec<Vec<String>> {
+    let k = key.to_owned();
+    let mut commands: Vec<Vec<&str>> = vec![
+        vec!["SET", &k, "x", "NX", "PX", "1000"],
+        vec![
+            "EVALSHA",
+            "0000000000000000000000000000000000000000",
+            "1",
+            &k,
+        ],
+        vec!["SCRIPT", "LOAD", "return 1"],
+        vec!["SUBSCRIBE", &k],
+        vec!["PING"],
+        vec!["INFO"],
+        vec!["SCAN", "0"],
+        vec!["GET", &k],
+        vec!["DEL", &k],
+        vec!["PEXPIRE", &k, "1000"],
+        vec!["PTTL", &k],
+        vec!["TIME"],
+        vec!["TYPE", &k],
+        vec!["ZADD", &k, "1", "m"],
+        vec!["ZCARD", &k],
+        vec!["ZRANGE", &k, "0", "-1"],
+        vec!["ZRANGEBYSCORE", &k, "0", "1"],
+        vec!["ZREMRANGEBYSCORE", &k, "0", "1"],
+        vec!["ZCOUNT", &k, "0", "1"],
+        vec!["ZREM", &k, "m"],
+    ];
+    commands.push(if sharded {
+        vec!["SPUBLISH", &k, ""]
+    } else {
+        vec!["PUBLISH", &k, ""]
+    });
+    if waits {
+        commands.push(vec!["WAIT", "1", "0"]);
+    }
+    commands
+        .into_iter()
+        .map(|c| c.into_iter().map(str::to_owned).collect())
+        .collect()
+}
+
+/// Whether the connection's user may send every command the library sends, on `key` and
+/// its channel: `ACL DRYRUN` for each (Redis 7). Where the user may not call `ACL`, says
+/// that it could not check.
+pub(super) async fn acl<F, Fut>(key: &str, sharded: bool, waits: bool, mut send: F) -> Finding
+where
+    F: FnMut(Cmd) -> Fut,
+    Fut: Future<Output = Result<Value, StoreError>>,
+{
+    let mut whoami = redis::cmd("ACL");
+    whoami.arg("WHOAMI");
+    let user: String = match send(whoami).await.map(redis::from_redis_value) {
+        Ok(Ok(user)) => user,
+        Ok(Err(e)) => return cannot_check(&e.to_string()),
+        Err(e) => return cannot_check(&e.to_string()),
+    };
+    let mut denied = Vec::new();
+    for command in needed(key, sharded, waits) {
+        let mut dry = redis::cmd("ACL");
+        dry.arg("DRYRUN").arg(&user).arg(&command);
+        match send(dry).await {
+            Ok(Value::Okay) => {}
+            Ok(Value::SimpleString(s)) if s == "OK" => {}
+            Ok(_) => denied.push(command[0].to_lowercase()),
+            Err(e) => return cannot_check(&e.to_string()),
+        }
+    }
+    if denied.is_empty() {
+        return Finding::pass(
+            "acl",
+            format!("user `{user}` may send every command the library sends, on {key}"),
+        );
+    }
+    let plus: Vec<String> = denied.iter().map(|c| format!("+{c}")).collect();
+    Finding::fail(
+        "acl",
+        format!(
+            "user `{user}` may not send {} on {key}: those calls fail",
+            denied.join(", ")
+        ),
+    )
+    .fix(format!(
+        "ACL SETUSER {user} {} (with ~<prefix>* and &<prefix>* for keys and channels)",
+        plus.join(" ")
+    ))
+}
+
+fn cannot_check(why: &str) -> Finding {
+    Finding::warn(
+        "acl",
+        format!("could not check the user's permissions (ACL WHOAMI / DRYRUN: {why})"),
+    )
+    .fix("check by hand that the user may send the commands listed in the docs of the Redis store")
+}
+
+impl RedisStore {
+    /// The checks of one server's (or Sentinel's) store: see [`Operators::diagnose`].
+    ///
+    /// [`Operators::diagnose`]: crate::store::Operators::diagnose
+    pub(crate) fn diagnose_store<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Vec<Finding>> {
+        Box::pin(async move {
+            let conn = self.conn.get().await.map_err(|e| self.failed(e))?;
+            let send = |command: Cmd| {
+                let mut conn = conn.clone();
+                async move {
+                    command
+                        .query_async::<Value>(&mut conn)
+                        .await
+                        .map_err(StoreError::from)
+                }
+            };
+            let mut found = self.endpoint.diagnose(self.bound).await;
+            let facts = facts(send).await?;
+            found.extend(server(&facts, self.replicas.map(|(n, _)| n)));
+            found.push(acl(key, false, self.replicas.is_some(), send).await);
+            Ok(found)
+        })
+    }
+}

@@ -1,0 +1,359 @@
+//! `lockctl doctor` against real servers set up well and badly: what each finding says,
+//! the exit code (0 pass, 1 warn, 2 fail, 3 unreachable), and the JSON for scripts.
+
+use std::{
+    process::{Command, Output},
+    time::Duration,
+};
+
+use lock_runtime::{
+    store::{PostgresOptions, Status},
+    Backend,
+};
+use lock_tests::{free_port, RedisCluster, RedisServer, Sentinel, ZooKeeperServer};
+
+const LOCKCTL: &str = env!("CARGO_BIN_EXE_lockctl");
+
+/// `lockctl doctor <url> [args]`: its exit code and its output.
+fn doctor(url: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(LOCKCTL)
+        .arg("doctor")
+        .arg(url)
+        .args(args)
+        .env_remove("LOCK_RUNTIME_URL")
+        .output()
+        .expect("run lockctl");
+    (
+        status.code(),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// The line of the check `check` (the status, then the check, then what it found).
+fn line<'a>(out: &'a str, check: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(check))
+        .unwrap_or_else(|| panic!("no `{check}` line in:\n{out}"))
+}
+
+#[test]
+fn a_redis_that_evicts_fails_and_one_set_up_well_passes() {
+    let bad =
+        RedisServer::start_with(&["--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru"]);
+    let (code, out, err) = doctor(&bad.url(), &[]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(line(&out, "eviction").starts_with("FAIL"), "{out}");
+    assert!(line(&out, "eviction").contains("allkeys-lru"), "{out}");
+    assert!(
+        out.contains("fix: CONFIG SET maxmemory-policy noeviction"),
+        "{out}"
+    );
+    // The test servers keep no AOF: a warning that names the restart guard.
+    assert!(line(&out, "persistence").starts_with("WARN"), "{out}");
+    assert!(line(&out, "persistence").contains("restart guard"), "{out}");
+    for check in ["role", "replicas", "clock", "acl", "probe"] {
+        assert!(line(&out, check).starts_with("PASS"), "{check}: {out}");
+    }
+    assert!(
+        out.ends_with("redis: 1 failed, 1 warning, 5 passed\n"),
+        "{out}"
+    );
+
+    let (code, json, err) = doctor(&bad.url(), &["--json"]);
+    assert_eq!(code, Some(2), "{json}{err}");
+    assert_eq!(json.lines().count(), 1, "{json}");
+    assert!(
+        json.starts_with(r#"{"store":"redis","status":"fail","passed":5,"warnings":1,"failed":1,"findings":[{"check":"role","status":"pass","#),
+        "{json}"
+    );
+    assert!(
+        json.contains(r#"{"check":"eviction","status":"fail","detail":"maxmemory 104857600 bytes"#),
+        "{json}"
+    );
+
+    let good = RedisServer::start_with(&[
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--maxmemory",
+        "100mb",
+        "--maxmemory-policy",
+        "noeviction",
+    ]);
+    let (code, out, err) = doctor(&good.url(), &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(line(&out, "eviction").contains("noeviction"), "{out}");
+    assert!(
+        line(&out, "persistence").contains("appendfsync everysec"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("redis: 0 failed, 0 warnings, 7 passed\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_acl_user_that_may_not_publish_fails_and_its_password_stays_out() {
+    let server = RedisServer::start();
+    server.raw(&[
+        "ACL",
+        "SETUSER",
+        "locks",
+        "on",
+        ">s3cret-pw",
+        "~lock:*",
+        "&lock:*",
+        "+@all",
+        "-publish",
+    ]);
+    let port = server.port();
+    let url = format!("redis://locks:s3cret-pw@127.0.0.1:{port}");
+    let (code, out, err) = doctor(&url, &[]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    let acl = line(&out, "acl");
+    assert!(
+        acl.starts_with("FAIL") && acl.contains("`locks` may not send publish"),
+        "{out}"
+    );
+    assert!(out.contains("fix: ACL SETUSER locks +publish"), "{out}");
+    // The release publishes inside its script: the probe fails there.
+    let probe = line(&out, "probe");
+    assert!(
+        probe.starts_with("FAIL") && probe.contains("during release"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("s3cret") && !err.contains("s3cret"),
+        "{out}{err}"
+    );
+
+    // Nothing listens: exit 3, the address named, the password not.
+    let (code, out, err) = doctor(
+        &format!("redis://:s3cret-pw@127.0.0.1:{}", free_port()),
+        &[],
+    );
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(err.contains("Redis at redis://:***@127.0.0.1:"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_are_checked_against_the_acknowledgements_grants_wait_for() {
+    let primary = RedisServer::start();
+    let waits = Backend::builder()
+        .replicas_acknowledge(1, Duration::from_millis(100))
+        .redis(&primary.url())
+        .await
+        .expect("connect");
+    let findings = waits.doctor().await.expect("doctor");
+    let replicas = findings
+        .iter()
+        .find(|f| f.check == "replicas")
+        .expect("replicas");
+    assert_eq!(replicas.status, Status::Fail, "{findings:?}");
+    assert!(
+        replicas.detail.contains("but 0 are connected"),
+        "{replicas:?}"
+    );
+
+    let _replica = RedisServer::start_replica_of(&primary);
+    let connected = lock_tests::eventually(Duration::from_secs(20), || {
+        lock_tests::info_field(&primary, "replication", "connected_slaves") == Some(1)
+    })
+    .await;
+    assert!(connected, "the replica never connected");
+    let findings = waits.doctor().await.expect("doctor");
+    let replicas = findings
+        .iter()
+        .find(|f| f.check == "replicas")
+        .expect("replicas");
+    assert_eq!(replicas.status, Status::Pass, "{findings:?}");
+    // Without acknowledgements, a replica is a failover that can forget a lock.
+    let (code, out, err) = doctor(&primary.url(), &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let line = line(&out, "replicas");
+    assert!(
+        line.starts_with("WARN") && line.contains("1 replicas connected"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fix: BackendBuilder::replicas_acknowledge"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_without_their_quorum_fail_and_a_silent_one_is_named() {
+    let primary = RedisServer::start();
+    // One sentinel that needs two to agree: no failover can happen.
+    let sentinel = Sentinel::start("locks", &primary, 2);
+    let silent = free_port();
+    let url = format!(
+        "redis+sentinel://127.0.0.1:{},127.0.0.1:{silent}/locks",
+        sentinel.port()
+    );
+    let (code, out, err) = doctor(&url, &[]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    let sentinels = line(&out, "sentinels");
+    assert!(
+        sentinels.starts_with("WARN") && sentinels.contains(&format!("127.0.0.1:{silent}")),
+        "{out}"
+    );
+    let quorum = line(&out, "quorum");
+    assert!(
+        quorum.starts_with("FAIL") && quorum.contains("NOQUORUM"),
+        "{out}"
+    );
+    let named = line(&out, "primary");
+    assert!(
+        named.starts_with("PASS") && named.contains(&format!("127.0.0.1:{}", primary.port())),
+        "{out}"
+    );
+    assert!(line(&out, "probe").starts_with("PASS"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_with_unserved_slots_fails() {
+    let cluster = RedisCluster::start(3, 0).await;
+    let (code, out, err) = doctor(&cluster.url(), &[]);
+    assert!(line(&out, "slots").starts_with("PASS"), "{out}{err}");
+    assert!(line(&out, "slots").contains("by 3 primaries"), "{out}");
+    // Every primary is checked, each named.
+    assert_eq!(
+        out.matches("PASS  eviction (127.0.0.1:").count(),
+        3,
+        "{out}"
+    );
+    assert_eq!(code, Some(1), "no AOF on the test servers: {out}{err}");
+
+    // A slot nobody serves: every node forgets it.
+    let node = cluster.node_for("anything");
+    let slot = node.raw(&["CLUSTER", "KEYSLOT", "anything"]);
+    let slot = slot.trim().trim_start_matches(':');
+    for node in cluster.nodes() {
+        node.raw(&["CLUSTER", "DELSLOTS", slot]);
+    }
+    let unserved = lock_tests::eventually(Duration::from_secs(20), || {
+        cluster.nodes().iter().all(|n| {
+            let info = n.raw(&["CLUSTER", "INFO"]);
+            info.contains("cluster_slots_ok:16383") && info.contains("cluster_state:fail")
+        })
+    })
+    .await;
+    assert!(
+        unserved,
+        "the slot stayed served: {}",
+        node.raw(&["CLUSTER", "INFO"])
+    );
+    let (code, out, err) = doctor(&cluster.url(), &[]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    let slots = line(&out, "slots");
+    assert!(
+        slots.starts_with("FAIL") && slots.contains("16383 of 16384"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_zookeeper_session_timeout_below_the_servers_bounds_is_named() {
+    let zookeeper = ZooKeeperServer::start();
+    // The test server's minSessionTimeout is 1 s.
+    let url = format!("{}?session_timeout=500ms", zookeeper.url());
+    let (code, out, err) = doctor(&url, &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let session = line(&out, "session");
+    assert!(
+        session.starts_with("WARN")
+            && session.contains("asked for a 500 ms")
+            && session.contains("granted 1000 ms"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fix: ask within the server's bounds (?session_timeout="),
+        "{out}"
+    );
+    assert!(line(&out, "probe").starts_with("PASS"), "{out}");
+
+    let (code, out, err) = doctor(&format!("{}?session_timeout=3s", zookeeper.url()), &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(line(&out, "session").contains("3000 ms as asked"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_privileges_and_commits_are_checked() {
+    let url = lock_tests::postgres_url();
+    let (code, out, err) = doctor(&url, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    for check in [
+        "role",
+        "commits",
+        "standbys",
+        "privileges",
+        "table",
+        "clock",
+        "probe",
+    ] {
+        assert!(line(&out, check).starts_with("PASS"), "{check}: {out}");
+    }
+
+    // A role that may log in and nothing more.
+    let role = format!("lt_doctor_{}", std::process::id());
+    let psql = |sql: &str| {
+        let done = Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(
+            done.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    };
+    psql(&format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"
+    ));
+    let bare = url.replacen("postgres@", &format!("{role}@"), 1);
+    let (code, out, err) = doctor(&bare, &[]);
+    psql(&format!("DROP ROLE {role}"));
+    assert_eq!(code, Some(2), "{out}{err}");
+    let privileges = line(&out, "privileges");
+    assert!(
+        privileges.starts_with("FAIL") && privileges.contains(&role),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "fix: GRANT SELECT, INSERT, UPDATE, DELETE ON distributed_locks TO {role}"
+        )),
+        "{out}"
+    );
+    assert!(line(&out, "probe").starts_with("FAIL"), "{out}");
+
+    // Grants asked to wait for their commit, on a session whose default does not.
+    let lazy = format!(
+        "{url}{}options=-c%20synchronous_commit%3Doff",
+        if url.contains('?') { '&' } else { '?' }
+    );
+    let backend = Backend::builder()
+        .postgres_options(PostgresOptions::new().synchronous_commit(true))
+        .connect(&lazy)
+        .await
+        .expect("connect");
+    let findings = backend.doctor().await.expect("doctor");
+    let commits = findings
+        .iter()
+        .find(|f| f.check == "commits")
+        .expect("commits");
+    assert_eq!(commits.status, Status::Warn, "{findings:?}");
+    assert!(
+        commits.detail.contains("synchronous_commit is off"),
+        "{commits:?}"
+    );
+}
