@@ -357,3 +357,65 @@ async fn postgres_privileges_and_commits_are_checked() {
         "{commits:?}"
     );
 }
+
+#[test]
+fn a_server_clock_seconds_ahead_is_a_warning() {
+    let primary = RedisServer::start();
+    let ahead = RedisServer::start_replica_shifted(&primary, 3_000_000);
+    ahead.raw(&["REPLICAOF", "NO", "ONE"]);
+    let (code, out, err) = doctor(&ahead.url(), &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let clock = line(&out, "clock");
+    assert!(
+        clock.starts_with("WARN") && clock.contains("ms ahead of"),
+        "{out}"
+    );
+    let ms: u64 = clock
+        .split("clock is ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next()?.parse().ok())
+        .expect("the skew in ms");
+    assert!((2_500..=3_500).contains(&ms), "{out}");
+    assert!(out.contains("fix: run NTP"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redlock_checks_each_server_and_the_majority() {
+    let mut servers = lock_tests::RedlockServers::start(3);
+    // The servers are fresh: no hold for their youth (on by default for Redlock).
+    let backend = Backend::builder()
+        .restart_guard_on_connect(false)
+        .redis(&servers.url())
+        .await
+        .expect("redlock");
+    let findings = backend.doctor().await.expect("doctor");
+    let status = |check: &str| {
+        findings
+            .iter()
+            .find(|f| f.check == check)
+            .map(|f| f.status)
+            .unwrap_or_else(|| panic!("no {check}: {findings:?}"))
+    };
+    assert_eq!(status("servers"), Status::Pass, "{findings:?}");
+    assert_eq!(status("probe"), Status::Pass, "{findings:?}");
+    for server in servers.servers() {
+        let place = format!("eviction (127.0.0.1:{})", server.port());
+        assert_eq!(status(&place), Status::Pass, "{findings:?}");
+    }
+
+    let gone = servers.servers()[2].port();
+    servers.kill(2);
+    let findings = backend.doctor().await.expect("doctor");
+    let servers_found = findings
+        .iter()
+        .find(|f| f.check == "servers")
+        .expect("servers");
+    assert_eq!(servers_found.status, Status::Warn, "{findings:?}");
+    assert!(
+        servers_found.detail.contains("2 of 3 servers answer")
+            && servers_found.detail.contains(&format!("127.0.0.1:{gone}")),
+        "{servers_found:?}"
+    );
+    let probe = findings.iter().find(|f| f.check == "probe").expect("probe");
+    assert_eq!(probe.status, Status::Pass, "{findings:?}");
+}

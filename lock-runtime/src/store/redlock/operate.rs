@@ -52,12 +52,15 @@ impl Operators for RedlockStore {
             let mut found = Vec::new();
             let mut down = Vec::new();
             for (node, check) in self.nodes.nodes.iter().zip(checks) {
+                // `host:port`, as the other stores' findings name servers.
+                let place = node
+                    .address
+                    .split_once("://")
+                    .map_or(&*node.address, |(_, a)| a);
                 match tokio::time::timeout(self.bound.saturating_mul(10), check).await {
-                    Ok(Ok(findings)) => {
-                        found.extend(findings.into_iter().map(|f| f.at(&node.address)));
-                    }
-                    Ok(Err(e)) => down.push(format!("{} ({e})", node.address)),
-                    Err(_) => down.push(format!("{} (no answer)", node.address)),
+                    Ok(Ok(findings)) => found.extend(findings.into_iter().map(|f| f.at(place))),
+                    Ok(Err(e)) => down.push(format!("{place} ({e})")),
+                    Err(_) => down.push(format!("{place} (no answer)")),
                 }
             }
             let (total, quorum) = (self.nodes.nodes.len(), self.nodes.quorum);
