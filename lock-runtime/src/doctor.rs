@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use crate::{
     backend::{store_failure, Backend},
     error::LockError,
-    options::LockOptions,
-    store::{Finding, Operation},
+    options::{LockMode, LockOptions},
+    store::{Finding, LockKind, Operation},
 };
 
 /// The name of the lock the check takes and releases (one per process).
@@ -18,7 +18,7 @@ impl Backend {
     /// persistence, replicas, Sentinel's quorum, a cluster's slots, ACLs, ZooKeeper's
     /// session timeout, PostgreSQL's commits and privileges, clocks), then a lock taken,
     /// renewed and released (`lock-runtime-doctor:<pid>`), which proves the whole path
-    /// works for this user. Each store call is bounded by the time bound; the store's
+    /// works for this user, and a read lock where the store has readers. Each store call is bounded by the time bound; the store's
     /// checks together by thirty of them. An error only where the store could not be
     /// asked at all; a check that could not be made is a [`Status::Warn`] finding.
     ///
@@ -50,6 +50,9 @@ impl Backend {
             }
         };
         found.push(self.probe(&name).await);
+        if self.capabilities().supports(LockKind::Read) {
+            found.push(self.probe_readers(&name).await);
+        }
         Ok(found)
     }
 
@@ -77,23 +80,51 @@ impl Backend {
                 Finding::warn("probe", format!("`{name}` was not granted yet: {e}"))
                     .fix("wait for the hold to end (see restart_guard), then check again")
             }
-            Err(e) => {
-                let mut said = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    let line = cause.to_string();
-                    if !said.contains(&line) {
-                        said.push_str(": ");
-                        said.push_str(&line);
-                    }
-                    source = cause.source();
-                }
-                Finding::fail(
-                    "probe",
-                    format!("taking and releasing `{name}` failed: {said}"),
-                )
-                .fix("see the other findings; the error names what the store refused")
-            }
+            Err(e) => Finding::fail(
+                "probe",
+                format!("taking and releasing `{name}` failed: {}", chain(&e)),
+            )
+            .fix("see the other findings; the error names what the store refused"),
         }
     }
+
+    /// A read lock taken and released: readers and semaphores need more of the store
+    /// (Redis: its sorted-set commands) than plain locks do. A failure is a warning, since
+    /// plain locks work.
+    async fn probe_readers(&self, name: &str) -> Finding {
+        let shortest = self.capabilities().shortest_ttl().unwrap_or_default();
+        let options = LockOptions::new(shortest.max(Duration::from_secs(10)))
+            .mode(LockMode::Read)
+            .function("lock_runtime::doctor");
+        let outcome = async { self.acquire(name, &options).await?.release().await }.await;
+        match outcome {
+            Ok(()) => Finding::pass(
+                "readers",
+                format!("took and released a read lock on `{name}`"),
+            ),
+            Err(e) => Finding::warn(
+                "readers",
+                format!(
+                    "a read lock on `{name}` failed, so readers and semaphores do: {}",
+                    chain(&e)
+                ),
+            )
+            .fix("see the acl finding: readers and semaphores need more commands than plain locks"),
+        }
+    }
+}
+
+/// An error and its sources, one after the other.
+fn chain(error: &LockError) -> String {
+    let mut said = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !said.contains(&line) {
+            said.push_str(": ");
+            said.push_str(&line);
+        }
+        source = cause.source();
+    }
+    said
 }

@@ -60,7 +60,7 @@ fn a_redis_that_evicts_fails_and_one_set_up_well_passes() {
         assert!(line(&out, check).starts_with("PASS"), "{check}: {out}");
     }
     assert!(
-        out.ends_with("redis: 1 failed, 1 warning, 5 passed\n"),
+        out.ends_with("redis: 1 failed, 1 warning, 6 passed\n"),
         "{out}"
     );
 
@@ -68,7 +68,7 @@ fn a_redis_that_evicts_fails_and_one_set_up_well_passes() {
     assert_eq!(code, Some(2), "{json}{err}");
     assert_eq!(json.lines().count(), 1, "{json}");
     assert!(
-        json.starts_with(r#"{"store":"redis","status":"fail","passed":5,"warnings":1,"failed":1,"findings":[{"check":"role","status":"pass","#),
+        json.starts_with(r#"{"store":"redis","status":"fail","passed":6,"warnings":1,"failed":1,"findings":[{"check":"role","status":"pass","#),
         "{json}"
     );
     assert!(
@@ -94,7 +94,7 @@ fn a_redis_that_evicts_fails_and_one_set_up_well_passes() {
         "{out}"
     );
     assert!(
-        out.ends_with("redis: 0 failed, 0 warnings, 7 passed\n"),
+        out.ends_with("redis: 0 failed, 0 warnings, 8 passed\n"),
         "{out}"
     );
 }
@@ -132,6 +132,61 @@ fn an_acl_user_that_may_not_publish_fails_and_its_password_stays_out() {
     assert!(
         !out.contains("s3cret") && !err.contains("s3cret"),
         "{out}{err}"
+    );
+
+    // Exactly the commands the README lists for a minimal user: locks work; readers,
+    // semaphores, several keys at once and listings would not, which is a warning.
+    server.raw(&[
+        "ACL",
+        "SETUSER",
+        "locker",
+        "on",
+        ">pw",
+        "resetkeys",
+        "~lock:*",
+        "resetchannels",
+        "&lock:*",
+        "-@all",
+        "+set",
+        "+evalsha",
+        "+script|load",
+        "+subscribe",
+        "+unsubscribe",
+        "+ping",
+        "+info",
+        "+get",
+        "+del",
+        "+pexpire",
+        "+pttl",
+        "+publish",
+        "+time",
+    ]);
+    let (code, out, err) = doctor(&format!("redis://locker:pw@127.0.0.1:{port}"), &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    // Such a user may not call ACL: the check says it could not look, and the read lock
+    // shows what fails.
+    let acl = line(&out, "acl");
+    assert!(
+        acl.starts_with("WARN") && acl.contains("could not check"),
+        "{out}"
+    );
+    assert!(line(&out, "probe").starts_with("PASS"), "{out}");
+    let readers = line(&out, "readers");
+    assert!(
+        readers.starts_with("WARN") && readers.contains("can't run this command"),
+        "{out}"
+    );
+
+    // With ACL DRYRUN allowed, the missing commands are named.
+    server.raw(&["ACL", "SETUSER", "locker", "+acl|whoami", "+acl|dryrun"]);
+    let (code, out, err) = doctor(&format!("redis://locker:pw@127.0.0.1:{port}"), &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let acl = line(&out, "acl");
+    assert!(
+        acl.starts_with("WARN")
+            && acl.contains("zadd")
+            && acl.contains("readers and semaphores, several keys in one step, lockctl list fail"),
+        "{out}"
     );
 
     // Nothing listens: exit 3, the address named, the password not.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lock_runtime::{Backend, LockOptions};
+use lock_runtime::{Backend, LockError, LockOptions};
 use lock_tests::RedisServer;
 
 /// The commands the README lists for an ACL user, `INFO` aside.
@@ -145,4 +145,23 @@ async fn a_store_that_can_evict_lock_keys_is_warned_about() {
         assert_eq!(said, warned, "{policy}: {warnings:?}");
         drop(backend);
     }
+}
+
+/// A command the user may not send is an error naming the refusal, never a busy or a
+/// lost lock: readers need sorted-set commands the minimal user lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_the_user_may_not_send_is_an_error_not_a_busy_lock() {
+    let server = RedisServer::start();
+    create_user(&server, "minimal", &["+info"]);
+    let backend = Backend::redis(&format!("redis://minimal:pw@127.0.0.1:{}", server.port()))
+        .await
+        .expect("connect");
+    let read = LockOptions::new(Duration::from_secs(5))
+        .mode(lock_runtime::LockMode::Read)
+        .wait(Duration::from_secs(1));
+    let refused = backend.acquire("r", &read).await;
+    let Err(LockError::Backend { source, .. }) = &refused else {
+        panic!("{refused:?}");
+    };
+    assert!(source.to_string().contains("can't run this command"), "{source}");
 }

@@ -207,54 +207,73 @@ fn clock(facts: &Facts) -> Finding {
     }
 }
 
-/// The commands the library sends, with arguments for a dry run on `key`: at the top and
-/// inside its scripts. `sharded`: a cluster's (`SPUBLISH`).
-fn needed(key: &str, sharded: bool, waits: bool) -> Vec<Vec<String>> {
-    let k = key.to_owned();
-    let mut commands: Vec<Vec<&str>> = vec![
-        vec!["SET", &k, "x", "NX", "PX", "1000"],
-        vec![
-            "EVALSHA",
-            "0000000000000000000000000000000000000000",
-            "1",
-            &k,
-        ],
-        vec!["SCRIPT", "LOAD", "return 1"],
-        vec!["SUBSCRIBE", &k],
-        vec!["PING"],
-        vec!["INFO"],
-        vec!["SCAN", "0"],
-        vec!["GET", &k],
-        vec!["DEL", &k],
-        vec!["PEXPIRE", &k, "1000"],
-        vec!["PTTL", &k],
-        vec!["TIME"],
-        vec!["TYPE", &k],
-        vec!["ZADD", &k, "1", "m"],
-        vec!["ZCARD", &k],
-        vec!["ZRANGE", &k, "0", "-1"],
-        vec!["ZRANGEBYSCORE", &k, "0", "1"],
-        vec!["ZREMRANGEBYSCORE", &k, "0", "1"],
-        vec!["ZCOUNT", &k, "0", "1"],
-        vec!["ZREM", &k, "m"],
+/// What a command is needed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Every lock: the commands the documentation lists for a minimal ACL user.
+    Locks,
+    /// Readers and semaphores (and operators' looks at their keys).
+    Shared,
+    /// Several keys in one step.
+    Several,
+    /// Operators' listings (`lockctl list`).
+    Listing,
+}
+
+impl Need {
+    fn feature(self) -> &'static str {
+        match self {
+            Self::Locks => "locks",
+            Self::Shared => "readers and semaphores",
+            Self::Several => "several keys in one step",
+            Self::Listing => "lockctl list",
+        }
+    }
+}
+
+/// The commands the library sends, with arguments for a dry run on `key`, at the top and
+/// inside its scripts, and what each is for. `sharded`: a cluster's (`SPUBLISH`); `waits`:
+/// grants wait for replicas (`WAIT`).
+fn needed(key: &str, sharded: bool, waits: bool) -> Vec<(Need, Vec<&str>)> {
+    use Need::{Listing, Locks, Several, Shared};
+    let sha = "0000000000000000000000000000000000000000";
+    let mut commands = vec![
+        (Locks, vec!["SET", key, "x", "NX", "PX", "1000"]),
+        (Locks, vec!["EVALSHA", sha, "1", key]),
+        (Locks, vec!["SCRIPT", "LOAD", "return 1"]),
+        (Locks, vec!["SUBSCRIBE", key]),
+        (Locks, vec!["UNSUBSCRIBE", key]),
+        (Locks, vec!["PING"]),
+        (Locks, vec!["INFO"]),
+        (Locks, vec!["GET", key]),
+        (Locks, vec!["DEL", key]),
+        (Locks, vec!["PEXPIRE", key, "1000"]),
+        (Locks, vec!["PTTL", key]),
+        (Locks, vec!["TIME"]),
+        (Shared, vec!["ZADD", key, "1", "m"]),
+        (Shared, vec!["ZCARD", key]),
+        (Shared, vec!["ZRANGE", key, "0", "-1"]),
+        (Shared, vec!["ZRANGEBYSCORE", key, "0", "1"]),
+        (Shared, vec!["ZREMRANGEBYSCORE", key, "0", "1"]),
+        (Shared, vec!["ZREM", key, "m"]),
+        (Several, vec!["EXISTS", key]),
+        (Listing, vec!["SCAN", "0"]),
     ];
     commands.push(if sharded {
-        vec!["SPUBLISH", &k, ""]
+        (Locks, vec!["SPUBLISH", key, ""])
     } else {
-        vec!["PUBLISH", &k, ""]
+        (Locks, vec!["PUBLISH", key, ""])
     });
     if waits {
-        commands.push(vec!["WAIT", "1", "0"]);
+        commands.push((Locks, vec!["WAIT", "1", "0"]));
     }
     commands
-        .into_iter()
-        .map(|c| c.into_iter().map(str::to_owned).collect())
-        .collect()
 }
 
 /// Whether the connection's user may send every command the library sends, on `key` and
-/// its channel: `ACL DRYRUN` for each (Redis 7). Where the user may not call `ACL`, says
-/// that it could not check.
+/// its channel: `ACL DRYRUN` for each (Redis 7). A command every lock needs missing fails;
+/// one only readers, semaphores, several keys or listings need is a warning naming them.
+/// Where the user may not call `ACL`, says that it could not check.
 pub(super) async fn acl<F, Fut>(key: &str, sharded: bool, waits: bool, mut send: F) -> Finding
 where
     F: FnMut(Cmd) -> Fut,
@@ -267,14 +286,14 @@ where
         Ok(Err(e)) => return cannot_check(&e.to_string()),
         Err(e) => return cannot_check(&e.to_string()),
     };
-    let mut denied = Vec::new();
-    for command in needed(key, sharded, waits) {
+    let mut denied: Vec<(Need, String)> = Vec::new();
+    for (need, command) in needed(key, sharded, waits) {
         let mut dry = redis::cmd("ACL");
         dry.arg("DRYRUN").arg(&user).arg(&command);
         match send(dry).await {
             Ok(Value::Okay) => {}
             Ok(Value::SimpleString(s)) if s == "OK" => {}
-            Ok(_) => denied.push(command[0].to_lowercase()),
+            Ok(_) => denied.push((need, command[0].to_lowercase())),
             Err(e) => return cannot_check(&e.to_string()),
         }
     }
@@ -284,18 +303,24 @@ where
             format!("user `{user}` may send every command the library sends, on {key}"),
         );
     }
-    let plus: Vec<String> = denied.iter().map(|c| format!("+{c}")).collect();
-    Finding::fail(
-        "acl",
-        format!(
-            "user `{user}` may not send {} on {key}: those calls fail",
-            denied.join(", ")
-        ),
-    )
-    .fix(format!(
+    let names: Vec<&str> = denied.iter().map(|(_, c)| c.as_str()).collect();
+    let plus: Vec<String> = names.iter().map(|c| format!("+{c}")).collect();
+    let fix = format!(
         "ACL SETUSER {user} {} (with ~<prefix>* and &<prefix>* for keys and channels)",
         plus.join(" ")
-    ))
+    );
+    let mut features: Vec<&str> = denied.iter().map(|(need, _)| need.feature()).collect();
+    features.dedup();
+    let said = format!(
+        "user `{user}` may not send {} on {key}: {} fail",
+        names.join(", "),
+        features.join(", ")
+    );
+    if denied.iter().any(|(need, _)| *need == Need::Locks) {
+        Finding::fail("acl", said).fix(fix)
+    } else {
+        Finding::warn("acl", said).fix(fix)
+    }
 }
 
 fn cannot_check(why: &str) -> Finding {
@@ -303,7 +328,9 @@ fn cannot_check(why: &str) -> Finding {
         "acl",
         format!("could not check the user's permissions (ACL WHOAMI / DRYRUN: {why})"),
     )
-    .fix("check by hand that the user may send the commands listed in the docs of the Redis store")
+    .fix(
+        "check by hand that the user may send the commands the README lists for a minimal ACL user",
+    )
 }
 
 impl RedisStore {

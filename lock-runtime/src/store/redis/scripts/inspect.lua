@@ -12,20 +12,28 @@
 -- is and gives { { member, milliseconds left, ... } of its live holders, permit count
 -- (0: readers), counter or false }: a list where the value would be. A key of any other
 -- type is no lock: { false, -2, false }.
-local kind = redis.call('TYPE', KEYS[1])['ok']
-if kind == 'zset' then
+-- Asked with `GET` first (no `TYPE`: a user with the documented commands may read locks).
+local value = redis.pcall('GET', KEYS[1])
+-- Only a key of another kind (WRONGTYPE) is an answer; any other error (a command the
+-- user may not send) is the caller's to see, not a busy or lost lock.
+if type(value) == 'table' and value.err and not string.find(value.err, 'WRONGTYPE', 1, true) then
+    return redis.error_reply(value.err)
+end
+if type(value) == 'table' then
     local time = redis.call('TIME')
     local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-    local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES')
+    local live = redis.pcall('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES')
+    if live.err then
+        if string.find(live.err, 'WRONGTYPE', 1, true) then
+            return { false, -2, false }
+        end
+        return redis.error_reply(live.err)
+    end
     for i = 2, #live, 2 do
         live[i] = tonumber(live[i]) - now
     end
     return { live, tonumber(redis.call('GET', KEYS[3]) or '0'), redis.call('GET', KEYS[2]) }
 end
-if kind ~= 'string' then
-    return { false, -2, false }
-end
-local value = redis.call('GET', KEYS[1])
 local left = redis.call('PTTL', KEYS[1])
 if value and ARGV[1] then
     redis.call('DEL', KEYS[1])
