@@ -1,7 +1,7 @@
 //! Metrics on the `metrics` facade (feature `metrics`, on by default): the application
 //! installs a recorder (Prometheus, StatsD, ...) and sees every lock's acquisitions,
 //! waits, holds, losses and store calls. The names follow Prometheus' conventions (base
-//! units, `_total` counters); the README lists them.
+//! units, `_total` counters); docs/operations.md lists them.
 //!
 //! Handles are registered once per lock template, client and backend, on first use, and
 //! kept: an acquisition only bumps them, and with no recorder installed every handle is a

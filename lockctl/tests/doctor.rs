@@ -134,7 +134,7 @@ fn an_acl_user_that_may_not_publish_fails_and_its_password_stays_out() {
         "{out}{err}"
     );
 
-    // Exactly the commands the README lists for a minimal user: locks work; readers,
+    // Exactly the commands docs/safety.md lists for a minimal user: locks work; readers,
     // semaphores, several keys at once and listings would not, which is a warning.
     server.raw(&[
         "ACL",

@@ -827,7 +827,7 @@ async fn cycles_child(args: &[String]) {
         }
         "lib" | "lib+metrics" => {
             if side == "lib+metrics" {
-                // A real recorder, installed before the first lock, as the README says.
+                // A real recorder, installed before the first lock, as docs/operations.md says.
                 metrics_exporter_prometheus::PrometheusBuilder::new()
                     .install_recorder()
                     .expect("install the Prometheus recorder");

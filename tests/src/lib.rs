@@ -40,3 +40,18 @@ pub use zookeeper::{curator_classpath, ZooKeeperServer, ZOOKEEPER_CLASSPATH_ENV}
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The guide's Rust code compiles and runs.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide.md")]
+pub struct GuideDoctests;
+
+/// The safety model's Rust code compiles and runs.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/safety.md")]
+pub struct SafetyDoctests;
+
+/// The operations page's Rust code compiles and runs.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/operations.md")]
+pub struct OperationsDoctests;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use lock_runtime::{Backend, LockError, LockOptions};
 use lock_tests::RedisServer;
 
-/// The commands the README lists for an ACL user, `INFO` aside.
+/// The commands docs/safety.md lists for an ACL user, `INFO` aside.
 const COMMANDS: &[&str] = &[
     "+set",
     "+evalsha",
@@ -163,5 +163,8 @@ async fn a_command_the_user_may_not_send_is_an_error_not_a_busy_lock() {
     let Err(LockError::Backend { source, .. }) = &refused else {
         panic!("{refused:?}");
     };
-    assert!(source.to_string().contains("can't run this command"), "{source}");
+    assert!(
+        source.to_string().contains("can't run this command"),
+        "{source}"
+    );
 }

@@ -12,7 +12,7 @@
 //!
 //! Routes: `GET /accounts/{id}` (balance), `POST /accounts/{id}/deposit` and
 //! `POST /accounts/{id}/withdraw` (body: a whole amount), and `GET /metrics`: the locks'
-//! metrics in Prometheus' text format (see the README's "Operating it"). A withdrawal answers 200 with the
+//! metrics in Prometheus' text format (see docs/operations.md). A withdrawal answers 200 with the
 //! new balance, 409 when funds are insufficient, 423 Locked with `Retry-After` when another
 //! withdrawal on the account held the lock for longer than the 100 ms this one waits, and
 //! 503 when the lock was lost mid-way (the withdrawal was cancelled).

@@ -329,7 +329,7 @@ fn cannot_check(why: &str) -> Finding {
         format!("could not check the user's permissions (ACL WHOAMI / DRYRUN: {why})"),
     )
     .fix(
-        "check by hand that the user may send the commands the README lists for a minimal ACL user",
+        "check by hand that the user may send the commands docs/safety.md lists for a minimal ACL user",
     )
 }
 
