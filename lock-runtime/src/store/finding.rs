@@ -3,6 +3,8 @@
 //! locks on the store are safe, with what to do about it.
 
 use std::fmt;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -95,5 +97,39 @@ impl Finding {
             detail: detail.into(),
             fix: None,
         }
+    }
+}
+
+/// A server's clock further off than this from the client's is worth a word.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+const CLOCK_WARN_MS: i128 = 500;
+
+/// The `clock` finding of a server whose clock read `server_ms` (Unix milliseconds) in a
+/// reply that took `rtt` and arrived just now: against this host's clock at the middle of
+/// the round trip.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) fn clock(server_ms: i128, rtt: Duration) -> Finding {
+    let local = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(rtt / 2);
+    let skew = server_ms - i128::try_from(local.as_millis()).unwrap_or(i128::MAX);
+    let said = format!(
+        "the server's clock is {} ms {} this host's (round trip {} µs)",
+        skew.unsigned_abs(),
+        if skew >= 0 { "ahead of" } else { "behind" },
+        rtt.as_micros()
+    );
+    if skew.abs() > CLOCK_WARN_MS {
+        Finding::warn(
+            "clock",
+            format!(
+                "{said}: leases run on the server's clock and are not affected, but holder \
+                 records' ages and lockctl's AGE are off by as much"
+            ),
+        )
+        .fix("run NTP (chrony) on both hosts")
+    } else {
+        Finding::pass("clock", said)
     }
 }

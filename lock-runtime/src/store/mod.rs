@@ -13,7 +13,7 @@ use crate::token::Token;
 mod capabilities;
 mod common;
 mod failure;
-mod finding;
+pub(crate) mod finding;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 mod hold;
 pub(crate) mod memory;

@@ -2,13 +2,10 @@
 //! are made durable (against standbys and the library's `synchronous_commit`), the lock
 //! table's privileges, and the server's clock. Nothing is written.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use super::{failed, PostgresStore};
-use crate::store::{Finding, StoreError};
-
-/// A clock further off than this from the client's is worth a word.
-const CLOCK_WARN_MS: i64 = 500;
+use crate::store::{finding, Finding, StoreError};
 
 impl PostgresStore {
     pub(super) async fn diagnose_store(&self) -> Result<Vec<Finding>, StoreError> {
@@ -32,10 +29,6 @@ impl PostgresStore {
             .await
             .map_err(failed)?;
         let rtt = asked.elapsed();
-        let local = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .saturating_sub(rtt / 2);
         let standby: bool = row.try_get(0)?;
         let server_commit: String = row.try_get(1)?;
         let standby_names: String = row.try_get(2)?;
@@ -105,25 +98,7 @@ impl PostgresStore {
                 ),
             ));
         }
-        let skew = server_ms - i64::try_from(local.as_millis()).unwrap_or(i64::MAX);
-        let said = format!(
-            "the server's clock is {} ms {} this host's (round trip {} µs)",
-            skew.unsigned_abs(),
-            if skew >= 0 { "ahead of" } else { "behind" },
-            rtt.as_micros()
-        );
-        found.push(if skew.abs() > CLOCK_WARN_MS {
-            Finding::warn(
-                "clock",
-                format!(
-                    "{said}: leases run on the server's clock and are not affected, but holder \
-                     records' ages and lockctl's AGE are off by as much"
-                ),
-            )
-            .fix("run NTP (chrony) on both hosts")
-        } else {
-            Finding::pass("clock", said)
-        });
+        found.push(finding::clock(i128::from(server_ms), rtt));
         Ok(found)
     }
 

@@ -3,24 +3,18 @@
 //! store, a cluster's primaries and each Redlock server share the checks of one server;
 //! Sentinel adds its quorum and the primary it names.
 
-use std::{
-    future::Future,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
-};
+use std::{future::Future, time::Instant};
 
 use redis::{Cmd, Value};
 
 use super::RedisStore;
-use crate::store::{Finding, StoreError, StoreFuture};
-
-/// A clock further off than this from the client's is worth a word.
-const CLOCK_WARN_MS: i64 = 500;
+use crate::store::{finding, Finding, StoreError, StoreFuture};
 
 /// What one server says of itself.
 pub(super) struct Facts {
     info: String,
-    /// The server's clock against this host's (positive: ahead), and the round trip.
-    clock: Option<(i64, Duration)>,
+    /// The server's clock against this host's, where `TIME` answered.
+    clock: Option<Finding>,
     /// `CONFIG GET appendfsync`, where the user may read the configuration.
     fsync: Option<String>,
 }
@@ -45,17 +39,11 @@ where
     let asked = Instant::now();
     let time = send(redis::cmd("TIME")).await;
     let rtt = asked.elapsed();
-    let local = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .saturating_sub(rtt / 2);
     let clock = time
         .ok()
         .and_then(|time| redis::from_redis_value::<(u64, u64)>(time).ok())
         .map(|(secs, micros)| {
-            let server_ms = i128::from(secs) * 1000 + i128::from(micros) / 1000;
-            let skew = server_ms - i128::try_from(local.as_millis()).unwrap_or(i128::MAX);
-            (i64::try_from(skew).unwrap_or(i64::MAX), rtt)
+            finding::clock(i128::from(secs) * 1000 + i128::from(micros) / 1000, rtt)
         });
     let mut config = redis::cmd("CONFIG");
     config.arg("GET").arg("appendfsync");
@@ -183,27 +171,10 @@ fn replicas(facts: &Facts, wanted: Option<u32>) -> Finding {
 }
 
 fn clock(facts: &Facts) -> Finding {
-    let Some((skew, rtt)) = facts.clock else {
-        return Finding::warn("clock", "TIME was refused: the server's clock is unknown")
-            .fix("allow TIME for the library's user: the scripts need it");
-    };
-    let said = format!(
-        "the server's clock is {} ms {} this host's (round trip {} µs)",
-        skew.unsigned_abs(),
-        if skew >= 0 { "ahead of" } else { "behind" },
-        rtt.as_micros()
-    );
-    if skew.abs() > CLOCK_WARN_MS {
-        Finding::warn(
-            "clock",
-            format!(
-                "{said}: leases run on the server's clock and are not affected, but holder \
-                 records' ages and lockctl's AGE are off by as much"
-            ),
-        )
-        .fix("run NTP (chrony) on both hosts")
-    } else {
-        Finding::pass("clock", said)
+    match &facts.clock {
+        Some(finding) => finding.clone(),
+        None => Finding::warn("clock", "TIME was refused: the server's clock is unknown")
+            .fix("allow TIME for the library's user: the scripts need it"),
     }
 }
 
