@@ -137,6 +137,7 @@ macro_rules! conformance {
                 the_connecting_runtime_shut_down,
                 bad_input_is_refused_before_any_call,
                 holder_records_and_operators,
+                the_doctor_finds_the_test_servers_safe,
                 several_keys_in_both_orders,
                 readers_and_permits,
                 metrics_count_what_happened,

@@ -450,6 +450,42 @@ async fn operators_see(backend: &Backend, name: &str, holders: &[&LockGuard]) {
     );
 }
 
+/// The operators' check of the store's set-up runs, bounded, on every store: the test
+/// servers fail none of its checks (they may warn: no AOF, say), its probe lock is taken
+/// and released, and a read lock is probed where the store has readers.
+pub async fn the_doctor_finds_the_test_servers_safe<S: Servers>(
+    servers: &S,
+    scenario: &str,
+) -> Outcome {
+    let backend = servers.connect(scenario).await;
+    if !backend.capabilities().has_operators() {
+        return skipped("the store declares no operators' calls (doctor is one)");
+    }
+    let findings = backend.doctor().await.expect("doctor");
+    let failed: Vec<_> = findings
+        .iter()
+        .filter(|f| f.status == lock_runtime::store::Status::Fail)
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let probe = findings.iter().find(|f| f.check == "probe");
+    assert!(
+        probe.is_some_and(|p| p.status == lock_runtime::store::Status::Pass),
+        "{findings:?}"
+    );
+    let readers = backend
+        .capabilities()
+        .supports(lock_runtime::store::LockKind::Read);
+    assert_eq!(
+        findings.iter().any(|f| f.check == "readers"),
+        readers,
+        "{findings:?}"
+    );
+    // Nothing is left behind: the probe's lock is free.
+    let left = backend.list("lock-runtime-doctor:*").await.expect("list");
+    assert!(left.is_empty(), "{left:?}");
+    Outcome::Passed
+}
+
 pub async fn readers_and_permits<S: Servers>(servers: &S, scenario: &str) -> Outcome {
     let (a, b) = (
         servers.connect(scenario).await,
