@@ -651,7 +651,17 @@ async fn operators_see_readers_and_permits(stores: Stores) {
     let writer = b.acquire("rw", &options(5_000)).await;
     assert!(matches!(writer, Err(LockError::Busy { .. })), "{writer:?}");
 
+    // A watch sees readers come and go.
+    let mut watch = b.watch_lock("rw").await.expect("watch");
+    let first = watch.next().await.expect("watch").expect("held");
+    assert_eq!(first.sharers.len(), 2, "{first:?}");
     one.release().await.expect("first reader still held");
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("the watch saw the reader leave")
+        .expect("watch")
+        .expect("still held");
+    assert_eq!(next.sharers.len(), 1, "{next:?}");
     let rw = a.inspect("rw").await.expect("inspect").expect("held");
     let tokens: Vec<&str> = rw.sharers.iter().map(|s| s.token.as_str()).collect();
     assert_eq!(tokens, [two.token().as_str()], "{rw:?}");
