@@ -4,6 +4,15 @@ use std::time::Duration;
 
 use redis::{aio::MultiplexedConnection, RedisError};
 
+/// How long a server has surely been up, from `uptime_in_seconds`: Redis counts it as the
+/// difference of two whole-second clock readings (now and the start, each cut to the
+/// second), which says up to a second more than the truth (a start at 10.99 s looks a
+/// second old at 11.00 s). A hold counted from the start must not end early, so the second
+/// is taken off.
+fn uptime_at_least(reported_secs: u64) -> Duration {
+    Duration::from_secs(reported_secs.saturating_sub(1))
+}
+
 /// Who a server is: its process and its replication history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Identity {
@@ -43,7 +52,7 @@ pub(super) async fn info(conn: &mut MultiplexedConnection) -> Result<Option<Info
             run_id: field("run_id"),
             replication_id: field("master_replid"),
         },
-        uptime: Duration::from_secs(field("uptime_in_seconds").parse().unwrap_or(0)),
+        uptime: uptime_at_least(field("uptime_in_seconds").parse().unwrap_or(0)),
         replica: field("role") == "slave",
         eviction_policy: field("maxmemory_policy"),
         clock_us: field("server_time_usec").parse().unwrap_or(0),
@@ -60,5 +69,18 @@ pub(super) fn warn_if_evicting(policy: &str) {
             "the lock store's maxmemory-policy can evict lock keys under memory pressure, \
              freeing locks that are still held; use `noeviction` for the lock store"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uptime_at_least;
+    use std::time::Duration;
+
+    #[test]
+    fn a_reported_uptime_is_taken_as_a_second_less() {
+        assert_eq!(uptime_at_least(0), Duration::ZERO);
+        assert_eq!(uptime_at_least(1), Duration::ZERO);
+        assert_eq!(uptime_at_least(30), Duration::from_secs(29));
     }
 }
