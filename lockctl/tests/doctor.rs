@@ -189,6 +189,18 @@ fn an_acl_user_that_may_not_publish_fails_and_its_password_stays_out() {
         "{out}"
     );
 
+    // Without INFO the library works (blind to restarts): a warning, and the rest checked.
+    server.raw(&["ACL", "SETUSER", "locker", "-info"]);
+    let (code, out, err) = doctor(&format!("redis://locker:pw@127.0.0.1:{port}"), &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let info = line(&out, "info");
+    assert!(
+        info.starts_with("WARN") && info.contains("INFO is refused"),
+        "{out}"
+    );
+    assert!(out.contains("fix: ACL SETUSER <user> +info"), "{out}");
+    assert!(line(&out, "probe").starts_with("PASS"), "{out}");
+
     // Nothing listens: exit 3, the address named, the password not.
     let (code, out, err) = doctor(
         &format!("redis://:s3cret-pw@127.0.0.1:{}", free_port()),

@@ -12,7 +12,8 @@ use crate::store::{finding, Finding, StoreError, StoreFuture};
 
 /// What one server says of itself.
 pub(super) struct Facts {
-    info: String,
+    /// `INFO`; `None` where the user may not call it.
+    info: Option<String>,
     /// The server's clock against this host's, where `TIME` answered.
     clock: Option<Finding>,
     /// `CONFIG GET appendfsync`, where the user may read the configuration.
@@ -22,6 +23,7 @@ pub(super) struct Facts {
 impl Facts {
     fn field(&self, name: &str) -> Option<&str> {
         self.info
+            .as_deref()?
             .lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
             .map(str::trim)
@@ -35,7 +37,12 @@ where
     F: FnMut(Cmd) -> Fut,
     Fut: Future<Output = Result<Value, StoreError>>,
 {
-    let info: String = redis::from_redis_value(send(redis::cmd("INFO")).await?)?;
+    let info = match send(redis::cmd("INFO")).await {
+        Ok(info) => Some(redis::from_redis_value(info)?),
+        // The library works without it (see `conn.rs`): so does the check.
+        Err(e) if e.to_string().contains("no permissions") => None,
+        Err(e) => return Err(e),
+    };
     let asked = Instant::now();
     let time = send(redis::cmd("TIME")).await;
     let rtt = asked.elapsed();
@@ -60,6 +67,19 @@ where
 /// waits for (`wanted`), and its clock.
 pub(super) fn server(facts: &Facts, wanted: Option<u32>) -> Vec<Finding> {
     let mut found = Vec::new();
+    if facts.info.is_none() {
+        found.push(
+            Finding::warn(
+                "info",
+                "INFO is refused to this user: the library cannot see a restart or a \
+                 failover behind an open connection, and eviction, persistence and replicas \
+                 could not be checked",
+            )
+            .fix("ACL SETUSER <user> +info"),
+        );
+        found.push(clock(facts));
+        return found;
+    }
     let version = facts.field("redis_version").unwrap_or("?");
     if facts.field("role") == Some("slave") {
         found.push(
@@ -181,7 +201,8 @@ fn clock(facts: &Facts) -> Finding {
 /// What a command is needed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Need {
-    /// Every lock: the commands the documentation lists for a minimal ACL user.
+    /// Every lock: the commands the documentation lists for a minimal ACL user (but
+    /// `INFO`).
     Locks,
     /// Readers and semaphores (and operators' looks at their keys).
     Shared,
@@ -189,6 +210,8 @@ enum Need {
     Several,
     /// Operators' listings (`lockctl list`).
     Listing,
+    /// Seeing a restart or a failover behind an open connection (`INFO`).
+    Restarts,
 }
 
 impl Need {
@@ -198,6 +221,7 @@ impl Need {
             Self::Shared => "readers and semaphores",
             Self::Several => "several keys in one step",
             Self::Listing => "lockctl list",
+            Self::Restarts => "restart and failover detection",
         }
     }
 }
@@ -206,7 +230,7 @@ impl Need {
 /// inside its scripts, and what each is for. `sharded`: a cluster's (`SPUBLISH`); `waits`:
 /// grants wait for replicas (`WAIT`).
 fn needed(key: &str, sharded: bool, waits: bool) -> Vec<(Need, Vec<&str>)> {
-    use Need::{Listing, Locks, Several, Shared};
+    use Need::{Listing, Locks, Restarts, Several, Shared};
     let sha = "0000000000000000000000000000000000000000";
     let mut commands = vec![
         (Locks, vec!["SET", key, "x", "NX", "PX", "1000"]),
@@ -215,7 +239,7 @@ fn needed(key: &str, sharded: bool, waits: bool) -> Vec<(Need, Vec<&str>)> {
         (Locks, vec!["SUBSCRIBE", key]),
         (Locks, vec!["UNSUBSCRIBE", key]),
         (Locks, vec!["PING"]),
-        (Locks, vec!["INFO"]),
+        (Restarts, vec!["INFO"]),
         (Locks, vec!["GET", key]),
         (Locks, vec!["DEL", key]),
         (Locks, vec!["PEXPIRE", key, "1000"]),
@@ -243,7 +267,8 @@ fn needed(key: &str, sharded: bool, waits: bool) -> Vec<(Need, Vec<&str>)> {
 
 /// Whether the connection's user may send every command the library sends, on `key` and
 /// its channel: `ACL DRYRUN` for each (Redis 7). A command every lock needs missing fails;
-/// one only readers, semaphores, several keys or listings need is a warning naming them.
+/// one only readers, semaphores, several keys, listings or restart detection need is a
+/// warning naming them.
 /// Where the user may not call `ACL`, says that it could not check.
 pub(super) async fn acl<F, Fut>(key: &str, sharded: bool, waits: bool, mut send: F) -> Finding
 where
