@@ -18,8 +18,8 @@ impl Backend {
     /// persistence, replicas, Sentinel's quorum, a cluster's slots, ACLs, ZooKeeper's
     /// session timeout, PostgreSQL's commits and privileges, clocks), then a lock taken,
     /// renewed and released (`lock-runtime-doctor:<pid>`), which proves the whole path
-    /// works for this user, and a read lock where the store has readers. Each store call is bounded by the time bound; the store's
-    /// checks together by thirty of them. An error only where the store could not be
+    /// works for this user, and a read lock where the store has readers. Each store call
+    /// is bounded by the time bound; the store's checks together by thirty of them. An error only where the store could not be
     /// asked at all; a check that could not be made is a [`Status::Warn`] finding.
     ///
     /// [`Operators::diagnose`]: crate::store::Operators::diagnose
@@ -102,6 +102,10 @@ impl Backend {
                 "readers",
                 format!("took and released a read lock on `{name}`"),
             ),
+            Err(e @ LockError::Recovering { .. }) => {
+                Finding::warn("readers", format!("`{name}` was not granted yet: {e}"))
+                    .fix("wait for the hold to end (see restart_guard), then check again")
+            }
             Err(e) => Finding::warn(
                 "readers",
                 format!(

@@ -17,6 +17,10 @@ pub(crate) async fn run(cli: &Cli, url: &str, json: bool) -> Result<(), Failure>
             println!("{{\"status\":\"unreachable\",\"error\":{}}}", quoted(&said));
             return Err(Failure::Store(error));
         }
+        Err(Failure::Usage(said)) if json => {
+            println!("{{\"status\":\"usage\",\"error\":{}}}", quoted(&said));
+            return Err(Failure::Usage(said));
+        }
         Err(failure) => return Err(failure),
     };
     let store = backend.capabilities().label();

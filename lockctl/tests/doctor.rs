@@ -201,6 +201,15 @@ fn an_acl_user_that_may_not_publish_fails_and_its_password_stays_out() {
     assert!(out.contains("fix: ACL SETUSER <user> +info"), "{out}");
     assert!(line(&out, "probe").starts_with("PASS"), "{out}");
 
+    // A URL that is no URL: exit 2, and JSON still for scripts.
+    let (code, json, err) = doctor("redis://:s3cret-pw@127.0.0.1:notaport", &["--json"]);
+    assert_eq!(code, Some(2), "{json}{err}");
+    assert!(json.starts_with(r#"{"status":"usage","error":"#), "{json}");
+    assert!(
+        !json.contains("s3cret") && !err.contains("s3cret"),
+        "{json}{err}"
+    );
+
     // Nothing listens: exit 3, the address named, the password not.
     let (code, out, err) = doctor(
         &format!("redis://:s3cret-pw@127.0.0.1:{}", free_port()),
@@ -485,4 +494,21 @@ async fn redlock_checks_each_server_and_the_majority() {
     );
     let probe = findings.iter().find(|f| f.check == "probe").expect("probe");
     assert_eq!(probe.status, Status::Pass, "{findings:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_primary_that_does_not_answer_is_named() {
+    let mut cluster = RedisCluster::start(3, 0).await;
+    let gone = cluster.nodes()[2].port();
+    cluster.kill(gone);
+    for _ in 0..3 {
+        let (code, out, err) = doctor(&cluster.url(), &[]);
+        assert_eq!(code, Some(2), "{out}{err}");
+        let primary = line(&out, "primary");
+        assert!(
+            primary.starts_with("FAIL")
+                && primary.contains(&format!("127.0.0.1:{gone} does not answer")),
+            "{out}"
+        );
+    }
 }

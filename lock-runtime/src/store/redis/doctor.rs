@@ -236,8 +236,6 @@ fn needed(key: &str, sharded: bool, waits: bool) -> Vec<(Need, Vec<&str>)> {
         (Locks, vec!["SET", key, "x", "NX", "PX", "1000"]),
         (Locks, vec!["EVALSHA", sha, "1", key]),
         (Locks, vec!["SCRIPT", "LOAD", "return 1"]),
-        (Locks, vec!["SUBSCRIBE", key]),
-        (Locks, vec!["UNSUBSCRIBE", key]),
         (Locks, vec!["PING"]),
         (Restarts, vec!["INFO"]),
         (Locks, vec!["GET", key]),
@@ -254,11 +252,17 @@ fn needed(key: &str, sharded: bool, waits: bool) -> Vec<(Need, Vec<&str>)> {
         (Several, vec!["EXISTS", key]),
         (Listing, vec!["SCAN", "0"]),
     ];
-    commands.push(if sharded {
-        (Locks, vec!["SPUBLISH", key, ""])
+    // A cluster's notifications are sharded, and its client learns the slots itself.
+    if sharded {
+        commands.push((Locks, vec!["SPUBLISH", key, ""]));
+        commands.push((Locks, vec!["SSUBSCRIBE", key]));
+        commands.push((Locks, vec!["SUNSUBSCRIBE", key]));
+        commands.push((Locks, vec!["CLUSTER", "SLOTS"]));
     } else {
-        (Locks, vec!["PUBLISH", key, ""])
-    });
+        commands.push((Locks, vec!["PUBLISH", key, ""]));
+        commands.push((Locks, vec!["SUBSCRIBE", key]));
+        commands.push((Locks, vec!["UNSUBSCRIBE", key]));
+    }
     if waits {
         commands.push((Locks, vec!["WAIT", "1", "0"]));
     }
@@ -305,8 +309,12 @@ where
         "ACL SETUSER {user} {} (with ~<prefix>* and &<prefix>* for keys and channels)",
         plus.join(" ")
     );
-    let mut features: Vec<&str> = denied.iter().map(|(need, _)| need.feature()).collect();
-    features.dedup();
+    let mut features: Vec<&str> = Vec::new();
+    for (need, _) in &denied {
+        if !features.contains(&need.feature()) {
+            features.push(need.feature());
+        }
+    }
     let said = format!(
         "user `{user}` may not send {} on {key}: {} fail",
         names.join(", "),
@@ -351,5 +359,31 @@ impl RedisStore {
             found.push(acl(key, false, self.replicas.is_some(), send).await);
             Ok(found)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{needed, Need};
+
+    #[test]
+    fn a_cluster_is_checked_for_its_sharded_notifications() {
+        let names = |sharded, waits| -> Vec<(Need, String)> {
+            needed("lock:{k}", sharded, waits)
+                .into_iter()
+                .map(|(need, command)| (need, command.join(" ")))
+                .collect()
+        };
+        let one = names(false, false);
+        let cluster = names(true, true);
+        let has =
+            |list: &[(Need, String)], what: &str| list.iter().any(|(_, c)| c.starts_with(what));
+        assert!(has(&one, "SUBSCRIBE lock:{k}") && has(&one, "PUBLISH lock:{k}"));
+        assert!(!has(&one, "SSUBSCRIBE") && !has(&one, "WAIT"));
+        assert!(has(&cluster, "SSUBSCRIBE lock:{k}") && has(&cluster, "SPUBLISH lock:{k}"));
+        assert!(has(&cluster, "CLUSTER SLOTS") && has(&cluster, "WAIT 1 0"));
+        assert!(!has(&cluster, "SUBSCRIBE") && !has(&cluster, "PUBLISH"));
+        let info = one.iter().find(|(_, c)| c == "INFO").expect("INFO");
+        assert_eq!(info.0, Need::Restarts);
     }
 }

@@ -108,13 +108,19 @@ impl Operators for ClusterStore {
                         reply.await.map_err(Self::failed)
                     }
                 })
-                .await?;
-                let wanted = self.replicas.map(|(n, _)| n);
-                found.extend(
-                    doctor::server(&facts, wanted)
-                        .into_iter()
-                        .map(|f| f.at(&place)),
-                );
+                .await;
+                match facts {
+                    Ok(facts) => {
+                        let wanted = self.replicas.map(|(n, _)| n);
+                        let checks = doctor::server(&facts, wanted).into_iter();
+                        found.extend(checks.map(|f| f.at(&place)));
+                    }
+                    // One primary down: said, and the others still checked.
+                    Err(e) => found.push(
+                        Finding::fail("primary", format!("{place} does not answer: {e}"))
+                            .fix("bring the primary back, or let its replica take over"),
+                    ),
+                }
             }
             found.push(doctor::acl(key, true, self.replicas.is_some(), send_random).await);
             Ok(found)

@@ -28,12 +28,12 @@
 local record = ARGV[5] or ''
 local waiting = ARGV[6] == '1'
 local holder = redis.pcall('GET', KEYS[1])
--- Only a key of another kind (WRONGTYPE) is an answer; any other error (a command the
--- user may not send) is the caller's to see, not a busy or lost lock.
-if type(holder) == 'table' and holder.err and not string.find(holder.err, 'WRONGTYPE', 1, true) then
-    return redis.error_reply(holder.err)
-end
 if type(holder) == 'table' and holder.err then
+    -- WRONGTYPE: the key is of another kind. Any other error (a command the user may not
+    -- send) is the caller's to see, not a busy lock.
+    if not string.find(holder.err, 'WRONGTYPE', 1, true) then
+        return redis.error_reply(holder.err)
+    end
     -- Shared holders: busy for as long as the last of their leases, told apart by 2^40
     -- (`SHARED_BUSY`) added to it.
     if waiting then

@@ -29,12 +29,12 @@
 --
 -- Fails on a plain lock's string: a writer holds the key.
 local count = redis.pcall('ZCARD', KEYS[1])
--- Only a key of another kind (WRONGTYPE) is an answer; any other error (a command the
--- user may not send) is the caller's to see, not a busy or lost lock.
-if type(count) == 'table' and count.err and not string.find(count.err, 'WRONGTYPE', 1, true) then
-    return redis.error_reply(count.err)
-end
 if type(count) == 'table' then
+    -- WRONGTYPE: a plain lock's string. Any other error (a command the user may not send)
+    -- is the caller's to see, not a busy lock.
+    if not string.find(count.err, 'WRONGTYPE', 1, true) then
+        return redis.error_reply(count.err)
+    end
     return { 0, math.max(redis.call('PTTL', KEYS[1]), 0) }
 end
 local time = redis.call('TIME')

@@ -7,12 +7,12 @@
 --
 -- Returns 1 when ARGV[1] held the key with a running lease, now reset; 0 when not.
 local holders = redis.pcall('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
--- Only a key of another kind (WRONGTYPE) is an answer; any other error (a command the
--- user may not send) is the caller's to see, not a busy or lost lock.
-if type(holders) == 'table' and holders.err and not string.find(holders.err, 'WRONGTYPE', 1, true) then
-    return redis.error_reply(holders.err)
-end
-if type(holders) ~= 'table' or holders.err then
+if holders.err then
+    -- WRONGTYPE: a plain lock's string, not a shared holder's. Any other error (a command
+    -- the user may not send) is the caller's to see, not a lost lease.
+    if not string.find(holders.err, 'WRONGTYPE', 1, true) then
+        return redis.error_reply(holders.err)
+    end
     return 0
 end
 for i = 1, #holders, 2 do

@@ -14,12 +14,12 @@
 -- type is no lock: { false, -2, false }.
 -- Asked with `GET` first (no `TYPE`: a user with the documented commands may read locks).
 local value = redis.pcall('GET', KEYS[1])
--- Only a key of another kind (WRONGTYPE) is an answer; any other error (a command the
--- user may not send) is the caller's to see, not a busy or lost lock.
-if type(value) == 'table' and value.err and not string.find(value.err, 'WRONGTYPE', 1, true) then
-    return redis.error_reply(value.err)
-end
 if type(value) == 'table' then
+    -- WRONGTYPE: a shared key. Any other error (a command the user may not send) is the
+    -- caller's to see.
+    if not string.find(value.err, 'WRONGTYPE', 1, true) then
+        return redis.error_reply(value.err)
+    end
     local time = redis.call('TIME')
     local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
     local live = redis.pcall('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES')

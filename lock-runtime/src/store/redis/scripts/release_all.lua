@@ -10,13 +10,13 @@ local publish = ARGV[2] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH'
 local released = {}
 for i, key in ipairs(KEYS) do
     local value = redis.pcall('GET', key)
-    if type(value) == 'table' and value.err and not string.find(value.err, 'WRONGTYPE', 1, true) then
-        return redis.error_reply(value.err)
-    end
     if type(value) == 'string' and string.find(value, ARGV[1], 1, true) == 1 then
         redis.call('DEL', key)
         redis.call(publish, key, '')
         released[i] = 1
+    elseif type(value) == 'table' and not string.find(value.err, 'WRONGTYPE', 1, true) then
+        -- A refused command, not a key of another kind: the caller's to see.
+        return redis.error_reply(value.err)
     else
         released[i] = 0
     end
