@@ -111,15 +111,13 @@ pub struct Sharer {
 }
 
 impl LockInfo {
-    /// How long ago the holder took the lock, by this machine's clock (zero if the
-    /// holder's clock is ahead); `None` without a record.
+    /// How long ago the holder took the lock (for a shared key, the earliest of its
+    /// holders still there), by this machine's clock (zero if the holder's clock is
+    /// ahead); `None` without a record.
     pub fn age(&self) -> Option<Duration> {
-        let holder = self.holder.as_ref()?;
-        Some(
-            SystemTime::now()
-                .duration_since(holder.taken_at)
-                .unwrap_or_default(),
-        )
+        let shared = self.sharers.iter().filter_map(|s| s.holder.as_ref());
+        let taken = self.holder.iter().chain(shared).map(|h| h.taken_at).min()?;
+        Some(SystemTime::now().duration_since(taken).unwrap_or_default())
     }
 }
 

@@ -149,11 +149,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(mut cli: Cli) -> Result<(), Failure> {
-    if let Command::Doctor { url: Some(url), .. } = &cli.command {
-        cli.url = Some(url.clone());
-    }
-    let Some(url) = cli.url.clone() else {
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let url = match &cli.command {
+        Command::Doctor { url: Some(url), .. } => Some(url.clone()),
+        _ => cli.url.clone(),
+    };
+    let Some(url) = url else {
         return Err(Failure::Usage(
             "no store: give --url (or LOCK_RUNTIME_URL), e.g. --url redis://127.0.0.1:6379"
                 .to_owned(),
@@ -208,6 +209,7 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
                 printed += 1;
             }
         }
+        // Handled above, before connecting as the other commands do.
         Command::Doctor { .. } => {}
         Command::Release { name, yes, .. } => {
             if !yes {

@@ -29,7 +29,7 @@ pub(crate) fn table(out: &mut impl Write, locks: &[LockInfo]) {
                 info.name.clone(),
                 holders,
                 functions,
-                age(info).map_or_else(|| "-".to_owned(), duration),
+                info.age().map_or_else(|| "-".to_owned(), duration),
                 remaining(info),
                 info.fence_counter
                     .map_or_else(|| "-".to_owned(), |f| f.to_string()),
@@ -79,16 +79,6 @@ fn shared_functions(info: &LockInfo) -> String {
     } else {
         functions.join(",")
     }
-}
-
-/// How long ago the lock was taken: a shared key's first holder still there.
-fn age(info: &LockInfo) -> Option<Duration> {
-    if info.sharers.is_empty() {
-        return info.age();
-    }
-    let taken = info.sharers.iter().filter_map(|s| s.holder.as_ref());
-    let first = taken.map(|holder| holder.taken_at).min()?;
-    Some(SystemTime::now().duration_since(first).unwrap_or_default())
 }
 
 /// `show`: every field of one lock.

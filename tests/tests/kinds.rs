@@ -595,6 +595,8 @@ async fn operators_see_readers_and_permits(stores: Stores) {
     let rw = a.inspect("rw").await.expect("inspect").expect("held");
     assert_eq!(rw.kind, LockKind::Read);
     assert!(rw.token.is_empty() && rw.holder.is_none(), "{rw:?}");
+    // Its age is its earliest reader's, from the readers' records.
+    assert!(rw.age().is_some_and(|age| age < Duration::from_secs(60)), "{rw:?}");
     let mut tokens: Vec<&str> = rw.sharers.iter().map(|s| s.token.as_str()).collect();
     tokens.sort_unstable();
     let mut expected = [one.token().as_str(), two.token().as_str()];
