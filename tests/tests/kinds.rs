@@ -596,7 +596,10 @@ async fn operators_see_readers_and_permits(stores: Stores) {
     assert_eq!(rw.kind, LockKind::Read);
     assert!(rw.token.is_empty() && rw.holder.is_none(), "{rw:?}");
     // Its age is its earliest reader's, from the readers' records.
-    assert!(rw.age().is_some_and(|age| age < Duration::from_secs(60)), "{rw:?}");
+    assert!(
+        rw.age().is_some_and(|age| age < Duration::from_secs(60)),
+        "{rw:?}"
+    );
     let mut tokens: Vec<&str> = rw.sharers.iter().map(|s| s.token.as_str()).collect();
     tokens.sort_unstable();
     let mut expected = [one.token().as_str(), two.token().as_str()];

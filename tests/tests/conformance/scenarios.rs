@@ -462,6 +462,13 @@ pub async fn the_doctor_finds_the_test_servers_safe<S: Servers>(
         return skipped("the store declares no operators' calls (doctor is one)");
     }
     let findings = backend.doctor().await.expect("doctor");
+    // The store checked something of its own, beside the runtime's probes.
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.check != "probe" && f.check != "readers"),
+        "{findings:?}"
+    );
     let failed: Vec<_> = findings
         .iter()
         .filter(|f| f.status == lock_runtime::store::Status::Fail)
