@@ -30,17 +30,17 @@ impl Flavor {
         match self {
             Self::Lock => {
                 "key, keys, ttl, wait, client, mode, skip, or_return, renew, max_hold, fencing, \
-                 on_lost, crate"
+                 on_lost, lock_delay, crate"
             }
             Self::Semaphore => {
                 "key, permits, ttl, wait, client, skip, or_return, renew, max_hold, fencing, \
-                 on_lost, crate"
+                 on_lost, lock_delay, crate"
             }
         }
     }
 }
 
-const NAMES: [&str; 14] = [
+const NAMES: [&str; 15] = [
     "key",
     "keys",
     "mode",
@@ -54,6 +54,7 @@ const NAMES: [&str; 14] = [
     "max_hold",
     "fencing",
     "on_lost",
+    "lock_delay",
     "crate",
 ];
 
@@ -82,6 +83,9 @@ pub(crate) struct Args {
     pub(crate) fencing: Option<Ident>,
     /// `on_lost = "cancel" | "finish"`.
     pub(crate) on_lost: Option<LitStr>,
+    /// `lock_delay = "..."`: how long the lock stays unavailable after a lease that ended
+    /// without a release.
+    pub(crate) lock_delay: Option<LitStr>,
     /// `crate = "locks"`: the path of `lock-runtime` when the dependency is renamed.
     pub(crate) krate: Option<LitStr>,
 }
@@ -103,6 +107,7 @@ impl Args {
             max_hold: None,
             fencing: None,
             on_lost: None,
+            lock_delay: None,
             krate: None,
         }
     }
@@ -193,6 +198,10 @@ impl Args {
                 "on_lost" => {
                     let value = string_value(input, &name, Expect::OnLost)?;
                     set_once(&mut args.on_lost, value, &name)?;
+                }
+                "lock_delay" => {
+                    let value = string_value(input, &name, Expect::Duration)?;
+                    set_once(&mut args.lock_delay, value, &name)?;
                 }
                 "crate" => {
                     let value = string_value(input, &name, Expect::CratePath)?;

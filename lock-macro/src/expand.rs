@@ -292,10 +292,13 @@ fn options_expr(plan: &Plan, function: &syn::Ident) -> TokenStream {
         .then(|| quote! { .on_lost(#rt::OnLost::Finish) });
     let mode = plan.read.then(|| quote! { .mode(#rt::LockMode::Read) });
     let permits = plan.permits.map(|permits| quote! { .permits(#permits) });
+    let delay = plan.lock_delay_ms;
+    let lock_delay =
+        (delay > 0).then(|| quote! { .lock_delay(::core::time::Duration::from_millis(#delay)) });
     quote! {
         #rt::LockOptions::new(::core::time::Duration::from_millis(#ttl))
             .wait(::core::time::Duration::from_millis(#wait))
-            #client #renew #fencing #on_lost #mode #permits
+            #client #renew #fencing #on_lost #mode #permits #lock_delay
             .name_template(#template)
             .function(::core::concat!(::core::module_path!(), "::", #function))
     }

@@ -35,6 +35,8 @@ pub(crate) struct Plan {
     pub(crate) renew: Option<Option<u64>>,
     pub(crate) fencing: bool,
     pub(crate) finish_on_lost: bool,
+    /// `lock_delay`, in milliseconds (0: none).
+    pub(crate) lock_delay_ms: u64,
     pub(crate) on_fail: OnFail,
     pub(crate) shape: Shape,
     /// The path of the runtime crate: `::lock_runtime` unless `crate = "..."` says otherwise.
@@ -254,6 +256,24 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
         },
     };
 
+    let lock_delay_ms = match &args.lock_delay {
+        None => Some(0),
+        Some(lit) if read == Some(true) || flavor == Flavor::Semaphore => {
+            report(syn::Error::new(
+                lit.span(),
+                "`lock_delay` is for exclusive locks: readers and permits take none",
+            ));
+            None
+        }
+        Some(lit) => match duration::parse_millis(&lit.value()) {
+            Ok(ms) => Some(ms),
+            Err(message) => {
+                report(syn::Error::new(lit.span(), message));
+                None
+            }
+        },
+    };
+
     let finish_on_lost = match &args.on_lost {
         None => Some(false),
         Some(lit) => match lit.value().as_str() {
@@ -344,6 +364,7 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
         max_hold_ms,
         finish_on_lost,
         krate,
+        lock_delay_ms,
     ) {
         (
             (Some(key), Some(()), Some(read), Some(permits)),
@@ -354,6 +375,7 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
             Some(max_hold_ms),
             Some(finish_on_lost),
             Some(krate),
+            Some(lock_delay_ms),
         ) => Ok(Plan {
             key,
             keys,
@@ -366,6 +388,7 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
             renew: args.renew.map(|_| max_hold_ms),
             fencing: args.fencing.is_some(),
             finish_on_lost,
+            lock_delay_ms,
             on_fail,
             shape,
             krate,

@@ -16,8 +16,8 @@ use crate::{
     metrics::{ErrorKind, LockMetrics, Metrics},
     options::LockOptions,
     store::{
-        unsupported, Capabilities, MemoryStore, Operation, Operators, SessionWatch, Store,
-        StoreError, StoreFuture,
+        unsupported, Capabilities, LockKind, MemoryStore, Operation, Operators, SessionWatch,
+        Store, StoreError, StoreFuture,
     },
     token::Token,
 };
@@ -156,6 +156,17 @@ impl Backend {
         outcome.map_err(|source| store_failure(operation, after, source))
     }
 
+    /// How long the store keeps a lease of `ttl` taken with a lock delay of `delay`: a
+    /// store whose keys expire keeps the key `delay` past the holder's lease (so a holder
+    /// that vanished leaves it taken that much longer); a store whose leases are sessions
+    /// is told the delay instead ([`AcquireRequest::lock_delay`](crate::store::AcquireRequest::lock_delay)).
+    pub(crate) fn store_ttl(&self, ttl: Duration, delay: Duration) -> Duration {
+        match self.inner.capabilities.has_session_leases() {
+            true => ttl,
+            false => ttl.saturating_add(delay),
+        }
+    }
+
     /// The time bound on one store call.
     pub(crate) fn op_timeout(&self) -> Duration {
         self.inner.op_timeout
@@ -204,7 +215,7 @@ impl Backend {
         &self,
         key: Arc<str>,
         token: Token,
-        shared: bool,
+        how: LetGo,
         slot: Option<u64>,
         until: Instant,
     ) {
@@ -234,10 +245,7 @@ impl Backend {
             let mut pause = CLEANUP_RETRY;
             loop {
                 let outcome = backend
-                    .bounded(
-                        Operation::Release,
-                        backend.store_release(&key, &token, shared),
-                    )
+                    .bounded(Operation::Release, backend.store_let_go(&key, &token, how))
                     .await;
                 tracing::debug!(%key, ?outcome, "background release");
                 if outcome.is_ok() || Instant::now() + pause >= until {
@@ -250,7 +258,48 @@ impl Backend {
     }
 }
 
+/// How a holder lets go of a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LetGo {
+    /// Released, held alone.
+    Release,
+    /// Released, held as one of several holders (a reader or a permit).
+    ReleaseShared,
+    /// Its lease ran out with a lock delay: not released, so the delay holds; on a store
+    /// whose leases are sessions, its place is given up as a lost holder's is
+    /// ([`Sessions::abandon`](crate::store::Sessions::abandon)).
+    Abandon,
+}
+
+impl LetGo {
+    /// A release, of a lock held alone or (`shared`) as one of several holders.
+    pub(crate) fn release(shared: bool) -> Self {
+        match shared {
+            false => Self::Release,
+            true => Self::ReleaseShared,
+        }
+    }
+}
+
 impl Backend {
+    /// Lets go of `key` held by `token` as `how` says: on a store whose keys expire, an
+    /// abandoned lock is left to expire (its TTL includes the delay).
+    pub(crate) fn store_let_go<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a Token,
+        how: LetGo,
+    ) -> StoreFuture<'a, bool> {
+        match how {
+            LetGo::Release => self.store_release(key, token, false),
+            LetGo::ReleaseShared => self.store_release(key, token, true),
+            LetGo::Abandon => match self.store().sessions() {
+                Some(sessions) => sessions.abandon(key, token),
+                None => Box::pin(std::future::ready(Ok(true))),
+            },
+        }
+    }
+
     /// The store's release of `key` held by `token`, exclusively or (`shared`) as one of
     /// several holders.
     pub(crate) fn store_release<'a>(
@@ -402,6 +451,25 @@ pub(crate) fn check_name(name: &str) -> Result<(), LockError> {
 /// The longest TTL a lock may ask for: a year. Lease ends are computed on this process's
 /// monotonic clock, which an unbounded TTL would overflow.
 pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// Refuses a lock delay longer than [`MAX_TTL`], and one on a shared kind (readers and
+/// permits have no lock delay).
+pub(crate) fn check_lock_delay(kind: LockKind, delay: Duration) -> Result<(), LockError> {
+    if delay.is_zero() {
+        return Ok(());
+    }
+    if kind.is_shared() {
+        return Err(LockError::invalid(
+            "a lock delay is for exclusive (write) locks; readers and permits take none",
+        ));
+    }
+    if delay > MAX_TTL {
+        return Err(LockError::invalid(format!(
+            "the lock delay must be at most a year ({MAX_TTL:?}), got {delay:?}"
+        )));
+    }
+    Ok(())
+}
 
 pub(crate) fn check_ttl(ttl: Duration) -> Result<(), LockError> {
     if ttl < Duration::from_millis(1) {

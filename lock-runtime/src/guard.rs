@@ -8,7 +8,7 @@ use std::{
 use tracing::Instrument as _;
 
 use crate::{
-    backend::{check_ttl, Backend},
+    backend::{check_ttl, Backend, LetGo},
     error::LockError,
     lease::{lease_end, session_over, Renewal},
     metrics::LockMetrics,
@@ -60,6 +60,8 @@ pub struct LockGuard {
     lost_counted: bool,
     /// Held as one of several holders (a reader or a permit).
     shared: bool,
+    /// How long the lock stays unavailable after a lease that ended without a release.
+    lock_delay: Duration,
 }
 
 /// The owner token is left out: whoever has it can release the lock.
@@ -85,6 +87,7 @@ pub(crate) struct Held {
     pub(crate) session: Option<SessionWatch>,
     pub(crate) metrics: &'static LockMetrics,
     pub(crate) shared: bool,
+    pub(crate) lock_delay: Duration,
 }
 
 impl LockGuard {
@@ -103,6 +106,7 @@ impl LockGuard {
             metrics: held.metrics,
             lost_counted: false,
             shared: held.shared,
+            lock_delay: held.lock_delay,
         }
     }
 
@@ -154,9 +158,10 @@ impl LockGuard {
     pub async fn extend(&mut self, ttl: Duration) -> Result<(), LockError> {
         check_ttl(ttl)?;
         let sent_at = Instant::now();
+        let store_ttl = self.backend.store_ttl(ttl, self.lock_delay);
         let call = self
             .backend
-            .store_extend(&self.store_key, &self.token, ttl, self.shared);
+            .store_extend(&self.store_key, &self.token, store_ttl, self.shared);
         match self.backend.bounded(Operation::Extend, call).await? {
             true => {
                 self.metrics.renewed();
@@ -173,8 +178,13 @@ impl LockGuard {
     ///
     /// `Ok(())` means it was ours until this call; [`LockError::Lost`] means the lease had
     /// run out (and perhaps another owner held the lock), so whatever ran under it was not
-    /// protected to the end.
+    /// protected to the end. A lock taken with a [lock delay](LockOptions::lock_delay)
+    /// whose lease ran out by this process's clock is not deleted but left to the delay,
+    /// and answers [`LockError::Lost`].
     pub async fn release(self) -> Result<(), LockError> {
+        if self.abandons() {
+            return Err(self.abandon());
+        }
         let span = tracing::debug_span!("lock.release", key = self.key());
         let call = self
             .backend
@@ -231,7 +241,7 @@ impl LockGuard {
                 self.backend.release_in_background(
                     key,
                     self.token,
-                    self.shared,
+                    LetGo::release(self.shared),
                     None,
                     self.lease_end,
                 );
@@ -248,6 +258,7 @@ impl LockGuard {
             token: self.token,
             generation: self.generation,
             ttl: options.ttl(),
+            store_ttl: self.backend.store_ttl(options.ttl(), self.lock_delay),
             client: self.client,
             metrics: self.metrics,
             shared: self.shared,
@@ -280,6 +291,48 @@ impl LockGuard {
         self.key().to_owned()
     }
 
+    /// Whether letting go must leave the lock to its delay: taken with a lock delay, and
+    /// its lease ran out by this process's clock (or its session ended).
+    pub(crate) fn abandons(&self) -> bool {
+        !self.lock_delay.is_zero() && self.is_expired()
+    }
+
+    /// Lets go of a lock whose lease ran out without deleting it, so its lock delay holds
+    /// (see [`LetGo::Abandon`]); the lease is lost.
+    fn abandon(mut self) -> LockError {
+        self.settled = true;
+        self.metrics.ended(self.acquired_at);
+        tracing::warn!(
+            key = self.key(),
+            client = self.client,
+            outcome = "lost",
+            "the lease ran out; the lock is left to its lock delay"
+        );
+        self.let_go_in_background(LetGo::Abandon);
+        self.lost()
+    }
+
+    /// Lets go of the lock in the background, `how`: a release passes the local turn on
+    /// once it is done; an abandoned lock passes it at once, and on a store whose keys
+    /// expire asks nothing of the store (the key ends with its delay).
+    fn let_go_in_background(&self, how: LetGo) {
+        let slot = match how {
+            LetGo::Abandon => {
+                self.backend.local().pass(&self.store_key, self.generation);
+                if self.backend.store().sessions().is_none() {
+                    return;
+                }
+                None
+            }
+            _ => Some(self.generation),
+        };
+        // Tried again until the key would have expired, with its delay, at the latest.
+        let until = self.lease_end + self.lock_delay;
+        let key = self.store_key.clone();
+        self.backend
+            .release_in_background(key, self.token, how, slot, until);
+    }
+
     /// The lease is lost: counted once, however many calls find out.
     pub(crate) fn lost(&mut self) -> LockError {
         if !std::mem::replace(&mut self.lost_counted, true) {
@@ -295,13 +348,10 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         if !self.settled {
             self.metrics.ended(self.acquired_at);
-            self.backend.release_in_background(
-                self.store_key.clone(),
-                self.token,
-                self.shared,
-                Some(self.generation),
-                self.lease_end,
-            );
+            match self.abandons() {
+                true => self.let_go_in_background(LetGo::Abandon),
+                false => self.let_go_in_background(LetGo::release(self.shared)),
+            }
         }
     }
 }

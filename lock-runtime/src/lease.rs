@@ -167,7 +167,10 @@ pub(crate) struct Renewal {
     pub(crate) token: Token,
     /// The holder's slot in the local queue, whose lease end is kept up to date.
     pub(crate) generation: u64,
+    /// The holder's lease.
     pub(crate) ttl: Duration,
+    /// The lease the store keeps: `ttl` plus a lock delay, on a store whose keys expire.
+    pub(crate) store_ttl: Duration,
     pub(crate) client: &'static str,
     pub(crate) metrics: &'static LockMetrics,
     /// Held as one of several holders.
@@ -219,9 +222,12 @@ impl Renewal {
                 continue;
             }
             let sent_at = Instant::now();
-            let call =
-                self.backend
-                    .store_extend(&self.store_key, &self.token, self.ttl, self.shared);
+            let call = self.backend.store_extend(
+                &self.store_key,
+                &self.token,
+                self.store_ttl,
+                self.shared,
+            );
             let outcome = tokio::select! {
                 outcome = self.backend.bounded(Operation::Extend, call) => outcome,
                 () = tokio::time::sleep_until(end.into()) => {

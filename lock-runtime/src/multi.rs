@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use crate::{
-    backend::{check_name, check_ttl, Backend},
+    backend::{check_lock_delay, check_name, check_ttl, Backend, LetGo},
     error::LockError,
     guard::{Held, LockGuard},
     holder,
@@ -131,6 +131,7 @@ impl Backend {
         }
         // The one-step try below does not pass through `acquire`'s checks.
         check_ttl(options.ttl())?;
+        check_lock_delay(options.kind(), options.lock_delay_for())?;
         if keys.is_empty() {
             return Err(LockError::invalid("the list of lock keys is empty"));
         }
@@ -190,10 +191,11 @@ impl Backend {
         if let Some(why) = self.capabilities().refuses(ttl, options.fenced()) {
             return Err(LockError::invalid(why));
         }
-        let call = self
-            .store()
-            .several_keys()
-            .and_then(|several| several.try_acquire_all(&together, &token, ttl, holder.as_str()));
+        let lock_delay = options.lock_delay_for();
+        let store_ttl = self.store_ttl(ttl, lock_delay);
+        let call = self.store().several_keys().and_then(|several| {
+            several.try_acquire_all(&together, &token, store_ttl, holder.as_str())
+        });
         let Some(call) = call else {
             return Ok(None);
         };
@@ -217,6 +219,7 @@ impl Backend {
                             session: self.sessions(&key, &token),
                             metrics,
                             shared: false,
+                            lock_delay,
                         };
                         LockGuard::new(self.clone(), key, held)
                     })
@@ -235,8 +238,9 @@ impl Backend {
                 // It may have taken the keys: give them back, and go one by one.
                 tracing::debug!(%error, "taking the keys together failed; one by one");
                 for (key, _) in keys {
-                    let until = sent_at + ttl;
-                    self.release_in_background(key.as_str().into(), token, false, None, until);
+                    let until = sent_at + store_ttl;
+                    let key = key.as_str().into();
+                    self.release_in_background(key, token, LetGo::Release, None, until);
                 }
                 Ok(None)
             }
@@ -252,9 +256,10 @@ pub(crate) async fn release_all(guards: Vec<LockGuard>) -> Vec<Result<(), LockEr
         return join_all(guards.into_iter().map(LockGuard::release).collect()).await;
     };
     let (backend, token) = (first.backend().clone(), *first.token());
-    let together = guards
-        .iter()
-        .all(|g| !g.is_shared() && *g.token() == token && g.backend().id() == backend.id());
+    // A guard left to its lock delay is not released: each goes its own way then.
+    let together = guards.iter().all(|g| {
+        !g.is_shared() && !g.abandons() && *g.token() == token && g.backend().id() == backend.id()
+    });
     let span = tracing::debug_span!("lock.release_all", keys = guards.len());
     let outcome = {
         let keys: Vec<&str> = guards.iter().map(LockGuard::store_key).collect();

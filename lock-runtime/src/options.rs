@@ -36,6 +36,7 @@ pub struct LockOptions {
     max_hold: Duration,
     fencing: bool,
     on_lost: OnLost,
+    lock_delay: Duration,
     function: Option<&'static str>,
     template: Option<&'static str>,
     kind: LockKind,
@@ -125,6 +126,7 @@ impl LockOptions {
             max_hold: DEFAULT_MAX_HOLD,
             fencing: false,
             on_lost: OnLost::Cancel,
+            lock_delay: Duration::ZERO,
             function: None,
             template: None,
             kind: LockKind::Exclusive,
@@ -208,6 +210,44 @@ impl LockOptions {
         self
     }
 
+    /// Keep the lock unavailable for `delay` after a lease that ended without a release
+    /// (Chubby's lock-delay): when the holder crashed, stalled or was cut off, its
+    /// requests already on their way to the resource have that long to land or fail
+    /// before the next holder starts. A release frees the lock at once, as without a delay.
+    /// Zero (the default) turns it off.
+    ///
+    /// A lease is over without a release when the holder's process died, when its lease
+    /// ran out before it was renewed or released, or when an operator released it by
+    /// force. A guard whose lease ran out is not released by this process either, so the
+    /// delay holds after it too (its [`release`](crate::LockGuard::release) answers
+    /// [`LockError::Lost`](crate::LockError::Lost)). It complements fencing tokens,
+    /// which let the resource refuse a late request whatever the delay: see
+    /// `docs/safety.md`. Exclusive locks only: a read lock or a permit with a delay is
+    /// refused with [`LockError::InvalidInput`](crate::LockError::InvalidInput).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), lock_runtime::LockError> {
+    /// use lock_runtime::{Backend, LockOptions};
+    /// use std::time::Duration;
+    ///
+    /// let backend = Backend::memory();
+    /// let options = LockOptions::new(Duration::from_millis(100)).lock_delay(Duration::from_secs(5));
+    /// // Released: free at once.
+    /// backend.acquire("job", &options).await?.release().await?;
+    /// let guard = backend.acquire("job", &options).await?;
+    /// // Its holder vanishes without a release: the lock stays taken for TTL + delay.
+    /// std::mem::forget(guard);
+    /// tokio::time::sleep(Duration::from_millis(200)).await;
+    /// assert!(backend.acquire("job", &options).await.unwrap_err().is_busy());
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub const fn lock_delay(mut self, delay: Duration) -> Self {
+        self.lock_delay = delay;
+        self
+    }
+
     /// The function taking the lock, recorded with each acquisition so operators see who
     /// holds it ([`Holder::function`](crate::Holder::function)); `#[distributed_lock]` sets
     /// the annotated function's module path and name.
@@ -278,5 +318,10 @@ impl LockOptions {
     /// What happens to a body whose lease is lost.
     pub const fn lost_policy(&self) -> OnLost {
         self.on_lost
+    }
+
+    /// How long the lock stays unavailable after a lease that ended without a release.
+    pub const fn lock_delay_for(&self) -> Duration {
+        self.lock_delay
     }
 }

@@ -304,3 +304,46 @@ async fn or_return_under_impl_trait_returns_the_body_or_the_fallback() {
     held.release().await.expect("release");
     assert_eq!(greeting().await.to_string(), "ran");
 }
+
+#[distributed_lock(
+    key = "delayed:{id}",
+    ttl = "500ms",
+    lock_delay = "3s",
+    client = "delayed"
+)]
+async fn delayed(id: u32, body: Duration) -> Result<u32, LockError> {
+    tokio::time::sleep(body).await;
+    Ok(id)
+}
+
+/// `lock_delay` on the attribute: a body that finished frees the key at once; one whose
+/// lease ran out leaves it in the store, taken, for the TTL and the delay.
+#[tokio::test]
+async fn lock_delay_keeps_a_lost_lock_taken() {
+    let server = serve("delayed").await;
+    assert_eq!(delayed(1, Duration::ZERO).await.expect("first"), 1);
+    assert!(!exists(&server, "lock:{delayed:1}"), "released at once");
+    assert_eq!(delayed(1, Duration::ZERO).await.expect("again"), 1);
+
+    let lost = delayed(1, Duration::from_secs(2)).await;
+    assert!(matches!(lost, Err(LockError::Lost { .. })), "{lost:?}");
+    let after_loss = Instant::now();
+    // Not released: the key lives on for the delay past the lease.
+    assert!(exists(&server, "lock:{delayed:1}"));
+    let ttl_ms: i64 = server.raw(&["PTTL", "lock:{delayed:1}"]).trim()[1..]
+        .parse()
+        .expect("PTTL");
+    assert!(ttl_ms > 1000, "{ttl_ms} ms left after the loss");
+    let busy = delayed(1, Duration::ZERO).await;
+    assert!(matches!(busy, Err(LockError::Busy { .. })), "{busy:?}");
+    assert!(
+        eventually(Duration::from_secs(10), || !exists(
+            &server,
+            "lock:{delayed:1}"
+        ))
+        .await,
+        "the key never expired"
+    );
+    assert!(after_loss.elapsed() + Duration::from_secs(1) >= Duration::from_secs(3));
+    assert_eq!(delayed(1, Duration::ZERO).await.expect("free again"), 1);
+}

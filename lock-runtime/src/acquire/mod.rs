@@ -9,7 +9,7 @@ use std::{
 use tracing::Instrument as _;
 
 use crate::{
-    backend::{check_name, check_ttl, Backend},
+    backend::{check_lock_delay, check_name, check_ttl, Backend},
     error::LockError,
     guard::{Held, LockGuard},
     holder,
@@ -119,6 +119,8 @@ impl Backend {
         if kind != LockKind::Exclusive {
             self.check_kind(kind)?;
         }
+        let lock_delay = options.lock_delay_for();
+        check_lock_delay(kind, lock_delay)?;
         let started = Instant::now();
         let metrics = self.lock_metrics(options);
         let deadline = started.checked_add(options.wait_for());
@@ -142,12 +144,13 @@ impl Backend {
         let request = AcquireRequest {
             key: &key,
             token: &token,
-            ttl: options.ttl(),
+            ttl: self.store_ttl(options.ttl(), lock_delay),
             fencing: options.fenced(),
             reclaim: false,
             waiting: false,
             holder: holder.as_str(),
             kind,
+            lock_delay,
         };
         let outcome = self.contend(request, &slot, deadline).await;
         let refused = match outcome {
@@ -171,6 +174,7 @@ impl Backend {
                     session: self.sessions(&key, &token),
                     metrics,
                     shared: kind.is_shared(),
+                    lock_delay,
                 };
                 return Ok(LockGuard::new(self.clone(), key, held));
             }

@@ -4,7 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{backend::Backend, store::Operation, token::Token};
+use crate::{
+    backend::{Backend, LetGo},
+    store::Operation,
+    token::Token,
+};
 
 /// Cleans up after an acquire whose outcome is unknown: the request timed out, failed on
 /// the wire, or its future was dropped while it was in flight. Dropped armed, it deletes the
@@ -63,7 +67,7 @@ impl Drop for InFlight<'_> {
             self.backend.release_in_background(
                 self.key.into(),
                 *self.token,
-                self.shared,
+                LetGo::release(self.shared),
                 None,
                 expires,
             );

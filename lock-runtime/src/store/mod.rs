@@ -60,7 +60,10 @@ pub struct AcquireRequest<'a> {
     pub key: &'a str,
     /// The owner token to store in it.
     pub token: &'a Token,
-    /// The lease's length.
+    /// The lease's length in the store. On a store whose keys expire, the runtime has
+    /// already added the lock's [`lock_delay`](Self::lock_delay) to the holder's TTL here
+    /// (and in every [`Store::extend`]), so a holder that vanishes leaves the key taken
+    /// that much longer, while the holder itself counts on the TTL alone.
     pub ttl: Duration,
     /// A fencing token is wanted: the store draws one greater than every earlier one of
     /// this lock (where it keeps the counter is its own business).
@@ -80,6 +83,13 @@ pub struct AcquireRequest<'a> {
     /// many readers, or one of a semaphore's permits. A store is asked only for the kinds it
     /// [`supports`](Capabilities::supports).
     pub kind: LockKind,
+    /// How long the lock stays unavailable after this holder's lease ends without a
+    /// release (Chubby's lock-delay; zero: not at all). A store whose keys expire need do
+    /// nothing with it (see [`ttl`](Self::ttl)); a store whose leases are
+    /// [`Sessions`] must keep the next contender out for this long after the holder's
+    /// session ended or it [abandoned](Sessions::abandon) the lock, and may keep it out
+    /// longer, never shorter. Asked only with [`LockKind::Exclusive`].
+    pub lock_delay: Duration,
 }
 
 /// The kind of lock an [`AcquireRequest`] takes.
@@ -457,6 +467,13 @@ pub trait Sessions: Send + Sync {
     /// runtime follows to tell the holder its lease is over as soon as the session is.
     /// `None` when it has no such session (the lease is the TTL alone).
     fn session(&self, key: &str, token: &Token) -> Option<SessionWatch>;
+
+    /// Lets go of the exclusive lock `key` held by `token` the way a lost holder does:
+    /// its place goes, but the [`lock_delay`](AcquireRequest::lock_delay) it was taken with
+    /// still keeps the next contender out, as when its session ends. The runtime calls it
+    /// instead of [`Store::release`] for a holder whose lease ran out. Whether the holder
+    /// was still there.
+    fn abandon<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool>;
 }
 
 /// One store shared by several backends (for example two [`Backend`](crate::Backend)s over

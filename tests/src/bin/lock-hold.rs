@@ -1,10 +1,12 @@
-//! Takes one fenced lock and holds it for a while inside `with_lock`, for tests that stop,
-//! kill or cut off a holder process: prints `held <fencing token>` once it holds the lock,
-//! then `outcome ok` when the body finished under the lock or `outcome lost` when the lease
-//! ended first.
+//! Takes one lock (fenced, except on Redlock) and holds it for a while inside `with_lock`,
+//! for tests that stop, kill or cut off a holder process: prints `held <fencing token>`
+//! once it holds the lock, then `outcome ok` when the body finished under the lock or
+//! `outcome lost` when the lease ended first.
 //!
 //! Usage: `lock-hold <url> <lock name> <ttl ms> <ZooKeeper session ms> <hold ms> [permits]`;
 //! with `permits`, it holds one of that many permits of a semaphore instead of the lock.
+//! `LOCK_HOLD_PREFIX` sets the key prefix (`lock:` by default), `LOCK_HOLD_DELAY_MS` a
+//! lock delay.
 
 use std::{io::Write as _, time::Duration};
 
@@ -37,13 +39,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| lock_runtime::DEFAULT_POSTGRES_TABLE.to_owned()),
         )
         .zookeeper_session_timeout(ms(session_ms)?)
+        .prefix(std::env::var("LOCK_HOLD_PREFIX").unwrap_or_else(|_| "lock:".to_owned()))
         .connect(url)
         .await?;
     let mut options = LockOptions::new(ms(ttl_ms)?)
         .wait(Duration::from_secs(30))
-        .fencing(true);
+        .fencing(!url.starts_with("redis+redlock://"));
     if let Some(permits) = permits {
         options = options.permits(permits);
+    }
+    if let Ok(delay) = std::env::var("LOCK_HOLD_DELAY_MS") {
+        options = options.lock_delay(ms(&delay)?);
     }
     let hold = ms(hold_ms)?;
     let outcome = backend

@@ -145,6 +145,7 @@ macro_rules! conformance {
                 a_silent_connection_is_replaced,
                 an_unknown_outcome_leaves_no_orphan,
                 an_unreachable_store_ends_the_body_at_the_lease_end,
+                lock_delay_after_a_lost_holder,
             );
             own!(fencing_grows_across_a_restart, killed_and_back);
         }

@@ -923,3 +923,86 @@ impl Drop for StampOnDrop {
         *self.0.lock().unwrap() = Some(Instant::now());
     }
 }
+
+/// Chubby's lock-delay ([`LockOptions::lock_delay`]): a released lock is free at once; one
+/// whose holder vanished without a release (a killed process; in one process, a guard
+/// forgotten) is free only after its TTL (ZooKeeper: its session) and the delay; a holder
+/// whose lease ran out does not release but leaves the lock to the delay, and says so.
+pub async fn lock_delay_after_a_lost_holder<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+    let (a, b) = (
+        servers.connect(scenario).await,
+        servers.connect(scenario).await,
+    );
+    let lease = ttl(&a, Duration::from_secs(2));
+    let delay = Duration::from_secs(3);
+    let options = LockOptions::new(lease)
+        .lock_delay(delay)
+        .fencing(a.capabilities().has_fencing());
+    let waiting = options.clone().wait(Duration::from_secs(30));
+    // Released: free at once, for a client that does not wait.
+    let guard = a.acquire("delayed", &options).await.expect("acquire");
+    guard.release().await.expect("release");
+    b.acquire("delayed", &options)
+        .await
+        .expect("free at once after a release")
+        .release()
+        .await
+        .expect("release");
+
+    // The holder vanishes once it holds.
+    let held_at = match a.capabilities().across_processes() {
+        true => {
+            let args = [
+                servers.url(),
+                "delayed".to_owned(),
+                lease.as_millis().to_string(),
+                lease.as_millis().to_string(),
+                "60000".to_owned(),
+            ];
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut env = servers.env();
+            env.push(("LOCK_HOLD_PREFIX", format!("{scenario}:")));
+            env.push(("LOCK_HOLD_DELAY_MS", delay.as_millis().to_string()));
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            lock_tests::kill_holder_once_held(env!("CARGO_BIN_EXE_lock-hold"), &args, &env).await
+        }
+        false => {
+            let guard = a.acquire("delayed", &options).await.expect("acquire");
+            let held_at = Instant::now();
+            std::mem::forget(guard);
+            held_at
+        }
+    };
+    let next = b
+        .acquire("delayed", &waiting)
+        .await
+        .expect("free after the TTL and the delay");
+    let after = held_at.elapsed();
+    // The lease was taken before `held_at`; a scheduler's second of room below.
+    assert!(
+        after + Duration::from_secs(1) >= lease + delay,
+        "taken {after:?} after the holder vanished: TTL {lease:?}, delay {delay:?}"
+    );
+    next.release().await.expect("release");
+
+    // A lease that runs out (no renewal) is not released: the delay holds after it.
+    let guard = a.acquire("delayed", &options).await.expect("acquire");
+    tokio::time::sleep_until((guard.lease_end() + Duration::from_millis(20)).into()).await;
+    let released = guard.release().await;
+    let let_go = Instant::now();
+    assert!(
+        matches!(released, Err(LockError::Lost { .. })),
+        "a release after the lease ran out, with a lock delay: {released:?}"
+    );
+    let next = b
+        .acquire("delayed", &waiting)
+        .await
+        .expect("free after the delay");
+    let after = let_go.elapsed();
+    assert!(
+        after + Duration::from_secs(1) >= delay,
+        "taken {after:?} after a lease ran out: delay {delay:?}"
+    );
+    next.release().await.expect("release");
+    Outcome::Passed
+}

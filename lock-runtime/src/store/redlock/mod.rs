@@ -267,7 +267,9 @@ impl Store for RedlockStore {
     fn try_acquire<'a>(&'a self, request: AcquireRequest<'a>) -> StoreFuture<'a, Attempt> {
         Box::pin(async move {
             let started = Instant::now();
-            let validity = request.ttl - drift_margin(request.ttl);
+            // The holder's own lease: the store keeps the key a lock delay longer.
+            let lease = request.ttl.saturating_sub(request.lock_delay);
+            let validity = lease - drift_margin(lease);
             let request = AcquireRequest {
                 fencing: false,
                 ..request

@@ -28,7 +28,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::Notify;
@@ -45,6 +45,7 @@ use super::{
 };
 use crate::{error::LockError, store::Operation, token::Token};
 
+mod delay;
 mod home;
 mod nodes;
 mod operate;
@@ -87,6 +88,9 @@ pub(crate) struct ZooKeeperStore {
     contenders: Mutex<HashMap<String, Vec<Contender>>>,
     /// Lock directories idle here, removed a while after (`tidy.rs`).
     tidy: tidy::Tidy,
+    /// For each lock whose contender here waits out an earlier holder's lock delay: that
+    /// holder's `delay` node, and when the delay ends (`delay.rs`).
+    delays: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
 }
 
 impl std::fmt::Debug for ZooKeeperStore {
@@ -113,6 +117,8 @@ struct Contender {
     kind: LockKind,
     /// A permit's place in the `locks/` queue while it has one.
     queued: Option<String>,
+    /// The version of the lock-delay node this holder wrote, if it did (`delay.rs`).
+    marker: Option<i32>,
 }
 
 impl Contender {
@@ -184,6 +190,7 @@ impl ZooKeeperStore {
             timeout,
             contenders: Mutex::default(),
             tidy: tidy::Tidy::default(),
+            delays: Mutex::default(),
         })
     }
 
@@ -199,6 +206,10 @@ impl ZooKeeperStore {
         self.contenders
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn delays(&self) -> MutexGuard<'_, HashMap<String, (Vec<u8>, Instant)>> {
+        self.delays.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The session to take locks in: the current one, or a new one if it ended.
@@ -283,7 +294,7 @@ impl Store for ZooKeeperStore {
             if let LockKind::Permit { permits } = request.kind {
                 return self.try_permit(&request, permits).await;
             }
-            let (contender, children) = self.enqueue(&request).await?;
+            let (mut contender, children) = self.enqueue(&request).await?;
             let client = &contender.session.client;
             let children = match children {
                 Some(children) => children,
@@ -315,10 +326,20 @@ impl Store for ZooKeeperStore {
                         && !nodes::has_leases(client, &contender.dir, &children).await?
                 }
             };
-            Ok(match granted {
-                true => Attempt::Acquired { fence },
-                false => Attempt::Busy,
-            })
+            if !granted {
+                return Ok(Attempt::Busy);
+            }
+            if request.kind == LockKind::Exclusive {
+                let delay = request.lock_delay;
+                let waited = self.wait_out_delay(request.key, &mut contender, &children, delay);
+                if let Some(left) = waited.await? {
+                    return Ok(Attempt::BusyFor { left });
+                }
+                if contender.marker.is_some() {
+                    self.remember(request.key, contender);
+                }
+            }
+            Ok(Attempt::Acquired { fence })
         })
     }
 
@@ -409,6 +430,25 @@ impl SharedLocks for ZooKeeperStore {
 impl Sessions for ZooKeeperStore {
     fn session(&self, key: &str, token: &Token) -> Option<SessionWatch> {
         self.contender(key, token).map(|c| c.session.watch())
+    }
+
+    /// Deletes the holder's node alone: its lock-delay node stays, so the next contender
+    /// waits out the delay as after the end of a session.
+    fn abandon<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let contender = match self.forget(key, token) {
+                Some(contender) => contender,
+                None => match self.look_up(key, token).await? {
+                    Some(contender) => contender,
+                    None => return Ok(false),
+                },
+            };
+            let contender = Contender {
+                marker: None,
+                ..contender
+            };
+            self.delete(key, contender).await
+        })
     }
 }
 

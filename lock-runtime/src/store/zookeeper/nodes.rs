@@ -50,6 +50,7 @@ impl ZooKeeperStore {
             session: session.clone(),
             kind: request.kind,
             queued: None,
+            marker: None,
         };
         self.remember(request.key, contender.clone());
         Ok((contender, queue))

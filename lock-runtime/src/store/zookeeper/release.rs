@@ -3,6 +3,7 @@
 use zookeeper_client as zk;
 
 use super::{
+    delay::DELAY,
     failed,
     path::{lock_dir, node_prefix, LEASES, LOCKS},
     Contender, ZooKeeperStore,
@@ -57,6 +58,7 @@ impl ZooKeeperStore {
             session,
             kind: LockKind::Exclusive,
             queued: found.next(),
+            marker: None,
         }))
     }
 
@@ -76,8 +78,25 @@ impl ZooKeeperStore {
         let dir = &contender.dir;
         let (leases, locks) = (format!("{dir}/{LEASES}"), format!("{dir}/{LOCKS}"));
         let semaphore = matches!(contender.kind, LockKind::Permit { .. }) || queued.is_some();
-        // Version 0: nobody wrote to our node since we made it.
-        let deleted = client.delete(&contender.path, Some(0));
+        // Version 0: nobody wrote to our node since we made it. With it, in one
+        // transaction, the lock-delay node it wrote (`delay.rs`): a clean release leaves no
+        // delay behind, and one whose node was gone already leaves the delay standing.
+        let deleted = async {
+            let Some(version) = contender.marker else {
+                return client.delete(&contender.path, Some(0)).await;
+            };
+            let mut both = client.new_multi_writer();
+            both.add_delete(&contender.path, Some(0))?;
+            both.add_delete(&format!("{dir}/{DELAY}"), Some(version))?;
+            match both.commit().await {
+                Ok(_) => Ok(()),
+                // Its delay node was changed by hand: our own node goes alone.
+                Err(zk::MultiWriteError::OperationFailed { index: 1, .. }) => {
+                    client.delete(&contender.path, Some(0)).await
+                }
+                Err(e) => Err(zk::Error::from(e)),
+            }
+        };
         let unqueued = async {
             match queued {
                 Some(queued) => client.delete(queued, None).await,

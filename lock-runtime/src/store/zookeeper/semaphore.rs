@@ -70,6 +70,7 @@ impl ZooKeeperStore {
                     token: *token,
                     dir: dir.clone(),
                     queued: Some(path.clone()),
+                    marker: None,
                     path,
                     czxid,
                     session: session.clone(),
