@@ -101,6 +101,9 @@ mod redact;
 mod registry;
 mod run;
 pub mod store;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 mod token;
 
 #[cfg(feature = "redis")]

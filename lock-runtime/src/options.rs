@@ -216,9 +216,9 @@ impl LockOptions {
     /// before the next holder starts. A release frees the lock at once, as without a delay.
     /// Zero (the default) turns it off.
     ///
-    /// A lease is over without a release when the holder's process died, when its lease
-    /// ran out before it was renewed or released, or when an operator released it by
-    /// force. A guard whose lease ran out is not released by this process either, so the
+    /// A lease is over without a release when the holder's process died or was cut off
+    /// from the store, or when its lease ran out before it was renewed or released. (An
+    /// operator's release by force frees the lock at once.) A guard whose lease ran out is not released by this process either, so the
     /// delay holds after it too (its [`release`](crate::LockGuard::release) answers
     /// [`LockError::Lost`](crate::LockError::Lost)). It complements fencing tokens,
     /// which let the resource refuse a late request whatever the delay: see

@@ -927,7 +927,8 @@ impl Drop for StampOnDrop {
 /// Chubby's lock-delay ([`LockOptions::lock_delay`]): a released lock is free at once; one
 /// whose holder vanished without a release (a killed process; in one process, a guard
 /// forgotten) is free only after its TTL (ZooKeeper: its session) and the delay; a holder
-/// whose lease ran out does not release but leaves the lock to the delay, and says so.
+/// whose lease ran out does not release but leaves the lock to the delay, and says so. An
+/// operator's release by force frees the lock at once.
 pub async fn lock_delay_after_a_lost_holder<S: Servers>(servers: &S, scenario: &str) -> Outcome {
     let (a, b) = (
         servers.connect(scenario).await,
@@ -948,6 +949,18 @@ pub async fn lock_delay_after_a_lost_holder<S: Servers>(servers: &S, scenario: &
         .release()
         .await
         .expect("release");
+
+    // An operator's release by force frees it at once too.
+    let guard = a.acquire("delayed", &options).await.expect("acquire");
+    let freed = b.force_release("delayed").await.expect("force release");
+    assert!(freed.is_some(), "nothing held");
+    b.acquire("delayed", &options)
+        .await
+        .expect("free at once after a release by force")
+        .release()
+        .await
+        .expect("release");
+    drop(guard);
 
     // The holder vanishes once it holds.
     let held_at = match a.capabilities().across_processes() {

@@ -2,10 +2,11 @@
 //! the moment its session does, so nothing expires late on its own: a holder taken with a
 //! delay leaves a persistent `delay` node in the lock's directory (`{token} {delay ms}`)
 //! when it is granted, and deletes it with its own node, in one transaction, when it
-//! releases. A contender that comes first and finds another holder's `delay` node knows
-//! that holder went without releasing (its session ended, it abandoned the lock, or an
-//! operator deleted its node), and waits out the delay, counted from when it first saw the
-//! node, before it takes the lock and the node over.
+//! releases (an operator's release by force deletes it too). A contender that comes first
+//! and finds another holder's `delay` node knows that holder went without releasing (its
+//! session ended, or it abandoned the lock once its lease ran out), and waits out the
+//! delay, counted from when it first saw the node, before it takes the lock and the node
+//! over.
 //!
 //! The `delay` node is not a contender: Curator's recipes, which sort a directory's
 //! children by their sequence and watch only their predecessor, sort it after every

@@ -6,6 +6,7 @@
 use zookeeper_client as zk;
 
 use super::{
+    delay::DELAY,
     failed, kind_of,
     path::{lock_dir, lock_key, lock_name, token_of, Node, LEASES},
     sorted, ZooKeeperStore,
@@ -74,6 +75,12 @@ impl ZooKeeperStore {
                 match client.delete(&path, None).await {
                     Err(zk::Error::NoNode) => continue,
                     other => other.map_err(failed)?,
+                }
+                // An operator's release frees the lock at once, on every store: no lock
+                // delay is left behind (`delay.rs`).
+                match client.delete(&format!("{dir}/{DELAY}"), None).await {
+                    Ok(()) | Err(zk::Error::NoNode) => {}
+                    Err(e) => return Err(failed(e)),
                 }
             }
             let mut lock = StoredLock::new(key, value_of(first, &data));
