@@ -15,6 +15,8 @@ pub(crate) enum Flavor {
     Lock,
     /// `#[distributed_semaphore]`.
     Semaphore,
+    /// `#[leader]`.
+    Leader,
 }
 
 impl Flavor {
@@ -22,6 +24,7 @@ impl Flavor {
         match self {
             Self::Lock => "#[distributed_lock]",
             Self::Semaphore => "#[distributed_semaphore]",
+            Self::Leader => "#[leader]",
         }
     }
 
@@ -36,6 +39,7 @@ impl Flavor {
                 "key, permits, ttl, wait, client, skip, or_return, renew, max_hold, fencing, \
                  on_lost, lock_delay, crate"
             }
+            Self::Leader => "name, ttl, client, on_lost, lock_delay, crate",
         }
     }
 }
@@ -130,6 +134,20 @@ impl Args {
         while !input.is_empty() {
             let name = input.call(Ident::parse_any)?;
             match name.to_string().as_str() {
+                "key" | "keys" | "mode" | "permits" | "wait" | "skip" | "or_return" | "renew"
+                | "max_hold" | "fencing"
+                    if flavor == Flavor::Leader =>
+                {
+                    return Err(syn::Error::new(
+                        name.span(),
+                        format!(
+                            "`{name}` does not apply to `#[leader]`: a candidate waits until \
+                             elected, the leader renews its lease for as long as it leads, and \
+                             its term is a fencing token; it takes name, ttl, client, on_lost, \
+                             lock_delay and crate"
+                        ),
+                    ))
+                }
                 "keys" if flavor == Flavor::Lock => {
                     let value = key_list(input, &name)?;
                     set_once(&mut args.keys, (name.clone(), value), &name)?;
@@ -158,6 +176,10 @@ impl Args {
                         "`permits` belongs to a semaphore: write \
                          `#[distributed_semaphore(key = \"...\", permits = 5, ttl = \"...\")]`",
                     ))
+                }
+                "name" if flavor == Flavor::Leader => {
+                    let value = string_value(input, &name, Expect::Template)?;
+                    set_once(&mut args.key, value, &name)?;
                 }
                 "key" => {
                     let value = string_value(input, &name, Expect::Template)?;

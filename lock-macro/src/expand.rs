@@ -27,6 +27,11 @@ pub(crate) fn distributed_semaphore(args: TokenStream, item: TokenStream) -> Tok
     attribute(Flavor::Semaphore, args, item)
 }
 
+/// `#[leader]`: the body runs whenever this process leads the election.
+pub(crate) fn leader(args: TokenStream, item: TokenStream) -> TokenStream {
+    attribute(Flavor::Leader, args, item)
+}
+
 fn attribute(flavor: Flavor, args: TokenStream, item: TokenStream) -> TokenStream {
     let item_fn: ItemFn = match syn::parse2(item.clone()) {
         Ok(item_fn) => item_fn,
@@ -112,8 +117,13 @@ fn guard_future(
     let output = Ident::mixed("__lock_output");
     let error = Ident::mixed("__lock_error");
     let body_type = Ident::mixed("__lock_body_type");
+    let future = match plan.leader {
+        true => leader_work(sig, future),
+        false => future,
+    };
     let guarded = quote! { (&#key, &#options, #future).await };
     let (key_type, with_lock) = match plan.several {
+        false if plan.leader => (quote! { ::std::string::String }, quote! { lead }),
         false => (quote! { ::std::string::String }, quote! { with_lock }),
         true => {
             let count = plan.keys.len();
@@ -174,6 +184,48 @@ fn guard_future(
             }
         }
     }}
+}
+
+/// `#[leader]`'s work: a closure that makes the body's future afresh each time this
+/// process is elected, from clones of the parameters (a reference is copied).
+fn leader_work(sig: &syn::Signature, future: TokenStream) -> TokenStream {
+    let mut names = Vec::new();
+    for input in &sig.inputs {
+        if let syn::FnArg::Typed(typed) = input {
+            bound_idents(&typed.pat, &mut names);
+        }
+    }
+    let clones = names.iter().map(|(name, mutable)| {
+        let mutable = mutable.then(|| quote! { mut });
+        quote! { let #mutable #name = ::core::clone::Clone::clone(&#name); }
+    });
+    quote! {
+        move || {
+            #(#clones)*
+            #future
+        }
+    }
+}
+
+/// The names a parameter pattern binds, and whether each is `mut`.
+fn bound_idents(pat: &syn::Pat, names: &mut Vec<(syn::Ident, bool)>) {
+    use syn::Pat;
+    match pat {
+        Pat::Ident(ident) => {
+            names.push((ident.ident.clone(), ident.mutability.is_some()));
+            if let Some((_, sub)) = &ident.subpat {
+                bound_idents(sub, names);
+            }
+        }
+        Pat::Tuple(tuple) => tuple.elems.iter().for_each(|p| bound_idents(p, names)),
+        Pat::TupleStruct(tuple) => tuple.elems.iter().for_each(|p| bound_idents(p, names)),
+        Pat::Struct(s) => s.fields.iter().for_each(|f| bound_idents(&f.pat, names)),
+        Pat::Slice(slice) => slice.elems.iter().for_each(|p| bound_idents(p, names)),
+        Pat::Reference(reference) => bound_idents(&reference.pat, names),
+        Pat::Paren(paren) => bound_idents(&paren.pat, names),
+        Pat::Type(typed) => bound_idents(&typed.pat, names),
+        _ => {}
+    }
 }
 
 /// With a fallback, after the body ran and the lease turned out lost: the error itself
@@ -295,6 +347,14 @@ fn options_expr(plan: &Plan, function: &syn::Ident) -> TokenStream {
     let delay = plan.lock_delay_ms;
     let lock_delay =
         (delay > 0).then(|| quote! { .lock_delay(::core::time::Duration::from_millis(#delay)) });
+    if plan.leader {
+        return quote! {
+            #rt::LeaderOptions::new(::core::time::Duration::from_millis(#ttl))
+                #client #on_lost #lock_delay
+                .name_template(#template)
+                .function(::core::concat!(::core::module_path!(), "::", #function))
+        };
+    }
     quote! {
         #rt::LockOptions::new(::core::time::Duration::from_millis(#ttl))
             .wait(::core::time::Duration::from_millis(#wait))
@@ -490,6 +550,16 @@ mod tests {
             quote! {
                 async fn report(day: u32) -> Vec<u8> {
                     Vec::new()
+                }
+            },
+        );
+        check_flavor(
+            "leader",
+            super::Flavor::Leader,
+            quote! { name = "scheduler:{region}", ttl = "15s", lock_delay = "2s" },
+            quote! {
+                async fn schedule(&self, region: String, mut rounds: u32) -> Result<u64, AppError> {
+                    Ok(1)
                 }
             },
         );

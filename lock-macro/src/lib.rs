@@ -1,4 +1,4 @@
-//! The `#[distributed_lock]` and `#[distributed_semaphore]` attributes. Use them through
+//! The `#[distributed_lock]`, `#[distributed_semaphore]` and `#[leader]` attributes. Use them through
 //! `lock-runtime`, which re-exports and documents them: `use lock_runtime::distributed_lock;`.
 //!
 //! The work is split by phase: `args` reads the attribute's arguments, `item` the
@@ -25,4 +25,10 @@ pub fn distributed_lock(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn distributed_semaphore(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::distributed_semaphore(args.into(), item.into()).into()
+}
+
+/// (The attribute is implemented in the `lock-macro` crate.)
+#[proc_macro_attribute]
+pub fn leader(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::leader(args.into(), item.into()).into()
 }

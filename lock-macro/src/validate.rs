@@ -39,6 +39,8 @@ pub(crate) struct Plan {
     pub(crate) lock_delay_ms: u64,
     pub(crate) on_fail: OnFail,
     pub(crate) shape: Shape,
+    /// `#[leader]`: the body runs whenever this process leads, made afresh each time.
+    pub(crate) leader: bool,
     /// The path of the runtime crate: `::lock_runtime` unless `crate = "..."` says otherwise.
     pub(crate) krate: syn::Path,
 }
@@ -82,6 +84,27 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
         }
     };
 
+    if flavor == Flavor::Leader {
+        if let Some(shape) = &shape {
+            if !matches!(shape, Shape::AsyncFn) {
+                report(syn::Error::new_spanned(
+                    &item.sig.ident,
+                    "`#[leader]` goes on a plain `async fn` (or method), below `#[tokio::test]` \
+                     or `#[async_trait]` if it has them",
+                ));
+            }
+        }
+        if let Some(FnArg::Receiver(receiver)) = item.sig.inputs.first() {
+            if receiver.reference.is_none() {
+                report(syn::Error::new_spanned(
+                    receiver,
+                    "`#[leader]` runs the body again each time this process is elected anew, \
+                     so it cannot consume `self`: take `&self`",
+                ));
+            }
+        }
+    }
+
     let several = args.keys.is_some();
     let literals = match (&args.key, &args.keys) {
         (Some(_), Some((name, _))) => {
@@ -94,10 +117,17 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
         }
         (Some(key), None) => Some(vec![key.clone()]),
         (None, Some((_, keys))) => Some(keys.clone()),
+        (None, None) if flavor == Flavor::Leader => {
+            report(syn::Error::new(
+                Span::call_site(),
+                "missing `name`: name the election, for example `name = \"scheduler\"`",
+            ));
+            None
+        }
         (None, None) => {
             let also = match flavor {
                 Flavor::Lock => ", or several with `keys = [\"account:{from}\", \"account:{to}\"]`",
-                Flavor::Semaphore => "",
+                _ => "",
             };
             report(syn::Error::new(
                 Span::call_site(),
@@ -163,7 +193,7 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
             ));
             None
         }
-        (None, Flavor::Lock) => Some(None),
+        (None, Flavor::Lock | Flavor::Leader) => Some(None),
         (Some(lit), _) => match lit.base10_parse::<u32>() {
             Ok(0) => {
                 report(syn::Error::new(
@@ -390,6 +420,7 @@ pub(crate) fn plan(args: Args, item: &ItemFn) -> syn::Result<Plan> {
             finish_on_lost,
             lock_delay_ms,
             on_fail,
+            leader: flavor == Flavor::Leader,
             shape,
             krate,
         }),

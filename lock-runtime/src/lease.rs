@@ -96,7 +96,7 @@ pub(crate) fn session_over(session: &SessionWatch) -> bool {
 
 /// Completes when the store session a lease rests on is over (see [`session_over`]); never
 /// without a session.
-async fn session_lost(session: Option<SessionWatch>) {
+pub(crate) async fn session_lost(session: Option<SessionWatch>) {
     let Some(mut session) = session else {
         return std::future::pending().await;
     };

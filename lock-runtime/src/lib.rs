@@ -92,6 +92,7 @@ mod error;
 mod guard;
 mod holder;
 mod inspect;
+mod leader;
 mod lease;
 mod local;
 mod metrics;
@@ -122,6 +123,7 @@ pub use crate::{
     guard::LockGuard,
     holder::{Holder, LockInfo, Sharer, MAX_FUNCTION, MAX_HOST},
     inspect::{inspect, LockWatch, DEFAULT_WATCH_INTERVAL},
+    leader::{campaign, lead, Leader, LeaderOptions, LeaderWatch, Leadership},
     metrics::UNNAMED,
     multi::MultiGuard,
     options::{LockMode, LockOptions, OnLost, DEFAULT_MAX_HOLD},
@@ -161,6 +163,12 @@ pub use lock_macro::distributed_lock;
 #[doc(inline)]
 #[doc = include_str!("semaphore.md")]
 pub use lock_macro::distributed_semaphore;
+
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+#[doc(inline)]
+#[doc = include_str!("leader.md")]
+pub use lock_macro::leader;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -168,6 +168,11 @@ mod enabled {
                 Unit::Count,
                 "Locks this process holds now."
             );
+            describe_gauge!(
+                "distributed_lock_leader",
+                Unit::Count,
+                "1 while this process leads the election, 0 after."
+            );
         });
     }
 
@@ -363,3 +368,19 @@ mod disabled {
 pub(crate) use self::disabled::{LockMetrics, Metrics};
 #[cfg(feature = "metrics")]
 pub(crate) use self::enabled::{LockMetrics, Metrics};
+
+/// Whether this process leads the election `name` (through the client `client`): the
+/// gauge `distributed_lock_leader`, 1 while leading and 0 after, one series per election
+/// name and client (as Kubernetes' `leader_election_master_status`).
+#[cfg(feature = "metrics")]
+pub(crate) fn leading(name: &str, client: &'static str, leads: bool) {
+    let labels = [
+        metrics::Label::new("election", name.to_owned()),
+        metrics::Label::new("client", client),
+    ];
+    metrics::gauge!("distributed_lock_leader", labels.iter()).set(f64::from(u8::from(leads)));
+}
+
+/// Whether this process leads: nothing to record without the `metrics` feature.
+#[cfg(not(feature = "metrics"))]
+pub(crate) fn leading(_name: &str, _client: &'static str, _leads: bool) {}

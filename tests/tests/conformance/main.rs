@@ -146,6 +146,7 @@ macro_rules! conformance {
                 an_unknown_outcome_leaves_no_orphan,
                 an_unreachable_store_ends_the_body_at_the_lease_end,
                 lock_delay_after_a_lost_holder,
+                leader_election,
             );
             own!(fencing_grows_across_a_restart, killed_and_back);
         }

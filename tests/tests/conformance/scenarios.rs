@@ -1019,3 +1019,105 @@ pub async fn lock_delay_after_a_lost_holder<S: Servers>(servers: &S, scenario: &
     next.release().await.expect("release");
     Outcome::Passed
 }
+
+/// Leader election ([`Backend::campaign`], [`Backend::lead`]): one leader at a time, each
+/// term greater than the last, a resignation handed over by notification, the leader seen
+/// by any client and its watch, a leadership whose lock is taken away ended by renewal, and
+/// `lead` running work only while leading. A store without fencing tokens refuses
+/// elections (terms are fencing tokens).
+pub async fn leader_election<S: Servers>(servers: &S, scenario: &str) -> Outcome {
+    use lock_runtime::LeaderOptions;
+    let (a, b) = (
+        servers.connect(scenario).await,
+        servers.connect(scenario).await,
+    );
+    let options = LeaderOptions::new(ttl(&a, Duration::from_secs(2)));
+    if !a.capabilities().has_fencing() {
+        let refused = a.campaign("leader", &options).await;
+        let Err(LockError::InvalidInput(why)) = refused else {
+            panic!("an election on a store without fencing: {refused:?}");
+        };
+        return skipped(format!(
+            "the store declares no fencing tokens (terms), and says: {why}"
+        ));
+    }
+    let mut watch = b.watch_leader("leader").await.expect("watch");
+    assert_eq!(watch.next().await.expect("watch"), None);
+    let first = a.campaign("leader", &options).await.expect("elected");
+    assert!(first.is_leading());
+    let first_term = first.term();
+    let seen = watch.next().await.expect("watch").expect("a leader");
+    assert_eq!(
+        (seen.pid, seen.term),
+        (Some(std::process::id()), Some(first.term()))
+    );
+
+    // A second candidate waits while the first leads.
+    let candidate = {
+        let (b, options) = (b.clone(), options.clone());
+        tokio::spawn(async move { b.campaign("leader", &options).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!candidate.is_finished(), "two leaders at once");
+    let resigned_at = Instant::now();
+    first.resign().await.expect("resign");
+    let second = tokio::time::timeout(Duration::from_secs(10), candidate)
+        .await
+        .expect("elected after the resignation")
+        .expect("join")
+        .expect("campaign");
+    let gap = resigned_at.elapsed();
+    // Handed over by the release notification where the store has them: well before the
+    // re-check timer's longest pause and the TTL.
+    if a.capabilities().has_notifications() {
+        assert!(gap < Duration::from_secs(1), "hand-over took {gap:?}");
+    }
+    assert!(second.term() > 0, "no term");
+    let leader = a.leader("leader").await.expect("leader").expect("a leader");
+    assert_eq!(leader.term, Some(second.term()));
+    let terms = vec![first_term, second.term()];
+
+    // An operator takes the lock away: renewal finds it gone, and leadership ends.
+    a.force_release("leader").await.expect("force release");
+    tokio::time::timeout(options.ttl() * 3, second.lost())
+        .await
+        .expect("leadership ended within the lease");
+    assert!(!second.is_leading());
+    drop(second);
+
+    // `lead`: work runs only while leading, one leader at a time, terms growing in the
+    // order the leaders came.
+    let running = std::sync::Arc::new(AtomicBool::new(false));
+    let order = std::sync::Arc::new(std::sync::Mutex::new(terms));
+    let work = |backend: Backend| {
+        let (running, order, options) = (running.clone(), order.clone(), options.clone());
+        async move {
+            for _ in 0..3 {
+                let (running, order) = (running.clone(), order.clone());
+                backend
+                    .lead("leader", &options, || {
+                        let (running, order) = (running.clone(), order.clone());
+                        async move {
+                            assert!(!running.swap(true, Ordering::SeqCst), "two leaders at once");
+                            let term = lock_runtime::fencing_token().expect("a term");
+                            order.lock().unwrap().push(term);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            running.store(false, Ordering::SeqCst);
+                        }
+                    })
+                    .await
+                    .expect("lead");
+            }
+        }
+    };
+    let (one, two) = tokio::join!(tokio::spawn(work(a.clone())), tokio::spawn(work(b.clone())));
+    one.expect("join");
+    two.expect("join");
+    let terms = order.lock().unwrap().clone();
+    assert_eq!(terms.len(), 8, "{terms:?}");
+    assert!(
+        terms.windows(2).all(|pair| pair[0] < pair[1]),
+        "terms did not grow with each leader: {terms:?}"
+    );
+    Outcome::Passed
+}
