@@ -496,6 +496,65 @@ async fn curators_interprocess_mutex_and_this_crate_exclude_each_other() {
     assert_eq!(java.line(Duration::from_secs(10)).await, "held");
 }
 
+/// A Java service electing a leader with Curator's `LeaderSelector` and a Rust one
+/// campaigning here take part in one election: while one side leads, the other waits, and
+/// a resignation hands leadership over, both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curators_leader_selector_and_this_crate_share_one_election() {
+    let _serial = SERIAL.lock().await;
+    let server = ZooKeeperServer::start();
+    let rust = backend(&server).await;
+    let options = lock_runtime::LeaderOptions::new(Duration::from_secs(10));
+
+    // Java leads: Rust waits, and is elected once Java gives leadership up.
+    let mut java = curator_with(&server, "election", Duration::from_secs(20), None, "leader");
+    assert_eq!(java.line(Duration::from_secs(30)).await, "held");
+    let candidate = {
+        let (rust, options) = (rust.clone(), options.clone());
+        tokio::spawn(async move { rust.campaign("election", &options).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !candidate.is_finished(),
+        "Rust leads beside Curator's leader"
+    );
+    java.tell().await;
+    let leading = tokio::time::timeout(Duration::from_secs(10), candidate)
+        .await
+        .expect("elected once Curator's leader gave up")
+        .expect("join")
+        .expect("campaign");
+    assert!(leading.term() > 0);
+    assert_eq!(java.line(Duration::from_secs(5)).await, "released");
+
+    // Rust leads: Curator's selector waits, and is elected once Rust resigns.
+    let mut java = curator_with(
+        &server,
+        "election",
+        Duration::from_millis(500),
+        Some(Duration::ZERO),
+        "leader",
+    );
+    assert_eq!(java.line(Duration::from_secs(30)).await, "busy");
+    let mut java = curator_with(
+        &server,
+        "election",
+        Duration::from_secs(20),
+        Some(Duration::ZERO),
+        "leader",
+    );
+    let zk = look(&server).await;
+    assert!(
+        eventually_async(Duration::from_secs(30), || async {
+            contenders(&zk, "election").await.len() == 2
+        })
+        .await,
+        "Curator's candidate never queued"
+    );
+    leading.resign().await.expect("resign");
+    assert_eq!(java.line(Duration::from_secs(10)).await, "held");
+}
+
 /// The children of `/locks/<lock>/<sub>` (a semaphore's `leases` or `locks`).
 async fn children(client: &zk::Client, lock: &str, sub: &str) -> Vec<String> {
     match client.list_children(&format!("/locks/{lock}/{sub}")).await {
