@@ -19,22 +19,27 @@ impl Snapshot {
                         .function(
                             ::core::concat!(::core::module_path!(), "::", "schedule"),
                         ),
-                    move || {
-                        let region = ::core::clone::Clone::clone(&region);
-                        let mut rounds = ::core::clone::Clone::clone(&rounds);
-                        async move {
-                            #[allow(
-                                unreachable_code,
-                                clippy::diverging_sub_expression,
-                                clippy::empty_loop,
-                                clippy::let_unit_value,
-                                clippy::needless_return
-                            )]
-                            if false {
-                                let __lock_fake_return: Result<u64, AppError> = loop {};
-                                return __lock_fake_return;
+                    {
+                        let _ = &mut rounds;
+                        move || {
+                            #[allow(unused_variables, unused_mut)]
+                            let region = ::core::clone::Clone::clone(&region);
+                            #[allow(unused_variables, unused_mut)]
+                            let mut rounds = ::core::clone::Clone::clone(&rounds);
+                            async move {
+                                #[allow(
+                                    unreachable_code,
+                                    clippy::diverging_sub_expression,
+                                    clippy::empty_loop,
+                                    clippy::let_unit_value,
+                                    clippy::needless_return
+                                )]
+                                if false {
+                                    let __lock_fake_return: Result<u64, AppError> = loop {};
+                                    return __lock_fake_return;
+                                }
+                                Ok(1)
                             }
-                            Ok(1)
                         }
                     },
                 )

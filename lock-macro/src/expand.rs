@@ -197,14 +197,24 @@ fn leader_work(sig: &syn::Signature, future: TokenStream) -> TokenStream {
     }
     let clones = names.iter().map(|(name, mutable)| {
         let mutable = mutable.then(|| quote! { mut });
-        quote! { let #mutable #name = ::core::clone::Clone::clone(&#name); }
+        quote! {
+            #[allow(unused_variables, unused_mut)]
+            let #mutable #name = ::core::clone::Clone::clone(&#name);
+        }
     });
-    quote! {
+    // A `mut` parameter is mutated through its clones only: borrowed mutably here so
+    // that the signature's `mut` is not reported unused.
+    let mutated = names
+        .iter()
+        .filter(|(_, mutable)| *mutable)
+        .map(|(name, _)| quote! { let _ = &mut #name; });
+    quote! {{
+        #(#mutated)*
         move || {
             #(#clones)*
             #future
         }
-    }
+    }}
 }
 
 /// The names a parameter pattern binds, and whether each is `mut`.

@@ -135,3 +135,41 @@ async fn counters_histograms_and_the_gauge_follow_what_happened() {
     let errors = value("distributed_lock_store_errors_total", &calls);
     assert!(errors >= 1.0, "{}", recorder().render());
 }
+
+/// `distributed_lock_leader`: 1 while this process leads an election, 0 after it resigns or
+/// its work ends (or the handle is dropped), one series per election and client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_gauge_says_whether_this_process_leads() {
+    use lock_runtime::LeaderOptions;
+    recorder();
+    // In memory: the other test counts the Redis store's calls.
+    let backend = Backend::memory();
+    lock_runtime::register("leaders", backend.clone()).expect("register");
+    let options = LeaderOptions::new(Duration::from_secs(10)).client("leaders");
+    let labels = &[r#"election="scheduler""#, r#"client="leaders""#];
+    let leading = backend
+        .campaign("scheduler", &options)
+        .await
+        .expect("elected");
+    assert_eq!(value("distributed_lock_leader", labels), 1.0);
+    leading.resign().await.expect("resign");
+    assert_eq!(value("distributed_lock_leader", labels), 0.0);
+    let during = backend
+        .lead("scheduler", &options, || async {
+            value("distributed_lock_leader", labels)
+        })
+        .await
+        .expect("lead");
+    assert_eq!(during, 1.0);
+    assert_eq!(value("distributed_lock_leader", labels), 0.0);
+    // Another election is a series of its own.
+    let other = backend
+        .campaign("compactor", &options)
+        .await
+        .expect("elected");
+    let compactor = &[r#"election="compactor""#, r#"client="leaders""#];
+    assert_eq!(value("distributed_lock_leader", compactor), 1.0);
+    assert_eq!(value("distributed_lock_leader", labels), 0.0);
+    drop(other);
+    assert_eq!(value("distributed_lock_leader", compactor), 0.0);
+}
