@@ -4,6 +4,7 @@
 //! lockctl --url redis://127.0.0.1:6379 list 'order:*'
 //! lockctl show order:7
 //! lockctl watch order:7
+//! lockctl leader scheduler --watch
 //! lockctl release order:7 --force
 //! lockctl doctor redis://127.0.0.1:6379
 //! ```
@@ -73,6 +74,20 @@ enum Command {
         count: Option<u64>,
         /// How often to look when no release notification came, in milliseconds (a new
         /// holder sends none).
+        #[arg(long, value_name = "MS", default_value_t = 100)]
+        interval_ms: u64,
+    },
+    /// Who leads the election NAME (`#[leader]`, `Backend::campaign`), with its term and
+    /// since when; exits 1 when nobody leads. With --watch, a line for each new leader.
+    Leader {
+        name: String,
+        /// Follow the election: a line for each new leader and each time nobody leads.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch, stop after this many lines.
+        #[arg(long)]
+        count: Option<u64>,
+        /// With --watch, how often to look when no notification came, in milliseconds.
         #[arg(long, value_name = "MS", default_value_t = 100)]
         interval_ms: u64,
     },
@@ -205,6 +220,36 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 };
                 let mut out = std::io::stdout().lock();
                 show::change(&mut out, &name, now.as_ref());
+                let _ = out.flush();
+                printed += 1;
+            }
+        }
+        Command::Leader {
+            name, watch: false, ..
+        } => {
+            let leader = backend.leader(&name).await?;
+            show::leader(&mut out, &name, leader.as_ref(), false);
+            if leader.is_none() {
+                return Err(Failure::NotHeld(format!("election `{name}` has no leader")));
+            }
+        }
+        Command::Leader {
+            name,
+            count,
+            interval_ms,
+            ..
+        } => {
+            drop(out);
+            let interval = Duration::from_millis(interval_ms);
+            let mut watch = backend.watch_leader(&name).await?.interval(interval);
+            let mut printed = 0;
+            while count.is_none_or(|count| printed < count) {
+                let now = tokio::select! {
+                    now = watch.next() => now?,
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                };
+                let mut out = std::io::stdout().lock();
+                show::leader(&mut out, &name, now.as_ref(), true);
                 let _ = out.flush();
                 printed += 1;
             }

@@ -1,12 +1,12 @@
 //! How lockctl prints locks: a table for `list`, one field per line for `show`, one line
-//! per change for `watch`. Writes to a closed pipe are ignored.
+//! per change for `watch`, one line per leader for `leader`. Writes to a closed pipe are ignored.
 
 use std::{
     io::Write,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use lock_runtime::{store::LockKind, LockInfo};
+use lock_runtime::{store::LockKind, Leader, LockInfo};
 
 /// `list`: one row per lock, columns aligned.
 pub(crate) fn table(out: &mut impl Write, locks: &[LockInfo]) {
@@ -227,6 +227,38 @@ fn civil(days: u64) -> (u64, u64, u64) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
     (year, month, day)
+}
+
+/// `leader`: who leads an election, its term and since when; `--watch`: one line per change,
+/// stamped.
+pub(crate) fn leader(out: &mut impl Write, name: &str, leader: Option<&Leader>, stamped: bool) {
+    let at = match stamped {
+        true => format!("{} ", timestamp(SystemTime::now())),
+        false => String::new(),
+    };
+    let Some(leader) = leader else {
+        let _ = writeln!(out, "{at}{name}: no leader");
+        return;
+    };
+    let who = match (&leader.host, leader.pid) {
+        (Some(host), Some(pid)) => format!("{host}:{pid}"),
+        _ => "a leader without a record (a Curator LeaderSelector?)".to_owned(),
+    };
+    let function = leader
+        .function
+        .as_ref()
+        .map_or_else(String::new, |f| format!(" ({f})"));
+    let term = leader
+        .term
+        .map_or_else(|| "unknown".to_owned(), |t| t.to_string());
+    let since = leader.since.map_or_else(String::new, |since| {
+        let age = SystemTime::now().duration_since(since).unwrap_or_default();
+        format!(", since {} ({} ago)", timestamp(since), duration(age))
+    });
+    let _ = writeln!(
+        out,
+        "{at}{name}: led by {who}{function}, term {term}{since}"
+    );
 }
 
 #[cfg(test)]

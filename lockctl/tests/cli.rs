@@ -466,3 +466,80 @@ async fn readers_and_permits_are_listed_and_shown_with_each_holder() {
     let prefix = format!("pgshared:{}:", std::process::id());
     shared_keys_are_shown(&url, &backend, &prefix, Duration::from_secs(30)).await;
 }
+
+/// `lockctl leader`: who leads an election, with its term and since when (exit 1 when
+/// nobody does), and `--watch` following each new leader, on Redis and ZooKeeper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_shows_and_watches_who_leads_an_election() {
+    use lock_runtime::LeaderOptions;
+    let redis = RedisServer::start();
+    let zookeeper = tokio::task::spawn_blocking(ZooKeeperServer::start)
+        .await
+        .expect("start ZooKeeper");
+    for url in [redis.url(), zookeeper.url()] {
+        let backend = Backend::builder()
+            .zookeeper_session_timeout(Duration::from_secs(2))
+            .connect(&url)
+            .await
+            .expect("connect");
+        let none = lockctl(&url, &["leader", "scheduler"], "");
+        assert_eq!(none.status.code(), Some(1), "{:?}", text(&none));
+        assert!(
+            text(&none).0.contains("scheduler: no leader"),
+            "{:?}",
+            text(&none)
+        );
+
+        let mut child = Command::new(LOCKCTL)
+            .args([
+                "--url",
+                &url,
+                "leader",
+                "scheduler",
+                "--watch",
+                "--count",
+                "3",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run lockctl leader --watch");
+        let (lines_in, mut lines) = tokio::sync::mpsc::unbounded_channel();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines_in.send(line);
+            }
+        });
+        let mut next_line = async || {
+            tokio::time::timeout(Duration::from_secs(10), lines.recv())
+                .await
+                .expect("lockctl leader --watch printed a line in time")
+                .expect("lockctl leader --watch is still running")
+        };
+        assert!(next_line().await.ends_with(" scheduler: no leader"));
+        let options = LeaderOptions::new(Duration::from_secs(10)).function("jobs::schedule");
+        let leading = backend
+            .campaign("scheduler", &options)
+            .await
+            .expect("elected");
+        let line = next_line().await;
+        let pid = std::process::id();
+        let term = leading.term();
+        assert!(
+            line.contains(&format!(":{pid} (jobs::schedule), term {term}, since ")),
+            "{line}"
+        );
+        let shown = lockctl(&url, &["leader", "scheduler"], "");
+        assert!(shown.status.success(), "{:?}", text(&shown));
+        assert!(
+            text(&shown).0.contains("scheduler: led by "),
+            "{:?}",
+            text(&shown)
+        );
+        assert!(text(&shown).0.contains(&format!("term {term}")));
+        leading.resign().await.expect("resign");
+        assert!(next_line().await.ends_with(" scheduler: no leader"));
+        assert!(child.wait().expect("ends after --count lines").success());
+    }
+}
