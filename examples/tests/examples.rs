@@ -319,3 +319,91 @@ async fn the_worker_pool_never_overlaps_jobs_on_one_resource() {
     assert!(!stdout.contains("OVERLAP"), "{stdout}");
     assert!(stdout.contains("8 jobs done"), "{stdout}");
 }
+
+/// The leader-scheduler in one process: one instance leads and schedules, the leader
+/// stops, and another is elected with a higher term; nobody schedules beside a leader.
+#[tokio::test]
+async fn the_leader_scheduler_hands_over_when_its_leader_stops() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_leader-scheduler"))
+        .args([
+            "--seconds",
+            "4",
+            "--stop-leader-after-ms",
+            "1500",
+            "--period-ms",
+            "200",
+        ])
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("exits by itself")
+        .expect("run leader-scheduler");
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let leads: Vec<&str> = text.lines().filter(|l| l.contains(" leads ")).collect();
+    assert_eq!(leads.len(), 2, "{text}");
+    let mut leader = None;
+    for line in text.lines() {
+        let name = line.split(' ').nth(1).expect("an instance");
+        if line.contains(" leads ") {
+            assert!(leader.is_none(), "two leaders: {text}");
+            leader = Some(name);
+        } else if line.ends_with(" stops") {
+            assert_eq!(leader.take(), Some(name), "{text}");
+        } else {
+            assert_eq!(leader, Some(name), "scheduled by a non-leader: {text}");
+        }
+    }
+}
+
+/// Three leader-scheduler processes on one Redis: one leads; killed (`kill -9`), another
+/// takes over within the 3 s TTL, with a higher term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_leader_scheduler_processes_survive_a_killed_leader() {
+    let redis = RedisServer::start();
+    let (send, mut lines) = tokio::sync::mpsc::unbounded_channel::<(usize, String)>();
+    let mut children = Vec::new();
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_leader-scheduler"))
+            .args(["--redis", &redis.url(), "--name", name, "--seconds", "30"])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn leader-scheduler");
+        let stdout = child.stdout.take().expect("stdout");
+        let send = send.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let _ = send.send((i, line));
+            }
+        });
+        children.push(child);
+    }
+    let mut next_leader = async || loop {
+        let (i, line) = tokio::time::timeout(Duration::from_secs(20), lines.recv())
+            .await
+            .expect("a leader in time")
+            .expect("output");
+        if let Some(term) = line
+            .split("(term ")
+            .nth(1)
+            .filter(|_| line.contains(" leads "))
+        {
+            return (i, term.trim_end_matches(')').parse::<u64>().expect("term"));
+        }
+    };
+    let (first, first_term) = next_leader().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = std::time::Instant::now();
+    lock_tests::signal(children[first].id().expect("running"), "-KILL");
+    let (second, second_term) = next_leader().await;
+    assert_ne!(second, first);
+    assert!(second_term > first_term);
+    assert!(
+        killed.elapsed() < Duration::from_secs(3) + Duration::from_secs(2),
+        "{:?}",
+        killed.elapsed()
+    );
+}
