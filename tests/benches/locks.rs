@@ -39,6 +39,8 @@
 //! - S1, S2 and S3h on a standalone ZooKeeper (`BENCH_ONLY=zookeeper`), against the
 //!   `zookeeper-client` crate's own lock recipe (Curator's); "cmd" there counts the packets
 //!   the server received (`mntr`), pings included.
+//! - Election hand-over beside lock hand-over between two processes (`BENCH_ONLY=election`,
+//!   `locks/election.rs`).
 
 use std::{
     collections::HashMap,
@@ -49,6 +51,8 @@ use std::{
 
 use lock_runtime::{distributed_lock, Backend, LockError, LockOptions};
 
+#[path = "locks/election.rs"]
+mod election;
 #[path = "locks/postgres.rs"]
 mod postgres;
 #[path = "locks/redlock.rs"]
@@ -1375,6 +1379,10 @@ async fn main() {
         cycles_child(&args[1..]).await;
         return;
     }
+    if args.first().map(String::as_str) == Some("--election-child") {
+        election::child(&args[1..]).await;
+        return;
+    }
     if args.iter().any(|a| a == "--list") {
         return; // `cargo bench -- --list` asks for test names; there are none.
     }
@@ -1400,6 +1408,11 @@ async fn main() {
 
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let wanted = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
+    // Election hand-over beside lock hand-over: 5 alternating rounds, each side its own
+    // pair of processes.
+    if wanted("election") {
+        election::run(&server, 5, (seconds() / 5).max(Duration::from_secs(1))).await;
+    }
     // Zero rounds for a scenario left out: it reports nothing.
     let rounds_of = |name: &str| if wanted(name) { rounds } else { 0 };
     // S1 and S2: the floor, the library and rslock each in processes of their own.
