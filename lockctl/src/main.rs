@@ -212,17 +212,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             drop(out);
             let interval = Duration::from_millis(interval_ms);
             let mut watch = backend.watch_lock(&name).await?.interval(interval);
-            let mut printed = 0;
-            while count.is_none_or(|count| printed < count) {
-                let now = tokio::select! {
-                    now = watch.next() => now?,
-                    _ = tokio::signal::ctrl_c() => return Ok(()),
-                };
-                let mut out = std::io::stdout().lock();
-                show::change(&mut out, &name, now.as_ref());
-                let _ = out.flush();
-                printed += 1;
-            }
+            follow(count, &mut watch, |out, now| {
+                show::change(out, &name, now);
+            })
+            .await?;
         }
         Command::Leader {
             name, watch: false, ..
@@ -242,17 +235,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             drop(out);
             let interval = Duration::from_millis(interval_ms);
             let mut watch = backend.watch_leader(&name).await?.interval(interval);
-            let mut printed = 0;
-            while count.is_none_or(|count| printed < count) {
-                let now = tokio::select! {
-                    now = watch.next() => now?,
-                    _ = tokio::signal::ctrl_c() => return Ok(()),
-                };
-                let mut out = std::io::stdout().lock();
-                show::leader(&mut out, &name, now.as_ref(), true);
-                let _ = out.flush();
-                printed += 1;
-            }
+            follow(count, &mut watch, |out, now| {
+                show::leader(out, &name, now, true);
+            })
+            .await?;
         }
         // Handled above, before connecting as the other commands do.
         Command::Doctor { .. } => {}
@@ -276,6 +262,47 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 None => return Err(not_held(&name)),
             }
         }
+    }
+    Ok(())
+}
+
+/// What `lockctl` can follow: a lock's holders or an election's leaders.
+trait Follow {
+    type State;
+    async fn next(&mut self) -> Result<Option<Self::State>, LockError>;
+}
+
+impl Follow for lock_runtime::LockWatch {
+    type State = LockInfo;
+    async fn next(&mut self) -> Result<Option<LockInfo>, LockError> {
+        lock_runtime::LockWatch::next(self).await
+    }
+}
+
+impl Follow for lock_runtime::LeaderWatch {
+    type State = lock_runtime::Leader;
+    async fn next(&mut self) -> Result<Option<lock_runtime::Leader>, LockError> {
+        lock_runtime::LeaderWatch::next(self).await
+    }
+}
+
+/// Prints each state `watch` gives with `print`, flushed at once, until `count` lines (if
+/// given) or Ctrl-C.
+async fn follow<W: Follow>(
+    count: Option<u64>,
+    watch: &mut W,
+    mut print: impl FnMut(&mut std::io::StdoutLock<'static>, Option<&W::State>),
+) -> Result<(), Failure> {
+    let mut printed = 0;
+    while count.is_none_or(|count| printed < count) {
+        let now = tokio::select! {
+            now = watch.next() => now?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let mut out = std::io::stdout().lock();
+        print(&mut out, now.as_ref());
+        let _ = out.flush();
+        printed += 1;
     }
     Ok(())
 }

@@ -39,6 +39,26 @@ fn text(output: &Output) -> (String, String) {
     )
 }
 
+/// The lines a running `lockctl` prints, as they come.
+fn lines_of(child: &mut std::process::Child) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (lines_in, lines) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_in.send(line);
+        }
+    });
+    lines
+}
+
+/// The next line of [`lines_of`], within 10 s.
+async fn next_line(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(10), lines.recv())
+        .await
+        .expect("lockctl printed a line in time")
+        .expect("lockctl is still running")
+}
+
 fn options(function: &'static str) -> LockOptions {
     LockOptions::new(Duration::from_secs(30))
         .fencing(true)
@@ -176,19 +196,8 @@ async fn watch_prints_each_holder_and_release_as_they_happen() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run lockctl watch");
-    let (lines_in, mut lines) = tokio::sync::mpsc::unbounded_channel();
-    let stdout = child.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines_in.send(line);
-        }
-    });
-    let mut next_line = async || {
-        tokio::time::timeout(Duration::from_secs(10), lines.recv())
-            .await
-            .expect("lockctl watch printed a line in time")
-            .expect("lockctl watch is still running")
-    };
+    let mut lines = lines_of(&mut child);
+    let mut next_line = async || next_line(&mut lines).await;
     // --count 4: free, held, free, held.
     assert!(next_line().await.ends_with(" job free"));
     let options = LockOptions::new(Duration::from_secs(10)).function("jobs::run");
@@ -504,19 +513,8 @@ async fn leader_shows_and_watches_who_leads_an_election() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run lockctl leader --watch");
-        let (lines_in, mut lines) = tokio::sync::mpsc::unbounded_channel();
-        let stdout = child.stdout.take().expect("stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = lines_in.send(line);
-            }
-        });
-        let mut next_line = async || {
-            tokio::time::timeout(Duration::from_secs(10), lines.recv())
-                .await
-                .expect("lockctl leader --watch printed a line in time")
-                .expect("lockctl leader --watch is still running")
-        };
+        let mut lines = lines_of(&mut child);
+        let mut next_line = async || next_line(&mut lines).await;
         assert!(next_line().await.ends_with(" scheduler: no leader"));
         let options = LeaderOptions::new(Duration::from_secs(10)).function("jobs::schedule");
         let leading = backend
