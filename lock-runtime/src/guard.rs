@@ -292,9 +292,18 @@ impl LockGuard {
     }
 
     /// Whether letting go must leave the lock to its delay: taken with a lock delay, and
-    /// its lease ran out by this process's clock (or its session ended).
+    /// its lease ran out by this process's clock (or its session ended). The lease end is
+    /// the latest known: a renewal task records each new one in the local queue.
     pub(crate) fn abandons(&self) -> bool {
-        !self.lock_delay.is_zero() && self.is_expired()
+        if self.lock_delay.is_zero() {
+            return false;
+        }
+        let renewed = self
+            .backend
+            .local()
+            .lease_end(&self.store_key, self.generation);
+        let lease_end = renewed.map_or(self.lease_end, |end| end.max(self.lease_end));
+        Instant::now() >= lease_end || self.session.as_ref().is_some_and(session_over)
     }
 
     /// Lets go of a lock whose lease ran out without deleting it, so its lock delay holds

@@ -173,6 +173,13 @@ impl LocalQueue {
         }
     }
 
+    /// The lease end last recorded for the slot of `key`, if `generation` owns it.
+    pub(crate) fn lease_end(&self, key: &str, generation: u64) -> Option<Instant> {
+        let keys = self.keys();
+        let entry = keys.get(key).filter(|e| e.generation == generation)?;
+        entry.lease_end
+    }
+
     /// Passes the slot of `key`, if `generation` still owns it, to the first waiter still
     /// waiting, or frees it.
     pub(crate) fn pass(&self, key: &str, generation: u64) {

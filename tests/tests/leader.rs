@@ -133,3 +133,54 @@ async fn two_candidates_one_leader_and_a_resignation_hands_over_at_once() {
         .expect("elected");
     third.resign().await.expect("resign");
 }
+
+/// A leadership (or any renewed lock) taken with a lock delay, given up while renewal still
+/// keeps it, is released at once: the delay is for leases that ran out, not for clean ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_leader_with_a_lock_delay_hands_over_at_once() {
+    let server = RedisServer::start();
+    let (a, b) = (
+        Backend::redis(&server.url()).await.expect("connect"),
+        Backend::redis(&server.url()).await.expect("connect"),
+    );
+    let options =
+        LeaderOptions::new(Duration::from_millis(300)).lock_delay(Duration::from_secs(30));
+    let first = a.campaign("delayed", &options).await.expect("elected");
+    // Past two TTLs: only renewal keeps it.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(first.is_leading());
+    let waiting = {
+        let (b, options) = (b.clone(), options.clone());
+        tokio::spawn(async move { b.campaign("delayed", &options).await })
+    };
+    drop(first);
+    let second = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("handed over at once, not after the 30 s delay")
+        .expect("join")
+        .expect("elected");
+    // A `with_lock` body cancelled after its lease was renewed: released at once too.
+    second.resign().await.expect("resign");
+    let renewed = lock_runtime::LockOptions::new(Duration::from_millis(300))
+        .renew(true)
+        .lock_delay(Duration::from_secs(30));
+    let body = a.with_lock(
+        "delayed-body",
+        &renewed,
+        tokio::time::sleep(Duration::from_secs(60)),
+    );
+    assert!(tokio::time::timeout(Duration::from_millis(700), body)
+        .await
+        .is_err());
+    let again = tokio::time::timeout(
+        Duration::from_secs(5),
+        b.acquire(
+            "delayed-body",
+            &renewed.clone().wait(Duration::from_secs(5)),
+        ),
+    )
+    .await
+    .expect("free at once")
+    .expect("acquire");
+    again.release().await.expect("release");
+}
