@@ -1,4 +1,5 @@
-//! Leader election across processes (`leader-proc`), on Redis, ZooKeeper and PostgreSQL:
+//! Leader election across processes (`leader-proc`), on Redis (one server, Sentinel,
+//! Cluster), ZooKeeper and PostgreSQL:
 //! a killed leader is replaced within its TTL plus a little, a leader frozen (SIGSTOP) past
 //! its lease finds its leadership lost on resume, and a fenced resource accepts every
 //! leader's writes in term order only: never one from a deposed leader after its
@@ -166,4 +167,18 @@ async fn on_postgres_a_killed_leader_is_replaced_and_a_frozen_one_deposed() {
         &[("LOCK_TESTS_TABLE", table)],
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_sentinel_a_killed_leader_is_replaced_and_a_frozen_one_deposed() {
+    let primary = RedisServer::start();
+    let sentinel = lock_tests::Sentinel::start("leaders", &primary, 1);
+    let url = lock_tests::Sentinel::url(std::slice::from_ref(&sentinel), "leaders");
+    kill_and_freeze(&url, Duration::from_secs(1), &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_killed_leader_is_replaced_and_a_frozen_one_deposed() {
+    let cluster = lock_tests::RedisCluster::start(3, 0).await;
+    kill_and_freeze(&cluster.url(), Duration::from_secs(1), &[]).await;
 }
