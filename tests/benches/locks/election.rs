@@ -1,10 +1,11 @@
 //! Election hand-over (`BENCH_ONLY=election`) beside the lock hand-over, on one Redis
 //! server. Each side is a pair of candidate processes (this binary with
-//! `--election-child`): the leader leads 1 ms and resigns (`Leadership::resign`), then
-//! waits 5 ms before campaigning again, so leadership passes to the other process, woken
-//! by the release; on the lock side the same with `acquire` (waiting) and `release`. The
-//! gap is from one process's resignation (or release) to the other's election (or
-//! acquisition), by the machine's wall clock, over the hand-overs between the two
+//! `--election-child`): the leader leads 5 ms and resigns (`Leadership::resign`), then
+//! waits 1 ms before campaigning again, so leadership passes to the other process, which
+//! is campaigning meanwhile and is woken by the release; on the lock side the same with
+//! `acquire` (waiting, fenced as an election is) and `release`. The
+//! gap is from the moment one process starts to resign (or release) to the other's
+//! election (or acquisition), by the machine's wall clock, over the hand-overs between the two
 //! processes only. The rounds alternate the sides; each figure is min / median / max over
 //! the rounds, with client CPU (both candidates), server CPU and server commands per
 //! holding, and the machine's load.
@@ -16,9 +17,11 @@ use lock_tests::RedisServer;
 
 use super::{commandstats_total, fresh_servers, load, micros_now, process_cpu};
 
-/// How long the leader holds before it resigns, and pauses before it campaigns again.
-const LEAD: Duration = Duration::from_millis(1);
-const PAUSE: Duration = Duration::from_millis(5);
+/// How long the leader holds before it resigns (long enough for the other process to be
+/// campaigning by then), and pauses before it campaigns again (long enough for the woken
+/// candidate to win).
+const LEAD: Duration = Duration::from_millis(5);
+const PAUSE: Duration = Duration::from_millis(1);
 
 /// One round of one side.
 struct Round {
@@ -163,7 +166,10 @@ pub(super) async fn child(args: &[String]) {
     let backend = fresh_servers().connect(url).await.expect("connect");
     let mut holdings = Vec::new();
     let leader = LeaderOptions::new(Duration::from_secs(10));
-    let lock = LockOptions::new(Duration::from_secs(10)).wait(Duration::from_secs(30));
+    // Fenced, as an election is: the two sides send the same commands to take the key.
+    let lock = LockOptions::new(Duration::from_secs(10))
+        .wait(Duration::from_secs(30))
+        .fencing(true);
     while Instant::now() < until {
         let left = until.saturating_duration_since(Instant::now());
         if side == "election" {
