@@ -986,6 +986,18 @@ pub async fn lock_delay_after_a_lost_holder<S: Servers>(servers: &S, scenario: &
             held_at
         }
     };
+    // Past the TTL (and the session), inside the delay: readers are kept out too.
+    if a.capabilities()
+        .supports(lock_runtime::store::LockKind::Read)
+    {
+        tokio::time::sleep_until((held_at + lease + delay / 2).into()).await;
+        let read = LockOptions::new(lease).mode(LockMode::Read);
+        let refused = b.acquire("delayed", &read).await;
+        assert!(
+            matches!(refused, Err(LockError::Busy { .. })),
+            "a reader inside the lock delay: {refused:?}"
+        );
+    }
     let next = b
         .acquire("delayed", &waiting)
         .await

@@ -329,15 +329,14 @@ impl Store for ZooKeeperStore {
             if !granted {
                 return Ok(Attempt::Busy);
             }
-            if request.kind == LockKind::Exclusive {
-                let delay = request.lock_delay;
-                let waited = self.wait_out_delay(request.key, &mut contender, &children, delay);
-                if let Some(left) = waited.await? {
-                    return Ok(Attempt::BusyFor { left });
-                }
-                if contender.marker.is_some() {
-                    self.remember(request.key, contender);
-                }
+            // An earlier holder's lock delay keeps readers out too (they write none).
+            let delay = request.lock_delay;
+            let waited = self.wait_out_delay(request.key, &mut contender, &children, delay);
+            if let Some(left) = waited.await? {
+                return Ok(Attempt::BusyFor { left });
+            }
+            if contender.marker.is_some() {
+                self.remember(request.key, contender);
             }
             Ok(Attempt::Acquired { fence })
         })
