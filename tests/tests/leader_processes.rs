@@ -1,9 +1,8 @@
 //! Leader election across processes (`leader-proc`), on Redis (one server, Sentinel,
-//! Cluster), ZooKeeper and PostgreSQL:
-//! a killed leader is replaced within its TTL plus a little, a leader frozen (SIGSTOP) past
-//! its lease finds its leadership lost on resume, and a fenced resource accepts every
-//! leader's writes in term order only: never one from a deposed leader after its
-//! successor's.
+//! Cluster), ZooKeeper and PostgreSQL: a killed leader is replaced within its TTL plus 50
+//! ms, a leader frozen (SIGSTOP) past its lease finds its leadership lost on resume and a
+//! late write with its term refused, and a fenced resource accepts every leader's writes
+//! in term order only: never one from a deposed leader after its successor's.
 
 use std::{process::Stdio, time::Duration};
 
@@ -125,8 +124,11 @@ async fn kill_and_freeze(store: &str, ttl: Duration, env: &[(&str, String)]) {
         .next("lost", Some(second.candidate), Duration::from_secs(10))
         .await;
     assert_eq!(term_of(&lost), term_of(&second));
-    // Give a write the deposed leader might still send the time to land.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A write with the deposed leader's term, arriving late: the resource refuses it.
+    let late = candidates
+        .next("late", Some(second.candidate), Duration::from_secs(10))
+        .await;
+    assert_eq!(late.text, format!("late {} refused", term_of(&second)));
 
     let log = resource.raw(&["LRANGE", "resource:log", "0", "-1"]);
     let accepted: Vec<u64> = log

@@ -2,7 +2,9 @@
 //! and while it leads writes its term to a fenced resource (a Redis server whose script
 //! refuses a term lower than the highest it has seen, and logs every write it accepts)
 //! every 20 ms. Prints `leading <term> <µs>` when elected, `refused <term>` when the
-//! resource refuses a write, `lost <term>` when leadership ends; then campaigns again.
+//! resource refuses a write, `lost <term>` when leadership ends, then sends one more write
+//! with the old term, as a request already on its way would arrive, and prints `late
+//! <term> refused` or `late <term> accepted`; then campaigns again.
 //!
 //! Usage: `leader-proc <store url> <resource redis url> <election> <ttl ms>`; on
 //! PostgreSQL the table is `LOCK_TESTS_TABLE`; on ZooKeeper the session timeout is the TTL.
@@ -52,6 +54,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 biased;
                 () = leading.lost() => {
                     println!("lost {term}");
+                    let accepted: i64 = script
+                        .key("resource:top")
+                        .key("resource:log")
+                        .arg(term)
+                        .invoke_async(&mut conn)
+                        .await?;
+                    let said = if accepted == 0 { "refused" } else { "accepted" };
+                    println!("late {term} {said}");
                     break;
                 }
                 () = tokio::time::sleep(Duration::from_millis(20)) => {
