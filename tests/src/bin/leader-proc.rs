@@ -25,6 +25,21 @@ redis.call('RPUSH', KEYS[2], ARGV[1])
 return 1
 ";
 
+/// Sends one write with `term`: whether the resource accepted it, `None` if it failed.
+async fn write(
+    script: &redis::Script,
+    conn: &mut redis::aio::MultiplexedConnection,
+    term: u64,
+) -> Option<bool> {
+    let accepted: Result<i64, _> = script
+        .key("resource:top")
+        .key("resource:log")
+        .arg(term)
+        .invoke_async(conn)
+        .await;
+    accepted.ok().map(|accepted| accepted == 1)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -54,25 +69,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 biased;
                 () = leading.lost() => {
                     println!("lost {term}");
-                    let accepted: i64 = script
-                        .key("resource:top")
-                        .key("resource:log")
-                        .arg(term)
-                        .invoke_async(&mut conn)
-                        .await?;
-                    let said = if accepted == 0 { "refused" } else { "accepted" };
-                    println!("late {term} {said}");
+                    // A write frozen in flight may have timed out on resume: try again.
+                    for _ in 0..10 {
+                        match write(&script, &mut conn, term).await {
+                            Some(true) => println!("late {term} accepted"),
+                            Some(false) => println!("late {term} refused"),
+                            None => continue,
+                        }
+                        break;
+                    }
                     break;
                 }
                 () = tokio::time::sleep(Duration::from_millis(20)) => {
-                    let accepted: i64 = script
-                        .key("resource:top")
-                        .key("resource:log")
-                        .arg(term)
-                        .invoke_async(&mut conn)
-                        .await?;
-                    if accepted == 0 {
-                        println!("refused {term}");
+                    match write(&script, &mut conn, term).await {
+                        Some(true) => {}
+                        Some(false) => println!("refused {term}"),
+                        // The resource did not answer in time (this process was frozen
+                        // with the write in flight, say): whether it landed is unknown.
+                        None => println!("unanswered {term}"),
                     }
                 }
             }
