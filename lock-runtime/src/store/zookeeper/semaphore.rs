@@ -140,12 +140,15 @@ impl ZooKeeperStore {
         if leases.len() > permits as usize {
             return Ok(Attempt::Busy);
         }
-        // Ours: leave the queue, so the next contender takes its turn. The request is sent
-        // now and its answer not awaited (the server handles our requests in order, so
-        // nothing of ours overtakes it); the place is kept on record, and the release
-        // deletes it again should this delete have been lost with the connection.
+        // Ours: leave the queue, so the next contender takes its turn, before answering:
+        // another client asking after this acquire returned must find the queue free (a
+        // delete not yet done let a second permit, free, answer Busy under load). The place
+        // stays on record if the delete fails, and the release deletes it then.
         if let Some(queued) = &contender.queued {
-            drop(contender.session.client.delete(queued, None));
+            match contender.session.client.delete(queued, None).await {
+                Ok(()) | Err(zookeeper_client::Error::NoNode) => {}
+                Err(e) => tracing::debug!(error = %e, "leaving the semaphore's queue failed"),
+            }
         }
         let fence = request
             .fencing
