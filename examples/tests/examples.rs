@@ -341,8 +341,10 @@ async fn the_leader_scheduler_hands_over_when_its_leader_stops() {
         .expect("run leader-scheduler");
     assert!(output.status.success(), "{output:?}");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    // The first leader, and the one after it stopped (a third may be elected while the
+    // program shuts its instances down).
     let leads: Vec<&str> = text.lines().filter(|l| l.contains(" leads ")).collect();
-    assert_eq!(leads.len(), 2, "{text}");
+    assert!(leads.len() >= 2, "{text}");
     let mut leader = None;
     for line in text.lines() {
         let name = line.split(' ').nth(1).expect("an instance");

@@ -29,18 +29,27 @@ static STOP: tokio::sync::Notify = tokio::sync::Notify::const_new();
 async fn schedule(name: String, period: Duration) -> Result<(), LockError> {
     let term = lock_runtime::fencing_token().unwrap_or_default();
     println!("instance {name} leads (term {term})");
+    // Says so however the work ends (told to stop, or the program shutting down), before
+    // leadership is given up.
+    let _stops = Stops(&name, term);
     for job in 1.. {
         tokio::select! {
             () = tokio::time::sleep(period) => {
                 println!("instance {name} (term {term}) scheduled job {job}");
             }
-            () = STOP.notified() => {
-                println!("instance {name} (term {term}) stops");
-                break;
-            }
+            () = STOP.notified() => break,
         }
     }
     Ok(())
+}
+
+/// Prints that an instance stops leading when its work ends.
+struct Stops<'a>(&'a str, u64);
+
+impl Drop for Stops<'_> {
+    fn drop(&mut self) {
+        println!("instance {} (term {}) stops", self.0, self.1);
+    }
 }
 
 #[tokio::main]
