@@ -343,16 +343,7 @@ impl Store for ZooKeeperStore {
     }
 
     fn release<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let contender = match self.forget(key, token) {
-                Some(contender) => contender,
-                None => match self.look_up(key, token).await? {
-                    Some(contender) => contender,
-                    None => return Ok(false),
-                },
-            };
-            self.delete(key, contender).await
-        })
+        Box::pin(self.let_go(key, token, false))
     }
 
     fn extend<'a>(
@@ -434,20 +425,7 @@ impl Sessions for ZooKeeperStore {
     /// Deletes the holder's node alone: its lock-delay node stays, so the next contender
     /// waits out the delay as after the end of a session.
     fn abandon<'a>(&'a self, key: &'a str, token: &'a Token) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let contender = match self.forget(key, token) {
-                Some(contender) => contender,
-                None => match self.look_up(key, token).await? {
-                    Some(contender) => contender,
-                    None => return Ok(false),
-                },
-            };
-            let contender = Contender {
-                marker: None,
-                ..contender
-            };
-            self.delete(key, contender).await
-        })
+        Box::pin(self.let_go(key, token, true))
     }
 }
 

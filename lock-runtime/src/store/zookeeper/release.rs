@@ -62,6 +62,33 @@ impl ZooKeeperStore {
         }))
     }
 
+    /// Deletes `token`'s nodes for `key` (from this process's record, or found by name);
+    /// with `keep_delay`, its lock-delay node stays (`Sessions::abandon`). Whether its node
+    /// was still there.
+    pub(super) async fn let_go(
+        &self,
+        key: &str,
+        token: &Token,
+        keep_delay: bool,
+    ) -> Result<bool, StoreError> {
+        let contender = match self.forget(key, token) {
+            Some(contender) => contender,
+            None => match self.look_up(key, token).await? {
+                Some(contender) => contender,
+                None => return Ok(false),
+            },
+        };
+        let marker = contender.marker.filter(|_| !keep_delay);
+        self.delete(
+            key,
+            Contender {
+                marker,
+                ..contender
+            },
+        )
+        .await
+    }
+
     /// Deletes `contender`'s nodes (its `key`), and in the same round trip a semaphore's
     /// directories when that left them empty, or the directories of locks idle here for a
     /// while (`tidy.rs`; the server answers in order, and refuses a directory that still
