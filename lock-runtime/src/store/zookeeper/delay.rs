@@ -13,7 +13,11 @@
 //! contender and never wait for it (nor honour it: a Java service on the same lock takes no
 //! delay).
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use zookeeper_client as zk;
 
@@ -63,7 +67,7 @@ impl ZooKeeperStore {
                         contender.marker = Some(stat.version);
                         return Ok(None);
                     }
-                    if let Some(left) = self.delay_left(key, &data, theirs) {
+                    if let Some(left) = self.delays.left(key, &data, theirs, Instant::now()) {
                         return Ok(Some(left));
                     }
                     let taken = match delay.is_zero() {
@@ -78,7 +82,7 @@ impl ZooKeeperStore {
                     };
                     return match taken {
                         Ok(marker) => {
-                            self.delays().remove(key);
+                            self.delays.forget(key);
                             contender.marker = marker;
                             Ok(None)
                         }
@@ -103,12 +107,29 @@ impl ZooKeeperStore {
             Err(e) => Err(failed(e)),
         }
     }
+}
 
-    /// How long the lock-delay of the holder whose `delay` node says `data` still keeps
-    /// `key` out, counted from when this process first saw that node; `None` once over.
-    fn delay_left(&self, key: &str, data: &[u8], delay: Duration) -> Option<Duration> {
-        let now = Instant::now();
-        let mut delays = self.delays();
+/// How long after an earlier holder's delay ended this process still remembers it: a
+/// contender that gave up waiting leaves its lock's entry behind, and a later one seeing
+/// the same `delay` node after that waits the whole delay again (later, never sooner).
+const REMEMBER: Duration = Duration::from_secs(60);
+
+/// For each lock whose contender here waits out an earlier holder's lock delay: that
+/// holder's `delay` node, and when its delay ends, counted from when this process first
+/// saw the node.
+#[derive(Default)]
+pub(super) struct Delays(Mutex<HashMap<String, (Vec<u8>, Instant)>>);
+
+impl Delays {
+    /// How long the lock-delay of the holder whose `delay` node says `data` (a delay of
+    /// `delay`) still keeps `key` out at `now`; `None` once over. Entries whose delay ended
+    /// more than [`REMEMBER`] ago are forgotten whenever a lock is first seen.
+    fn left(&self, key: &str, data: &[u8], delay: Duration, now: Instant) -> Option<Duration> {
+        // No critical section below can panic half-way.
+        let mut delays = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !delays.contains_key(key) {
+            delays.retain(|_, (_, end)| now.saturating_duration_since(*end) <= REMEMBER);
+        }
         let seen = delays
             .entry(key.to_owned())
             .or_insert_with(|| (data.to_vec(), now + delay));
@@ -117,6 +138,19 @@ impl ZooKeeperStore {
         }
         let left = seen.1.saturating_duration_since(now);
         (!left.is_zero()).then_some(left)
+    }
+
+    /// Forgets `key`'s earlier holder once a contender here took the lock over.
+    fn forget(&self, key: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
 
@@ -132,5 +166,45 @@ mod tests {
         assert_eq!(read, token.as_str());
         assert_eq!(delay, Duration::from_millis(1500));
         assert_eq!(parse(b"garbage"), ("garbage", Duration::ZERO));
+    }
+
+    #[test]
+    fn a_delay_counts_from_when_its_node_was_first_seen() {
+        let delays = Delays::default();
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        assert_eq!(delays.left("a", b"t1 1000", second, start), Some(second));
+        let later = start + Duration::from_millis(400);
+        assert_eq!(
+            delays.left("a", b"t1 1000", second, later),
+            Some(Duration::from_millis(600))
+        );
+        // Another holder's node starts the count again.
+        assert_eq!(delays.left("a", b"t2 1000", second, later), Some(second));
+        assert_eq!(delays.left("a", b"t2 1000", second, later + second), None);
+        delays.forget("a");
+        assert_eq!(delays.len(), 0);
+    }
+
+    #[test]
+    fn delays_given_up_on_are_forgotten_a_while_after_they_end() {
+        let delays = Delays::default();
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        delays.left("gave-up", b"t1 1000", second, start);
+        // Still remembered while its delay runs and for a while after it ended.
+        delays.left("b", b"t2 1000", second, start + REMEMBER);
+        assert_eq!(delays.len(), 2);
+        // Forgotten once a new lock is seen after that.
+        delays.left("c", b"t3 1000", second, start + second + REMEMBER * 2);
+        assert_eq!(
+            delays.len(),
+            2,
+            "only b (ended at REMEMBER + 1s) and c are left"
+        );
+        assert_eq!(
+            delays.left("b", b"t2 1000", second, start + second + REMEMBER * 2),
+            None
+        );
     }
 }

@@ -28,7 +28,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use tokio::sync::Notify;
@@ -88,9 +88,8 @@ pub(crate) struct ZooKeeperStore {
     contenders: Mutex<HashMap<String, Vec<Contender>>>,
     /// Lock directories idle here, removed a while after (`tidy.rs`).
     tidy: tidy::Tidy,
-    /// For each lock whose contender here waits out an earlier holder's lock delay: that
-    /// holder's `delay` node, and when the delay ends (`delay.rs`).
-    delays: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
+    /// The earlier holders' lock delays contenders here wait out (`delay.rs`).
+    delays: delay::Delays,
 }
 
 impl std::fmt::Debug for ZooKeeperStore {
@@ -190,7 +189,7 @@ impl ZooKeeperStore {
             timeout,
             contenders: Mutex::default(),
             tidy: tidy::Tidy::default(),
-            delays: Mutex::default(),
+            delays: delay::Delays::default(),
         })
     }
 
@@ -206,10 +205,6 @@ impl ZooKeeperStore {
         self.contenders
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn delays(&self) -> MutexGuard<'_, HashMap<String, (Vec<u8>, Instant)>> {
-        self.delays.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The session to take locks in: the current one, or a new one if it ended.
