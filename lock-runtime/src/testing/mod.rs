@@ -293,13 +293,28 @@ impl Inner {
 
     /// A holder took `key`: its lease can now be ended.
     fn took(&self, key: &str, token: &Token, shared: bool) {
+        let mut leases = self.leases();
+        let all = leases.entry(key.to_owned()).or_default();
+        if all.iter().any(|earlier| earlier.token == *token) {
+            // A retry of a try that took it.
+            return;
+        }
+        // An earlier holder still listed let go without a release (a forgotten guard) and
+        // is gone now that this one took the lock: a writer excludes every earlier holder,
+        // a reader every earlier writer.
+        all.retain(|earlier| {
+            let still = shared && earlier.shared;
+            if !still {
+                earlier.state.send_replace(SessionState::Ended);
+            }
+            still
+        });
         let (state, _) = watch::channel(SessionState::Live);
-        let lease = Lease {
+        all.push(Lease {
             token: *token,
             shared,
             state,
-        };
-        self.leases().entry(key.to_owned()).or_default().push(lease);
+        });
     }
 
     /// The holder `token` of `key` let go.
@@ -311,5 +326,38 @@ impl Inner {
                 leases.remove(key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::TestStore;
+    use crate::LockOptions;
+
+    #[tokio::test]
+    async fn a_forgotten_holder_leaves_the_list_when_the_lock_is_taken_again() {
+        let store = TestStore::new();
+        let backend = store.backend().expect("a backend");
+        let short = LockOptions::new(Duration::from_millis(50));
+        let forgotten = backend.acquire("job", &short).await.expect("first holder");
+        let mut first = forgotten.session().expect("a lease to end");
+        std::mem::forget(forgotten);
+        let waiting = LockOptions::new(Duration::from_secs(10)).wait(Duration::from_secs(10));
+        let second = backend
+            .acquire("job", &waiting)
+            .await
+            .expect("once it expired");
+        assert_eq!(
+            store.inner.leases()["job"].len(),
+            1,
+            "only the second holder"
+        );
+        assert!(
+            first.has_changed().is_err() || *first.borrow_and_update() != super::SessionState::Live
+        );
+        second.release().await.expect("released");
+        assert!(!store.inner.leases().contains_key("job"));
     }
 }
