@@ -143,7 +143,14 @@ impl LockGuard {
     /// Whether the lease has run out by this process's clock, or (on a store whose leases
     /// are sessions) the session that holds the lock ended or was cut off for too long.
     pub fn is_expired(&self) -> bool {
-        Instant::now() >= self.lease_end || self.session.as_ref().is_some_and(session_over)
+        // The latest lease end known: a renewal task (a guarded body's, a leader's) records
+        // each new one in the local queue, not in this guard.
+        let renewed = self
+            .backend
+            .local()
+            .lease_end(&self.store_key, self.generation);
+        let lease_end = renewed.map_or(self.lease_end, |end| end.max(self.lease_end));
+        Instant::now() >= lease_end || self.session.as_ref().is_some_and(session_over)
     }
 
     /// The session that holds the lock, on a store whose leases are sessions.
@@ -292,18 +299,9 @@ impl LockGuard {
     }
 
     /// Whether letting go must leave the lock to its delay: taken with a lock delay, and
-    /// its lease ran out by this process's clock (or its session ended). The lease end is
-    /// the latest known: a renewal task records each new one in the local queue.
+    /// its lease ran out by this process's clock, renewals counted (or its session ended).
     pub(crate) fn abandons(&self) -> bool {
-        if self.lock_delay.is_zero() {
-            return false;
-        }
-        let renewed = self
-            .backend
-            .local()
-            .lease_end(&self.store_key, self.generation);
-        let lease_end = renewed.map_or(self.lease_end, |end| end.max(self.lease_end));
-        Instant::now() >= lease_end || self.session.as_ref().is_some_and(session_over)
+        !self.lock_delay.is_zero() && self.is_expired()
     }
 
     /// Lets go of a lock whose lease ran out without deleting it, so its lock delay holds
