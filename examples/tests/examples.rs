@@ -364,25 +364,18 @@ async fn the_leader_scheduler_hands_over_when_its_leader_stops() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_leader_scheduler_processes_survive_a_killed_leader() {
     let redis = RedisServer::start();
-    let (send, mut lines) = tokio::sync::mpsc::unbounded_channel::<(usize, String)>();
-    let mut children = Vec::new();
-    for (i, name) in ["a", "b", "c"].iter().enumerate() {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_leader-scheduler"))
-            .args(["--redis", &redis.url(), "--name", name, "--seconds", "30"])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn leader-scheduler");
-        let stdout = child.stdout.take().expect("stdout");
-        let send = send.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                let _ = send.send((i, line));
-            }
-        });
-        children.push(child);
-    }
+    let mut children: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_leader-scheduler"))
+                .args(["--redis", &redis.url(), "--name", name, "--seconds", "30"])
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn leader-scheduler")
+        })
+        .collect();
+    let mut lines = lock_tests::output_lines(&mut children);
     let mut next_leader = async || loop {
         let (i, line) = tokio::time::timeout(Duration::from_secs(20), lines.recv())
             .await

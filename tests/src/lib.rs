@@ -27,7 +27,9 @@ pub use postgres::{
     postgres_url, unique_table, PrivateCluster, POSTGRES_URL_ENV, PRIVATE_PASSWORD,
 };
 pub(crate) use process::{await_ready, START_BOUND};
-pub use process::{eventually, eventually_async, free_port, kill_holder_once_held, signal};
+pub use process::{
+    eventually, eventually_async, free_port, kill_holder_once_held, output_lines, signal,
+};
 pub use proxy::Proxy;
 pub use redis_server::{info_field, raw_command, RedisServer, REDIS_SERVER_ENV};
 pub use redlock::RedlockServers;

@@ -141,6 +141,28 @@ pub async fn kill_holder_once_held(binary: &str, args: &[&str], env: &[(&str, &s
     held_at
 }
 
+/// The lines the processes `children` print on their standard output (which they must have
+/// piped), as they come, each with the index of the process in `children`. The channel
+/// ends once every process closed its output.
+pub fn output_lines(
+    children: &mut [tokio::process::Child],
+) -> tokio::sync::mpsc::UnboundedReceiver<(usize, String)> {
+    let (send, lines) = tokio::sync::mpsc::unbounded_channel();
+    for (index, child) in children.iter_mut().enumerate() {
+        let stdout = child.stdout.take().expect("a piped standard output");
+        let send = send.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+            while let Ok(Some(line)) = lines.next_line().await {
+                if send.send((index, line)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    lines
+}
+
 /// [`eventually`] with a condition that awaits (a store call, say).
 pub async fn eventually_async<F: std::future::Future<Output = bool>>(
     bound: Duration,

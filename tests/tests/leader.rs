@@ -143,11 +143,11 @@ async fn a_renewed_leader_with_a_lock_delay_hands_over_at_once() {
         Backend::redis(&server.url()).await.expect("connect"),
         Backend::redis(&server.url()).await.expect("connect"),
     );
-    let options =
-        LeaderOptions::new(Duration::from_millis(300)).lock_delay(Duration::from_secs(30));
+    // A TTL of 1 s (renewed every third of it) leaves a busy machine room to renew.
+    let options = LeaderOptions::new(Duration::from_secs(1)).lock_delay(Duration::from_secs(30));
     let first = a.campaign("delayed", &options).await.expect("elected");
     // Past two TTLs: only renewal keeps it.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(first.is_leading());
     let waiting = {
         let (b, options) = (b.clone(), options.clone());
@@ -161,7 +161,7 @@ async fn a_renewed_leader_with_a_lock_delay_hands_over_at_once() {
         .expect("elected");
     // A `with_lock` body cancelled after its lease was renewed: released at once too.
     second.resign().await.expect("resign");
-    let renewed = lock_runtime::LockOptions::new(Duration::from_millis(300))
+    let renewed = lock_runtime::LockOptions::new(Duration::from_secs(1))
         .renew(true)
         .lock_delay(Duration::from_secs(30));
     let body = a.with_lock(
@@ -169,7 +169,7 @@ async fn a_renewed_leader_with_a_lock_delay_hands_over_at_once() {
         &renewed,
         tokio::time::sleep(Duration::from_secs(60)),
     );
-    assert!(tokio::time::timeout(Duration::from_millis(700), body)
+    assert!(tokio::time::timeout(Duration::from_millis(2500), body)
         .await
         .is_err());
     let again = tokio::time::timeout(

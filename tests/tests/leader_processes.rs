@@ -6,9 +6,10 @@
 
 use std::{process::Stdio, time::Duration};
 
-use lock_tests::{now_us, postgres_url, signal, unique_table, RedisServer, ZooKeeperServer};
+use lock_tests::{
+    now_us, output_lines, postgres_url, signal, unique_table, RedisServer, ZooKeeperServer,
+};
 use tokio::{
-    io::{AsyncBufReadExt as _, BufReader},
     process::{Child, Command},
     sync::mpsc,
 };
@@ -21,7 +22,7 @@ struct Line {
 
 struct Candidates {
     children: Vec<Child>,
-    lines: mpsc::UnboundedReceiver<Line>,
+    lines: mpsc::UnboundedReceiver<(usize, String)>,
 }
 
 impl Candidates {
@@ -32,29 +33,18 @@ impl Candidates {
         ttl: Duration,
         env: &[(&str, String)],
     ) -> Self {
-        let (send, lines) = mpsc::unbounded_channel();
-        let children = (0..count)
-            .map(|candidate| {
-                let mut child = Command::new(env!("CARGO_BIN_EXE_leader-proc"))
+        let mut children: Vec<Child> = (0..count)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_leader-proc"))
                     .args([store, resource, "scheduler", &ttl.as_millis().to_string()])
                     .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
                     .stdout(Stdio::piped())
                     .kill_on_drop(true)
                     .spawn()
-                    .expect("spawn leader-proc");
-                let stdout = child.stdout.take().expect("stdout");
-                let send = send.clone();
-                tokio::spawn(async move {
-                    let mut lines = BufReader::new(stdout).lines();
-                    while let Ok(Some(text)) = lines.next_line().await {
-                        if send.send(Line { candidate, text }).is_err() {
-                            break;
-                        }
-                    }
-                });
-                child
+                    .expect("spawn leader-proc")
             })
             .collect();
+        let lines = output_lines(&mut children);
         Self { children, lines }
     }
 
@@ -62,10 +52,14 @@ impl Candidates {
     async fn next(&mut self, word: &str, candidate: Option<usize>, bound: Duration) -> Line {
         let deadline = tokio::time::Instant::now() + bound;
         loop {
-            let line = tokio::time::timeout_at(deadline, self.lines.recv())
+            let (candidate_of, text) = tokio::time::timeout_at(deadline, self.lines.recv())
                 .await
                 .unwrap_or_else(|_| panic!("no `{word}` line within {bound:?}"))
                 .expect("the candidates' output");
+            let line = Line {
+                candidate: candidate_of,
+                text,
+            };
             if line.text.starts_with(word) && candidate.is_none_or(|c| c == line.candidate) {
                 return line;
             }
